@@ -1,0 +1,1 @@
+"""One module per command. Each imports only typer at module level."""

@@ -1,0 +1,68 @@
+"""`forge logs`: the most recent model attempts from the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from forge.commands.options import ConfigOption, JsonOption
+
+
+def logs(
+    config: ConfigOption = None,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many attempts.")] = 20,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model alias.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show recent model attempts: tokens, latency, cost and outcome."""
+    import time
+    from dataclasses import asdict
+
+    from forge.commands.output import console, print_json, seconds, usd
+    from forge.ledger import Ledger
+
+    rows = Ledger.open().attempts(limit=count, model=model, run_id=run)
+    if json_output:
+        print_json({"attempts": [asdict(r) | {"cost_usd": _text(r.cost_usd)} for r in rows]})
+        return
+    out = console()
+    if not rows:
+        out.print("No model calls recorded yet.")
+        return
+    from rich.table import Table
+
+    table = Table(title="Recent attempts (newest first)", title_justify="left")
+    for column in (
+        "when",
+        "run",
+        "model",
+        "tier",
+        "outcome",
+        "in/out tok",
+        "ttft",
+        "latency",
+        "cost",
+        "error",
+    ):
+        table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
+    for r in rows:
+        outcome = r.outcome or r.status
+        table.add_row(
+            time.strftime("%H:%M:%S", time.localtime(r.started_at)),
+            r.run_id or "-",
+            r.model,
+            r.tier or "-",
+            outcome if not r.error_kind else f"{outcome} ({r.error_kind})",
+            f"{r.input_tokens or 0}/{r.output_tokens or 0}",
+            seconds(r.ttft_s),
+            seconds(r.latency_s),
+            usd(r.cost_usd, r.cost_source) if r.outcome != "refused" else "-",
+            (r.error or "")[:200],
+        )
+    out.print(table)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

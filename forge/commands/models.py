@@ -1,0 +1,186 @@
+"""`forge models`: what can be called, at what price, and how it has been doing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from forge.commands.options import ConfigOption, JsonOption
+
+if TYPE_CHECKING:
+    from forge.config import ForgeConfig
+    from forge.ledger import Ledger
+    from forge.providers.catalogue import CatalogueEntry
+
+HEALTH_PROMPT = "Reply with the single word: ok"
+
+
+def models(
+    config: ConfigOption = None,
+    discover: Annotated[
+        bool, typer.Option("--discover", help="Ask providers which models they serve.")
+    ] = False,
+    health: Annotated[
+        bool, typer.Option("--health", help="Send each configured model a tiny request.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List configured and discovered models: tier, prices, context, latency, errors, breaker."""
+    import anyio
+
+    from forge.config import load_config
+    from forge.ledger import Ledger
+    from forge.providers.catalogue import build_catalogue
+
+    cfg = load_config(config).config
+    ledger = Ledger.open()
+    notes: list[str] = []
+    if discover:
+        notes = anyio.run(_discover, cfg, ledger)
+    checks = anyio.run(_health, cfg, ledger) if health else {}
+    entries = build_catalogue(cfg, ledger)
+    if json_output:
+        from forge.commands.output import print_json
+
+        print_json({"models": [_entry_json(e, checks.get(e.alias)) for e in entries]})
+    else:
+        _render(entries, checks, notes)
+    if checks and not any(c["ok"] for c in checks.values()):
+        raise typer.Exit(4)
+    if checks and not all(c["ok"] for c in checks.values()):
+        raise typer.Exit(1)
+
+
+async def _discover(cfg: ForgeConfig, ledger: Ledger) -> list[str]:
+    """Query every provider with `discover` set, in parallel; store what they list."""
+    import os
+
+    import anyio
+    import httpx
+
+    from forge.providers.discovery import discover
+    from forge.providers.failures import ProviderError
+    from forge.providers.secrets import Redactor
+
+    redact = Redactor.for_config(cfg, os.environ)
+    notes: list[str] = []
+
+    async def one(http: httpx.AsyncClient, name: str) -> None:
+        try:
+            found = await discover(http, name, cfg.providers[name], os.environ)
+        except ProviderError as err:
+            notes.append(redact(f"{name}: discovery failed: {err.describe()}"))
+            return
+        ledger.save_discovered(name, [m.to_json() for m in found])
+        notes.append(f"{name}: {len(found)} models discovered")
+
+    async with httpx.AsyncClient() as http, anyio.create_task_group() as group:
+        for name, provider in cfg.providers.items():
+            if provider.discover != "none":
+                group.start_soon(one, http, name)
+    return sorted(notes)
+
+
+async def _health(cfg: ForgeConfig, ledger: Ledger) -> dict[str, dict[str, object]]:
+    """One tiny request per configured model, all at once, each logged like any call."""
+    import anyio
+
+    from forge.errors import ForgeError
+    from forge.providers.client import ModelClient
+
+    results: dict[str, dict[str, object]] = {}
+
+    async def probe(client: ModelClient, alias: str) -> None:
+        try:
+            done = await client.complete(
+                alias, HEALTH_PROMPT, max_tokens=8, deadline=60, max_attempts=1, task_id="health"
+            )
+        except ForgeError as err:
+            results[alias] = {"ok": False, "error": str(err)}
+            return
+        results[alias] = {"ok": True, "latency": done.latency, "ttft": done.ttft}
+
+    async with ModelClient(cfg, ledger=ledger) as client, anyio.create_task_group() as group:
+        for alias in cfg.models:
+            group.start_soon(probe, client, alias)
+    return results
+
+
+def _entry_json(entry: CatalogueEntry, check: dict[str, object] | None) -> dict[str, object]:
+    data: dict[str, object] = {
+        "alias": entry.alias,
+        "provider": entry.provider,
+        "model_id": entry.model_id,
+        "tier": entry.tier,
+        "configured": entry.configured,
+        "context_window": entry.context_window,
+        "input_price_per_mtok": None if entry.input_price is None else str(entry.input_price),
+        "output_price_per_mtok": None if entry.output_price is None else str(entry.output_price),
+        "price_source": entry.price_origin,
+        "calls_7d": entry.calls,
+        "error_rate_7d": entry.error_rate,
+        "median_latency_s": entry.median_latency,
+        "breaker": "open" if entry.breaker_open_for else "closed",
+        "breaker_open_for_s": entry.breaker_open_for,
+    }
+    if check is not None:
+        data["health"] = check
+    return data
+
+
+def _render(
+    entries: list[CatalogueEntry], checks: dict[str, dict[str, object]], notes: list[str]
+) -> None:
+    from rich.table import Table
+
+    from forge.commands.output import console, seconds
+
+    out = console()
+    for note in notes:
+        out.print(note)
+    if not entries:
+        out.print("No models configured. Run `forge init`, or add [models] to forge.toml.")
+        return
+    table = Table(title="Models", title_justify="left")
+    for column in (
+        "model",
+        "provider / id",
+        "tier",
+        "$/Mtok in/out",
+        "context",
+        "7d calls",
+        "errors",
+        "p50",
+        "breaker",
+    ):
+        table.add_column(column, overflow="fold")
+    if checks:
+        table.add_column("health", overflow="fold")
+    for e in entries:
+        price = (
+            "unpriced"
+            if e.input_price is None or e.output_price is None
+            else f"{e.input_price:g} / {e.output_price:g}"
+        )
+        row = [
+            e.alias,
+            f"{e.provider} / {e.model_id}",
+            e.tier or "-",
+            price,
+            f"{e.context_window:,}" if e.context_window else "-",
+            str(e.calls),
+            "-" if e.error_rate is None else f"{e.error_rate:.0%}",
+            seconds(e.median_latency),
+            f"open {e.breaker_open_for:.0f}s" if e.breaker_open_for else "closed",
+        ]
+        if checks:
+            check = checks.get(e.alias)
+            if check is None:
+                row.append("-")
+            elif check["ok"]:
+                row.append(f"ok {check['latency']:.2f}s")
+            else:
+                row.append(f"failed: {check['error']}")
+        table.add_row(*row)
+    out.print(table)

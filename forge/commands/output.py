@@ -1,0 +1,33 @@
+"""Terminal output shared by the commands: one console, money and time as people read them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def console(stderr: bool = False) -> Console:
+    """Colour only on a terminal, and never when NO_COLOR is set (rich reads it)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def usd(value: Decimal | None, source: str | None = None) -> str:
+    if value is None:
+        return "unpriced"
+    text = f"${value:.4f}" if value >= Decimal("0.01") or value == 0 else f"${value:.6f}"
+    return f"{text} (reported)" if source == "reported" else text
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

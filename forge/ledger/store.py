@@ -1,0 +1,498 @@
+"""The ledger: one SQLite row per model attempt, and budgets held by reservation.
+
+Several forge processes share one database (WAL, busy timeout). A reservation is an attempt row
+in state `reserved` holding the call's worst-case cost; it is taken inside `BEGIN IMMEDIATE`, so
+two processes can never both see room that only one of them fits in. Settling replaces the
+reservation with the real cost. A reservation whose process died, or whose time ran out, stops
+counting and is marked `abandoned`, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from forge.providers.types import Cost, Target, Usage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT, task_id TEXT, call_id TEXT, attempt INTEGER,
+    provider TEXT NOT NULL, model TEXT NOT NULL, model_id TEXT NOT NULL, tier TEXT,
+    day TEXT NOT NULL, started_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    reserved_usd TEXT NOT NULL DEFAULT '0',
+    expires_at REAL, pid INTEGER, host TEXT,
+    outcome TEXT, error_kind TEXT, error TEXT,
+    latency_s REAL, ttft_s REAL,
+    input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, reasoning_tokens INTEGER,
+    cost_usd TEXT, cost_source TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_day ON attempts(day);
+CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
+CREATE TABLE IF NOT EXISTS breakers (
+    provider TEXT NOT NULL, model TEXT NOT NULL,
+    failures INTEGER NOT NULL, open_until REAL NOT NULL, last_error TEXT,
+    PRIMARY KEY (provider, model)
+);
+CREATE TABLE IF NOT EXISTS discovered (
+    provider TEXT NOT NULL, model_id TEXT NOT NULL, info TEXT NOT NULL, seen_at REAL NOT NULL,
+    PRIMARY KEY (provider, model_id)
+);
+CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL);
+"""
+
+HOST = socket.gethostname()
+
+
+def ledger_home(env: Mapping[str, str] | None = None) -> Path:
+    """FORGE_HOME, else $XDG_STATE_HOME/forge, else ~/.local/state/forge."""
+    env = os.environ if env is None else env
+    if env.get("FORGE_HOME"):
+        return Path(env["FORGE_HOME"])
+    state = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return Path(state) / "forge"
+
+
+def today(at: float | None = None) -> str:
+    """Budgets are per person per local calendar day."""
+    return time.strftime("%Y-%m-%d", time.localtime(at))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ceilings a reservation must fit under; None means no limit."""
+
+    day_stop: Decimal | None = None
+    run_stop: Decimal | None = None
+    provider_requests_per_day: int | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str  # "budget" or "quota"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Settlement:
+    warn_crossed: bool
+    spent_today: Decimal
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    run_id: str | None
+    task_id: str | None
+    provider: str
+    model: str
+    model_id: str
+    tier: str | None
+    started_at: float
+    outcome: str | None
+    error_kind: str | None
+    error: str | None
+    latency_s: float | None
+    ttft_s: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    cost_usd: Decimal | None
+    cost_source: str | None
+    status: str
+
+
+@dataclass
+class ModelStats:
+    calls: int = 0
+    errors: int = 0
+    median_latency: float | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+
+@dataclass
+class Spend:
+    """Today's money, as the budget sees it."""
+
+    settled: Decimal = Decimal(0)
+    held: Decimal = Decimal(0)
+    unpriced_calls: int = 0
+    sent_by_provider: dict[str, int] = field(default_factory=dict)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._write():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    @classmethod
+    def open(cls, env: Mapping[str, str] | None = None) -> Ledger:
+        return cls(ledger_home(env) / "ledger.db")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds SQLite's write lock from its first statement."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- budgets -----------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        target: Target,
+        amount: Decimal,
+        limits: Limits,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        call_id: str | None = None,
+        attempt: int = 1,
+        hold_seconds: float = 900.0,
+    ) -> Reservation | Refusal:
+        """Hold `amount` for one attempt, or refuse it with the reason, atomically."""
+        now = time.time()
+        with self._write() as db:
+            self._expire(db, now)
+            refusal = self._check(db, target, amount, limits, run_id, now)
+            row = self._insert(db, target, run_id, task_id, call_id, attempt, now)
+            if refusal is not None:
+                db.execute(
+                    "UPDATE attempts SET status='settled', outcome='refused', error_kind=?, "
+                    "error=?, cost_usd='0', cost_source='computed' WHERE id=?",
+                    (refusal.kind, refusal.reason, row),
+                )
+                return refusal
+            db.execute(
+                "UPDATE attempts SET status='reserved', reserved_usd=?, expires_at=?, pid=?, "
+                "host=? WHERE id=?",
+                (str(amount), now + hold_seconds, os.getpid(), HOST, row),
+            )
+            return Reservation(row, amount)
+
+    def _check(
+        self,
+        db: sqlite3.Connection,
+        target: Target,
+        amount: Decimal,
+        limits: Limits,
+        run_id: str | None,
+        now: float,
+    ) -> Refusal | None:
+        spend = self._spend(db, "day = ?", (today(now),))
+        if limits.day_stop is not None:
+            after = spend.settled + spend.held + amount
+            if after > limits.day_stop:
+                return Refusal(
+                    "budget",
+                    f"budget: this call may cost up to ${amount:.4f}; today's spend "
+                    f"${spend.settled:.4f} plus ${spend.held:.4f} held by calls in flight "
+                    f"would reach ${after:.4f}, "
+                    f"over the daily stop threshold ${limits.day_stop}",
+                )
+        if limits.run_stop is not None and run_id is not None:
+            run = self._spend(db, "run_id = ?", (run_id,))
+            after = run.settled + run.held + amount
+            if after > limits.run_stop:
+                return Refusal(
+                    "budget",
+                    f"budget: this call may cost up to ${amount:.4f}; the run has spent "
+                    f"${run.settled:.4f} plus ${run.held:.4f} in flight, which would reach "
+                    f"${after:.4f}, over run_budget_usd ${limits.run_stop}",
+                )
+        quota = limits.provider_requests_per_day
+        sent = spend.sent_by_provider.get(target.provider, 0)
+        if quota is not None and sent >= quota:
+            return Refusal(
+                "quota",
+                f"quota: {target.provider} allows {quota} requests a day "
+                f"and {sent} were sent today",
+            )
+        return None
+
+    def _spend(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> Spend:
+        spend = Spend()
+        rows = db.execute(
+            f"SELECT provider, status, outcome, reserved_usd, cost_usd FROM attempts WHERE {where}",
+            args,
+        )
+        for row in rows:
+            if row["outcome"] == "refused":
+                continue
+            provider = row["provider"]
+            spend.sent_by_provider[provider] = spend.sent_by_provider.get(provider, 0) + 1
+            if row["status"] == "reserved":
+                spend.held += Decimal(row["reserved_usd"])
+            elif row["cost_usd"] is not None:
+                spend.settled += Decimal(row["cost_usd"])
+            else:
+                spend.unpriced_calls += 1
+        return spend
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        """Stop counting reservations whose process is gone or whose hold ran out."""
+        rows = db.execute(
+            "SELECT id, pid, host, expires_at FROM attempts WHERE status = 'reserved'"
+        ).fetchall()
+        dead = [
+            row["id"]
+            for row in rows
+            if (row["expires_at"] or 0) < now
+            or (row["host"] == HOST and row["pid"] and not _pid_alive(int(row["pid"])))
+        ]
+        for row_id in dead:
+            db.execute(
+                "UPDATE attempts SET status='settled', outcome='abandoned', "
+                "cost_source='unpriced', "
+                "error='the process holding this reservation ended before settling it' WHERE id=?",
+                (row_id,),
+            )
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        target: Target,
+        run_id: str | None,
+        task_id: str | None,
+        call_id: str | None,
+        attempt: int,
+        now: float,
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO attempts (run_id, task_id, call_id, attempt, provider, model, model_id, "
+            "tier, day, started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved')",
+            (
+                run_id,
+                task_id,
+                call_id,
+                attempt,
+                target.provider,
+                target.alias,
+                target.model_id,
+                target.tier,
+                today(now),
+                now,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def settle(
+        self,
+        reservation: Reservation,
+        *,
+        outcome: str,
+        usage: Usage | None = None,
+        cost: Cost | None = None,
+        latency: float | None = None,
+        ttft: float | None = None,
+        error_kind: str | None = None,
+        error: str | None = None,
+        warn_at: Decimal | None = None,
+    ) -> Settlement:
+        """Replace a reservation with what the attempt really did and cost."""
+        usage = usage or Usage()
+        cost = cost or Cost(Decimal(0), "computed")
+        with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET status='settled', outcome=?, error_kind=?, error=?, "
+                "latency_s=?, ttft_s=?, input_tokens=?, output_tokens=?, cached_tokens=?, "
+                "reasoning_tokens=?, cost_usd=?, cost_source=? WHERE id=?",
+                (
+                    outcome,
+                    error_kind,
+                    error,
+                    latency,
+                    ttft,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                    None if cost.usd is None else str(cost.usd),
+                    cost.source,
+                    reservation.id,
+                ),
+            )
+            day = today()
+            spent = self._spend(db, "day = ?", (day,)).settled
+            warned = False
+            if warn_at is not None and spent >= warn_at:
+                flag = f"warned:{day}"
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO flags (name, set_at) VALUES (?, ?)", (flag, time.time())
+                )
+                warned = inserted.rowcount == 1
+        return Settlement(warn_crossed=warned, spent_today=spent)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def attempts(
+        self,
+        *,
+        limit: int | None = 20,
+        model: str | None = None,
+        run_id: str | None = None,
+        since: float | None = None,
+    ) -> list[AttemptRow]:
+        """Newest first."""
+        where: list[str] = ["1=1"]
+        args: list[str | float] = []
+        for column, value in (("model", model), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(since)
+        sql = f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_row(r) for r in rows]
+
+    def model_stats(self, since: float) -> dict[str, ModelStats]:
+        """Sent attempts per model alias since `since`: count, errors, median latency."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model, outcome, latency_s FROM attempts "
+                "WHERE started_at >= ? AND outcome IN ('ok', 'error')",
+                (since,),
+            ).fetchall()
+        latencies: dict[str, list[float]] = {}
+        stats: dict[str, ModelStats] = {}
+        for r in rows:
+            entry = stats.setdefault(r["model"], ModelStats())
+            entry.calls += 1
+            if r["outcome"] == "error":
+                entry.errors += 1
+            elif r["latency_s"] is not None:
+                latencies.setdefault(r["model"], []).append(r["latency_s"])
+        for model, values in latencies.items():
+            stats[model].median_latency = statistics.median(values)
+        return stats
+
+    def spend_today(self) -> Spend:
+        with self._lock:
+            return self._spend(self._db, "day = ?", (today(),))
+
+    # -- breakers and discovery ----------------------------------------------------------------
+
+    def save_breaker(
+        self, provider: str, model: str, failures: int, open_until: float, last_error: str | None
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO breakers VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider, model) DO "
+                "UPDATE SET failures=excluded.failures, last_error=excluded.last_error, "
+                "open_until=MAX(open_until, excluded.open_until)",
+                (provider, model, failures, open_until, last_error),
+            )
+
+    def breakers(self) -> dict[tuple[str, str], tuple[int, float, str | None]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM breakers").fetchall()
+        return {
+            (r["provider"], r["model"]): (r["failures"], r["open_until"], r["last_error"])
+            for r in rows
+        }
+
+    def save_discovered(self, provider: str, models: list[dict[str, Any]]) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM discovered WHERE provider = ?", (provider,))
+            for info in models:
+                db.execute(
+                    "INSERT OR REPLACE INTO discovered VALUES (?, ?, ?, ?)",
+                    (provider, info["id"], json.dumps(info), now),
+                )
+
+    def discovered(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM discovered ORDER BY provider, model_id"
+            ).fetchall()
+        found: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            found.setdefault(r["provider"], []).append(json.loads(r["info"]))
+        return found
+
+
+def _row(r: sqlite3.Row) -> AttemptRow:
+    return AttemptRow(
+        id=r["id"],
+        run_id=r["run_id"],
+        task_id=r["task_id"],
+        provider=r["provider"],
+        model=r["model"],
+        model_id=r["model_id"],
+        tier=r["tier"],
+        started_at=r["started_at"],
+        outcome=r["outcome"],
+        error_kind=r["error_kind"],
+        error=r["error"],
+        latency_s=r["latency_s"],
+        ttft_s=r["ttft_s"],
+        input_tokens=r["input_tokens"],
+        output_tokens=r["output_tokens"],
+        cached_tokens=r["cached_tokens"],
+        cost_usd=_dec(r["cost_usd"]),
+        cost_source=r["cost_source"],
+        status=r["status"],
+    )

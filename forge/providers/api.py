@@ -1,0 +1,259 @@
+"""The seam between forge and a provider's wire format.
+
+A `ChatAPI` turns a `ChatRequest` into an HTTP request and reads the answer back, whole or as
+server-sent events. OpenAI chat completions and Anthropic Messages implement it; a new wire format
+is one more class with these four methods.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from forge.providers.failures import FailureKind, ProviderError, classify_status, error_message
+from forge.providers.types import ChatRequest, Target, Usage
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Incremental server-sent-events decoder fed one line at a time."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SSEEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = SSEEvent(self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+@dataclass
+class StreamState:
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    done: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ChatAPI(Protocol):
+    def build(
+        self, target: Target, request: ChatRequest, key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """(path below base_url, headers, JSON body) for one request."""
+
+    def read_body(self, body: Any) -> StreamState:
+        """A complete, non-streamed answer."""
+
+    def read_event(self, event: SSEEvent, state: StreamState) -> str:
+        """Fold one event into `state`; return the new text (may be empty)."""
+
+
+def load_json(data: str, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ProviderError(FailureKind.MALFORMED, f"{what} is not valid JSON") from None
+
+
+def _in_band_error(body: Any) -> ProviderError | None:
+    """An error object delivered with HTTP 200, as several gateways do."""
+    if isinstance(body, dict) and body.get("error") and not body.get("choices"):
+        return ProviderError(
+            FailureKind.ERROR_IN_BODY, error_message(body, "error object in a 200 response")
+        )
+    return None
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+class OpenAIChat:
+    """OpenAI chat completions, spoken by OpenAI, Groq, OpenRouter, Ollama, vLLM, DeepSeek..."""
+
+    def build(
+        self, target: Target, request: ChatRequest, key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": target.model_id,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "stream": request.stream,
+        }
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return "/chat/completions", headers, body
+
+    def read_body(self, body: Any) -> StreamState:
+        if (error := _in_band_error(body)) is not None:
+            raise error
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderError(
+                FailureKind.MALFORMED, "response has no choices[0].message"
+            ) from None
+        state = StreamState(parts=[str(text)], finish_reason=choice.get("finish_reason"))
+        self._read_usage(body.get("usage"), state)
+        state.done = True
+        return state
+
+    def read_event(self, event: SSEEvent, state: StreamState) -> str:
+        if event.data.strip() == "[DONE]":
+            state.done = True
+            return ""
+        chunk = load_json(event.data, "a stream chunk")
+        if (error := _in_band_error(chunk)) is not None:
+            raise error
+        if not isinstance(chunk, dict):
+            raise ProviderError(FailureKind.MALFORMED, "a stream chunk is not a JSON object")
+        self._read_usage(chunk.get("usage"), state)
+        text = ""
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or ""
+            state.finish_reason = choice.get("finish_reason") or state.finish_reason
+        if text:
+            state.parts.append(text)
+        return text
+
+    @staticmethod
+    def _read_usage(usage: Any, state: StreamState) -> None:
+        if not isinstance(usage, dict):
+            return
+        from decimal import Decimal, InvalidOperation
+
+        details = usage.get("prompt_tokens_details") or {}
+        completion = usage.get("completion_tokens_details") or {}
+        state.usage.input_tokens = _int(usage.get("prompt_tokens"))
+        state.usage.output_tokens = _int(usage.get("completion_tokens"))
+        state.usage.cached_tokens = _int(details.get("cached_tokens"))
+        state.usage.reasoning_tokens = _int(completion.get("reasoning_tokens"))
+        if usage.get("cost") is not None:
+            try:
+                state.usage.reported_cost = Decimal(str(usage["cost"]))
+            except InvalidOperation:
+                state.usage.reported_cost = None
+
+
+class AnthropicMessages:
+    """Anthropic's native Messages API, with its event types and cache-token usage."""
+
+    version = "2023-06-01"
+
+    def build(
+        self, target: Target, request: ChatRequest, key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        body: dict[str, Any] = {
+            "model": target.model_id,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+            "max_tokens": request.max_tokens,
+            "stream": request.stream,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        headers = {"anthropic-version": self.version}
+        if key:
+            headers["x-api-key"] = key
+        return "/messages", headers, body
+
+    def read_body(self, body: Any) -> StreamState:
+        if isinstance(body, dict) and body.get("type") == "error":
+            raise self._error(body)
+        try:
+            blocks = body["content"]
+            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        except (KeyError, TypeError, AttributeError):
+            raise ProviderError(FailureKind.MALFORMED, "response has no content blocks") from None
+        state = StreamState(parts=[text], finish_reason=body.get("stop_reason"), done=True)
+        self._read_usage(body.get("usage"), state)
+        return state
+
+    def read_event(self, event: SSEEvent, state: StreamState) -> str:
+        payload = load_json(event.data, f"the {event.event} event")
+        if not isinstance(payload, dict):
+            raise ProviderError(FailureKind.MALFORMED, f"the {event.event} event is not an object")
+        kind = payload.get("type", event.event)
+        if kind == "error":
+            raise self._error(payload)
+        if kind == "message_start":
+            self._read_usage((payload.get("message") or {}).get("usage"), state)
+        elif kind == "content_block_delta":
+            text = str((payload.get("delta") or {}).get("text") or "")
+            if text:
+                state.parts.append(text)
+            return text
+        elif kind == "message_delta":
+            state.finish_reason = (payload.get("delta") or {}).get("stop_reason")
+            self._read_usage(payload.get("usage"), state)
+        elif kind == "message_stop":
+            state.done = True
+        return ""
+
+    @staticmethod
+    def _read_usage(usage: Any, state: StreamState) -> None:
+        if not isinstance(usage, dict):
+            return
+        if "input_tokens" in usage:
+            state.usage.input_tokens = (
+                _int(usage["input_tokens"])
+                + _int(usage.get("cache_read_input_tokens"))
+                + _int(usage.get("cache_creation_input_tokens"))
+            )
+        if "cache_read_input_tokens" in usage:
+            state.usage.cached_tokens = _int(usage["cache_read_input_tokens"])
+        if "output_tokens" in usage:
+            state.usage.output_tokens = _int(usage["output_tokens"])
+
+    @staticmethod
+    def _error(payload: dict[str, Any]) -> ProviderError:
+        err = payload.get("error") or {}
+        kind_name = str(err.get("type", "")) if isinstance(err, dict) else ""
+        status = {
+            "rate_limit_error": 429,
+            "overloaded_error": 529,
+            "api_error": 500,
+            "authentication_error": 401,
+            "permission_error": 403,
+            "not_found_error": 404,
+        }.get(kind_name)
+        message = error_message(payload, kind_name or "error event")
+        kind = classify_status(status, payload) if status else FailureKind.ERROR_IN_BODY
+        return ProviderError(kind, message)
+
+
+def api_for(name: str) -> ChatAPI:
+    return AnthropicMessages() if name == "anthropic" else OpenAIChat()

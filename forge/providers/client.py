@@ -1,0 +1,673 @@
+"""The one way forge calls a model: `ModelClient.complete()` and `ModelClient.stream()`.
+
+Every call goes through one retry loop. Each attempt is throttled (concurrency, requests and
+tokens per minute), reserved against the budget in the ledger, sent, timed (first token, idle
+gap, total), classified when it fails, and settled in the ledger. Retries and fallbacks to the
+next model draw on one attempt budget and one deadline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from forge.config.schema import ForgeConfig
+from forge.errors import BudgetExceeded, NoModelAvailable, UsageError
+from forge.ledger.pricing import (
+    Prices,
+    call_cost,
+    discovered_prices,
+    estimate_input_tokens,
+    resolve_prices,
+)
+from forge.ledger.store import Ledger, Limits, Refusal, Reservation
+from forge.providers.api import SSEDecoder, StreamState, api_for, load_json
+from forge.providers.breaker import Breaker
+from forge.providers.failures import (
+    MODEL_OUT,
+    FailureKind,
+    ProviderError,
+    classify_status,
+    error_message,
+    parse_retry_after,
+)
+from forge.providers.limits import Throttle
+from forge.providers.secrets import Redactor, expand_headers
+from forge.providers.types import (
+    AttemptRecord,
+    AttemptResult,
+    ChatRequest,
+    Completion,
+    Finished,
+    Message,
+    Restart,
+    StreamEvent,
+    Target,
+    TextDelta,
+    Usage,
+)
+
+log = logging.getLogger("forge.providers")
+
+DEFAULT_MAX_TOKENS = 4096
+MAX_TRIES_PER_MODEL = 3
+MAX_ERROR_BODY = 64 * 1024
+MessagesLike = str | Sequence[Message | Mapping[str, str]]
+
+
+class CallFailed(NoModelAvailable):
+    """Every candidate model failed; `errors` holds each attempt's classified cause."""
+
+    def __init__(self, errors: list[ProviderError]) -> None:
+        self.errors = errors
+        last: dict[str, ProviderError] = {e.alias: e for e in errors}
+        causes = "; ".join(e.describe() for e in last.values()) or "no attempt was possible"
+        super().__init__(f"no model could answer: {causes}")
+
+    @property
+    def kind(self) -> FailureKind | None:
+        return self.errors[-1].kind if self.errors else None
+
+
+class BudgetRefused(BudgetExceeded):
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(dict.fromkeys(reasons)))
+
+
+@dataclass
+class _CallState:
+    """What one call has learnt so far, shared by its attempts."""
+
+    deadline: float
+    attempts_left: int
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    records: list[AttemptRecord] = field(default_factory=list)
+    errors: list[ProviderError] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
+    not_before: dict[str, float] = field(default_factory=dict)
+    tries: Counter[str] = field(default_factory=Counter)
+
+
+def to_messages(messages: MessagesLike) -> tuple[Message, ...]:
+    if isinstance(messages, str):
+        return (Message("user", messages),)
+    out = []
+    for m in messages:
+        if isinstance(m, Message):
+            out.append(m)
+        else:
+            role = m.get("role", "user")
+            if role not in ("system", "user", "assistant"):
+                raise UsageError(f"unknown message role {role!r}")
+            out.append(Message(role, str(m.get("content", ""))))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+class ModelClient:
+    """Calls models as configured. Use as `async with ModelClient(config, ledger=...) as c:`."""
+
+    def __init__(
+        self,
+        config: ForgeConfig,
+        *,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.run_id = run_id
+        self.env = os.environ if env is None else env
+        self.redact = Redactor.for_config(config, self.env)
+        self.warnings: list[str] = []
+        self._http: httpx.AsyncClient | None = None
+        self._throttles: dict[str, Throttle] = {}
+        self._breakers: dict[tuple[str, str], Breaker] = {}
+        self._out: dict[str, ProviderError] = {}
+        self._discovered_prices: dict[tuple[str, str], Prices] | None = None
+
+    async def __aenter__(self) -> ModelClient:
+        mounts = {
+            _origin(p.base_url): httpx.AsyncHTTPTransport(proxy=p.proxy)
+            for p in self.config.providers.values()
+            if p.proxy
+        }
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+            mounts=mounts or None,
+            trust_env=True,
+        )
+        if self.ledger is not None:
+            # Cooldowns other forge processes started still hold here.
+            for (provider, model_id), (failures, until, error) in self.ledger.breakers().items():
+                self._breakers[(provider, model_id)] = Breaker(
+                    failures=failures, open_until=until, last_error=error
+                )
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- public API --------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Target:
+        """A model alias from forge.toml, or `provider/model-id` for any configured provider."""
+        model = self.config.models.get(ref)
+        if model is not None:
+            return Target(ref, model.provider, model.id, model.tier)
+        provider, _, model_id = ref.partition("/")
+        if model_id and provider in self.config.providers:
+            return Target(ref, provider, model_id, None)
+        known = list(self.config.models)
+        guess = difflib.get_close_matches(ref, known, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        raise UsageError(
+            f"unknown model {ref!r}{hint} (use an alias from [models] or provider/model-id)"
+        )
+
+    async def complete(
+        self,
+        model: str | Sequence[str],
+        messages: MessagesLike,
+        **options: Any,
+    ) -> Completion:
+        """The whole answer. Options as for `stream()`."""
+        async for event in self.stream(model, messages, **options):
+            if isinstance(event, Finished):
+                return event.completion
+        raise AssertionError("stream() ends with Finished or raises")  # pragma: no cover
+
+    async def stream(
+        self,
+        model: str | Sequence[str],
+        messages: MessagesLike,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stream: bool = True,
+        deadline: float | None = None,
+        max_attempts: int | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Text as it arrives, a `Restart` when a failed attempt's text must be discarded, and
+        `Finished` with the completion. `model` may be a list: the fallback order.
+
+        Raises `CallFailed` (exit 4) when no model answered, `BudgetRefused` (exit 3) when the
+        budget refused every attempt, `UsageError` for an unknown model.
+        """
+        targets = [self.resolve(m) for m in ([model] if isinstance(model, str) else model)]
+        routing = self.config.routing
+        call = _CallState(
+            deadline=time.monotonic() + (deadline or routing.call_deadline_seconds),
+            attempts_left=max_attempts or routing.max_call_attempts,
+        )
+        msgs = to_messages(messages)
+        while call.attempts_left > 0:
+            target = await self._next_target(targets, call)
+            if target is None:
+                break
+            call.attempts_left -= 1
+            call.tries[target.alias] += 1
+            request = ChatRequest(
+                messages=msgs,
+                max_tokens=max_tokens or self._max_tokens(target),
+                temperature=temperature if temperature is not None else self._temperature(target),
+                stream=stream,
+            )
+            streamed = False
+            try:
+                async for text in self._attempt(target, request, call, task_id):
+                    streamed = True
+                    yield TextDelta(text, target.alias)
+            except ProviderError as err:
+                self._after_failure(target, err, call)
+                if streamed:
+                    yield Restart(target.alias, err.describe())
+                continue
+            result = self._last_result
+            yield Finished(self._completion(target, result, call))
+            return
+        raise self._final_error(call)
+
+    # -- the loop's decisions ----------------------------------------------------------------
+
+    async def _next_target(self, targets: list[Target], call: _CallState) -> Target | None:
+        """The first usable candidate; waits for a cooling one only if the deadline allows."""
+        while True:
+            waits: list[tuple[float, Target]] = []
+            for target in targets:
+                if target.alias in call.skipped or target.alias in self._out:
+                    continue
+                wait = max(
+                    call.not_before.get(target.alias, 0.0) - time.monotonic(),
+                    self._breaker(target).open_until - time.time(),
+                )
+                if wait <= 0:
+                    return target
+                waits.append((wait, target))
+            if not waits:
+                return None
+            wait, target = min(waits, key=lambda w: w[0])
+            if time.monotonic() + wait >= call.deadline:
+                call.errors.append(
+                    ProviderError(
+                        FailureKind.RATE_LIMIT,
+                        f"cooling down for {wait:.1f}s more, past the call's deadline",
+                        alias=target.alias,
+                    )
+                    if not any(e.alias == target.alias for e in call.errors)
+                    else call.errors[-1]
+                )
+                return None
+            await anyio.sleep(wait)
+
+    def _after_failure(self, target: Target, err: ProviderError, call: _CallState) -> None:
+        call.errors.append(err)
+        call.records.append(AttemptRecord(target.alias, "error", err.kind.value, err.detail))
+        alias = target.alias
+        if err.kind in MODEL_OUT:
+            self._out[alias] = err  # a bad key or a missing model will not fix itself this run
+            return
+        if err.kind not in (FailureKind.RATE_LIMIT, FailureKind.OVERLOADED) and err.kind in (
+            FailureKind.CONTEXT_TOO_LONG,
+            FailureKind.BAD_REQUEST,
+            FailureKind.QUOTA,
+            FailureKind.BUDGET,
+        ):
+            call.skipped.add(alias)
+            return
+        wait = err.retry_after
+        if wait is None:
+            wait = min(8.0, 0.25 * 2 ** (call.tries[alias] - 1)) * (0.5 + random.random() / 2)
+        call.not_before[alias] = time.monotonic() + wait
+        if call.tries[alias] >= MAX_TRIES_PER_MODEL:
+            call.skipped.add(alias)
+        breaker = self._breaker(target)
+        cooldown = err.retry_after if err.kind is FailureKind.RATE_LIMIT else None
+        if breaker.record_failure(err.describe(), cooldown) and self.ledger is not None:
+            self.ledger.save_breaker(
+                target.provider,
+                target.model_id,
+                breaker.failures,
+                breaker.open_until,
+                breaker.last_error,
+            )
+
+    def _final_error(self, call: _CallState) -> Exception:
+        errors = call.errors or list(self._out.values())
+        if errors and all(e.kind is FailureKind.BUDGET for e in errors):
+            return BudgetRefused([e.detail for e in errors])
+        return CallFailed(errors)
+
+    def _completion(self, target: Target, result: AttemptResult, call: _CallState) -> Completion:
+        call.records.append(AttemptRecord(target.alias, "ok", latency=result.latency))
+        return Completion(
+            text=result.text,
+            target=target,
+            usage=result.usage,
+            cost=call_cost(result.usage, self.prices(target)),
+            ttft=result.ttft,
+            latency=result.latency,
+            finish_reason=result.finish_reason,
+            attempts=call.records,
+        )
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    async def _attempt(
+        self, target: Target, request: ChatRequest, call: _CallState, task_id: str | None
+    ) -> AsyncIterator[str]:
+        provider = self.config.providers[target.provider]
+        key = self.env.get(provider.api_key_env) if provider.api_key_env else None
+        if provider.api_key_env and not key:
+            raise ProviderError(
+                FailureKind.AUTH, f"{provider.api_key_env} is not set", alias=target.alias
+            )
+        input_tokens = estimate_input_tokens([m.content for m in request.messages])
+        throttles = [self._throttle(f"provider:{target.provider}"), self._throttle(target.alias)]
+        acquired: list[Throttle] = []
+        try:
+            for throttle in throttles:
+                await throttle.acquire(input_tokens + request.max_tokens, call.deadline)
+                acquired.append(throttle)
+            reservation = await self._reserve(target, request, input_tokens, call, task_id)
+            state = _Timing(start=time.monotonic())
+            try:
+                async for text in self._exchange(target, request, key, call.deadline, state):
+                    yield text
+            except ProviderError as err:
+                err = self._clean(err, target)
+                await self._settle_failure(target, reservation, err, state)
+                raise err from None
+            result = state.result()
+            self._breaker(target).record_success()
+            await self._settle_success(target, reservation, result)
+            self._last_result = result
+        except ProviderError as err:
+            raise self._clean(err, target) from None
+        finally:
+            for throttle in acquired:
+                throttle.release()
+
+    async def _exchange(
+        self,
+        target: Target,
+        request: ChatRequest,
+        key: str | None,
+        deadline: float,
+        timing: _Timing,
+    ) -> AsyncIterator[str]:
+        assert self._http is not None, "use ModelClient inside `async with`"
+        provider = self.config.providers[target.provider]
+        limits = provider.timeout
+        api = api_for(provider.api)
+        path, headers, body = api.build(target, request, key)
+        headers.update(expand_headers(provider.headers, self.env))
+        end = min(timing.start + limits.total, deadline)
+        first_by = min(timing.start + limits.first_token, end)
+        http_request = self._http.build_request(
+            "POST",
+            provider.base_url + path,
+            json=body,
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=limits.connect, read=None, write=limits.connect, pool=None
+            ),
+        )
+        try:
+            with _timer(first_by, "no response within the first-token limit"):
+                response = await self._http.send(http_request, stream=True)
+            try:
+                # OpenAI, Groq and Anthropic count these limits per model.
+                self._throttle(target.alias).observe(response.headers)
+                if response.status_code != 200:
+                    raise await self._http_error(response, first_by)
+                if not request.stream:
+                    with _timer(end, "no complete answer within the total time limit"):
+                        raw = await response.aread()
+                    timing.state = api.read_body(
+                        load_json(raw.decode("utf-8", "replace"), "the body")
+                    )
+                    timing.first_token = time.monotonic()
+                    yield timing.state.text
+                    return
+                async for text in self._read_stream(
+                    response, api, timing, first_by, end, limits.idle
+                ):
+                    yield text
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise ProviderError(FailureKind.TIMEOUT, f"{type(exc).__name__}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
+            ) from None
+
+    async def _read_stream(
+        self,
+        response: httpx.Response,
+        api: Any,
+        timing: _Timing,
+        first_by: float,
+        end: float,
+        idle: float,
+    ) -> AsyncIterator[str]:
+        decoder = SSEDecoder()
+        state = timing.state
+        lines = response.aiter_lines()
+        last_progress = time.monotonic()
+        while True:
+            if timing.first_token is None:
+                by, why = first_by, "no first token within the first-token limit"
+            else:
+                by, why = min(last_progress + idle, end), "stream stalled past the idle limit"
+            if end <= by:
+                why = "answer not finished within the total time limit"
+            with _timer(min(by, end), why):
+                try:
+                    line = await lines.__anext__()
+                except StopAsyncIteration:
+                    break
+            if line.startswith(":"):
+                continue  # SSE comments keep a connection warm; they are not progress
+            last_progress = time.monotonic()
+            event = decoder.feed(line)
+            if event is None:
+                continue
+            text = api.read_event(event, state)
+            if text:
+                if timing.first_token is None:
+                    timing.first_token = time.monotonic()
+                yield text
+            if state.done:
+                return
+        if not state.done:
+            raise ProviderError(FailureKind.CONNECTION, "the stream ended before the answer did")
+
+    async def _http_error(self, response: httpx.Response, by: float) -> ProviderError:
+        raw = b""
+        with anyio.move_on_after(max(0.1, by - time.monotonic())):
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > MAX_ERROR_BODY:
+                    break
+        text = raw.decode("utf-8", "replace")
+        try:
+            body: Any = load_json(text, "the error body")
+        except ProviderError:
+            body = text
+        status = response.status_code
+        return ProviderError(
+            classify_status(status, body),
+            error_message(body, text[:200] or response.reason_phrase),
+            status=status,
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    # -- ledger --------------------------------------------------------------------------------
+
+    async def _reserve(
+        self,
+        target: Target,
+        request: ChatRequest,
+        input_tokens: int,
+        call: _CallState,
+        task_id: str | None,
+    ) -> Reservation | None:
+        if self.ledger is None:
+            return None
+        prices = self.prices(target)
+        amount = prices.worst_case(input_tokens, request.max_tokens) if prices else Decimal(0)
+        cost = self.config.cost
+        provider = self.config.providers[target.provider]
+        limits = Limits(cost.daily_stop, cost.run_budget_usd, provider.requests_per_day)
+        outcome = await anyio.to_thread.run_sync(
+            partial(
+                self.ledger.reserve,
+                target,
+                amount,
+                limits,
+                run_id=self.run_id,
+                task_id=task_id,
+                call_id=call.call_id,
+                attempt=call.tries[target.alias],
+                hold_seconds=max(60.0, call.deadline - time.monotonic() + 60.0),
+            )
+        )
+        if isinstance(outcome, Refusal):
+            kind = FailureKind.BUDGET if outcome.kind == "budget" else FailureKind.QUOTA
+            raise ProviderError(kind, outcome.reason)
+        return outcome
+
+    async def _settle_failure(
+        self, target: Target, reservation: Reservation | None, err: ProviderError, timing: _Timing
+    ) -> None:
+        if self.ledger is None or reservation is None:
+            return
+        # An error response is not billed; a stream cut off mid-answer may be, so it is priced
+        # on what arrived.
+        usage = timing.result().usage
+        cost = call_cost(usage, self.prices(target)) if timing.state.text else None
+        await anyio.to_thread.run_sync(
+            partial(
+                self.ledger.settle,
+                reservation,
+                outcome="error",
+                usage=usage,
+                cost=cost,
+                latency=time.monotonic() - timing.start,
+                ttft=timing.ttft,
+                error_kind=err.kind.value,
+                error=err.detail,
+            )
+        )
+
+    async def _settle_success(
+        self, target: Target, reservation: Reservation | None, result: AttemptResult
+    ) -> None:
+        if self.ledger is None or reservation is None:
+            return
+        settled = await anyio.to_thread.run_sync(
+            partial(
+                self.ledger.settle,
+                reservation,
+                outcome="ok",
+                usage=result.usage,
+                cost=call_cost(result.usage, self.prices(target)),
+                latency=result.latency,
+                ttft=result.ttft,
+                warn_at=self.config.cost.daily_warn,
+            )
+        )
+        if settled.warn_crossed:
+            message = (
+                f"today's spend ${settled.spent_today:.4f} has passed the warning threshold "
+                f"${self.config.cost.daily_warn}"
+            )
+            self.warnings.append(message)
+            log.warning(message)
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def prices(self, target: Target) -> Prices | None:
+        if self._discovered_prices is None:
+            found = self.ledger.discovered() if self.ledger is not None else {}
+            self._discovered_prices = discovered_prices(found)
+        return resolve_prices(self.config, target, self._discovered_prices)
+
+    def _max_tokens(self, target: Target) -> int:
+        model = self.config.models.get(target.alias)
+        return (model.max_output_tokens if model else None) or DEFAULT_MAX_TOKENS
+
+    def _temperature(self, target: Target) -> float | None:
+        model = self.config.models.get(target.alias)
+        return model.temperature if model else None
+
+    def _throttle(self, scope: str) -> Throttle:
+        throttle = self._throttles.get(scope)
+        if throttle is None:
+            if scope.startswith("provider:"):
+                p = self.config.providers[scope.removeprefix("provider:")]
+                throttle = Throttle(
+                    max_concurrency=p.max_concurrency,
+                    requests_per_minute=p.requests_per_minute,
+                    tokens_per_minute=p.tokens_per_minute,
+                )
+            else:
+                model = self.config.models.get(scope)
+                throttle = Throttle(max_concurrency=model.max_concurrency if model else None)
+            self._throttles[scope] = throttle
+        return throttle
+
+    def _breaker(self, target: Target) -> Breaker:
+        key = (target.provider, target.model_id)
+        if key not in self._breakers:
+            self._breakers[key] = Breaker()
+        return self._breakers[key]
+
+    def _clean(self, err: ProviderError, target: Target) -> ProviderError:
+        """The same error, attributed to its model, with any secret removed from its text."""
+        if err.alias and err.detail == self.redact(err.detail):
+            return err
+        return ProviderError(
+            err.kind,
+            self.redact(err.detail),
+            alias=err.alias or target.alias,
+            status=err.status,
+            retry_after=err.retry_after,
+        )
+
+
+@dataclass
+class _Timing:
+    start: float
+    first_token: float | None = None
+    state: StreamState = field(default_factory=StreamState)
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.start
+
+    def result(self) -> AttemptResult:
+        usage = self.state.usage
+        if usage.output_tokens == 0 and self.state.text:
+            # The provider reported no usage: count roughly rather than call the answer free.
+            usage = Usage(
+                usage.input_tokens,
+                max(1, len(self.state.text) // 4),
+                usage.cached_tokens,
+                usage.reasoning_tokens,
+                usage.reported_cost,
+            )
+        return AttemptResult(
+            text=self.state.text,
+            usage=usage,
+            finish_reason=self.state.finish_reason,
+            ttft=self.ttft,
+            latency=time.monotonic() - self.start,
+        )
+
+
+class _timer:
+    """Fail with a TIMEOUT ProviderError if the block has not finished by `by` (monotonic)."""
+
+    def __init__(self, by: float, why: str) -> None:
+        self._scope = anyio.fail_after(max(0.0, by - time.monotonic()))
+        self._why = why
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._scope.__exit__(kind, exc, tb)
+        except TimeoutError:
+            raise ProviderError(FailureKind.TIMEOUT, self._why) from None
+
+
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")

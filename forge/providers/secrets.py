@@ -1,0 +1,45 @@
+"""Keeping API keys out of everything forge prints, logs or stores."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from forge.config.schema import ForgeConfig
+
+MASK = "[redacted]"
+MIN_SECRET = 8
+# Providers often echo part of a key ("sk-abc...wxyz"): any long run shared with a key goes too.
+FRAGMENT = 12
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        pieces: set[str] = set()
+        for value in values:
+            pieces.add(value)
+            if len(value) > FRAGMENT * 2:
+                pieces.update({value[:FRAGMENT], value[-FRAGMENT:]})
+        ordered = sorted(pieces, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(p) for p in ordered)) if ordered else None
+
+    @classmethod
+    def for_config(cls, config: ForgeConfig, env: Mapping[str, str]) -> Redactor:
+        """Every value of every key variable the configuration names, plus header secrets."""
+        names = {p.api_key_env for p in config.providers.values() if p.api_key_env}
+        for provider in config.providers.values():
+            for header in provider.headers.values():
+                names.update(re.findall(r"\$\{(\w+)\}", header))
+        return cls(env[name] for name in names if env.get(name))
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern else text
+
+
+def expand_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """Fill `${VAR}` in configured header values from the environment."""
+    return {
+        name: re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+        for name, value in headers.items()
+    }

@@ -1,0 +1,110 @@
+"""Typed values that flow through the provider layer: requests, usage, results, stream events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+CostSource = Literal["reported", "computed", "unpriced"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """One concrete model to call: the alias users write and what the provider needs."""
+
+    alias: str
+    provider: str
+    model_id: str
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float | None = None
+    stream: bool = True
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    reported_cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Cost:
+    usd: Decimal | None
+    source: CostSource
+
+    def __str__(self) -> str:
+        return "unpriced" if self.usd is None else f"${self.usd:.6f}"
+
+
+@dataclass
+class AttemptResult:
+    """What one HTTP exchange produced when it succeeded."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None
+    ttft: float | None
+    latency: float
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a call, successful or not, as the caller sees it."""
+
+    alias: str
+    outcome: Literal["ok", "error", "refused"]
+    error_kind: str | None = None
+    error: str | None = None
+    latency: float | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    target: Target
+    usage: Usage
+    cost: Cost
+    ttft: float | None
+    latency: float
+    finish_reason: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer as it streams in."""
+
+    text: str
+    alias: str
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The attempt that was streaming failed; discard its text: another attempt follows."""
+
+    alias: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    completion: Completion
+
+
+StreamEvent = TextDelta | Restart | Finished

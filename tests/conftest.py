@@ -1,0 +1,90 @@
+"""Shared fixtures: an isolated home for every test, and forge's fake provider on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.testing.fake_provider import FakeProvider
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real user's config, ledger or keys."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith("FORGE_") or name.endswith("_API_KEY"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
+    monkeypatch.setenv("FORGE_HOME", str(home / "forge-home"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    return home
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as server:
+        yield server
+
+
+def fake_config(url: str, extra: str = "") -> str:
+    """A forge.toml with an OpenAI-style and an Anthropic-style provider on the fake server."""
+    return f"""
+[providers.fake]
+base_url = "{url}/v1"
+
+[providers.ant]
+api = "anthropic"
+base_url = "{url}/v1"
+
+[models.alpha]
+provider = "fake"
+id = "alpha-1"
+tier = "free"
+input_price = 1
+output_price = 2
+
+[models.beta]
+provider = "fake"
+id = "beta-1"
+tier = "cheap"
+input_price = 3
+output_price = 6
+
+[models.claude]
+provider = "ant"
+id = "claude-x"
+tier = "premium"
+input_price = 3
+output_price = 15
+{extra}
+"""
+
+
+def write_config(path: Path, url: str, extra: str = "") -> Path:
+    path.write_text(fake_config(url, extra), encoding="utf-8")
+    return path
+
+
+def run_forge(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, as a user or a CI job runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "forge", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

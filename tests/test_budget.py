@@ -1,0 +1,106 @@
+"""Budgets hold under concurrency: reservations across processes, refusals that say why."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from forge.ledger import Ledger
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge, write_config
+
+STOP = Decimal("3")
+# Each call really costs about $0.10 (100 output tokens at $1000/Mtok); 100 calls would be $10.
+BUDGET = f"""
+[cost]
+daily_budget_usd = 10
+warn_threshold_usd = 2
+stop_threshold_usd = {STOP}
+"""
+
+
+def pricey_config(tmp_path: Path, url: str) -> Path:
+    path = write_config(tmp_path / "forge.toml", url, BUDGET)
+    text = path.read_text().replace(
+        'id = "alpha-1"\ntier = "free"\ninput_price = 1\noutput_price = 2',
+        'id = "alpha-1"\ntier = "free"\ninput_price = 1000\noutput_price = 1000\n'
+        "max_output_tokens = 100",
+    )
+    path.write_text(text)
+    return path
+
+
+def test_two_processes_never_spend_past_the_stop_threshold(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="ok", output_tokens=100, ttft=0.3))
+    config = pricey_config(tmp_path, fake.url)
+    worker = str(Path(__file__).with_name("budget_worker.py"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, worker, str(config), "50"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outcomes += json.loads(out)
+
+    assert len(outcomes) == 100
+    ok = [o for o in outcomes if o["outcome"] == "ok"]
+    refused = [o for o in outcomes if o["outcome"] == "refused"]
+    assert len(ok) + len(refused) == 100, [o for o in outcomes if o["outcome"] == "failed"]
+    # $3 of ~$0.10 calls: about 25 succeed, and concurrency must not let more through.
+    assert 20 <= len(ok) <= 30, len(ok)
+    assert refused, "the threshold must refuse the calls that do not fit"
+    for refusal in refused:
+        assert "budget" in refusal["why"] and "stop threshold" in refusal["why"]
+
+    ledger = Ledger(Path(env.get("FORGE_HOME", "")) / "ledger.db")
+    rows = ledger.attempts(limit=None)
+    spent = sum((r.cost_usd or Decimal(0)) for r in rows if r.outcome == "ok")
+    assert spent <= STOP
+    assert spent == sum(Decimal(o["cost"]) for o in ok)
+    assert len(rows) == 100, "every call, sent or refused, is a ledger row"
+    assert fake.max_concurrent_streams > 1, "the calls really ran concurrently"
+
+    shown = run_forge("cost", "--json", "--config", str(config))
+    report = json.loads(shown.stdout)
+    assert Decimal(report["budget"]["spent_today_usd"]) == spent
+
+
+def test_a_reservation_left_by_a_killed_process_expires(fake: FakeProvider, tmp_path: Path) -> None:
+    from forge.ledger.store import Limits
+    from forge.providers.types import Target
+
+    ledger = Ledger(tmp_path / "l.db")
+    target = Target("alpha", "fake", "alpha-1")
+    held = ledger.reserve(target, Decimal("2.5"), Limits(day_stop=STOP))
+    assert not hasattr(held, "reason")
+    # A second reservation does not fit while the first is held...
+    refused = ledger.reserve(target, Decimal("1"), Limits(day_stop=STOP))
+    assert "budget" in getattr(refused, "reason", "")
+    # ...and fits once the holder is known to be dead.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with ledger._write() as db:  # the row now belongs to a process that has exited
+        db.execute("UPDATE attempts SET pid = ? WHERE status = 'reserved'", (int(dead.stdout),))
+    fits = ledger.reserve(target, Decimal("1"), Limits(day_stop=STOP))
+    assert not hasattr(fits, "reason")
+    outcomes = {r.outcome for r in ledger.attempts(limit=None)}
+    assert "abandoned" in outcomes, "the expired reservation stays in the ledger, marked"

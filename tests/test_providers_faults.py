@@ -1,0 +1,204 @@
+"""The fault matrix: every fault the fake provider can produce, and what forge does about it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from forge.config import parse_config_text
+from forge.ledger import Ledger
+from forge.providers.client import CallFailed, ModelClient
+from forge.providers.types import Restart
+from forge.testing.fake_provider import Fault, FakeProvider, Reply
+from tests.conftest import fake_config
+
+DEADLINE = 6.0
+TIMEOUTS = """
+[providers.fake.timeout]
+connect = 2
+first_token = 1.5
+idle = 0.5
+total = 4
+
+[providers.ant.timeout]
+connect = 2
+first_token = 1.5
+idle = 0.5
+total = 4
+"""
+
+
+def client(fake: FakeProvider, tmp_path: Path) -> ModelClient:
+    text = fake_config(fake.url, f"[routing]\ncall_deadline_seconds = {DEADLINE}\n")
+    # The [providers.*.timeout] tables must follow their providers; append them at the end.
+    config = parse_config_text(text + TIMEOUTS)
+    return ModelClient(config, ledger=Ledger(tmp_path / "ledger.db"))
+
+
+RECOVERABLE = [
+    Fault.RATE_LIMIT,
+    Fault.SERVER_ERROR,
+    Fault.BAD_GATEWAY,
+    Fault.UNAVAILABLE,
+    Fault.DROP,
+    Fault.STALL,
+    Fault.MALFORMED,
+    Fault.ERROR_200,
+]
+
+
+@pytest.mark.parametrize("fault", RECOVERABLE, ids=lambda f: f.value)
+async def test_transient_fault_succeeds_after_a_retry_on_the_same_model(
+    fake: FakeProvider, tmp_path: Path, fault: Fault
+) -> None:
+    fake.script(
+        "alpha-1", Reply(fault=fault, retry_after=0.2, stall_seconds=10), Reply(text="fine")
+    )
+    started = time.monotonic()
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("alpha", "hello")
+    assert done.text == "fine"
+    assert done.target.alias == "alpha"
+    assert [a.outcome for a in done.attempts] == ["error", "ok"]
+    assert len(fake.requests_for("alpha-1")) == 2
+    assert time.monotonic() - started < DEADLINE
+
+
+async def test_anthropic_overloaded_is_retried(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("claude-x", Reply(fault=Fault.OVERLOADED), Reply(text="calm again"))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("claude", "hello")
+    assert done.text == "calm again"
+    assert done.attempts[0].error_kind == "overloaded"
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault.AUTH, "auth"),
+        (Fault.NOT_FOUND, "not_found"),
+        (Fault.CONTEXT_TOO_LONG, "context_too_long"),
+        (Fault.BAD_REQUEST, "bad_request"),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_permanent_fault_falls_through_to_the_next_model_without_retry(
+    fake: FakeProvider, tmp_path: Path, fault: Fault, kind: str
+) -> None:
+    fake.script("alpha-1", Reply(fault=fault))
+    fake.script("beta-1", Reply(text="from beta"))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete(["alpha", "beta"], "hello")
+    assert done.text == "from beta"
+    assert len(fake.requests_for("alpha-1")) == 1, "a permanent fault is never retried"
+    assert done.attempts[0].error_kind == kind
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault.SERVER_ERROR, "server_error"),
+        (Fault.AUTH, "auth"),
+        (Fault.NOT_FOUND, "not_found"),
+        (Fault.STALL, "timeout"),
+        (Fault.DROP, "connection"),
+        (Fault.MALFORMED, "malformed_response"),
+        (Fault.ERROR_200, "error_in_body"),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_persistent_fault_fails_naming_the_cause_within_the_deadline(
+    fake: FakeProvider, tmp_path: Path, fault: Fault, kind: str
+) -> None:
+    fake.script("alpha-1", Reply(fault=fault, stall_seconds=10))
+    started = time.monotonic()
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "hello")
+    assert caught.value.kind is not None and caught.value.kind.value == kind
+    assert kind in str(caught.value)
+    assert time.monotonic() - started < DEADLINE + 1
+    if kind in ("auth", "not_found"):
+        assert len(fake.requests_for("alpha-1")) == 1
+
+
+async def test_retry_after_is_honoured_on_every_attempt(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script(
+        "alpha-1",
+        Reply(fault=Fault.RATE_LIMIT, retry_after=0.3),
+        Reply(fault=Fault.RATE_LIMIT, retry_after=0.7),
+        Reply(text="at last"),
+    )
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("alpha", "hello")
+    assert done.text == "at last"
+    times = [r.received_at for r in fake.requests_for("alpha-1")]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.3
+    assert times[2] - times[1] >= 0.7, "the second Retry-After must be read, not the first reused"
+
+
+async def test_a_wait_longer_than_the_deadline_moves_to_the_next_model_at_once(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.RATE_LIMIT, retry_after=60))
+    fake.script("beta-1", Reply(text="beta answers"))
+    started = time.monotonic()
+    async with client(fake, tmp_path) as c:
+        done = await c.complete(["alpha", "beta"], "hello")
+    assert done.text == "beta answers"
+    assert time.monotonic() - started < DEADLINE / 2, "forge must not sleep through Retry-After"
+
+
+async def test_a_wait_past_the_deadline_with_no_other_model_fails_with_the_real_cause(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.RATE_LIMIT, retry_after=60))
+    started = time.monotonic()
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "hello")
+    assert "rate_limit" in str(caught.value)
+    assert time.monotonic() - started < DEADLINE / 2
+    assert len(fake.requests_for("alpha-1")) == 1
+
+
+async def test_retries_and_fallbacks_share_one_attempt_budget(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.SERVER_ERROR))
+    fake.script("beta-1", Reply(fault=Fault.SERVER_ERROR))
+    fake.script("claude-x", Reply(fault=Fault.SERVER_ERROR))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete(["alpha", "beta", "claude"], "hello", max_attempts=4)
+    assert len(caught.value.errors) == 4
+    assert len(fake.requests) == 4, "a fallback never resets the attempt count"
+
+
+async def test_a_dropped_stream_tells_the_consumer_to_discard_its_text(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script(
+        "alpha-1",
+        Reply(text="half of a long answer that breaks", fault=Fault.DROP),
+        Reply(text="whole"),
+    )
+    async with client(fake, tmp_path) as c:
+        events = [e async for e in c.stream("alpha", "hello")]
+    restarts = [e for e in events if isinstance(e, Restart)]
+    assert len(restarts) == 1 and "connection" in restarts[0].reason
+
+
+async def test_every_attempt_is_a_ledger_row(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.SERVER_ERROR), Reply(text="ok now"))
+    async with client(fake, tmp_path) as c:
+        await c.complete("alpha", "hello")
+    rows = Ledger(tmp_path / "ledger.db").attempts()
+    assert [(r.outcome, r.error_kind) for r in reversed(rows)] == [
+        ("error", "server_error"),
+        ("ok", None),
+    ]
+    assert rows[0].cost_source == "computed" and rows[0].cost_usd is not None

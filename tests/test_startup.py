@@ -1,0 +1,54 @@
+"""`forge --help` and `--version` stay fast: no heavy library is imported for them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("httpx", "anyio", "networkx", "git", "genai_prices", "sqlite3", "forge.providers")
+
+PROBE = """
+import json, sys
+from forge.cli import main
+sys.argv = ["forge", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+print("\\nMODULES=" + json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "also_absent"),
+    [
+        (["--help"], ("pydantic", "forge.config")),
+        (["--version"], ("pydantic", "forge.config")),
+        # Typer itself builds a subcommand's parameters with pydantic, so only forge's own
+        # heavy modules are checked there.
+        (["models", "--help"], ("forge.config", "forge.ledger")),
+    ],
+)
+def test_help_and_version_load_no_heavy_module(args: list[str], also_absent: tuple[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Usage" in done.stdout or "forge " in done.stdout
+    modules = json.loads(done.stdout.rsplit("MODULES=", 1)[1])
+    heavy = HEAVY + also_absent
+    loaded = [m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)]
+    assert loaded == [], f"{args} imported {loaded}"
+
+
+def test_python_dash_m_forge_matches_the_console_script() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "forge", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("forge ")
