@@ -28,10 +28,9 @@ async def main(config_path: str, calls: int) -> None:
         else:
             outcomes.append({"outcome": "ok", "cost": str(done.cost.usd)})
 
-    async with ModelClient(config, ledger=Ledger.open()) as client:
-        async with anyio.create_task_group() as group:
-            for index in range(calls):
-                group.start_soon(one, client, index)
+    async with ModelClient(config, ledger=Ledger.open()) as client, anyio.create_task_group() as g:
+        for index in range(calls):
+            g.start_soon(one, client, index)
     print(json.dumps(outcomes))
 
 

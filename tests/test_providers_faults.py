@@ -11,7 +11,7 @@ from forge.config import parse_config_text
 from forge.ledger import Ledger
 from forge.providers.client import CallFailed, ModelClient
 from forge.providers.types import Restart
-from forge.testing.fake_provider import Fault, FakeProvider, Reply
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import fake_config
 
 DEADLINE = 6.0

@@ -10,7 +10,7 @@ import pytest
 from forge.config import parse_config_text
 from forge.ledger import Ledger
 from forge.providers.client import CallFailed, ModelClient
-from forge.testing.fake_provider import Fault, FakeProvider, Reply
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import fake_config, run_forge
 
 SENTINEL = "sk-SENTINEL-7f3a9c1e5b2d4f6a8c0e2b4d6f8a0c2e"

@@ -70,7 +70,7 @@ async def _discover(cfg: ForgeConfig, ledger: Ledger) -> list[str]:
         try:
             found = await discover(http, name, cfg.providers[name], os.environ)
         except ProviderError as err:
-            notes.append(redact(f"{name}: discovery failed: {err.describe()}"))
+            notes.append(redact(f"{name}: discovery failed: {err.kind.value}: {err.detail}"))
             return
         ledger.save_discovered(name, [m.to_json() for m in found])
         notes.append(f"{name}: {len(found)} models discovered")
@@ -138,9 +138,9 @@ def _render(
 
     out = console()
     for note in notes:
-        out.print(note)
+        out.print(note, markup=False)
     if not entries:
-        out.print("No models configured. Run `forge init`, or add [models] to forge.toml.")
+        out.print("No models configured. Run `forge init`, or add \\[models] to forge.toml.")
         return
     table = Table(title="Models", title_justify="left")
     for column in (

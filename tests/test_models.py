@@ -1,0 +1,123 @@
+"""`forge models`, `forge logs` and `forge cost` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from forge.testing.fake_provider import FakeProvider, Fault, ModelInfo, Reply
+from tests.conftest import run_forge, write_config
+
+DISCOVERY = """
+[providers.router]
+base_url = "{url}/api/v1"
+discover = "openrouter"
+
+[providers.local]
+base_url = "{url}/v1"
+discover = "ollama"
+"""
+
+
+def test_models_lists_configured_models_with_prices(fake: FakeProvider, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    done = run_forge("models", "--json", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    rows = {m["alias"]: m for m in json.loads(done.stdout)["models"]}
+    assert set(rows) == {"alpha", "beta", "claude"}
+    assert rows["claude"]["tier"] == "premium"
+    assert rows["claude"]["output_price_per_mtok"] == "15"
+    assert rows["alpha"]["breaker"] == "closed"
+    table = run_forge("models", "--config", str(config))
+    assert "alpha" in table.stdout and "premium" in table.stdout
+
+
+def test_discover_reads_openrouter_prices_and_ollama_tags(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.add_model(
+        ModelInfo(
+            id="vendor/coder",
+            context_window=131072,
+            input_price_per_token="0.0000002",
+            output_price_per_token="0.0000008",
+        )
+    )
+    config = write_config(tmp_path / "forge.toml", fake.url, DISCOVERY.format(url=fake.url))
+    done = run_forge("models", "--discover", "--json", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    rows = {m["alias"]: m for m in json.loads(done.stdout)["models"]}
+    coder = rows["router/vendor/coder"]
+    assert coder["input_price_per_mtok"] == "0.2"
+    assert coder["output_price_per_mtok"] == "0.8"
+    assert coder["price_source"] == "discovered"
+    assert coder["context_window"] == 131072
+    assert "local/vendor/coder" in rows, "Ollama's /api/tags lists the same server's models"
+    # Discovered models stay listed without asking again.
+    again = run_forge("models", "--json", "--config", str(config))
+    assert "router/vendor/coder" in again.stdout
+
+
+def test_discover_reports_an_unreachable_provider_without_failing(tmp_path: Path) -> None:
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\ndiscover = "ollama"\n'
+    )
+    done = run_forge("models", "--discover", "--config", str(config))
+    assert done.returncode == 0
+    assert "local: discovery failed: connection" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_health_checks_every_model_in_parallel_and_logs_the_calls(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("beta-1", Reply(fault=Fault.NOT_FOUND))
+    fake.script("alpha-1", Reply(text="ok", ttft=0.5))
+    fake.script("claude-x", Reply(text="ok", ttft=0.5))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    done = run_forge("models", "--health", "--json", "--config", str(config))
+    assert done.returncode == 1, "one model failed its health check"
+    rows = {m["alias"]: m for m in json.loads(done.stdout)["models"]}
+    assert rows["alpha"]["health"]["ok"] is True
+    assert rows["beta"]["health"]["ok"] is False
+    assert "not_found" in rows["beta"]["health"]["error"]
+    assert fake.max_concurrent_streams >= 2, "the checks ran at the same time"
+
+    logs = run_forge("logs", "--json")
+    attempts = json.loads(logs.stdout)["attempts"]
+    assert {a["model"] for a in attempts} == {"alpha", "beta", "claude"}
+    assert {a["outcome"] for a in attempts} == {"ok", "error"}
+    only = run_forge("logs", "--json", "--model", "beta")
+    assert [a["error_kind"] for a in json.loads(only.stdout)["attempts"]] == ["not_found"]
+    text = run_forge("logs")
+    assert "not_found" in text.stdout
+
+
+def test_health_exit_code_when_nothing_is_reachable(tmp_path: Path) -> None:
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[providers.p]\nbase_url = "http://127.0.0.1:9/v1"\n[models.m]\nprovider = "p"\nid = "x"\n'
+    )
+    done = run_forge("models", "--health", "--config", str(config))
+    assert done.returncode == 4
+    assert "connection" in done.stdout
+
+
+def test_cost_flags_unpriced_calls_instead_of_counting_them_free(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "forge.toml",
+        fake.url,
+        '[models.mystery]\nprovider = "fake"\nid = "mystery-1"\n',
+    )
+    assert run_forge("models", "--health", "--config", str(config)).returncode == 0
+    report = json.loads(run_forge("cost", "--json", "--config", str(config)).stdout)
+    assert report["today"]["model"]["mystery"]["unpriced_calls"] == 1
+    assert report["today"]["model"]["alpha"]["unpriced_calls"] == 0
+    assert report["budget"]["stop_threshold_usd"] == "5"
+    text = run_forge("cost", "--config", str(config)).stdout
+    assert "Today" in text and "mystery" in text
+    logs = run_forge("logs").stdout
+    assert "unpriced" in logs

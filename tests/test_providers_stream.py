@@ -1,0 +1,114 @@
+"""Streaming from both wire formats: text as it arrives, usage, costs and the three timers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from forge.config import parse_config_text
+from forge.ledger import Ledger
+from forge.providers.client import CallFailed, ModelClient
+from forge.providers.types import Finished, TextDelta
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
+from tests.conftest import fake_config
+
+TIMERS = """
+[providers.fake.timeout]
+first_token = {first}
+idle = {idle}
+total = {total}
+"""
+
+
+def client(fake: FakeProvider, tmp_path: Path, timers: str = "") -> ModelClient:
+    config = parse_config_text(fake_config(fake.url) + timers)
+    return ModelClient(config, ledger=Ledger(tmp_path / "ledger.db"))
+
+
+async def test_openai_stream_arrives_in_pieces_with_usage_and_cost(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="one two three four", input_tokens=1000, output_tokens=500))
+    async with client(fake, tmp_path) as c:
+        events = [e async for e in c.stream("alpha", "count")]
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) == 4 and "".join(deltas) == "one two three four"
+    done = events[-1]
+    assert isinstance(done, Finished)
+    assert done.completion.usage.input_tokens == 1000
+    # alpha costs $1 / $2 per million tokens
+    assert done.completion.cost.usd == Decimal("0.002")
+    assert done.completion.cost.source == "computed"
+    body = fake.requests_for("alpha-1")[0].body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+async def test_anthropic_stream_with_cache_tokens(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("claude-x", Reply(text="bonjour le monde", input_tokens=100, cached_tokens=40))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete(
+            "claude", [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+        )
+    assert done.text == "bonjour le monde"
+    assert done.usage.cached_tokens == 40
+    request = fake.requests_for("claude-x")[0]
+    assert request.path.endswith("/v1/messages")
+    assert request.body["system"] == "be brief"
+    assert [m["role"] for m in request.body["messages"]] == ["user"]
+
+
+async def test_provider_reported_cost_wins(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text="ok", cost="0.0123"))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("alpha", "hi")
+    assert done.cost.usd == Decimal("0.0123") and done.cost.source == "reported"
+
+
+async def test_non_streaming_mode(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text="whole answer"))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("alpha", "hi", stream=False)
+    assert done.text == "whole answer"
+    assert fake.requests_for("alpha-1")[0].body["stream"] is False
+
+
+async def test_first_token_timer(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(ttft=3))
+    async with client(fake, tmp_path, TIMERS.format(first=0.5, idle=5, total=10)) as c:
+        with pytest.raises(CallFailed, match="first-token"):
+            await c.complete("alpha", "hi", max_attempts=1)
+
+
+async def test_keep_alive_comments_are_not_progress(fake: FakeProvider, tmp_path: Path) -> None:
+    # The stall sends ": keep-alive" comments every 0.2 s; they must not hold the timer off.
+    fake.script("alpha-1", Reply(text="a b c", fault=Fault.STALL, stall_seconds=5))
+    async with client(fake, tmp_path, TIMERS.format(first=0.7, idle=0.5, total=10)) as c:
+        with pytest.raises(CallFailed, match="timeout: no first token"):
+            await c.complete("alpha", "hi", max_attempts=1)
+
+
+async def test_idle_gap_timer(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text="slow words here", tokens_per_second=0.5))
+    async with client(fake, tmp_path, TIMERS.format(first=5, idle=0.5, total=10)) as c:
+        with pytest.raises(CallFailed, match="idle"):
+            await c.complete("alpha", "hi", max_attempts=1)
+
+
+async def test_total_timer(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text=" ".join(["w"] * 40), tokens_per_second=20))
+    async with client(fake, tmp_path, TIMERS.format(first=2, idle=2, total=0.8)) as c:
+        with pytest.raises(CallFailed, match="total time"):
+            await c.complete("alpha", "hi", max_attempts=1)
+
+
+async def test_unknown_model_is_a_usage_error(fake: FakeProvider, tmp_path: Path) -> None:
+    from forge.errors import UsageError
+
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(UsageError, match="did you mean 'alpha'"):
+            await c.complete("alpah", "hi")
+        done = await c.complete("fake/some-model", "hi")
+    assert done.cost.source == "unpriced", "no price known: flagged, never $0"
+    assert done.cost.usd is None
