@@ -12,15 +12,24 @@ if TYPE_CHECKING:
 
 
 def console(stderr: bool = False) -> Console:
-    """Colour only on a terminal, and never when NO_COLOR is set (rich reads it)."""
+    """Colour only on a terminal, and never when NO_COLOR is set (rich reads it).
+
+    Piped output (CI logs, files) gets wide lines instead of tables folded to 80 columns.
+    """
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS") or 160)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def usd(value: Decimal | None, source: str | None = None) -> str:
     if value is None:
         return "unpriced"
+    if value == 0:
+        return "$0"
     text = f"${value:.4f}" if value >= Decimal("0.01") or value == 0 else f"${value:.6f}"
     return f"{text} (reported)" if source == "reported" else text
 
