@@ -104,3 +104,29 @@ def test_a_reservation_left_by_a_killed_process_expires(fake: FakeProvider, tmp_
     assert not hasattr(fits, "reason")
     outcomes = {r.outcome for r in ledger.attempts(limit=None)}
     assert "abandoned" in outcomes, "the expired reservation stays in the ledger, marked"
+
+
+def test_the_warning_threshold_fires_once_a_day(tmp_path: Path) -> None:
+    from forge.ledger.store import Limits, Reservation
+    from forge.providers.types import Cost, Target
+
+    ledger = Ledger(tmp_path / "l.db")
+    target = Target("alpha", "fake", "alpha-1")
+    crossed = []
+    for _ in range(4):
+        held = ledger.reserve(target, Decimal("1"), Limits(day_stop=Decimal(10)))
+        assert isinstance(held, Reservation)
+        settled = ledger.settle(
+            held, outcome="ok", cost=Cost(Decimal("1"), "computed"), warn_at=Decimal("2")
+        )
+        crossed.append(settled.warn_crossed)
+    assert crossed == [False, True, False, False]
+
+
+def test_an_unusable_ledger_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    done = run_forge("logs", env={"FORGE_HOME": str(blocker / "forge")})
+    assert done.returncode == 2
+    assert "cannot open the ledger" in done.stderr and "FORGE_HOME" in done.stderr
+    assert "Traceback" not in done.stderr

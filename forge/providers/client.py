@@ -236,17 +236,16 @@ class ModelClient:
             )
             streamed = False
             try:
-                async for text in self._attempt(target, request, call, task_id):
+                async for piece in self._attempt(target, request, call, task_id):
+                    if isinstance(piece, AttemptResult):
+                        yield Finished(self._completion(target, piece, call))
+                        return
                     streamed = True
-                    yield TextDelta(text, target.alias)
+                    yield TextDelta(piece, target.alias)
             except ProviderError as err:
                 self._after_failure(target, err, call)
                 if streamed:
                     yield Restart(target.alias, err.describe())
-                continue
-            result = self._last_result
-            yield Finished(self._completion(target, result, call))
-            return
         raise self._final_error(call)
 
     # -- the loop's decisions ----------------------------------------------------------------
@@ -336,7 +335,8 @@ class ModelClient:
 
     async def _attempt(
         self, target: Target, request: ChatRequest, call: _CallState, task_id: str | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | AttemptResult]:
+        """Text as it arrives, then the settled result last; raises ProviderError."""
         provider = self.config.providers[target.provider]
         key = self.env.get(provider.api_key_env) if provider.api_key_env else None
         if provider.api_key_env and not key:
@@ -362,7 +362,7 @@ class ModelClient:
             result = state.result()
             self._breaker(target).record_success()
             await self._settle_success(target, reservation, result)
-            self._last_result = result
+            yield result
         except ProviderError as err:
             raise self._clean(err, target) from None
         finally:
