@@ -23,19 +23,9 @@ SECRET_MARKER = "SENTINEL"
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A home of its own: no real user file, ledger, key or FORGE_* variable leaks in."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    for name in list(os.environ):
-        if name.startswith("FORGE_") or name.endswith("_API_KEY"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
-    monkeypatch.setenv("FORGE_HOME", str(home / "forge-home"))
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discovery starts from an empty folder (conftest.py already isolates home and keys)."""
     monkeypatch.chdir(tmp_path)
-    return home
 
 
 def forge(*args: str) -> Result:
@@ -150,9 +140,9 @@ def test_discovery_stops_at_the_repository_root(
     assert shown["values"]["cost.daily_budget_usd"] == {"value": "5", "source": "default"}
 
 
-def test_the_project_file_is_merged_over_the_user_file(isolated: Path, tmp_path: Path) -> None:
+def test_the_project_file_is_merged_over_the_user_file(isolated_home: Path, tmp_path: Path) -> None:
     user = write(
-        isolated / ".config" / "forge" / "forge.toml",
+        isolated_home / ".config" / "forge" / "forge.toml",
         "[cost]\ndaily_budget_usd = 9\nrun_budget_usd = 1\n",
     )
     project = write(tmp_path / "forge.toml", "[cost]\ndaily_budget_usd = 3\n")
@@ -189,9 +179,9 @@ def test_an_environment_variable_overrides_one_value(
 
 @pytest.mark.parametrize("how", ["--config", "FORGE_CONFIG"])
 def test_an_explicit_file_replaces_discovery(
-    how: str, isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    how: str, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(isolated / ".config" / "forge" / "forge.toml", "[cost]\nrun_budget_usd = 1\n")
+    write(isolated_home / ".config" / "forge" / "forge.toml", "[cost]\nrun_budget_usd = 1\n")
     write(tmp_path / "forge.toml", "[cost]\ndaily_budget_usd = 3\n")
     chosen = write(tmp_path / "elsewhere" / "ci.toml", "[cost]\ndaily_budget_usd = 2\n")
     args: tuple[str, ...] = ("--config", str(chosen)) if how == "--config" else ()

@@ -41,17 +41,13 @@ def closed_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No real user file, key or Ollama: OLLAMA_HOST points at a closed port unless a test says."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    for name in list(os.environ):
-        if name.startswith("FORGE_") or name in KEY_VARIABLES:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
-    monkeypatch.setenv("FORGE_HOME", str(home / "forge-home"))
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> Path:
+    """No real Ollama: OLLAMA_HOST points at a closed port unless a test says otherwise.
+
+    conftest.py's `isolated_home` already keeps the user's files and keys out.
+    """
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{closed_port()}")
     project = tmp_path / "project"
     project.mkdir()
