@@ -17,6 +17,7 @@ from forge.commands import cost as cost_cmd
 from forge.commands import init as init_cmd
 from forge.commands import logs as logs_cmd
 from forge.commands import models as models_cmd
+from forge.commands import validate as validate_cmd
 from forge.errors import ExitCode, ForgeError
 
 
@@ -64,6 +65,7 @@ def _root(
     """
 
 
+app.command("validate")(validate_cmd.validate)
 app.command("init")(init_cmd.init)
 app.add_typer(config_cmd.app, name="config")
 app.command("models")(models_cmd.models)

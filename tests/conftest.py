@@ -12,6 +12,13 @@ import pytest
 
 from forge.testing.fake_provider import FakeProvider
 
+# rustup finds its toolchains through HOME unless told otherwise; tests move HOME.
+REAL_HOME = Path.home()
+TOOLCHAIN_HOMES = {
+    "CARGO_HOME": os.environ.get("CARGO_HOME", str(REAL_HOME / ".cargo")),
+    "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(REAL_HOME / ".rustup")),
+}
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -21,6 +28,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("FORGE_") or name.endswith("_API_KEY"):
             monkeypatch.delenv(name)
+    for name, value in TOOLCHAIN_HOMES.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))

@@ -1,0 +1,1 @@
+"""forge validate: detect a project's checks, run them in stages, report typed results."""

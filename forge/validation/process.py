@@ -1,0 +1,72 @@
+"""Running one validator's command: captured output, a time limit, and a clean kill.
+
+Each command starts in a session of its own, so a timeout kills its whole process group: cargo's
+rustc children and pytest's workers go with it instead of lingering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TAIL = 4000
+
+
+@dataclass(frozen=True)
+class ProcessOutput:
+    argv: list[str]
+    exit_code: int | None  # None when it was killed for running too long
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    def tail(self) -> str:
+        text = (self.stdout + "\n" + self.stderr).strip()
+        return text[-TAIL:]
+
+
+def run(
+    argv: Sequence[str],
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> ProcessOutput:
+    """Run `argv` in `cwd`; past `timeout` seconds, kill its process group and say so."""
+    started = time.monotonic()
+    full_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        stdout, stderr = process.communicate()
+        return ProcessOutput(
+            list(argv), None, stdout, stderr, time.monotonic() - started, timed_out=True
+        )
+    except BaseException:
+        _kill_group(process)  # Ctrl-C or a crash here must not leave the tool running
+        raise
+    return ProcessOutput(list(argv), process.returncode, stdout, stderr, time.monotonic() - started)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()

@@ -1,0 +1,204 @@
+"""Finding the projects in a repository and the validators each one gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from forge.config.schema import ValidationConfig
+from forge.validation.custom import custom_validator
+from forge.validation.process import ProcessOutput
+from forge.validation.python import python_validators
+from forge.validation.types import Stage, Status
+from forge.validation.validator import Context, Parsed, Validator
+
+SKIP_DIRS = {
+    ".git",
+    "target",
+    "node_modules",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "build",
+    "dist",
+    ".tox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
+PYTHON_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py")
+
+
+@dataclass(frozen=True)
+class Project:
+    kind: Literal["rust", "python", "custom"]
+    root: Path  # absolute
+
+
+def repository_root(path: Path) -> Path:
+    """The git work tree containing `path`, else `path` itself."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
+    )
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else path.resolve()
+
+
+def list_files(root: Path) -> tuple[str, ...]:
+    """Files git tracks or would track (untracked but not ignored), relative, sorted.
+
+    Untracked files count because pytest collects them. Outside git: every file, minus the
+    usual build and environment folders.
+    """
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+    )
+    if done.returncode == 0:
+        names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
+        # Build output and bytecode that a project forgot to ignore would change on every run.
+        kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
+        return tuple(sorted(n for n in kept if (root / n).is_file()))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in files:
+            found.append((Path(folder) / name).relative_to(root).as_posix())
+    return tuple(sorted(found))
+
+
+def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project]:
+    """Rust crates and workspaces, Python projects, outermost first, inside `scope`."""
+    inside = [f for f in files if _within(repo_root / f, scope)]
+    projects: list[Project] = []
+    cargo = sorted({str(Path(f).parent) for f in inside if Path(f).name == "Cargo.toml"}, key=len)
+    for folder in cargo:
+        if not any(_member_of_workspace(repo_root, p.root, folder) for p in projects):
+            projects.append(Project("rust", (repo_root / folder).resolve()))
+    python = sorted(
+        {str(Path(f).parent) for f in inside if Path(f).name in PYTHON_MARKERS}, key=len
+    )
+    roots: list[str] = []
+    for folder in python:
+        if not any(folder == r or folder.startswith(r + "/") or r == "." for r in roots):
+            roots.append(folder)
+    if not roots and any(f.endswith(".py") for f in inside):
+        # No packaging file, but a tests folder (or test files) is a Python project too.
+        scope_rel = _relative(scope, repo_root)
+        if any(Path(f).parts[: len(Path(scope_rel).parts) + 1][-1:] == ("tests",) for f in inside):
+            roots.append(scope_rel)
+    projects += [Project("python", (repo_root / r).resolve()) for r in roots]
+    return projects
+
+
+def _within(path: Path, scope: Path) -> bool:
+    return path.resolve().is_relative_to(scope.resolve())
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.resolve().relative_to(root.resolve()).as_posix() or "."
+
+
+def _member_of_workspace(repo_root: Path, workspace: Path, folder: str) -> bool:
+    """A crate folder below a Cargo.toml that declares [workspace] belongs to it."""
+    candidate = (repo_root / folder).resolve()
+    if not candidate.is_relative_to(workspace) or candidate == workspace:
+        return candidate == workspace
+    try:
+        manifest = tomllib.loads((workspace / "Cargo.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return "workspace" in manifest
+
+
+def validators_for(project: Project, settings: ValidationConfig) -> list[Validator]:
+    limit = settings.timeout_seconds
+    if project.kind == "rust":
+        return rust_validators(dict(settings.commands), dict(settings.timeouts), limit)
+    if project.kind == "python":
+        return python_validators(
+            project.root, dict(settings.commands), dict(settings.timeouts), limit
+        )
+    return [custom_validator(spec, limit) for spec in settings.custom]
+
+
+def rust_validators(
+    commands: dict[str, str], timeouts: dict[str, float], default_timeout: float
+) -> list[Validator]:
+    import shlex
+
+    from forge.validation import rust
+
+    env = {"CARGO_TERM_COLOR": "never"}
+
+    def argv(name: str, default: list[str]) -> tuple[str, ...]:
+        return tuple(shlex.split(commands[name])) if name in commands else tuple(default)
+
+    def messages(tool: str) -> object:
+        def parse(out: ProcessOutput, ctx: Context) -> Parsed:
+            found = rust.parse_compiler_messages(out.stdout, ctx.repo_root, tool)
+            if ctx.only is not None:
+                found = [d for d in found if d.file in ctx.only]
+            failed = out.exit_code != 0 or any(d.severity == "error" for d in found)
+            if out.exit_code not in (0, 101) and not found:
+                return Parsed(Status.ERROR, reason=_last_line(out.stderr))
+            return Parsed(Status.FAILED if failed else Status.PASSED, found)
+
+        return parse
+
+    def tests(out: ProcessOutput, ctx: Context) -> Parsed:
+        found = rust.parse_compiler_messages(out.stdout, ctx.repo_root, "cargo test")
+        results = rust.parse_test_output(out.stdout, out.stderr, ctx.repo_root)
+        bad = any(t.outcome in ("failed", "error") for t in results)
+        if out.exit_code not in (0, 101) and not results and not found:
+            return Parsed(Status.ERROR, reason=_last_line(out.stderr))
+        if out.exit_code == 0 and not results:
+            return Parsed(Status.NO_TESTS, found, reason="cargo test ran no tests")
+        failed = bad or out.exit_code != 0 or any(d.severity == "error" for d in found)
+        return Parsed(Status.FAILED if failed else Status.PASSED, found, results)
+
+    return [
+        Validator(
+            name="cargo check",
+            tool="cargo",
+            stage=Stage.BUILD,
+            argv=argv("cargo check", rust.CHECK_ARGS),
+            parse=messages("cargo check"),  # type: ignore[arg-type]
+            probe=("cargo", "--version"),
+            env=env,
+            timeout=timeouts.get("cargo check", default_timeout),
+        ),
+        Validator(
+            name="cargo clippy",
+            tool="clippy",
+            stage=Stage.LINT,
+            argv=argv("cargo clippy", rust.CLIPPY_ARGS),
+            parse=messages("cargo clippy"),  # type: ignore[arg-type]
+            probe=("cargo", "clippy", "--version"),
+            after=("cargo check",),
+            # Its own target folder lets clippy run while cargo test builds.
+            env={**env, "CARGO_TARGET_DIR": "target/forge-clippy"},
+            timeout=timeouts.get("cargo clippy", default_timeout),
+            lints_files=True,
+        ),
+        Validator(
+            name="cargo test",
+            tool="cargo",
+            stage=Stage.TEST,
+            argv=argv("cargo test", rust.TEST_ARGS),
+            parse=tests,
+            probe=("cargo", "--version"),
+            after=("cargo check",),
+            env=env,
+            timeout=timeouts.get("cargo test", default_timeout),
+        ),
+    ]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the tool failed without a message"

@@ -1,0 +1,302 @@
+"""Python validators: syntax, ruff (JSON), mypy when configured, pytest (JUnit XML)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from forge.validation.process import ProcessOutput
+from forge.validation.types import Diagnostic, Stage, Status, TestResult
+from forge.validation.validator import Context, Parsed, Validator
+
+PYTEST_NO_TESTS = 5
+RUFF_FILES = (".py", ".pyi", "pyproject.toml", "ruff.toml", ".ruff.toml")
+MYPY_FILES = (".py", ".pyi", "pyproject.toml", "mypy.ini", ".mypy.ini", "setup.cfg")
+
+
+def find_tool(name: str) -> str | None:
+    """On PATH, or beside the running Python (a virtualenv that is not activated)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if sibling.exists() else None
+
+
+def rel(path: str | Path, ctx: Context) -> str:
+    """A tool's path (absolute, or relative to the project) as repository-relative posix."""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = ctx.project / candidate
+    try:
+        return candidate.resolve().relative_to(ctx.repo_root.resolve()).as_posix()
+    except ValueError:
+        return candidate.as_posix()
+
+
+# -- syntax ------------------------------------------------------------------------------------
+
+
+def check_syntax(ctx: Context) -> Parsed:
+    """Compile every Python file forge can see, reporting file and line of each error."""
+    found = []
+    for name in ctx.files:
+        if not name.endswith(".py"):
+            continue
+        path = ctx.repo_root / name
+        try:
+            source = path.read_bytes()
+        except OSError:
+            continue
+        try:
+            compile(source, name, "exec", dont_inherit=True)
+        except SyntaxError as err:
+            found.append(
+                Diagnostic(
+                    tool="python",
+                    severity="error",
+                    message=err.msg,
+                    file=name,
+                    line=err.lineno,
+                    column=err.offset,
+                    code=type(err).__name__,
+                    rendered=f"{name}:{err.lineno}:{err.offset}: {type(err).__name__}: {err.msg}",
+                )
+            )
+        except ValueError as err:  # null bytes in the source
+            found.append(Diagnostic("python", "error", str(err), file=name, code="ValueError"))
+    return Parsed(Status.FAILED if found else Status.PASSED, found)
+
+
+# -- ruff --------------------------------------------------------------------------------------
+
+
+def parse_ruff(out: ProcessOutput, ctx: Context) -> Parsed:
+    if out.exit_code not in (0, 1):
+        return Parsed(Status.ERROR, reason=f"ruff exited with {out.exit_code}")
+    try:
+        items = json.loads(out.stdout or "[]")
+    except ValueError:
+        return Parsed(Status.ERROR, reason="ruff's JSON output could not be read")
+    found = []
+    for item in items:
+        location = item.get("location") or {}
+        code = item.get("code")
+        found.append(
+            Diagnostic(
+                tool="ruff",
+                severity="error",
+                message=str(item.get("message", "")),
+                file=rel(item.get("filename", ""), ctx),
+                line=location.get("row"),
+                column=location.get("column"),
+                code=code
+                or ("syntax-error" if "SyntaxError" in str(item.get("message")) else None),
+                rendered=None,
+            )
+        )
+    return Parsed(Status.FAILED if found else Status.PASSED, found)
+
+
+# -- mypy --------------------------------------------------------------------------------------
+
+_MYPY_LINE = re.compile(
+    r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:(?P<col>\d+):)? (?P<sev>error|warning|note): "
+    r"(?P<msg>.*?)(?:  \[(?P<code>[\w-]+)\])?$"
+)
+
+
+def mypy_configured(project: Path) -> bool:
+    for name in ("mypy.ini", ".mypy.ini"):
+        if (project / name).is_file():
+            return True
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            if "mypy" in tomllib.loads(pyproject.read_text()).get("tool", {}):
+                return True
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            return False
+    setup_cfg = project / "setup.cfg"
+    return setup_cfg.is_file() and "[mypy" in setup_cfg.read_text(errors="replace")
+
+
+def _mypy_lists_files(project: Path) -> bool:
+    """Whether the project's mypy configuration names what to check (else forge passes ".")."""
+    for name in ("mypy.ini", ".mypy.ini", "setup.cfg", "pyproject.toml"):
+        path = project / name
+        if path.is_file() and re.search(r"^\s*files\s*=", path.read_text(errors="replace"), re.M):
+            return True
+    return False
+
+
+def parse_mypy(out: ProcessOutput, ctx: Context) -> Parsed:
+    if out.exit_code not in (0, 1):
+        return Parsed(Status.ERROR, reason=f"mypy exited with {out.exit_code}")
+    found = []
+    for line in out.stdout.splitlines():
+        match = _MYPY_LINE.match(line)
+        if not match or match["sev"] == "note":
+            continue
+        found.append(
+            Diagnostic(
+                tool="mypy",
+                severity="error" if match["sev"] == "error" else "warning",
+                message=match["msg"],
+                file=rel(match["file"], ctx),
+                line=int(match["line"]),
+                column=int(match["col"]) if match["col"] else None,
+                code=match["code"],
+                rendered=line,
+            )
+        )
+    failed = out.exit_code == 1 or any(d.severity == "error" for d in found)
+    return Parsed(Status.FAILED if failed else Status.PASSED, found)
+
+
+# -- pytest ------------------------------------------------------------------------------------
+
+_FAILURE_AT = re.compile(r"^(?P<file>[^\s:][^:\n]*\.py):(?P<line>\d+): ", re.MULTILINE)
+
+
+def junit_path(ctx: Context) -> Path:
+    assert ctx.scratch is not None
+    return ctx.scratch / "pytest-junit.xml"
+
+
+def parse_pytest(out: ProcessOutput, ctx: Context) -> Parsed:
+    if out.exit_code == PYTEST_NO_TESTS:
+        return Parsed(Status.NO_TESTS, reason="pytest collected no tests")
+    report = junit_path(ctx)
+    if not report.is_file():
+        return Parsed(Status.ERROR, reason=f"pytest exited with {out.exit_code} and no report")
+    try:
+        tests = read_junit(report.read_text(errors="replace"), ctx)
+    except ET.ParseError:
+        return Parsed(Status.ERROR, reason="pytest's JUnit report could not be read")
+    failed = any(t.outcome in ("failed", "error") for t in tests) or out.exit_code not in (0, None)
+    if out.exit_code in (3, 4):
+        return Parsed(Status.ERROR, tests=tests, reason=f"pytest exited with {out.exit_code}")
+    return Parsed(Status.FAILED if failed else Status.PASSED, tests=tests)
+
+
+def read_junit(text: str, ctx: Context) -> list[TestResult]:
+    """Per-test results from JUnit XML (pytest's xunit1 family carries file and line)."""
+    root = ET.fromstring(text)
+    return [_junit_case(case, ctx) for case in root.iter("testcase")]
+
+
+def _junit_case(case: ET.Element, ctx: Context) -> TestResult:
+    name = case.get("name", "")
+    suite = case.get("classname") or None
+    file = case.get("file")
+    line = int(case.get("line") or 0) + 1 if case.get("line") else None  # xunit1 is 0-based
+    duration = float(case.get("time") or 0)
+    outcome, message = "passed", None
+    for tag, kind in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+        element = case.find(tag)
+        if element is None:
+            continue
+        outcome = kind
+        message = element.get("message") or (element.text or "").strip()[:2000] or None
+        where = list(_FAILURE_AT.finditer(element.text or ""))
+        if kind in ("failed", "error") and where:
+            file, line = where[-1]["file"], int(where[-1]["line"])
+        break
+    return TestResult(
+        name=name,
+        outcome=outcome,  # type: ignore[arg-type]
+        suite=suite,
+        file=rel(file, ctx) if file else None,
+        line=line,
+        duration=duration,
+        message=message,
+    )
+
+
+# -- building the validators for a Python project ---------------------------------------------
+
+
+def python_validators(
+    project: Path, commands: dict[str, str], timeouts: dict[str, float], default_timeout: float
+) -> list[Validator]:
+    import shlex
+
+    def argv(name: str, default: list[str]) -> tuple[str, ...]:
+        return tuple(shlex.split(commands[name])) if name in commands else tuple(default)
+
+    def limit(name: str) -> float:
+        return timeouts.get(name, default_timeout)
+
+    ruff = find_tool("ruff") or "ruff"
+    mypy = find_tool("mypy") or "mypy"
+    found = [
+        Validator(
+            name="python syntax",
+            tool="python",
+            stage=Stage.SYNTAX,
+            run_in_process=check_syntax,
+            file_suffixes=(".py",),
+            settings=sys.version,
+        ),
+        Validator(
+            name="ruff",
+            tool="ruff",
+            stage=Stage.LINT,
+            argv=argv("ruff", [ruff, "check", "--output-format=json", "--no-fix", "."]),
+            parse=parse_ruff,
+            probe=(ruff, "--version"),
+            timeout=limit("ruff"),
+            lints_files=True,
+            file_suffixes=RUFF_FILES,
+        ),
+        Validator(
+            name="pytest",
+            tool="pytest",
+            stage=Stage.TEST,
+            argv=(
+                *argv("pytest", [sys.executable, "-m", "pytest"]),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "junit_family=xunit1",
+                "--junitxml={scratch}/pytest-junit.xml",
+            ),
+            parse=parse_pytest,
+            probe=(sys.executable, "-m", "pytest", "--version")
+            if "pytest" not in commands
+            else None,
+            after=("python syntax",),
+            timeout=limit("pytest"),
+        ),
+    ]
+    if mypy_configured(project):
+        found.insert(
+            2,
+            Validator(
+                name="mypy",
+                tool="mypy",
+                stage=Stage.LINT,
+                argv=(
+                    *argv("mypy", [mypy]),
+                    "--show-column-numbers",
+                    "--show-error-codes",
+                    "--no-error-summary",
+                    "--no-color-output",
+                    "--no-pretty",
+                    *(() if _mypy_lists_files(project) else (".",)),
+                ),
+                parse=parse_mypy,
+                probe=(mypy, "--version"),
+                timeout=limit("mypy"),
+                lints_files=True,
+                file_suffixes=MYPY_FILES,
+            ),
+        )
+    return found

@@ -1,0 +1,325 @@
+"""`validate()`: detect the projects, run their validators in stages and in parallel, report.
+
+This is the library entry point that `forge validate`, the task engine and `forge fanout
+--validate` share: a folder and a configuration in, a typed `ValidationReport` out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from forge.config.schema import ValidationConfig
+from forge.errors import UsageError
+from forge.ledger.store import ledger_home
+from forge.validation.cache import ResultCache, ToolVersions
+from forge.validation.process import run
+from forge.validation.projects import (
+    Project,
+    detect,
+    list_files,
+    repository_root,
+    validators_for,
+)
+from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
+from forge.validation.validator import Context, Parsed, Validator
+
+STAGE_SWITCH = {
+    Stage.SYNTAX: "enable_syntax_check",
+    Stage.BUILD: "enable_build_check",
+    Stage.LINT: "enable_lint_check",
+    Stage.TEST: "enable_test_execution",
+}
+BLOCKING = {Status.FAILED, Status.TIMEOUT, Status.ERROR}
+
+
+class NothingToValidate(UsageError):
+    pass
+
+
+@dataclass(frozen=True)
+class Options:
+    use_cache: bool = True
+    changed_since: str | None = None  # --changed: lint only files changed since this ref
+    baseline: str | None = None  # --baseline: report only findings new since this ref
+    jobs: int | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    project: Project
+    validator: Validator
+    after: tuple[tuple[str, str], ...]  # (project root, validator name) that must pass first
+
+    @property
+    def id(self) -> tuple[str, str]:
+        return (str(self.project.root), self.validator.name)
+
+
+def validate(
+    path: Path, settings: ValidationConfig, options: Options | None = None
+) -> ValidationReport:
+    options = options or Options()
+    started = time.monotonic()
+    scope = path.resolve()
+    if not scope.is_dir():
+        raise UsageError(f"{path} is not a folder")
+    repo_root = repository_root(scope)
+    files = list_files(repo_root)
+    projects = detect(repo_root, scope, files)
+    if settings.custom:
+        projects.append(Project("custom", repo_root))
+    if not projects:
+        raise NothingToValidate(
+            f"nothing to validate in {path}: no Cargo.toml, pyproject.toml, setup.cfg, setup.py "
+            "or tests folder was found, and [validation] configures no custom validator"
+        )
+    only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
+    plan = _plan(projects, settings)
+    results = _Runner(repo_root, files, settings, options, only).run_all(plan)
+    report = ValidationReport(str(repo_root), results, time.monotonic() - started)
+    if options.baseline:
+        report = _against_baseline(report, scope, repo_root, settings, options)
+    report.duration = time.monotonic() - started
+    return report
+
+
+def _plan(projects: list[Project], settings: ValidationConfig) -> list[Planned]:
+    plan: list[Planned] = []
+    for project in projects:
+        for validator in validators_for(project, settings):
+            after = tuple((str(project.root), name) for name in validator.after)
+            plan.append(Planned(project, validator, after))
+    gates = tuple(p.id for p in plan if p.validator.stage in (Stage.SYNTAX, Stage.BUILD))
+    # Custom test-stage validators wait for every syntax and build check, as built-in ones do.
+    return [
+        replace(p, after=gates)
+        if p.project.kind == "custom" and p.validator.stage is Stage.TEST
+        else p
+        for p in plan
+    ]
+
+
+class _Runner:
+    def __init__(
+        self,
+        repo_root: Path,
+        files: tuple[str, ...],
+        settings: ValidationConfig,
+        options: Options,
+        only: tuple[str, ...] | None,
+    ) -> None:
+        self.repo_root = repo_root
+        self.files = files
+        self.settings = settings
+        self.options = options
+        self.only = only
+        home = options.cache_dir or ledger_home() / "validate"
+        self.cache = ResultCache(home / "results")
+        self.versions = ToolVersions(home / "tools.json")
+
+    def run_all(self, plan: list[Planned]) -> list[ValidatorResult]:
+        """Every validator as soon as the ones it waits for are done, several at a time."""
+        done: dict[tuple[str, str], ValidatorResult] = {}
+        planned_ids = {p.id for p in plan}
+        pending = list(plan)
+        jobs = self.options.jobs or max(2, os.cpu_count() or 2)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            running: dict[Future[ValidatorResult], Planned] = {}
+            while pending or running:
+                for item in list(pending):
+                    deps = [d for d in item.after if d in planned_ids]
+                    if all(d in done for d in deps):
+                        pending.remove(item)
+                        blockers = [done[d] for d in deps if done[d].status in BLOCKING]
+                        if blockers:
+                            done[item.id] = self._blocked(item, blockers)
+                        else:
+                            running[pool.submit(self.execute, item)] = item
+                if not running:
+                    continue
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done[running.pop(future).id] = future.result()
+        return [done[p.id] for p in plan]
+
+    def execute(self, item: Planned) -> ValidatorResult:
+        validator = item.validator
+        base = self._result(item, Status.SKIPPED)
+        switch = STAGE_SWITCH[validator.stage]
+        if not getattr(self.settings, switch):
+            return replace(base, reason=f"switched off by [validation] {switch} = false")
+        version = ""
+        if validator.probe is not None:
+            found = self.versions.version(validator.probe, dict(validator.env))
+            if found is None:
+                command = " ".join(validator.probe)
+                return replace(
+                    base, reason=f"{validator.tool} is not installed (`{command}` failed)"
+                )
+            version = found
+        ctx = self._context(item)
+        argv = list(validator.argv)
+        if self.only is not None and validator.lints_files:
+            targets = validator.relevant(ctx.only or ())
+            if not targets:
+                return replace(base, reason="no changed file for it to check")
+            if "." in argv:
+                at = argv.index(".")
+                argv[at : at + 1] = [str(self.repo_root / f) for f in targets]
+        key = self.cache.key(replace(validator, argv=tuple(argv)), ctx, version)
+        if self.options.use_cache and (hit := self.cache.get(key)) is not None:
+            return hit
+        result = self._run(item, ctx, argv)
+        self.cache.put(key, result)
+        return result
+
+    def _run(self, item: Planned, ctx: Context, argv: list[str]) -> ValidatorResult:
+        validator = item.validator
+        with tempfile.TemporaryDirectory(prefix="forge-validate-") as scratch:
+            ctx = replace(ctx, scratch=Path(scratch))
+            started = time.monotonic()
+            if validator.run_in_process is not None:
+                parsed = validator.run_in_process(ctx)
+                return self._result(item, parsed, time.monotonic() - started)
+            command = [part.replace("{scratch}", scratch) for part in argv]
+            try:
+                out = run(command, item.project.root, validator.timeout, validator.env)
+            except OSError as exc:
+                return self._result(item, Parsed(Status.ERROR, reason=f"cannot start: {exc}"))
+            if out.timed_out:
+                parsed = Parsed(
+                    Status.TIMEOUT,
+                    reason=f"killed after {validator.timeout:g}s, past its time limit",
+                )
+            else:
+                assert validator.parse is not None
+                try:
+                    parsed = validator.parse(out, ctx)
+                except Exception as exc:  # a parser bug must not hide the tool's result
+                    parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
+            result = self._result(item, parsed, out.duration, command, out.exit_code)
+            if result.status in (Status.ERROR, Status.TIMEOUT):
+                result.output_tail = out.tail()
+            return result
+
+    def _context(self, item: Planned) -> Context:
+        root = item.project.root
+        prefix = root.relative_to(self.repo_root).as_posix()
+        files = (
+            self.files
+            if prefix == "."
+            else tuple(f for f in self.files if f.startswith(prefix + "/"))
+        )
+        only = None if self.only is None else tuple(f for f in self.only if f in set(files))
+        return Context(self.repo_root, root, files, only)
+
+    def _result(
+        self,
+        item: Planned,
+        parsed: Parsed | Status,
+        duration: float = 0.0,
+        command: list[str] | None = None,
+        exit_code: int | None = None,
+    ) -> ValidatorResult:
+        if isinstance(parsed, Status):
+            parsed = Parsed(parsed)
+        return ValidatorResult(
+            name=item.validator.name,
+            tool=item.validator.tool,
+            stage=item.validator.stage,
+            project=item.project.root.relative_to(self.repo_root).as_posix(),
+            status=parsed.status,
+            command=command or list(item.validator.argv),
+            reason=parsed.reason,
+            exit_code=exit_code,
+            duration=duration,
+            diagnostics=parsed.diagnostics,
+            tests=parsed.tests,
+        )
+
+    def _blocked(self, item: Planned, blockers: list[ValidatorResult]) -> ValidatorResult:
+        names = ", ".join(sorted({b.name for b in blockers}))
+        return replace(
+            self._result(item, Status.SKIPPED),
+            reason=f"skipped because {names} failed",
+        )
+
+
+def _git(repo_root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
+    return done.stdout
+
+
+def _changed_files(repo_root: Path, base: str) -> tuple[str, ...]:
+    """Files that differ from `base` in the work tree, plus new untracked files."""
+    changed = _git(repo_root, "diff", "--name-only", "-z", base, "--").split("\0")
+    new = _git(repo_root, "ls-files", "-z", "--others", "--exclude-standard").split("\0")
+    return tuple(sorted({f for f in changed + new if f and (repo_root / f).is_file()}))
+
+
+def _against_baseline(
+    report: ValidationReport,
+    scope: Path,
+    repo_root: Path,
+    settings: ValidationConfig,
+    options: Options,
+) -> ValidationReport:
+    """Keep only the findings and failing tests that `options.baseline` did not have."""
+    ref = options.baseline
+    assert ref is not None
+    _git(repo_root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    holder = Path(tempfile.mkdtemp(prefix="forge-baseline-"))
+    tree = holder / "tree"
+    try:
+        _git(repo_root, "worktree", "add", "--detach", str(tree), ref)
+        old = validate(
+            tree / scope.relative_to(repo_root),
+            settings,
+            replace(options, baseline=None, changed_since=None),
+        )
+    except NothingToValidate:
+        old = ValidationReport(str(tree), [])
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tree)], cwd=repo_root, capture_output=True
+        )
+        shutil.rmtree(holder, ignore_errors=True)
+    previous = {(r.project, r.name): r for r in old.results}
+    results = [_only_new(r, previous.get((r.project, r.name)), ref) for r in report.results]
+    return ValidationReport(report.root, results, report.duration, baseline=ref)
+
+
+def _only_new(result: ValidatorResult, before: ValidatorResult | None, ref: str) -> ValidatorResult:
+    if before is None or result.status not in (Status.PASSED, Status.FAILED):
+        return result
+    seen = Counter(d.baseline_key() for d in before.diagnostics)
+    fresh = []
+    for finding in result.diagnostics:
+        key = finding.baseline_key()
+        if seen[key] > 0:
+            seen[key] -= 1
+        else:
+            fresh.append(finding)
+    failed_before = {(t.suite, t.name) for t in before.tests if t.outcome in ("failed", "error")}
+    new_failures = [
+        t
+        for t in result.tests
+        if t.outcome in ("failed", "error") and (t.suite, t.name) not in failed_before
+    ]
+    still_failing = any(d.severity == "error" for d in fresh) or bool(new_failures)
+    status = result.status
+    reason = result.reason
+    if status is Status.FAILED and not still_failing:
+        status, reason = Status.PASSED, f"its failures were already present in {ref}"
+    return replace(result, diagnostics=fresh, status=status, reason=reason)

@@ -1,0 +1,61 @@
+"""The validator seam: what to run, where, after what, and how to read its output.
+
+Built-in validators (cargo, ruff, mypy, pytest, the syntax check) and custom ones from
+`[validation.custom]` are all `Validator` values; the runner knows nothing else about them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge.validation.process import ProcessOutput
+from forge.validation.types import Diagnostic, Stage, Status, TestResult
+
+
+@dataclass
+class Parsed:
+    """What a parser read from a finished command."""
+
+    status: Status
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    tests: list[TestResult] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a validator runs and what it may look at."""
+
+    repo_root: Path
+    project: Path
+    files: tuple[str, ...]  # repository-relative files of this project (tracked or would be)
+    only: tuple[str, ...] | None = None  # --changed: lint only these files
+    scratch: Path | None = None  # a private folder for report files (JUnit, SARIF)
+
+
+Parser = Callable[[ProcessOutput, Context], Parsed]
+InProcess = Callable[[Context], Parsed]
+
+
+@dataclass(frozen=True)
+class Validator:
+    name: str
+    tool: str
+    stage: Stage
+    argv: tuple[str, ...] = ()
+    parse: Parser | None = None
+    run_in_process: InProcess | None = None  # for checks forge does itself (syntax)
+    probe: tuple[str, ...] | None = None  # a command that fails when the tool is missing
+    after: tuple[str, ...] = ()  # validators of the same project that must pass first
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 600.0
+    settings: str = ""  # anything else that changes the result, for the cache key
+    lints_files: bool = False  # takes a file list under --changed
+    file_suffixes: tuple[str, ...] = ()  # which files matter to it (empty: every file)
+
+    def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
+        if not self.file_suffixes:
+            return files
+        return tuple(f for f in files if f.endswith(self.file_suffixes))

@@ -1,0 +1,110 @@
+"""`forge validate` on Rust crates and mixed repositories, with the real cargo and clippy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_forge
+from tests.test_validate_python import PACKAGE, by_name, make_repo, report
+
+CARGO = '[package]\nname = "calc"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
+GITIGNORE = {".gitignore": "target/\n"}
+
+
+def test_rust_type_error_fails_the_build_and_skips_the_tests(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            **GITIGNORE,
+            "Cargo.toml": CARGO,
+            "src/lib.rs": 'pub fn half(x: i32) -> i32 {\n    let y: i32 = "two";\n    x / y\n}\n',
+        },
+    )
+    code, data = report(root)
+    assert code == 1
+    found = by_name(data)
+    errors = [d for d in found["cargo check"]["diagnostics"] if d["severity"] == "error"]
+    assert [(d["code"], d["file"], d["line"], d["column"]) for d in errors] == [
+        ("E0308", "src/lib.rs", 2, 18)
+    ]
+    assert found["cargo test"]["status"] == "skipped"
+    assert "cargo check failed" in found["cargo test"]["reason"]
+
+
+LIB = """\
+/// Adds one.
+///
+/// ```
+/// assert_eq!(calc::inc(1), 2);
+/// ```
+pub fn inc(x: i32) -> i32 {
+    return x + 1;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit() {
+        assert_eq!(super::inc(2), 3);
+    }
+}
+"""
+IT = """\
+#[test]
+fn passes() {
+    assert_eq!(calc::inc(0), 1);
+}
+
+#[test]
+fn fails() {
+    assert_eq!(calc::inc(0), 5, "inc is off");
+}
+"""
+
+
+def test_rust_clippy_warning_and_test_counts_summed_across_binaries(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": LIB, "tests/it.rs": IT},
+    )
+    code, data = report(root)
+    assert code == 1
+    found = by_name(data)
+    clippy = found["cargo clippy"]["diagnostics"]
+    assert [(d["code"], d["file"], d["line"], d["severity"]) for d in clippy] == [
+        ("clippy::needless_return", "src/lib.rs", 7, "warning")
+    ]
+    assert found["cargo clippy"]["status"] == "passed", "a warning alone does not fail the gate"
+    tests = found["cargo test"]
+    # unit (1) + integration (1 passed, 1 failed) + doc-test (1)
+    assert tests["tests"] == {"passed": 3, "failed": 1, "skipped": 0, "error": 0}
+    failed = [t for t in tests["test_results"] if t["outcome"] == "failed"]
+    assert [(t["name"], t["file"], t["line"]) for t in failed] == [("fails", "tests/it.rs", 8)]
+    assert "inc is off" in failed[0]["message"]
+    doc = [t for t in tests["test_results"] if "doc" in (t["suite"] or "").lower()]
+    assert [t["outcome"] for t in doc] == ["passed"]
+
+
+def test_a_repository_with_rust_and_python(tmp_path: Path) -> None:
+    files = {
+        **GITIGNORE,
+        "Cargo.toml": CARGO,
+        "src/lib.rs": "pub fn inc(x: i32) -> i32 {\n    x + 1\n}\n",
+        "py/pyproject.toml": PACKAGE["pyproject.toml"],
+        "py/pkg/__init__.py": PACKAGE["pkg/__init__.py"],
+        "py/tests/test_add.py": PACKAGE["tests/test_add.py"],
+    }
+    root = make_repo(tmp_path / "repo", files)
+    code, data = report(root)
+    assert code == 1
+    projects = {(v["project"], v["name"]): v["status"] for v in data["validators"]}
+    assert projects[(".", "cargo check")] == "passed"
+    assert projects[(".", "cargo test")] == "no_tests"
+    assert projects[("py", "ruff")] == "failed"
+    assert projects[("py", "pytest")] == "failed"
+    ruff = next(v for v in data["validators"] if v["name"] == "ruff")
+    assert {d["file"] for d in ruff["diagnostics"]} >= {"py/pkg/__init__.py"}
+
+    github = run_forge("validate", str(root), "--format", "github")
+    lines = github.stdout.splitlines()
+    assert any(line.startswith("::error file=py/pkg/__init__.py,line=1") for line in lines)
