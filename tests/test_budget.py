@@ -100,7 +100,10 @@ def test_a_reservation_left_by_a_killed_process_expires(fake: FakeProvider, tmp_
     )
     with ledger._write() as db:  # the row now belongs to a process that has exited
         db.execute("UPDATE attempts SET pid = ? WHERE status = 'reserved'", (int(dead.stdout),))
-    fits = ledger.reserve(target, Decimal("1"), Limits(day_stop=STOP))
+    spend = ledger.spend_today()
+    # No longer held by a live call; charged at its worst case, since what it spent is unknown.
+    assert spend.held == 0 and spend.settled == Decimal("2.5")
+    fits = ledger.reserve(target, Decimal("0.4"), Limits(day_stop=STOP))
     assert not hasattr(fits, "reason")
     outcomes = {r.outcome for r in ledger.attempts(limit=None)}
     assert "abandoned" in outcomes, "the expired reservation stays in the ledger, marked"

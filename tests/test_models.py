@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from forge.testing.fake_provider import FakeProvider, Fault, ModelInfo, Reply
@@ -121,3 +122,19 @@ def test_cost_flags_unpriced_calls_instead_of_counting_them_free(
     assert "Today" in text and "mystery" in text
     logs = run_forge("logs").stdout
     assert "unpriced" in logs
+
+
+def test_logs_show_provider_text_verbatim(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.BAD_REQUEST))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    run_forge("models", "--health", "--config", str(config))
+    from forge.ledger import Ledger
+
+    ledger = Ledger(Path(os.environ["FORGE_HOME"]) / "ledger.db")
+    with ledger._write() as db:  # a provider message that looks like Rich markup
+        db.execute(
+            "UPDATE attempts SET error = 'bad [/INST] token [bold]x' WHERE error IS NOT NULL"
+        )
+    done = run_forge("logs")
+    assert done.returncode == 0, done.stderr
+    assert "bad [/INST] token [bold]x" in done.stdout

@@ -124,3 +124,25 @@ def test_a_breaker_cooldown_only_ever_extends() -> None:
     assert breaker.open_until == long_until
     assert breaker.record_failure("429", cooldown=60)
     assert breaker.open_until > long_until
+
+
+async def test_a_busy_model_hands_over_to_the_next_one_at_once(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="slow", ttft=1.5))
+    text = fake_config(fake.url).replace(
+        'id = "alpha-1"\n', 'id = "alpha-1"\nmax_concurrency = 1\n'
+    )
+    ledger = Ledger(tmp_path / "l.db")
+    async with (
+        ModelClient(parse_config_text(text), ledger=ledger) as c,
+        anyio.create_task_group() as g,
+    ):
+        g.start_soon(c.complete, "alpha", "first")
+        await anyio.sleep(0.3)
+        started = time.monotonic()
+        second = await c.complete(["alpha", "beta"], "second")
+        waited = time.monotonic() - started
+    assert second.target.alias == "beta"
+    assert waited < 1.0, "it did not queue behind the busy model"
+    assert len(fake.requests_for("alpha-1")) == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from forge.config import parse_config_text
+from forge.errors import BudgetExceeded
 from forge.ledger import Ledger
 from forge.providers.client import CallFailed, ModelClient
 from forge.providers.types import Finished, TextDelta
@@ -112,3 +114,65 @@ async def test_unknown_model_is_a_usage_error(fake: FakeProvider, tmp_path: Path
         done = await c.complete("fake/some-model", "hi")
     assert done.cost.source == "unpriced", "no price known: flagged, never $0"
     assert done.cost.usd is None
+
+
+async def test_keep_alive_comments_do_not_hold_off_the_idle_timer(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script(
+        "alpha-1",
+        Reply(text="one two three", fault=Fault.STALL, stall_after_tokens=1, stall_seconds=5),
+    )
+    started = time.monotonic()
+    async with client(fake, tmp_path, TIMERS.format(first=5, idle=0.6, total=10)) as c:
+        with pytest.raises(CallFailed, match="idle"):
+            await c.complete("alpha", "hi", max_attempts=1)
+    assert time.monotonic() - started < 3, "the idle limit, not the total one, ended the call"
+
+
+async def test_a_slow_whole_answer_is_not_cut_by_the_first_token_limit(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="complete", latency=1.2))
+    async with client(fake, tmp_path, TIMERS.format(first=0.5, idle=5, total=10)) as c:
+        done = await c.complete("alpha", "hi", stream=False)
+    assert done.text == "complete"
+
+
+async def test_unexpected_shapes_are_malformed_answers_not_crashes(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="ok", cost="NaN"), Reply(text="ok", cost="-100"))
+    async with client(fake, tmp_path) as c:
+        first = await c.complete("alpha", "hi")
+        second = await c.complete("alpha", "hi")
+    # An untrusted reported cost that is not a finite, non-negative number is ignored.
+    assert first.cost.source == "computed" and second.cost.source == "computed"
+    assert second.cost.usd is not None and second.cost.usd > 0
+
+
+async def test_an_unpriced_remote_model_is_refused_while_a_budget_is_set(
+    tmp_path: Path,
+) -> None:
+    config = parse_config_text(
+        '[providers.far]\nbase_url = "https://models.example.invalid/v1"\n'
+        '[models.mystery]\nprovider = "far"\nid = "mystery-1"\n'
+    )
+    async with ModelClient(config, ledger=Ledger(tmp_path / "l.db")) as c:
+        with pytest.raises(BudgetExceeded, match="price of mystery is unknown"):
+            await c.complete("mystery", "hi")
+
+
+async def test_cancelling_a_call_settles_its_reservation(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    import anyio
+
+    fake.script("alpha-1", Reply(text="a b c d e f", tokens_per_second=2))
+    ledger = Ledger(tmp_path / "ledger.db")
+    async with ModelClient(parse_config_text(fake_config(fake.url)), ledger=ledger) as c:
+        with anyio.move_on_after(0.8):
+            await c.complete("alpha", "hi")
+    rows = ledger.attempts()
+    assert [(r.status, r.outcome) for r in rows] == [("settled", "cancelled")]
+    assert rows[0].cost_usd is not None and rows[0].cost_usd > 0, "what arrived is paid for"

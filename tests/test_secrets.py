@@ -72,3 +72,16 @@ async def test_exception_text_carries_no_key(
     assert "auth" in str(error)
     assert_clean(str(error), repr(error), *(e.detail for e in error.errors))
     assert "[redacted]" in str(error)
+
+
+async def test_a_key_pasted_with_a_carriage_return_is_refused_not_leaked(
+    fake: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_API_KEY", SENTINEL + "\r")
+    config = parse_config_text(keyed_config(tmp_path, fake.url).read_text())
+    async with ModelClient(config, ledger=Ledger(tmp_path / "l.db")) as client:
+        with pytest.raises(CallFailed) as caught:
+            await client.complete("alpha", "hi")
+    assert "FAKE_API_KEY holds spaces, control or non-ASCII characters" in str(caught.value)
+    assert_clean(str(caught.value))
+    assert fake.requests == [], "nothing was sent with a broken key"

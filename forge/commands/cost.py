@@ -84,6 +84,8 @@ class Tally:
         self.calls += 1
         self.input_tokens += row.input_tokens or 0
         self.output_tokens += row.output_tokens or 0
+        if row.status == "reserved":
+            return  # in flight: `forge cost` shows what it holds in the budget line
         if row.cost_usd is None:
             self.unpriced_calls += 1  # flagged, never counted as $0
         else:

@@ -32,6 +32,7 @@ def logs(
         out.print("No model calls recorded yet.")
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Recent attempts (newest first)", title_justify="left")
     for column in (
@@ -48,7 +49,7 @@ def logs(
     ):
         table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
     for r in rows:
-        outcome = r.outcome or r.status
+        outcome = r.outcome or "in flight"
         table.add_row(
             time.strftime("%H:%M:%S", time.localtime(r.started_at)),
             r.run_id or "-",
@@ -59,7 +60,7 @@ def logs(
             seconds(r.ttft_s),
             seconds(r.latency_s),
             usd(r.cost_usd, r.cost_source) if r.outcome != "refused" else "-",
-            (r.error or "")[:200],
+            Text((r.error or "")[:200]),  # provider text, never read as markup
         )
     out.print(table)
 

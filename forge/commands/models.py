@@ -46,6 +46,8 @@ def models(
         print_json({"models": [_entry_json(e, checks.get(e.alias)) for e in entries]})
     else:
         _render(entries, checks, notes)
+    if checks and all(c.get("budget") for c in checks.values()):
+        raise typer.Exit(3)
     if checks and not any(c["ok"] for c in checks.values()):
         raise typer.Exit(4)
     if checks and not all(c["ok"] for c in checks.values()):
@@ -72,6 +74,9 @@ async def _discover(cfg: ForgeConfig, ledger: Ledger) -> list[str]:
         except ProviderError as err:
             notes.append(redact(f"{name}: discovery failed: {err.kind.value}: {err.detail}"))
             return
+        except (ValueError, TypeError, AttributeError, ArithmeticError) as err:
+            notes.append(f"{name}: discovery failed: unexpected answer ({type(err).__name__})")
+            return
         ledger.save_discovered(name, [m.to_json() for m in found])
         notes.append(f"{name}: {len(found)} models discovered")
 
@@ -86,7 +91,7 @@ async def _health(cfg: ForgeConfig, ledger: Ledger) -> dict[str, dict[str, objec
     """One tiny request per configured model, all at once, each logged like any call."""
     import anyio
 
-    from forge.errors import ForgeError
+    from forge.errors import BudgetExceeded, ForgeError
     from forge.providers.client import ModelClient
 
     results: dict[str, dict[str, object]] = {}
@@ -96,6 +101,9 @@ async def _health(cfg: ForgeConfig, ledger: Ledger) -> dict[str, dict[str, objec
             done = await client.complete(
                 alias, HEALTH_PROMPT, max_tokens=8, deadline=60, max_attempts=1, task_id="health"
             )
+        except BudgetExceeded as err:
+            results[alias] = {"ok": False, "error": str(err), "budget": True}
+            return
         except ForgeError as err:
             results[alias] = {"ok": False, "error": str(err)}
             return
@@ -133,6 +141,7 @@ def _render(
     entries: list[CatalogueEntry], checks: dict[str, dict[str, object]], notes: list[str]
 ) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from forge.commands.output import console, seconds
 
@@ -182,5 +191,5 @@ def _render(
                 row.append(f"ok {check['latency']:.2f}s")
             else:
                 row.append(f"failed: {check['error']}")
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # provider text, never read as markup
     out.print(table)

@@ -212,7 +212,7 @@ class Ledger:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that holds SQLite's write lock from its first statement."""
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -220,6 +220,18 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            yield self._db
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger at {self.path} failed: {exc}") from None
 
     # -- budgets -----------------------------------------------------------------------------
 
@@ -326,10 +338,12 @@ class Ledger:
             or (row["host"] == HOST and row["pid"] and not _pid_alive(int(row["pid"])))
         ]
         for row_id in dead:
+            # What it spent is unknown: count the worst case it reserved, never $0.
             db.execute(
                 "UPDATE attempts SET status='settled', outcome='abandoned', "
-                "cost_source='unpriced', "
-                "error='the process holding this reservation ended before settling it' WHERE id=?",
+                "cost_usd=reserved_usd, cost_source='computed', "
+                "error='not settled by the process that reserved it (it ended, or its hold ran "
+                "out); charged at its reservation' WHERE id=?",
                 (row_id,),
             )
 
@@ -432,14 +446,14 @@ class Ledger:
         sql = f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
         return [_row(r) for r in rows]
 
     def model_stats(self, since: float) -> dict[str, ModelStats]:
         """Sent attempts per model alias since `since`: count, errors, median latency."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT model, outcome, latency_s FROM attempts "
                 "WHERE started_at >= ? AND outcome IN ('ok', 'error')",
                 (since,),
@@ -458,8 +472,10 @@ class Ledger:
         return stats
 
     def spend_today(self) -> Spend:
-        with self._lock:
-            return self._spend(self._db, "day = ?", (today(),))
+        """Today's spend, after letting go of reservations whose holders are gone."""
+        with self._write() as db:
+            self._expire(db, time.time())
+            return self._spend(db, "day = ?", (today(),))
 
     # -- breakers and discovery ----------------------------------------------------------------
 
@@ -475,8 +491,8 @@ class Ledger:
             )
 
     def breakers(self) -> dict[tuple[str, str], tuple[int, float, str | None]]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM breakers").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM breakers").fetchall()
         return {
             (r["provider"], r["model"]): (r["failures"], r["open_until"], r["last_error"])
             for r in rows
@@ -493,10 +509,8 @@ class Ledger:
                 )
 
     def discovered(self) -> dict[str, list[dict[str, Any]]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM discovered ORDER BY provider, model_id"
-            ).fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM discovered ORDER BY provider, model_id").fetchall()
         found: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             found.setdefault(r["provider"], []).append(json.loads(r["info"]))

@@ -51,6 +51,7 @@ class StreamState:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     done: bool = False
+    tokens_seen: bool = False  # any answer or reasoning token: the first-token timer stops
 
     @property
     def text(self) -> str:
@@ -77,13 +78,26 @@ def load_json(data: str, what: str) -> Any:
         raise ProviderError(FailureKind.MALFORMED, f"{what} is not valid JSON") from None
 
 
+# Carried inside an HTTP 200, these still mean the request itself cannot succeed.
+PERMANENT_IN_BAND = {
+    FailureKind.AUTH,
+    FailureKind.NOT_FOUND,
+    FailureKind.BAD_REQUEST,
+    FailureKind.CONTEXT_TOO_LONG,
+    FailureKind.QUOTA,
+}
+
+
 def _in_band_error(body: Any) -> ProviderError | None:
     """An error object delivered with HTTP 200, as several gateways do."""
-    if isinstance(body, dict) and body.get("error") and not body.get("choices"):
-        return ProviderError(
-            FailureKind.ERROR_IN_BODY, error_message(body, "error object in a 200 response")
-        )
-    return None
+    if not (isinstance(body, dict) and body.get("error") and not body.get("choices")):
+        return None
+    message = error_message(body, "error object in a 200 response")
+    error = body["error"]
+    code = error.get("code") if isinstance(error, dict) else None
+    status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 0
+    kind = classify_status(status, body) if 400 <= status < 600 else FailureKind.ERROR_IN_BODY
+    return ProviderError(kind if kind in PERMANENT_IN_BAND else FailureKind.ERROR_IN_BODY, message)
 
 
 def _int(value: Any) -> int:
@@ -137,7 +151,10 @@ class OpenAIChat:
         text = ""
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            text += delta.get("content") or ""
+            text += str(delta.get("content") or "")
+            # DeepSeek and OpenRouter stream reasoning apart from the answer; it is progress.
+            if text or delta.get("reasoning_content") or delta.get("reasoning"):
+                state.tokens_seen = True
             state.finish_reason = choice.get("finish_reason") or state.finish_reason
         if text:
             state.parts.append(text)
@@ -157,9 +174,13 @@ class OpenAIChat:
         state.usage.reasoning_tokens = _int(completion.get("reasoning_tokens"))
         if usage.get("cost") is not None:
             try:
-                state.usage.reported_cost = Decimal(str(usage["cost"]))
+                cost = Decimal(str(usage["cost"]))
             except InvalidOperation:
-                state.usage.reported_cost = None
+                cost = None
+            # Untrusted: a negative or non-finite cost would corrupt every budget check.
+            state.usage.reported_cost = (
+                cost if cost is not None and cost.is_finite() and (cost >= 0) else None
+            )
 
 
 class AnthropicMessages:
@@ -212,7 +233,10 @@ class AnthropicMessages:
         if kind == "message_start":
             self._read_usage((payload.get("message") or {}).get("usage"), state)
         elif kind == "content_block_delta":
-            text = str((payload.get("delta") or {}).get("text") or "")
+            delta = payload.get("delta") or {}
+            text = str(delta.get("text") or "")
+            if text or delta.get("thinking"):
+                state.tokens_seen = True
             if text:
                 state.parts.append(text)
             return text
@@ -250,6 +274,8 @@ class AnthropicMessages:
             "permission_error": 403,
             "not_found_error": 404,
         }.get(kind_name)
+        if kind_name == "invalid_request_error":
+            status = 400
         message = error_message(payload, kind_name or "error event")
         kind = classify_status(status, payload) if status else FailureKind.ERROR_IN_BODY
         return ProviderError(kind, message)

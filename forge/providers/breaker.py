@@ -38,6 +38,9 @@ class Breaker:
             )
         if wait is None:
             return False
+        wait = min(
+            wait, self.max_cooldown
+        )  # a provider's "retry after a day" is not obeyed blindly
         until = time.time() + wait
         if until <= self.open_until:
             return False

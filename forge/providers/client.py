@@ -12,10 +12,12 @@ import difflib
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -40,6 +42,7 @@ from forge.providers.api import SSEDecoder, StreamState, api_for, load_json
 from forge.providers.breaker import Breaker
 from forge.providers.failures import (
     MODEL_OUT,
+    NEXT_MODEL,
     FailureKind,
     ProviderError,
     classify_status,
@@ -192,9 +195,10 @@ class ModelClient:
         **options: Any,
     ) -> Completion:
         """The whole answer. Options as for `stream()`."""
-        async for event in self.stream(model, messages, **options):
-            if isinstance(event, Finished):
-                return event.completion
+        async with aclosing(self.stream(model, messages, **options)) as events:
+            async for event in events:
+                if isinstance(event, Finished):
+                    return event.completion
         raise AssertionError("stream() ends with Finished or raises")  # pragma: no cover
 
     async def stream(
@@ -208,7 +212,7 @@ class ModelClient:
         deadline: float | None = None,
         max_attempts: int | None = None,
         task_id: str | None = None,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Text as it arrives, a `Restart` when a failed attempt's text must be discarded, and
         `Finished` with the completion. `model` may be a list: the fallback order.
 
@@ -234,18 +238,25 @@ class ModelClient:
                 temperature=temperature if temperature is not None else self._temperature(target),
                 stream=stream,
             )
+            last = target.alias == self._last_candidate(targets, call)
             streamed = False
+            result: AttemptResult | None = None
             try:
-                async for piece in self._attempt(target, request, call, task_id):
-                    if isinstance(piece, AttemptResult):
-                        yield Finished(self._completion(target, piece, call))
-                        return
-                    streamed = True
-                    yield TextDelta(piece, target.alias)
+                async with aclosing(self._attempt(target, request, call, task_id, last)) as run:
+                    async for piece in run:
+                        if isinstance(piece, AttemptResult):
+                            result = piece
+                            break
+                        streamed = True
+                        yield TextDelta(piece, target.alias)
             except ProviderError as err:
-                self._after_failure(target, err, call)
+                await self._after_failure(target, err, call)
                 if streamed:
                     yield Restart(target.alias, err.describe())
+                continue
+            if result is not None:
+                yield Finished(self._completion(target, result, call))
+                return
         raise self._final_error(call)
 
     # -- the loop's decisions ----------------------------------------------------------------
@@ -268,31 +279,40 @@ class ModelClient:
                 return None
             wait, target = min(waits, key=lambda w: w[0])
             if time.monotonic() + wait >= call.deadline:
-                call.errors.append(
-                    ProviderError(
-                        FailureKind.RATE_LIMIT,
-                        f"cooling down for {wait:.1f}s more, past the call's deadline",
-                        alias=target.alias,
+                if not any(e.alias == target.alias for e in call.errors):
+                    breaker = self._breaker(target)
+                    cause = breaker.last_error or "a recent failure"
+                    call.errors.append(
+                        ProviderError(
+                            FailureKind.OVERLOADED,
+                            f"cooling down for {wait:.1f}s more after {cause}, past the "
+                            "call's deadline",
+                            alias=target.alias,
+                        )
                     )
-                    if not any(e.alias == target.alias for e in call.errors)
-                    else call.errors[-1]
-                )
                 return None
             await anyio.sleep(wait)
 
-    def _after_failure(self, target: Target, err: ProviderError, call: _CallState) -> None:
+    def _last_candidate(self, targets: list[Target], call: _CallState) -> str | None:
+        usable = [
+            t.alias for t in targets if t.alias not in call.skipped and t.alias not in self._out
+        ]
+        return usable[-1] if usable else None
+
+    async def _after_failure(self, target: Target, err: ProviderError, call: _CallState) -> None:
         call.errors.append(err)
-        call.records.append(AttemptRecord(target.alias, "error", err.kind.value, err.detail))
         alias = target.alias
+        if err.kind is FailureKind.THROTTLED:
+            # Never sent: forge's own limits said no. It costs no attempt and no breaker count.
+            call.attempts_left += 1
+            call.tries[alias] -= 1
+            call.skipped.add(alias)
+            return
+        call.records.append(AttemptRecord(alias, "error", err.kind.value, err.detail))
         if err.kind in MODEL_OUT:
             self._out[alias] = err  # a bad key or a missing model will not fix itself this run
             return
-        if err.kind not in (FailureKind.RATE_LIMIT, FailureKind.OVERLOADED) and err.kind in (
-            FailureKind.CONTEXT_TOO_LONG,
-            FailureKind.BAD_REQUEST,
-            FailureKind.QUOTA,
-            FailureKind.BUDGET,
-        ):
+        if err.kind in NEXT_MODEL:
             call.skipped.add(alias)
             return
         wait = err.retry_after
@@ -304,12 +324,15 @@ class ModelClient:
         breaker = self._breaker(target)
         cooldown = err.retry_after if err.kind is FailureKind.RATE_LIMIT else None
         if breaker.record_failure(err.describe(), cooldown) and self.ledger is not None:
-            self.ledger.save_breaker(
-                target.provider,
-                target.model_id,
-                breaker.failures,
-                breaker.open_until,
-                breaker.last_error,
+            await anyio.to_thread.run_sync(
+                partial(
+                    self.ledger.save_breaker,
+                    target.provider,
+                    target.model_id,
+                    breaker.failures,
+                    breaker.open_until,
+                    breaker.last_error,
+                )
             )
 
     def _final_error(self, call: _CallState) -> Exception:
@@ -334,40 +357,76 @@ class ModelClient:
     # -- one attempt -------------------------------------------------------------------------
 
     async def _attempt(
-        self, target: Target, request: ChatRequest, call: _CallState, task_id: str | None
-    ) -> AsyncIterator[str | AttemptResult]:
-        """Text as it arrives, then the settled result last; raises ProviderError."""
-        provider = self.config.providers[target.provider]
-        key = self.env.get(provider.api_key_env) if provider.api_key_env else None
-        if provider.api_key_env and not key:
-            raise ProviderError(
-                FailureKind.AUTH, f"{provider.api_key_env} is not set", alias=target.alias
-            )
+        self,
+        target: Target,
+        request: ChatRequest,
+        call: _CallState,
+        task_id: str | None,
+        last_candidate: bool,
+    ) -> AsyncGenerator[str | AttemptResult, None]:
+        """Text as it arrives, then the settled result last; raises ProviderError.
+
+        Whatever happens after the reservation (an error, a cancellation, the consumer walking
+        away), the ledger row is settled: a reservation is never left behind by a live process.
+        """
+        key = self._key(target)
         input_tokens = estimate_input_tokens([m.content for m in request.messages])
         throttles = [self._throttle(f"provider:{target.provider}"), self._throttle(target.alias)]
+        # Only the last candidate waits for a busy slot; the others hand over to the next model.
+        slot_deadline = call.deadline if last_candidate else time.monotonic()
         acquired: list[Throttle] = []
+        result: AttemptResult | None = None
         try:
             for throttle in throttles:
-                await throttle.acquire(input_tokens + request.max_tokens, call.deadline)
+                await throttle.acquire(
+                    input_tokens + request.max_tokens, call.deadline, slot_deadline
+                )
                 acquired.append(throttle)
             reservation = await self._reserve(target, request, input_tokens, call, task_id)
-            state = _Timing(start=time.monotonic())
+            timing = _Timing(start=time.monotonic(), input_estimate=input_tokens)
             try:
-                async for text in self._exchange(target, request, key, call.deadline, state):
+                async for text in self._exchange(target, request, key, call.deadline, timing):
                     yield text
+                result = timing.result()
             except ProviderError as err:
                 err = self._clean(err, target)
-                await self._settle_failure(target, reservation, err, state)
+                with anyio.CancelScope(shield=True):
+                    await self._settle_failure(target, reservation, err, timing)
                 raise err from None
-            result = state.result()
+            except BaseException:
+                cut = ProviderError(FailureKind.CONNECTION, "the call was cancelled")
+                with anyio.CancelScope(shield=True):
+                    await self._settle_failure(target, reservation, cut, timing, "cancelled")
+                raise
             self._breaker(target).record_success()
-            await self._settle_success(target, reservation, result)
-            yield result
+            with anyio.CancelScope(shield=True):
+                await self._settle_success(target, reservation, result)
         except ProviderError as err:
             raise self._clean(err, target) from None
         finally:
             for throttle in acquired:
                 throttle.release()
+        assert result is not None
+        yield result
+
+    def _key(self, target: Target) -> str | None:
+        """The provider's key from its variable; a key that cannot go in a header is refused."""
+        provider = self.config.providers[target.provider]
+        if not provider.api_key_env:
+            return None
+        key = self.env.get(provider.api_key_env)
+        if not key:
+            raise ProviderError(
+                FailureKind.AUTH, f"{provider.api_key_env} is not set", alias=target.alias
+            )
+        if not key.isascii() or not key.isprintable() or key != key.strip():
+            raise ProviderError(
+                FailureKind.AUTH,
+                f"{provider.api_key_env} holds spaces, control or non-ASCII characters; "
+                "check how the key was pasted",
+                alias=target.alias,
+            )
+        return key
 
     async def _exchange(
         self,
@@ -381,20 +440,21 @@ class ModelClient:
         provider = self.config.providers[target.provider]
         limits = provider.timeout
         api = api_for(provider.api)
-        path, headers, body = api.build(target, request, key)
-        headers.update(expand_headers(provider.headers, self.env))
         end = min(timing.start + limits.total, deadline)
-        first_by = min(timing.start + limits.first_token, end)
-        http_request = self._http.build_request(
-            "POST",
-            provider.base_url + path,
-            json=body,
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=limits.connect, read=None, write=limits.connect, pool=None
-            ),
-        )
+        # A whole (non-streamed) answer sends its headers only when it is complete.
+        first_by = min(timing.start + limits.first_token, end) if request.stream else end
         try:
+            path, headers, body = api.build(target, request, key)
+            headers.update(self._headers(target))
+            http_request = self._http.build_request(
+                "POST",
+                provider.base_url + path,
+                json=body,
+                headers=headers,
+                timeout=httpx.Timeout(
+                    connect=limits.connect, read=None, write=limits.connect, pool=None
+                ),
+            )
             with _timer(first_by, "no response within the first-token limit"):
                 response = await self._http.send(http_request, stream=True)
             try:
@@ -402,7 +462,8 @@ class ModelClient:
                 self._throttle(target.alias).observe(response.headers)
                 if response.status_code != 200:
                     raise await self._http_error(response, first_by)
-                if not request.stream:
+                content_type = response.headers.get("content-type", "")
+                if not request.stream or content_type.startswith("application/json"):
                     with _timer(end, "no complete answer within the total time limit"):
                         raw = await response.aread()
                     timing.state = api.read_body(
@@ -417,12 +478,42 @@ class ModelClient:
                     yield text
             finally:
                 await response.aclose()
+        except ProviderError:
+            raise
         except httpx.TimeoutException as exc:
             raise ProviderError(FailureKind.TIMEOUT, f"{type(exc).__name__}: {exc}") from None
         except httpx.HTTPError as exc:
             raise ProviderError(
                 FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
             ) from None
+        except (
+            AttributeError,
+            TypeError,
+            KeyError,
+            IndexError,
+            ValueError,
+            ArithmeticError,
+        ) as exc:
+            # Model and gateway output is untrusted: an unexpected shape is a malformed answer.
+            raise ProviderError(
+                FailureKind.MALFORMED, f"unexpected answer shape ({type(exc).__name__})"
+            ) from None
+
+    def _headers(self, target: Target) -> dict[str, str]:
+        provider = self.config.providers[target.provider]
+        missing = [
+            name
+            for value in provider.headers.values()
+            for name in re.findall(r"\$\{(\w+)\}", value)
+            if not self.env.get(name)
+        ]
+        if missing:
+            raise ProviderError(
+                FailureKind.AUTH,
+                f"{', '.join(sorted(set(missing)))} (used in [providers.{target.provider}] "
+                "headers) is not set",
+            )
+        return expand_headers(provider.headers, self.env)
 
     async def _read_stream(
         self,
@@ -451,18 +542,19 @@ class ModelClient:
                     break
             if line.startswith(":"):
                 continue  # SSE comments keep a connection warm; they are not progress
-            last_progress = time.monotonic()
+            if line:
+                last_progress = time.monotonic()  # a field line; blank lines only end events
             event = decoder.feed(line)
             if event is None:
                 continue
             text = api.read_event(event, state)
+            if timing.first_token is None and (text or state.tokens_seen):
+                timing.first_token = time.monotonic()
             if text:
-                if timing.first_token is None:
-                    timing.first_token = time.monotonic()
                 yield text
             if state.done:
                 return
-        if not state.done:
+        if not state.done and state.finish_reason is None:
             raise ProviderError(FailureKind.CONNECTION, "the stream ended before the answer did")
 
     async def _http_error(self, response: httpx.Response, by: float) -> ProviderError:
@@ -472,7 +564,7 @@ class ModelClient:
                 raw += chunk
                 if len(raw) > MAX_ERROR_BODY:
                     break
-        text = raw.decode("utf-8", "replace")
+        text = self.redact(raw.decode("utf-8", "replace"))  # before any cut splits a key
         try:
             body: Any = load_json(text, "the error body")
         except ProviderError:
@@ -501,6 +593,14 @@ class ModelClient:
         amount = prices.worst_case(input_tokens, request.max_tokens) if prices else Decimal(0)
         cost = self.config.cost
         provider = self.config.providers[target.provider]
+        limited = cost.daily_stop is not None or cost.run_budget_usd is not None
+        if prices is None and limited and not _is_local(provider.base_url):
+            raise ProviderError(
+                FailureKind.BUDGET,
+                f"budget: the price of {target.alias} is unknown, so the budget cannot hold it; "
+                f"set input_price and output_price in [models.{target.alias}] "
+                "(or run `forge models --discover`)",
+            )
         limits = Limits(cost.daily_stop, cost.run_budget_usd, provider.requests_per_day)
         outcome = await anyio.to_thread.run_sync(
             partial(
@@ -521,19 +621,25 @@ class ModelClient:
         return outcome
 
     async def _settle_failure(
-        self, target: Target, reservation: Reservation | None, err: ProviderError, timing: _Timing
+        self,
+        target: Target,
+        reservation: Reservation | None,
+        err: ProviderError,
+        timing: _Timing,
+        outcome: str = "error",
     ) -> None:
         if self.ledger is None or reservation is None:
             return
         # An error response is not billed; a stream cut off mid-answer may be, so it is priced
         # on what arrived.
-        usage = timing.result().usage
-        cost = call_cost(usage, self.prices(target)) if timing.state.text else None
+        started = timing.state.text or timing.state.tokens_seen
+        usage = timing.usage() if started else Usage()
+        cost = call_cost(usage, self.prices(target)) if started else None
         await anyio.to_thread.run_sync(
             partial(
                 self.ledger.settle,
                 reservation,
-                outcome="error",
+                outcome=outcome,
                 usage=usage,
                 cost=cost,
                 latency=time.monotonic() - timing.start,
@@ -560,6 +666,16 @@ class ModelClient:
                 warn_at=self.config.cost.daily_warn,
             )
         )
+        if (
+            result.usage.reported_cost is not None
+            and result.usage.reported_cost > reservation.amount
+        ):
+            message = (
+                f"{target.alias} reported a cost of ${result.usage.reported_cost} above its "
+                f"reservation of ${reservation.amount:.6f}: check its prices in forge.toml"
+            )
+            self.warnings.append(message)
+            log.warning(message)
         if settled.warn_crossed:
             message = (
                 f"today's spend ${settled.spent_today:.4f} has passed the warning threshold "
@@ -622,6 +738,7 @@ class ModelClient:
 @dataclass
 class _Timing:
     start: float
+    input_estimate: int = 0
     first_token: float | None = None
     state: StreamState = field(default_factory=StreamState)
 
@@ -630,22 +747,33 @@ class _Timing:
         return None if self.first_token is None else self.first_token - self.start
 
     def result(self) -> AttemptResult:
-        usage = self.state.usage
-        if usage.output_tokens == 0 and self.state.text:
-            # The provider reported no usage: count roughly rather than call the answer free.
-            usage = Usage(
-                usage.input_tokens,
-                max(1, len(self.state.text) // 4),
-                usage.cached_tokens,
-                usage.reasoning_tokens,
-                usage.reported_cost,
-            )
         return AttemptResult(
             text=self.state.text,
-            usage=usage,
+            usage=self.usage(),
             finish_reason=self.state.finish_reason,
             ttft=self.ttft,
             latency=time.monotonic() - self.start,
+        )
+
+    def usage(self) -> Usage:
+        """The provider's usage; where it is missing or cut short, a generous estimate.
+
+        An answer is never recorded as free because a provider did not say what it cost.
+        """
+        usage = self.state.usage
+        finished = self.state.done or self.state.finish_reason is not None
+        received = len(self.state.text.encode("utf-8")) // 3 + 1 if self.state.text else 0
+        output = (
+            usage.output_tokens
+            if finished and usage.output_tokens
+            else max(usage.output_tokens, received)
+        )
+        return Usage(
+            usage.input_tokens or self.input_estimate,
+            output,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+            usage.reported_cost,
         )
 
 
@@ -666,6 +794,12 @@ class _timer:
             self._scope.__exit__(kind, exc, tb)
         except TimeoutError:
             raise ProviderError(FailureKind.TIMEOUT, self._why) from None
+
+
+def _is_local(url: str) -> bool:
+    """A server on this machine (Ollama, llama.cpp, LM Studio) does not bill."""
+    host = httpx.URL(url).host
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _origin(url: str) -> str:

@@ -110,4 +110,6 @@ def _per_million(per_token: Any) -> Decimal | None:
         value = Decimal(str(per_token))
     except InvalidOperation:
         return None
-    return None if value < 0 else (value * PER_MILLION).normalize()
+    if not value.is_finite() or value < 0:  # OpenRouter lists "-1" for variable-price routers
+        return None
+    return (value * PER_MILLION).normalize()

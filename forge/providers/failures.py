@@ -26,6 +26,7 @@ class FailureKind(StrEnum):
     ERROR_IN_BODY = "error_in_body"
     QUOTA = "quota"
     BUDGET = "budget"
+    THROTTLED = "throttled"  # forge's own limits held the request back; it was never sent
 
 
 # Worth another try on the same model after a wait.
@@ -42,6 +43,15 @@ TRANSIENT = frozenset(
 )
 # The model cannot be used by this run at all: never retried.
 MODEL_OUT = frozenset({FailureKind.AUTH, FailureKind.NOT_FOUND})
+# Not worth another try on this model for this call; the next model may do.
+NEXT_MODEL = frozenset(
+    {
+        FailureKind.CONTEXT_TOO_LONG,
+        FailureKind.BAD_REQUEST,
+        FailureKind.QUOTA,
+        FailureKind.BUDGET,
+    }
+)
 
 
 class ProviderError(ForgeError):

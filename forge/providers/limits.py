@@ -35,38 +35,51 @@ class Throttle:
         self._paused_until = 0.0
         self._lock = anyio.Lock()
 
-    async def acquire(self, tokens: int, deadline: float) -> None:
-        """Wait for room to send one request of `tokens` tokens, or fail if it comes too late."""
+    async def acquire(
+        self, tokens: int, deadline: float, slot_deadline: float | None = None
+    ) -> None:
+        """Wait for room to send one request of `tokens` tokens, or fail if it comes too late.
+
+        A busy concurrency slot is waited for until `slot_deadline` (default: `deadline`), so
+        a caller with another model to try can hand over at once.
+        """
         if self._slots is not None:
-            with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+            wait = max(0.0, min(deadline, slot_deadline or deadline) - time.monotonic())
+            got = False
+            with anyio.move_on_after(wait):
                 await self._slots.acquire()
-                return await self._admit(tokens, deadline)
-            raise ProviderError(
-                FailureKind.RATE_LIMIT, "no free concurrency slot before the deadline"
-            )
-        await self._admit(tokens, deadline)
+                got = True
+            if not got:
+                raise ProviderError(
+                    FailureKind.THROTTLED, "every concurrency slot is busy", retry_after=None
+                )
+        try:
+            await self._admit(tokens, deadline)
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self._slots is not None:
             self._slots.release()
 
     async def _admit(self, tokens: int, deadline: float) -> None:
-        try:
+        """Take a place in the per-minute windows, sleeping outside the lock until there is one."""
+        while True:
             async with self._lock:
-                while (wait := self._wait_needed(tokens)) > 0:
-                    if time.monotonic() + wait > deadline:
-                        raise ProviderError(
-                            FailureKind.RATE_LIMIT,
-                            f"rate limit would need a {wait:.1f}s wait, past the call's deadline",
-                            retry_after=wait,
-                        )
-                    await anyio.sleep(wait)
-                now = time.monotonic()
-                self._requests.append(now)
-                self._tokens.append((now, tokens))
-        except BaseException:
-            self.release()
-            raise
+                wait = self._wait_needed(tokens)
+                if wait <= 0:
+                    now = time.monotonic()
+                    self._requests.append(now)
+                    self._tokens.append((now, tokens))
+                    return
+            if time.monotonic() + wait > deadline:
+                raise ProviderError(
+                    FailureKind.THROTTLED,
+                    f"rate limit would need a {wait:.1f}s wait, past the call's deadline",
+                    retry_after=wait,
+                )
+            await anyio.sleep(wait)
 
     def _wait_needed(self, tokens: int) -> float:
         now = time.monotonic()

@@ -79,6 +79,7 @@ class Reply:
     cost: str | None = None
     retry_after: float | None = None
     stall_seconds: float = 30.0
+    stall_after_tokens: int = 0  # STALL: stream this many answer tokens first, then stall
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -589,7 +590,13 @@ class _Exchange:
     async def _stream(self, response: _Response) -> bool:
         await self._open_stream(response)
         fault = self.reply.fault
+        tokens = self.turn.tokens
         if fault is Fault.STALL:
+            head, tokens = (
+                tokens[: self.reply.stall_after_tokens],
+                tokens[self.reply.stall_after_tokens :],
+            )
+            await self._send_tokens(response, head)
             await self._stall(response)
         if fault is Fault.ERROR_200:
             await response.send_chunk(self.dialect.stream_error())
@@ -601,7 +608,7 @@ class _Exchange:
             return False
         if fault is Fault.MALFORMED:
             await response.send_chunk(self.dialect.stream_malformed())
-        await self._send_tokens(response, self.turn.tokens)
+        await self._send_tokens(response, tokens)
         await self._close_stream(response)
         return True
 
