@@ -1,7 +1,8 @@
 """`forge validate` against running the same checks by hand, and a cache hit against a cold run.
 
-Builds a repository with a Rust crate and a Python package (copies of examples/), then measures,
-interleaved, in this one run:
+Builds a repository with a Rust crate and a Python package of a modest size (48 Rust modules
+with unit tests, 12 doc-tests, two integration test files; 48 Python modules with their tests),
+then measures, interleaved, in this one run:
   - by hand: cargo check, cargo clippy, cargo test, ruff check, pytest, one after another;
   - cold forge: `forge validate --no-cache` (which runs the same tools, in stages and in parallel);
   - cache hit: `forge validate` on the unchanged tree.
@@ -23,16 +24,91 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MODULES = 48
+
+RUST_MODULE = """\
+/// Scales `x` by {n} and adds one.
+{doc}pub fn scale(x: u64) -> u64 {{
+    x * {n} + 1
+}}
+
+/// Sums the first `count` multiples of {n}.
+pub fn multiples(count: u64) -> u64 {{
+    (1..=count).map(|i| i * {n}).sum()
+}}
+
+#[cfg(test)]
+mod tests {{
+    use super::*;
+
+    #[test]
+    fn scales() {{
+        assert_eq!(scale(2), 2 * {n} + 1);
+    }}
+
+    #[test]
+    fn sums() {{
+        assert_eq!(multiples(3), 6 * {n});
+    }}
+}}
+"""
+
+DOC_TEST = """\
+///
+/// ```
+/// assert_eq!(inventory::m{n}::scale({n}), {n} * {n} + 1);
+/// ```
+"""
+
+PY_MODULE = """\
+def scale(x: int) -> int:
+    return x * {n} + 1
+
+
+def multiples(count: int) -> int:
+    return sum(i * {n} for i in range(1, count + 1))
+"""
+
+PY_TEST = """\
+import pytest
+
+from inventory.m{n} import multiples, scale
+
+
+def test_scale() -> None:
+    assert scale(2) == 2 * {n} + 1
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_multiples(count: int) -> None:
+    assert multiples(count) == {n} * count * (count + 1) // 2
+"""
 
 
 def make_repo(root: Path) -> None:
-    shutil.copytree(EXAMPLES / "rust-crate", root, dirs_exist_ok=True)
-    shutil.copytree(EXAMPLES / "python-package", root / "py", dirs_exist_ok=True)
-    # No mypy for either side: keep the comparison to the five commands below.
-    pyproject = root / "py" / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("[tool.mypy]\nstrict = true\n", ""))
-    (root / ".gitignore").write_text("target/\n")
+    files = {
+        "Cargo.toml": '[package]\nname = "inventory"\nversion = "0.1.0"\nedition = "2021"\n',
+        "src/lib.rs": "".join(f"pub mod m{n};\n" for n in range(1, MODULES + 1)),
+        "py/pyproject.toml": '[project]\nname = "inventory"\nversion = "0.1.0"\n',
+        "py/inventory/__init__.py": "",
+        ".gitignore": "target/\n",
+    }
+    for n in range(1, MODULES + 1):
+        # A doc-test in one module out of four: each one is compiled as a program of its own.
+        doc = DOC_TEST.format(n=n) if n % 4 == 0 else ""
+        files[f"src/m{n}.rs"] = RUST_MODULE.format(n=n, doc=doc)
+        files[f"py/inventory/m{n}.py"] = PY_MODULE.format(n=n)
+        files[f"py/tests/test_m{n}.py"] = PY_TEST.format(n=n)
+    for part in ("a", "b"):
+        calls = "\n".join(
+            f"#[test]\nfn scale_{n}() {{\n    assert!(inventory::m{n}::scale(1) > 1);\n}}\n"
+            for n in range(1, MODULES + 1)
+        )
+        files[f"tests/integration_{part}.rs"] = calls
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     for args in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *args], cwd=root, check=True)
 

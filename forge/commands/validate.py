@@ -58,7 +58,6 @@ def validate(
     Exit codes: 0 all passed, 1 a check failed, 2 usage or configuration error.
     """
     from forge.config import load_config
-    from forge.validation.formats import render
     from forge.validation.runner import Options
     from forge.validation.runner import validate as run_validation
 
@@ -70,6 +69,8 @@ def validate(
         jobs=jobs,
     )
     report = run_validation(path, settings, options)
+    if fmt is not Format.summary:
+        from forge.validation.formats import render
     if fmt is Format.summary or output is not None:
         if output is not None and fmt is not Format.summary:
             output.write_text(render(report, fmt.value), encoding="utf-8")

@@ -6,9 +6,13 @@ model roles) are checked once the whole file is known.
 
 from __future__ import annotations
 
+import os
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
+
+# forge uses no pydantic plugin; not scanning installed packages for one saves start-up time.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 

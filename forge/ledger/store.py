@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.errors import ExitCode, ForgeError
+from forge.home import forge_home
 from forge.providers.types import Cost, Target, Usage
 
 SCHEMA = """
@@ -58,14 +59,8 @@ HOST = socket.gethostname()
 
 
 def ledger_home(env: Mapping[str, str] | None = None) -> Path:
-    """FORGE_HOME, else $XDG_STATE_HOME/forge, else ~/.local/state/forge."""
-    env = os.environ if env is None else env
-    if env.get("FORGE_HOME"):
-        return Path(env["FORGE_HOME"])
-    state = env.get("XDG_STATE_HOME") or str(
-        Path(env.get("HOME", "~")).expanduser() / ".local/state"
-    )
-    return Path(state) / "forge"
+    """The folder of the ledger: forge's home (FORGE_HOME or the XDG state folder)."""
+    return forge_home(env)
 
 
 def today(at: float | None = None) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 TAIL = 4000
+POLL = 0.1  # how often a running command checks whether it was cancelled
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ def run(
     cwd: Path,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> ProcessOutput:
-    """Run `argv` in `cwd`; past `timeout` seconds, kill its process group and say so."""
+    """Run `argv` in `cwd`; past `timeout` seconds, or once `cancel` is set, kill its group."""
     started = time.monotonic()
     full_env = {**os.environ, **(env or {})}
     process = subprocess.Popen(
@@ -52,13 +55,23 @@ def run(
         start_new_session=True,
     )
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        stdout, stderr = process.communicate()
-        return ProcessOutput(
-            list(argv), None, stdout, stderr, time.monotonic() - started, timed_out=True
-        )
+        while True:
+            left = timeout - (time.monotonic() - started)
+            try:
+                stdout, stderr = process.communicate(timeout=max(0.0, min(left, POLL)))
+                break
+            except subprocess.TimeoutExpired:
+                if left <= POLL or (cancel is not None and cancel.is_set()):
+                    _kill_group(process)
+                    stdout, stderr = process.communicate()
+                    return ProcessOutput(
+                        list(argv),
+                        None,
+                        stdout,
+                        stderr,
+                        time.monotonic() - started,
+                        timed_out=left <= POLL,
+                    )
     except BaseException:
         _kill_group(process)  # Ctrl-C or a crash here must not leave the tool running
         raise

@@ -179,9 +179,10 @@ def rust_validators(
             argv=argv("cargo clippy", rust.CLIPPY_ARGS),
             parse=messages("cargo clippy"),  # type: ignore[arg-type]
             probe=("cargo", "clippy", "--version"),
+            # After cargo check, in the same target folder: clippy reuses the dependencies'
+            # check results instead of building them again.
             after=("cargo check",),
-            # Its own target folder lets clippy run while cargo test builds.
-            env={**env, "CARGO_TARGET_DIR": "target/forge-clippy"},
+            env=env,
             timeout=timeouts.get("cargo clippy", default_timeout),
             lints_files=True,
         ),
@@ -193,7 +194,11 @@ def rust_validators(
             parse=tests,
             probe=("cargo", "--version"),
             after=("cargo check",),
-            env=env,
+            # The test build shares nothing with a check build, so it starts at once in a
+            # folder of its own instead of queueing on cargo's lock; if cargo check fails, it
+            # is stopped and reported as skipped because of that.
+            speculative=True,
+            env={**env, "CARGO_TARGET_DIR": "target/forge-test"},
             timeout=timeouts.get("cargo test", default_timeout),
         ),
     ]

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from forge.config.schema import ValidationConfig
 from forge.errors import UsageError
-from forge.ledger.store import ledger_home
+from forge.home import forge_home
 from forge.validation.cache import ResultCache, ToolVersions
 from forge.validation.process import run
 from forge.validation.projects import (
@@ -122,36 +123,66 @@ class _Runner:
         self.settings = settings
         self.options = options
         self.only = only
-        home = options.cache_dir or ledger_home() / "validate"
+        home = options.cache_dir or forge_home() / "validate"
         self.cache = ResultCache(home / "results")
         self.versions = ToolVersions(home / "tools.json")
 
     def run_all(self, plan: list[Planned]) -> list[ValidatorResult]:
-        """Every validator as soon as the ones it waits for are done, several at a time."""
+        """Every validator as soon as the ones it waits for are done, several at a time.
+
+        A speculative validator (cargo test, clippy) starts at once beside the build check it
+        depends on; if that check fails, it is killed and reported as skipped because of it.
+        """
         done: dict[tuple[str, str], ValidatorResult] = {}
+        early: dict[tuple[str, str], ValidatorResult] = {}  # speculative, deps not yet known
+        cancels = {p.id: threading.Event() for p in plan}
         planned_ids = {p.id for p in plan}
-        pending = list(plan)
-        jobs = self.options.jobs or max(2, os.cpu_count() or 2)
+        waiting = list(plan)
+        jobs = self.options.jobs or max(4, 2 * (os.cpu_count() or 2))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             running: dict[Future[ValidatorResult], Planned] = {}
-            while pending or running:
-                for item in list(pending):
+            while waiting or running or early:
+                for item in list(waiting):
                     deps = [d for d in item.after if d in planned_ids]
-                    if all(d in done for d in deps):
-                        pending.remove(item)
-                        blockers = [done[d] for d in deps if done[d].status in BLOCKING]
+                    blockers = [done[d] for d in deps if d in done and done[d].status in BLOCKING]
+                    ready = all(d in done for d in deps)
+                    if blockers:
+                        cancels[item.id].set()
+                    if item.validator.speculative and not blockers:
+                        waiting.remove(item)
+                        running[pool.submit(self.execute, item, cancels[item.id])] = item
+                    elif ready or blockers:
+                        waiting.remove(item)
                         if blockers:
                             done[item.id] = self._blocked(item, blockers)
                         else:
-                            running[pool.submit(self.execute, item)] = item
+                            running[pool.submit(self.execute, item, cancels[item.id])] = item
+                for item_id, result in list(early.items()):
+                    item = next(p for p in plan if p.id == item_id)
+                    deps = [d for d in item.after if d in planned_ids]
+                    blockers = [done[d] for d in deps if d in done and done[d].status in BLOCKING]
+                    if blockers:
+                        done[item_id] = self._blocked(item, blockers)
+                        del early[item_id]
+                    elif all(d in done for d in deps):
+                        done[item_id] = result
+                        del early[item_id]
+                for item in plan:
+                    deps = [d for d in item.after if d in planned_ids]
+                    if any(d in done and done[d].status in BLOCKING for d in deps):
+                        cancels[item.id].set()
                 if not running:
                     continue
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    done[running.pop(future).id] = future.result()
+                    item = running.pop(future)
+                    if item.validator.speculative:
+                        early[item.id] = future.result()
+                    else:
+                        done[item.id] = future.result()
         return [done[p.id] for p in plan]
 
-    def execute(self, item: Planned) -> ValidatorResult:
+    def execute(self, item: Planned, cancel: threading.Event | None = None) -> ValidatorResult:
         validator = item.validator
         base = self._result(item, Status.SKIPPED)
         switch = STAGE_SWITCH[validator.stage]
@@ -178,11 +209,14 @@ class _Runner:
         key = self.cache.key(replace(validator, argv=tuple(argv)), ctx, version)
         if self.options.use_cache and (hit := self.cache.get(key)) is not None:
             return hit
-        result = self._run(item, ctx, argv)
-        self.cache.put(key, result)
+        result = self._run(item, ctx, argv, cancel)
+        if cancel is None or not cancel.is_set():
+            self.cache.put(key, result)
         return result
 
-    def _run(self, item: Planned, ctx: Context, argv: list[str]) -> ValidatorResult:
+    def _run(
+        self, item: Planned, ctx: Context, argv: list[str], cancel: threading.Event | None
+    ) -> ValidatorResult:
         validator = item.validator
         with tempfile.TemporaryDirectory(prefix="forge-validate-") as scratch:
             ctx = replace(ctx, scratch=Path(scratch))
@@ -192,9 +226,11 @@ class _Runner:
                 return self._result(item, parsed, time.monotonic() - started)
             command = [part.replace("{scratch}", scratch) for part in argv]
             try:
-                out = run(command, item.project.root, validator.timeout, validator.env)
+                out = run(command, item.project.root, validator.timeout, validator.env, cancel)
             except OSError as exc:
                 return self._result(item, Parsed(Status.ERROR, reason=f"cannot start: {exc}"))
+            if cancel is not None and cancel.is_set():
+                return self._result(item, Parsed(Status.SKIPPED, reason="cancelled"))
             if out.timed_out:
                 parsed = Parsed(
                     Status.TIMEOUT,

@@ -49,6 +49,8 @@ class Validator:
     run_in_process: InProcess | None = None  # for checks forge does itself (syntax)
     probe: tuple[str, ...] | None = None  # a command that fails when the tool is missing
     after: tuple[str, ...] = ()  # validators of the same project that must pass first
+    # Start at once instead of waiting for `after`; dropped (killed) if one of them fails.
+    speculative: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 600.0
     settings: str = ""  # anything else that changes the result, for the cache key
