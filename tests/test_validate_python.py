@@ -292,3 +292,40 @@ def test_custom_validators_with_each_parser(tmp_path: Path) -> None:
     )
     assert found["sarif-tool"]["status"] == "passed", "a warning alone does not fail the gate"
     assert found["exit-code"]["status"] == "failed"
+
+
+def test_an_unchanged_tree_is_replayed_without_running_anything(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", PACKAGE)
+    junit = tmp_path / "report.xml"
+    first = run_forge("validate", str(root), "--format", "junit", "--output", str(junit))
+    assert "answered from the cache" not in first.stdout
+    junit.unlink()
+    again = run_forge("validate", str(root), "--format", "junit", "--output", str(junit))
+    assert again.returncode == first.returncode == 1
+    assert "answered from the cache" in again.stdout
+    assert "(cached)" in again.stdout
+    assert junit.read_text().startswith("<?xml"), "--output is written on a replay too"
+
+    write(root, {"tests/test_more.py": "def test_more():\n    assert True\n"})
+    changed = run_forge("validate", str(root))
+    assert "answered from the cache" not in changed.stdout
+    assert "2 passed" in changed.stdout
+
+
+def test_a_replay_is_refused_when_a_tool_changes(tmp_path: Path) -> None:
+    import shutil
+
+    real = shutil.which("ruff")
+    assert real is not None
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    wrapper = tools / "ruff"
+    wrapper.write_text(f'#!/bin/sh\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"PATH": f"{tools}:{os.environ['PATH']}"}
+    root = make_repo(tmp_path / "repo", PACKAGE)
+    run_forge("validate", str(root), env=env)
+    assert "answered from the cache" in run_forge("validate", str(root), env=env).stdout
+    wrapper.write_text(f'#!/bin/sh\n# upgraded\nexec "{real}" "$@"\n')  # new size and mtime
+    after = run_forge("validate", str(root), env=env)
+    assert "answered from the cache" not in after.stdout

@@ -5,23 +5,31 @@ from __future__ import annotations
 import json
 import sys
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 
-def console(stderr: bool = False) -> Console:
+def console(stderr: bool = False, capture: TextIO | None = None) -> Console:
     """Colour only on a terminal, and never when NO_COLOR is set (rich reads it).
 
     Piped output (CI logs, files) gets wide lines instead of tables folded to 80 columns.
+    With `capture`, the output goes there, rendered as it would be for the real stream.
     """
     import os
+    import shutil
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS") or 160)
+    terminal = stream.isatty()
+    width = None if terminal else int(os.environ.get("COLUMNS") or 160)
+    if capture is not None:
+        width = width or shutil.get_terminal_size().columns
+        return Console(
+            file=capture, force_terminal=terminal, highlight=False, soft_wrap=False, width=width
+        )
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 

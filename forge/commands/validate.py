@@ -13,6 +13,7 @@ from forge.commands.options import ConfigOption
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from forge.validation.replay import ReplayStore
     from forge.validation.types import ValidationReport, ValidatorResult
 
 FIRST_FINDINGS = 10
@@ -57,6 +58,18 @@ def validate(
 
     Exit codes: 0 all passed, 1 a check failed, 2 usage or configuration error.
     """
+    import sys
+
+    # --changed and --baseline depend on git refs, so only whole-tree runs are replayed.
+    replay = None
+    if not changed and baseline is None:
+        replay = _replay_store(path, config, [fmt.value, str(output), str(jobs)])
+    if replay is not None and not no_cache and (hit := replay[0].lookup(replay[1])) is not None:
+        sys.stdout.write(hit.stdout)
+        if output is not None and hit.output_file is not None:
+            output.write_text(hit.output_file, encoding="utf-8")
+        raise typer.Exit(hit.exit_code)
+
     from forge.config import load_config
     from forge.validation.runner import Options
     from forge.validation.runner import validate as run_validation
@@ -69,21 +82,67 @@ def validate(
         jobs=jobs,
     )
     report = run_validation(path, settings, options)
-    if fmt is not Format.summary:
-        from forge.validation.formats import render
-    if fmt is Format.summary or output is not None:
-        if output is not None and fmt is not Format.summary:
-            output.write_text(render(report, fmt.value), encoding="utf-8")
-        _summary(report)
-    else:
-        typer.echo(render(report, fmt.value), nl=False)
+    shown, written = _render(report, fmt, output)
+    sys.stdout.write(shown)
+    if output is not None and written is not None:
+        output.write_text(written, encoding="utf-8")
+    if replay is not None and _replayable(report):
+        from forge.validation.replay import Replay
+
+        for result in report.results:
+            result.cached = True  # what a replay shows: every result came from the cache
+        shown, written = _render(report, fmt, output, replayed=True)
+        replay[0].save(replay[1], Replay(report.exit_code, shown, written, report.tool_stamps))
     raise typer.Exit(report.exit_code)
 
 
-def _summary(report: ValidationReport) -> None:
+def _replay_store(
+    path: Path, config: Path | None, options: list[str]
+) -> tuple[ReplayStore, str] | None:
+    """The store and key for replaying this exact run, or None when it cannot be replayed."""
+    import os
+    import sys
+
+    from forge.config.discovery import config_files
+    from forge.home import forge_home
+    from forge.validation.replay import ReplayStore
+
+    if not path.is_dir():
+        return None  # the normal path reports the error
+    store = ReplayStore(forge_home() / "validate" / "replay")
+    files = config_files(config, Path.cwd(), os.environ)
+    return store, store.key(path, options, files, os.environ, sys.stdout.isatty())
+
+
+def _replayable(report: ValidationReport) -> bool:
+    from forge.validation.types import Status
+
+    steady = {Status.PASSED, Status.FAILED, Status.NO_TESTS, Status.SKIPPED}
+    return all(r.status in steady for r in report.results)
+
+
+def _render(
+    report: ValidationReport, fmt: Format, output: Path | None, replayed: bool = False
+) -> tuple[str, str | None]:
+    """(what goes to stdout, what goes to --output) for this report."""
+    import io
+
+    if fmt is not Format.summary:
+        from forge.validation.formats import render
+
+        if output is None:
+            return render(report, fmt.value), None
+        written: str | None = render(report, fmt.value)
+    else:
+        written = None
     from forge.commands.output import console
 
-    out = console()
+    buffer = io.StringIO()
+    _summary(report, console(capture=buffer), replayed)
+    return buffer.getvalue(), written
+
+
+def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> None:
     for result in report.results:
         _validator(out, report, result)
     diagnostics = report.diagnostics
@@ -91,9 +150,10 @@ def _summary(report: ValidationReport) -> None:
     warnings = sum(1 for d in diagnostics if d.severity == "warning")
     verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
     against = f" (new since {report.baseline})" if report.baseline else ""
+    timing = "answered from the cache" if replayed else f"in {report.duration:.1f}s"
     out.print(
         f"\n{verdict}: {len(report.results)} validators, {errors} errors, {warnings} warnings"
-        f"{against} in {report.duration:.1f}s"
+        f"{against}, {timing}"
     )
 
 

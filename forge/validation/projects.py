@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,20 +14,6 @@ from forge.validation.python import python_validators
 from forge.validation.types import Stage, Status
 from forge.validation.validator import Context, Parsed, Validator
 
-SKIP_DIRS = {
-    ".git",
-    "target",
-    "node_modules",
-    ".venv",
-    "venv",
-    "__pycache__",
-    "build",
-    "dist",
-    ".tox",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-}
 PYTHON_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py")
 
 
@@ -37,38 +21,6 @@ PYTHON_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py")
 class Project:
     kind: Literal["rust", "python", "custom"]
     root: Path  # absolute
-
-
-def repository_root(path: Path) -> Path:
-    """The git work tree containing `path`, else `path` itself."""
-    done = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
-    )
-    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else path.resolve()
-
-
-def list_files(root: Path) -> tuple[str, ...]:
-    """Files git tracks or would track (untracked but not ignored), relative, sorted.
-
-    Untracked files count because pytest collects them. Outside git: every file, minus the
-    usual build and environment folders.
-    """
-    done = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-    )
-    if done.returncode == 0:
-        names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
-        # Build output and bytecode that a project forgot to ignore would change on every run.
-        kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
-        return tuple(sorted(n for n in kept if (root / n).is_file()))
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-        for name in files:
-            found.append((Path(folder) / name).relative_to(root).as_posix())
-    return tuple(sorted(found))
 
 
 def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project]:

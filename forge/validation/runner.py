@@ -20,15 +20,11 @@ from pathlib import Path
 from forge.config.schema import ValidationConfig
 from forge.errors import UsageError
 from forge.home import forge_home
-from forge.validation.cache import ResultCache, ToolVersions
+from forge.validation.cache import ResultCache
 from forge.validation.process import run
-from forge.validation.projects import (
-    Project,
-    detect,
-    list_files,
-    repository_root,
-    validators_for,
-)
+from forge.validation.projects import Project, detect, validators_for
+from forge.validation.tools import ToolVersions
+from forge.validation.tree import list_files, repository_root
 from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
 from forge.validation.validator import Context, Parsed, Validator
 
@@ -85,8 +81,10 @@ def validate(
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
     plan = _plan(projects, settings)
-    results = _Runner(repo_root, files, settings, options, only).run_all(plan)
+    runner = _Runner(repo_root, files, settings, options, only)
+    results = runner.run_all(plan)
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
+    report.tool_stamps = dict(runner.versions.used)
     if options.baseline:
         report = _against_baseline(report, scope, repo_root, settings, options)
     report.duration = time.monotonic() - started
@@ -333,7 +331,9 @@ def _against_baseline(
         shutil.rmtree(holder, ignore_errors=True)
     previous = {(r.project, r.name): r for r in old.results}
     results = [_only_new(r, previous.get((r.project, r.name)), ref) for r in report.results]
-    return ValidationReport(report.root, results, report.duration, baseline=ref)
+    return ValidationReport(
+        report.root, results, report.duration, baseline=ref, tool_stamps=report.tool_stamps
+    )
 
 
 def _only_new(result: ValidatorResult, before: ValidatorResult | None, ref: str) -> ValidatorResult:

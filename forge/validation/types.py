@@ -89,6 +89,8 @@ class ValidationReport:
     results: list[ValidatorResult]
     duration: float = 0.0
     baseline: str | None = None  # the ref findings were compared with, if any
+    # The tools this run depended on (probe -> installed stamp), for replaying it later.
+    tool_stamps: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -1,0 +1,54 @@
+"""The files a validation looks at: what git tracks or would track, read without any tool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+SKIP_DIRS = {
+    ".git",
+    "target",
+    "node_modules",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "build",
+    "dist",
+    ".tox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
+
+
+def repository_root(path: Path) -> Path:
+    """The git work tree containing `path`, else `path` itself."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
+    )
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else path.resolve()
+
+
+def list_files(root: Path) -> tuple[str, ...]:
+    """Files git tracks or would track (untracked but not ignored), relative, sorted.
+
+    Untracked files count because pytest collects them. Outside git: every file, minus the
+    usual build and environment folders.
+    """
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+    )
+    if done.returncode == 0:
+        names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
+        # Build output and bytecode that a project forgot to ignore would change on every run.
+        kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
+        return tuple(sorted(n for n in kept if (root / n).is_file()))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in files:
+            found.append((Path(folder) / name).relative_to(root).as_posix())
+    return tuple(sorted(found))
