@@ -329,3 +329,23 @@ def test_a_replay_is_refused_when_a_tool_changes(tmp_path: Path) -> None:
     wrapper.write_text(f'#!/bin/sh\n# upgraded\nexec "{real}" "$@"\n')  # new size and mtime
     after = run_forge("validate", str(root), env=env)
     assert "answered from the cache" not in after.stdout
+
+
+def test_mypy_runs_when_the_project_configures_it(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": PACKAGE["pyproject.toml"] + "\n[tool.mypy]\nstrict = true\n",
+            "pkg/__init__.py": 'def half(x: int) -> int:\n    return "two"\n',
+            "tests/test_half.py": "def test_nothing() -> None:\n    assert True\n",
+        },
+    )
+    _, data = report(root)
+    mypy = by_name(data)["mypy"]
+    assert mypy["status"] == "failed"
+    found = [(d["file"], d["line"], d["code"]) for d in mypy["diagnostics"]]
+    assert ("pkg/__init__.py", 2, "return-value") in found
+
+    plain = make_repo(tmp_path / "plain", PACKAGE)
+    _, data = report(plain)
+    assert "mypy" not in by_name(data), "mypy runs only where the project asks for it"
