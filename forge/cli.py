@@ -14,9 +14,11 @@ from typer.core import TyperGroup
 from forge import __version__
 from forge.commands import config as config_cmd
 from forge.commands import cost as cost_cmd
+from forge.commands import fanout as fanout_cmd
 from forge.commands import init as init_cmd
 from forge.commands import logs as logs_cmd
 from forge.commands import models as models_cmd
+from forge.commands import route as route_cmd
 from forge.commands import validate as validate_cmd
 from forge.errors import ExitCode, ForgeError
 
@@ -71,6 +73,8 @@ app.add_typer(config_cmd.app, name="config")
 app.command("models")(models_cmd.models)
 app.command("logs")(logs_cmd.logs)
 app.command("cost")(cost_cmd.cost)
+app.command("fanout")(fanout_cmd.fanout)
+app.command("route")(route_cmd.route)
 
 
 def main() -> None:

@@ -176,3 +176,11 @@ async def test_cancelling_a_call_settles_its_reservation(
     rows = ledger.attempts()
     assert [(r.status, r.outcome) for r in rows] == [("settled", "cancelled")]
     assert rows[0].cost_usd is not None and rows[0].cost_usd > 0, "what arrived is paid for"
+
+
+async def test_non_ascii_answers_arrive_whole(fake: FakeProvider, tmp_path: Path) -> None:
+    text = "naïve café — 東京 🚀 done"
+    fake.script("alpha-1", Reply(text=text))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete("alpha", "hi")
+    assert done.text == text

@@ -209,6 +209,13 @@ class CostConfig(Section):
         return None if stop is None else stop * Decimal("0.8")
 
 
+class RoleConfig(Section):
+    """`[roles.NAME]` for `forge fanout --roles`: the system prompt a role's models receive."""
+
+    system: str
+    models: list[str] = []
+
+
 class ForgeConfig(Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -218,6 +225,7 @@ class ForgeConfig(Section):
     validation: ValidationConfig = ValidationConfig()
     context: ContextConfig = ContextConfig()
     cost: CostConfig = CostConfig()
+    roles: dict[str, RoleConfig] = {}
 
     def tier_names(self) -> set[str]:
         return {m.tier for m in self.models.values() if m.tier}

@@ -8,6 +8,7 @@ next model draw on one attempt budget and one deadline.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import logging
 import os
@@ -68,6 +69,10 @@ from forge.providers.types import (
 log = logging.getLogger("forge.providers")
 
 DEFAULT_MAX_TOKENS = 4096
+# Connections per httpx pool. httpcore scans a pool's connections on every request and every
+# release, so one pool's cost grows with the square of the calls in flight: a fan-out to a
+# thousand models spent most of its time there. Calls spread over pools of this size instead.
+POOL_SIZE = 50
 MAX_TRIES_PER_MODEL = 3
 MAX_ERROR_BODY = 64 * 1024
 MessagesLike = str | Sequence[Message | Mapping[str, str]]
@@ -139,23 +144,14 @@ class ModelClient:
         self.env = os.environ if env is None else env
         self.redact = Redactor.for_config(config, self.env)
         self.warnings: list[str] = []
-        self._http: httpx.AsyncClient | None = None
+        self._pools: _Pools | None = None
         self._throttles: dict[str, Throttle] = {}
         self._breakers: dict[tuple[str, str], Breaker] = {}
         self._out: dict[str, ProviderError] = {}
         self._discovered_prices: dict[tuple[str, str], Prices] | None = None
 
     async def __aenter__(self) -> ModelClient:
-        mounts = {
-            _origin(p.base_url): httpx.AsyncHTTPTransport(proxy=p.proxy)
-            for p in self.config.providers.values()
-            if p.proxy
-        }
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
-            mounts=mounts or None,
-            trust_env=True,
-        )
+        self._pools = _Pools(self.config)
         if self.ledger is not None:
             # Cooldowns other forge processes started still hold here.
             for (provider, model_id), (failures, until, error) in self.ledger.breakers().items():
@@ -167,9 +163,9 @@ class ModelClient:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._pools is not None:
+            await self._pools.aclose()
+            self._pools = None
 
     # -- public API --------------------------------------------------------------------------
 
@@ -436,17 +432,19 @@ class ModelClient:
         deadline: float,
         timing: _Timing,
     ) -> AsyncIterator[str]:
-        assert self._http is not None, "use ModelClient inside `async with`"
+        assert self._pools is not None, "use ModelClient inside `async with`"
+        pools = self._pools
         provider = self.config.providers[target.provider]
         limits = provider.timeout
         api = api_for(provider.api)
         end = min(timing.start + limits.total, deadline)
         # A whole (non-streamed) answer sends its headers only when it is complete.
         first_by = min(timing.start + limits.first_token, end) if request.stream else end
+        http = pools.lease(target.provider)
         try:
             path, headers, body = api.build(target, request, key)
             headers.update(self._headers(target))
-            http_request = self._http.build_request(
+            http_request = http.build_request(
                 "POST",
                 provider.base_url + path,
                 json=body,
@@ -456,7 +454,7 @@ class ModelClient:
                 ),
             )
             with _timer(first_by, "no response within the first-token limit"):
-                response = await self._http.send(http_request, stream=True)
+                response = await http.send(http_request, stream=True)
             try:
                 # OpenAI, Groq and Anthropic count these limits per model.
                 self._throttle(target.alias).observe(response.headers)
@@ -498,6 +496,8 @@ class ModelClient:
             raise ProviderError(
                 FailureKind.MALFORMED, f"unexpected answer shape ({type(exc).__name__})"
             ) from None
+        finally:
+            pools.release(http)
 
     def _headers(self, target: Target) -> dict[str, str]:
         provider = self.config.providers[target.provider]
@@ -526,7 +526,11 @@ class ModelClient:
     ) -> AsyncIterator[str]:
         decoder = SSEDecoder()
         state = timing.state
-        lines = response.aiter_lines()
+        # Raw chunks, split into lines here: one timer per network read rather than per line
+        # keeps the client's CPU cost low when a thousand streams arrive at once.
+        chunks = response.aiter_bytes()
+        text_of = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span reads
+        pending = ""
         last_progress = time.monotonic()
         while True:
             if timing.first_token is None:
@@ -537,21 +541,29 @@ class ModelClient:
                 why = "answer not finished within the total time limit"
             with _timer(min(by, end), why):
                 try:
-                    line = await lines.__anext__()
+                    chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-            if line.startswith(":"):
-                continue  # SSE comments keep a connection warm; they are not progress
-            if line:
-                last_progress = time.monotonic()  # a field line; blank lines only end events
-            event = decoder.feed(line)
-            if event is None:
-                continue
-            text = api.read_event(event, state)
-            if timing.first_token is None and (text or state.tokens_seen):
-                timing.first_token = time.monotonic()
-            if text:
-                yield text
+            *lines, pending = (pending + text_of.decode(chunk)).split("\n")
+            texts = []
+            for raw in lines:
+                line = raw.removesuffix("\r")
+                if line.startswith(":"):
+                    continue  # SSE comments keep a connection warm; they are not progress
+                if line:
+                    last_progress = time.monotonic()  # a field; blank lines only end events
+                event = decoder.feed(line)
+                if event is None:
+                    continue
+                text = api.read_event(event, state)
+                if timing.first_token is None and (text or state.tokens_seen):
+                    timing.first_token = time.monotonic()
+                if text:
+                    texts.append(text)
+                if state.done:
+                    break
+            if texts:
+                yield "".join(texts)
             if state.done:
                 return
         if not state.done and state.finish_reason is None:
@@ -732,6 +744,64 @@ class ModelClient:
             alias=err.alias or target.alias,
             status=err.status,
             retry_after=err.retry_after,
+        )
+
+
+class _Pools:
+    """httpx clients per provider, each holding at most POOL_SIZE connections.
+
+    A call leases the first pool of its provider with room, so kept-alive connections are
+    reused and a new pool opens only when every other one is full. The pools share one TLS
+    context: loading the certificate store for each would cost more than the pool saves.
+    Each provider's first pool opens at once, so the first call does not pay for setting up.
+    """
+
+    def __init__(self, config: ForgeConfig) -> None:
+        self._config = config
+        self._tls = httpx.create_ssl_context(trust_env=True)
+        self._pools: dict[str, list[httpx.AsyncClient]] = {
+            name: [self._open(name)] for name in config.providers
+        }
+        self._busy: dict[httpx.AsyncClient, int] = {
+            pool: 0 for pools in self._pools.values() for pool in pools
+        }
+
+    def lease(self, provider: str) -> httpx.AsyncClient:
+        pools = self._pools.setdefault(provider, [])
+        pool = next((p for p in pools if self._busy[p] < POOL_SIZE), None)
+        if pool is None:
+            pool = self._open(provider)
+            pools.append(pool)
+            self._busy[pool] = 0
+        self._busy[pool] += 1
+        return pool
+
+    def release(self, pool: httpx.AsyncClient) -> None:
+        self._busy[pool] -= 1
+
+    async def aclose(self) -> None:
+        for pools in self._pools.values():
+            for pool in pools:
+                await pool.aclose()
+        self._pools.clear()
+        self._busy.clear()
+
+    def _open(self, provider: str) -> httpx.AsyncClient:
+        settings = self._config.providers[provider]
+        mounts = (
+            {
+                _origin(settings.base_url): httpx.AsyncHTTPTransport(
+                    proxy=settings.proxy, verify=self._tls
+                )
+            }
+            if settings.proxy
+            else None
+        )
+        return httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            verify=self._tls,
+            mounts=mounts,
+            trust_env=True,
         )
 
 

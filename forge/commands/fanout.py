@@ -1,0 +1,825 @@
+"""`forge fanout`: one prompt to many models at once, streamed, compared, judged.
+
+The command parses its options, calls `forge.fanout`, and renders: a Rich live table on a
+terminal (one plain line per finished model otherwise), then the comparison, verdict and ranking.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from forge.commands.options import ConfigOption, JsonOption
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    import anyio
+    from rich.console import Console
+    from rich.table import Table
+
+    from forge.config.schema import ForgeConfig
+    from forge.fanout.answers import Answer, FanoutRun, Settings
+    from forge.fanout.batch import BatchResult
+    from forge.fanout.candidates import Workspace
+    from forge.fanout.comparison import Comparison
+    from forge.fanout.execution import Request
+    from forge.fanout.report import Report
+    from forge.fanout.selection import Selection
+    from forge.fanout.store import RunStore
+    from forge.ledger import Ledger
+
+VIEWS = ("summary", "all", "different", "consensus")
+REFRESH_SECONDS = 0.125
+MATRIX_MAX_MODELS = 12
+STATUS_STYLE = {
+    "ok": "green",
+    "streaming": "cyan",
+    "waiting": "dim",
+    "failed": "red",
+    "timeout": "yellow",
+    "late": "yellow",
+    "refused": "magenta",
+    "cancelled": "dim",
+}
+
+
+def fanout(
+    prompt: Annotated[
+        str | None,
+        typer.Argument(
+            help="The prompt (- reads it from stdin).", show_default=False, metavar="PROMPT"
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-m", "--model", metavar="A,B,C", help="Models: aliases or provider/model-id."
+        ),
+    ] = None,
+    tier: Annotated[
+        list[str] | None, typer.Option("--tier", metavar="NAME", help="Every model of a tier.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every configured and discovered model.")
+    ] = False,
+    cap: Annotated[
+        int | None, typer.Option("-n", min=1, metavar="N", help="Ask at most N models.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="A system prompt.")] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0, max=2, help="Sampling temperature.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap on each answer.")
+    ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline",
+            min=0.01,
+            metavar="SECONDS",
+            help="Stop waiting after SECONDS; unfinished answers are marked late.",
+        ),
+    ] = None,
+    attempts: Annotated[
+        int | None,
+        typer.Option("--attempts", min=1, help="HTTP attempts per model (default: config)."),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", min=0, max=1, help="Similarity at which answers agree."),
+    ] = 0.6,
+    show: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--show",
+            metavar="VIEW|RUN",
+            help="What to print: summary, all, different (only answers outside the consensus), "
+            "consensus; or a saved RUN id (or 'last') to print it again.",
+        ),
+    ] = None,
+    list_runs: Annotated[bool, typer.Option("--list", help="List recent saved runs.")] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option("--judge", metavar="MODEL", help="A model that picks the best answer."),
+    ] = None,
+    synthesize: Annotated[
+        str | None,
+        typer.Option(
+            "--synthesize",
+            metavar="MODEL",
+            help="A model that combines the answers, citing the models behind each claim.",
+        ),
+    ] = None,
+    validate: Annotated[
+        bool, typer.Option("--validate", help="Run the validators on each code answer.")
+    ] = False,
+    target: Annotated[
+        Path | None,
+        typer.Option("--target", metavar="FILE", help="--validate: the file a candidate replaces."),
+    ] = None,
+    tests: Annotated[
+        Path | None,
+        typer.Option(
+            "--tests", metavar="FILE", help="--validate: a test file the candidates face."
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", metavar="FILE", help="A batch (prompts.jsonl): prompts x models, graded."
+        ),
+    ] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option("--roles", metavar="A,B", help="Roles from \\[roles.NAME] in forge.toml."),
+    ] = None,
+    json_output: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send one prompt to many models at once; compare, judge and validate the answers.
+
+    Exit codes: 0 answers arrived, 1 no candidate passed --validate, 2 usage error, 3 the budget
+    refused every call, 4 no model answered, 130 interrupted.
+    """
+    from forge.errors import UsageError
+
+    views, runs = _split_show(show or [])
+    output = _Output(json_output, markdown, html, views)
+    if list_runs:
+        _list_runs(json_output)
+        return
+    if prompt is None and input_file is None:
+        if not runs:
+            raise UsageError("give a prompt, --input prompts.jsonl, or --show RUN")
+        for run_id in runs:
+            _show_saved(run_id, output)
+        return
+    if runs:
+        raise UsageError(f"--show {runs[0]} prints a saved run; it takes no prompt")
+    from forge.config import load_config
+    from forge.fanout.answers import Settings
+    from forge.fanout.run import plan_run
+    from forge.fanout.selection import Selection, split_names
+    from forge.ledger import Ledger
+
+    cfg = load_config(config).config
+    ledger = Ledger.open()
+    settings = Settings(system, temperature, max_tokens, deadline, attempts)
+    selection = Selection(split_names(model or []), split_names(tier or []), every, cap)
+    if input_file is not None:
+        _batch(cfg, ledger, input_file, selection, settings, output)
+        return
+    assert prompt is not None
+    workspace = _workspace(validate, target, tests)
+    if roles and (judge or synthesize):
+        raise UsageError(
+            "--judge and --synthesize weigh answers to one request; with --roles each role "
+            "answers a different one, so run them for one role at a time"
+        )
+    run, requests = plan_run(
+        cfg, ledger, _read_prompt(prompt), selection, settings, split_names([roles or ""])
+    )
+    report = _run(cfg, ledger, run, requests, output, threshold, judge, synthesize)
+    if workspace is not None and not run.interrupted:
+        from forge.fanout.candidates import try_candidates
+
+        try:
+            report.candidates = try_candidates(run.answered(), workspace, cfg.validation)
+        except KeyboardInterrupt:
+            run.interrupted = True  # the answers stay; the ranking is what was cut short
+    from forge.fanout.store import RunStore
+
+    RunStore(ledger.path).save(run, report.extras())
+    output.emit(report)
+    raise typer.Exit(_exit_code(report))
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def _split_show(values: list[str]) -> tuple[list[str], list[str]]:
+    names = [n for value in values for n in value.split(",") if n.strip()]
+    return [n for n in names if n in VIEWS], [n for n in names if n not in VIEWS]
+
+
+def _read_prompt(prompt: str) -> str:
+    import sys
+
+    from forge.errors import UsageError
+
+    text = sys.stdin.read() if prompt == "-" else prompt
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    return text
+
+
+def _workspace(validate: bool, target: Path | None, tests: Path | None) -> Workspace | None:
+    from forge.errors import UsageError
+
+    if not validate:
+        if target is not None or tests is not None:
+            raise UsageError("--target and --tests go with --validate")
+        return None
+    from forge.fanout.candidates import workspace_for
+
+    return workspace_for(target, tests)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _run(
+    cfg: ForgeConfig,
+    ledger: Ledger,
+    run: FanoutRun,
+    requests: list[Request],
+    output: _Output,
+    threshold: float,
+    judge: str | None,
+    synthesize: str | None,
+) -> Report:
+    """The run with a live table or plain lines as it goes; Ctrl-C ends it with what arrived."""
+    import anyio
+
+    from forge.fanout.execution import watch_interrupts
+    from forge.fanout.run import run_fanout
+    from forge.providers.client import ModelClient
+
+    async def main() -> Report:
+        stop = anyio.Event()
+        streamed = anyio.Event()
+        live = output.live_console()
+        async with (
+            ModelClient(cfg, ledger=ledger, run_id=run.run_id) as client,
+            anyio.create_task_group() as group,
+        ):
+            await group.start(watch_interrupts, stop)
+            if live is not None:
+                group.start_soon(_refresh_live, live, run.answers, streamed)
+            report = await run_fanout(
+                client,
+                run,
+                requests,
+                stop=stop,
+                threshold=threshold,
+                judge=judge,
+                synthesize=synthesize,
+                on_finish=_plain_line if output.plain_lines() else None,
+                on_streamed=streamed.set,
+            )
+            group.cancel_scope.cancel()
+        return report
+
+    return anyio.run(main)
+
+
+async def _refresh_live(console: Console, answers: list[Answer], done: anyio.Event) -> None:
+    """Redrawn from the event loop, never from a thread, so rows are read between updates."""
+    import anyio
+    from rich.live import Live
+
+    rows = max(5, console.height - 4)
+    with Live(console=console, auto_refresh=False, transient=True) as live:
+        while not done.is_set():
+            live.update(_answers_table(answers, limit=rows), refresh=True)
+            with anyio.move_on_after(REFRESH_SECONDS):
+                await done.wait()
+
+
+def _plain_line(answer: Answer) -> None:
+    import sys
+
+    from forge.fanout.report import seconds, summary_line, usd
+
+    speed = answer.tokens_per_second
+    parts = [
+        f"{answer.key:<24}",
+        f"{answer.status.value:<9}",
+        f"ttft {seconds(answer.ttft):>6}",
+        f"latency {seconds(answer.latency):>7}",
+        f"{answer.output_tokens:>5} tok",
+        f"{'-' if speed is None else f'{speed:.0f}':>5} tok/s",
+        f"{usd(answer.cost_usd):>10}",
+        summary_line(answer),
+    ]
+    sys.stdout.write("  ".join(parts) + "\n")
+    sys.stdout.flush()  # a pipe is block-buffered: each line must leave as its model finishes
+
+
+def _exit_code(report: Report) -> int:
+    from forge.errors import ExitCode
+    from forge.fanout.answers import Status
+
+    run = report.run
+    if run.interrupted:
+        return int(ExitCode.INTERRUPTED)
+    if report.candidates is not None and not any(c.status == "passed" for c in report.candidates):
+        return int(ExitCode.FAILED)
+    if run.answered():
+        return int(ExitCode.OK)
+    if run.answers and all(a.status is Status.REFUSED for a in run.answers):
+        return int(ExitCode.BUDGET)
+    return int(ExitCode.UNREACHABLE)
+
+
+# -- saved runs -----------------------------------------------------------------------------------
+
+
+def _store() -> RunStore:
+    from forge.fanout.store import RunStore
+    from forge.ledger import ledger_home
+
+    return RunStore(ledger_home() / "ledger.db")
+
+
+def _show_saved(ref: str, output: _Output) -> None:
+    from forge.fanout import batch
+    from forge.fanout.report import from_saved
+
+    saved = _store().load(ref)
+    if "batch" in saved.extras:
+        output.emit_batch(batch.from_saved(saved))
+    else:
+        output.emit(from_saved(saved))
+
+
+def _list_runs(json_output: bool) -> None:
+    import time
+
+    from forge.commands.output import console, print_json
+
+    runs = _store().recent(20)
+    if json_output:
+        print_json({"runs": [r.__dict__ for r in runs]})
+        return
+    out = console()
+    if not runs:
+        out.print("No fan-out runs saved yet.")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Recent fan-out runs", title_justify="left")
+    for column in ("run", "when", "models", "prompt"):
+        table.add_column(column, overflow="ellipsis", no_wrap=column != "prompt")
+    for r in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started_at))
+        first = r.prompt.strip().splitlines()[0] if r.prompt.strip() else ""
+        table.add_row(r.run_id, when, str(r.models), Text(first[:100]))
+    out.print(table)
+
+
+# -- batch ----------------------------------------------------------------------------------------
+
+
+def _batch(
+    cfg: ForgeConfig,
+    ledger: Ledger,
+    path: Path,
+    selection: Selection,
+    settings: Settings,
+    output: _Output,
+) -> None:
+    from forge.fanout.batch import read_prompts, run_batch
+    from forge.fanout.selection import select
+
+    prompts = read_prompts(path)
+    targets = select(cfg, selection, ledger)
+    result = run_batch(cfg, ledger, prompts, targets, settings, progress=output.plain_lines())
+    output.emit_batch(result)
+    raise typer.Exit(_batch_exit(result))
+
+
+def _batch_exit(result: BatchResult) -> int:
+    from forge.errors import ExitCode
+
+    if result.interrupted:
+        return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.OK if any(a.ok for a in result.answers) else ExitCode.UNREACHABLE)
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+class _Output:
+    """Where the run goes: the terminal (live table or plain lines), JSON, Markdown, HTML."""
+
+    def __init__(self, json_output: bool, markdown: bool, html: Path | None, views: list[str]):
+        self.json = json_output
+        self.markdown = markdown
+        self.html = html
+        self.view = views[-1] if views else "summary"
+
+    def live_console(self) -> Console | None:
+        """A live table where someone is watching: stdout on a terminal, or stderr when stdout
+        carries JSON or Markdown."""
+        import sys
+
+        from forge.commands.output import console
+
+        data_out = self.json or self.markdown
+        stream = sys.stderr if data_out else sys.stdout
+        return console(stderr=data_out) if stream.isatty() else None
+
+    def plain_lines(self) -> bool:
+        import sys
+
+        quiet = self.json or self.markdown or self.view in ("different", "consensus")
+        return not quiet and not sys.stdout.isatty()
+
+    def emit(self, report: Report) -> None:
+        if self.html is not None:
+            from forge.fanout.html import report_html
+
+            self.html.write_text(report_html(report), encoding="utf-8")
+        if self.json:
+            from forge.commands.output import print_json
+            from forge.fanout.report import report_json
+
+            print_json(report_json(report))
+        elif self.markdown:
+            import sys
+
+            from forge.fanout.report import report_markdown
+
+            sys.stdout.write(report_markdown(report))
+        else:
+            _render(report, self.view)
+        if self.html is not None and not self.json and not self.markdown:
+            from forge.commands.output import console
+
+            console(stderr=True).print(f"HTML report written to {self.html}", markup=False)
+
+    def emit_batch(self, result: BatchResult) -> None:
+        if self.json:
+            from forge.commands.output import print_json
+            from forge.fanout.batch import batch_json
+
+            print_json(batch_json(result))
+        elif self.markdown:
+            import sys
+
+            from forge.fanout.batch import batch_markdown
+
+            sys.stdout.write(batch_markdown(result))
+        else:
+            _render_batch(result)
+
+
+def _render(report: Report, view: str) -> None:
+    from forge.commands.output import console
+
+    out = console()
+    run = report.run
+    if view == "different":
+        _print_different(out, report)
+        return
+    if view == "consensus":
+        _print_consensus_only(out, report)
+        return
+    out.print(_answers_table(run.answers, title=f"forge fanout {run.run_id}"))
+    if run.interrupted:
+        out.print("Interrupted: the answers that arrived are kept; the rest were cancelled.")
+    if run.deadline_passed:
+        out.print(f"Deadline of {run.settings.deadline:g}s passed: unfinished answers are late.")
+    if run.roles:
+        out.print(_roles_matrix(run))
+        for role in run.roles:
+            out.rule(f"role: {role}", style="dim")
+            _print_comparison(out, report, report.by_role[role], view)
+    elif not run.interrupted:
+        _print_comparison(out, report, report.comparison, view)
+    _print_extras(out, report)
+    _print_footer(out, report)
+
+
+def _answers_table(
+    answers: list[Answer], *, limit: int | None = None, title: str | None = None
+) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from forge.fanout.report import seconds, summary_line, usd
+
+    table = Table(title=title, title_justify="left")
+    for column, justify in (
+        ("model", "left"),
+        ("tier", "left"),
+        ("status", "left"),
+        ("first token", "right"),
+        ("latency", "right"),
+        ("tokens", "right"),
+        ("tok/s", "right"),
+        ("cost", "right"),
+        ("answer", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column != "answer", overflow="ellipsis")  # type: ignore[arg-type]
+    shown, hidden = _rows_to_show(answers, limit)
+    for a in shown:
+        speed = a.tokens_per_second
+        table.add_row(
+            Text(a.key),
+            Text(a.tier or "-"),
+            Text(a.status.value, style=STATUS_STYLE.get(a.status.value, "")),
+            seconds(a.ttft),
+            seconds(a.latency),
+            str(a.output_tokens) if a.output_tokens else "-",
+            "-" if speed is None else f"{speed:.0f}",
+            usd(a.cost_usd),
+            Text(summary_line(a)),  # model text, never read as markup
+        )
+    if hidden:
+        table.add_row(Text(f"… {hidden} more", style="dim"), *[""] * 8)
+    return table
+
+
+def _rows_to_show(answers: list[Answer], limit: int | None) -> tuple[list[Answer], int]:
+    """All rows when they fit; otherwise the ones still running first, then failures."""
+    if limit is None or len(answers) <= limit:
+        return answers, 0
+    order = {"streaming": 0, "waiting": 1, "failed": 2, "timeout": 2, "refused": 2}
+    ranked = sorted(answers, key=lambda a: order.get(a.status.value, 3))
+    return ranked[: limit - 1], len(answers) - (limit - 1)
+
+
+def _print_comparison(out: Console, report: Report, c: Comparison, view: str) -> None:
+    from rich.panel import Panel
+    from rich.text import Text
+
+    if not c.keys:
+        out.print("No answer arrived, so there is nothing to compare.")
+        return
+    consensus = c.consensus
+    assert consensus is not None
+    members = len(c.clusters[0].members)
+    if c.agreed:
+        out.print(
+            Text.assemble(
+                "Consensus: ",
+                (consensus, "bold"),
+                f" — {members} of {len(c.keys)} answers ({c.share:.0%}) agree "
+                f"(similarity ≥ {c.threshold:g})",
+            )
+        )
+    else:
+        out.print(
+            Text.assemble(
+                f"No consensus: no two answers reach similarity {c.threshold:g}; diffs are "
+                "against the most central answer, ",
+                (consensus, "bold"),
+            )
+        )
+    clusters = "  ".join("[" + ", ".join(cl.members) + "]" for cl in c.clusters)
+    out.print(Text(f"Clusters: {clusters}"))
+    if c.matrix is not None and 1 < len(c.keys) <= MATRIX_MAX_MODELS:
+        out.print(_matrix_table(c))
+    elif len(c.keys) > MATRIX_MAX_MODELS:
+        out.print("Agreement matrix: too wide for the terminal; see --json, --markdown or --html.")
+    if c.code is not None:
+        from forge.fanout.report import code_summary
+
+        out.print(Text(code_summary(c)))
+        for key, diff in c.code.diffs.items():
+            out.print(Text(f"code of {key} against {c.code.consensus}:", style="bold"))
+            out.print(_diff_text(diff))
+    out.print(Panel(Text(report.answer(consensus).text), title=f"consensus answer: {consensus}"))
+    outside = set(c.outside())
+    for key, d in c.diffs.items():
+        if view == "summary" and key not in outside:
+            continue
+        if view == "all":
+            out.print(Panel(Text(report.answer(key).text), title=key))
+        out.print(Text(f"{key}: similarity {d.similarity:.2f} to the consensus", style="bold"))
+        if not d.text:
+            out.print(Text("identical to the consensus", style="dim"))
+        else:
+            out.print(_diff_text(d.text) if d.style == "lines" else _word_diff_text(d.text))
+    hidden = len([k for k in c.diffs if k not in outside])
+    if view == "summary" and hidden:
+        out.print(
+            Text(
+                f"{hidden} answers agree with the consensus; --show all prints them.",
+                style="dim",
+            )
+        )
+
+
+def _print_different(out: Console, report: Report) -> None:
+    from rich.panel import Panel
+    from rich.text import Text
+
+    comparisons = list(report.by_role.values()) if report.run.roles else [report.comparison]
+    found = False
+    for c in comparisons:
+        for key in c.outside():
+            found = True
+            d = c.diffs[key]
+            out.print(Panel(Text(report.answer(key).text), title=f"{key} (outside the consensus)"))
+            out.print(Text(f"against the consensus ({c.consensus}):", style="bold"))
+            out.print(_diff_text(d.text) if d.style == "lines" else _word_diff_text(d.text))
+    if not found:
+        out.print("Every answer that arrived is in the consensus.")
+
+
+def _print_consensus_only(out: Console, report: Report) -> None:
+    import sys
+
+    comparisons = list(report.by_role.values()) if report.run.roles else [report.comparison]
+    for c in comparisons:
+        if c.consensus is not None:
+            sys.stdout.write(report.answer(c.consensus).text.rstrip("\n") + "\n")
+
+
+def _matrix_table(c: Comparison) -> Table:
+    from rich.table import Table
+
+    assert c.matrix is not None
+    table = Table(title="Agreement matrix (similarity)", title_justify="left")
+    table.add_column("")
+    for key in c.keys:
+        table.add_column(key, justify="right")
+    for key, row in zip(c.keys, c.matrix, strict=True):
+        cells = [_heat(v) for v in row]
+        table.add_row(key, *cells)
+    return table
+
+
+def _heat(value: float) -> str:
+    style = "green" if value >= 0.8 else "yellow" if value >= 0.5 else "red"
+    return f"[{style}]{value:.2f}[/]"
+
+
+def _diff_text(diff: str) -> object:
+    from rich.text import Text
+
+    text = Text()
+    for line in diff.splitlines():
+        style = (
+            "green"
+            if line.startswith("+") and not line.startswith("+++")
+            else "red"
+            if line.startswith("-") and not line.startswith("---")
+            else "cyan"
+            if line.startswith("@@")
+            else ""
+        )
+        text.append(line + "\n", style=style)
+    return text
+
+
+def _word_diff_text(diff: str) -> object:
+    import re
+
+    from rich.text import Text
+
+    text = Text()
+    for piece in re.split(r"(\[-.*?-\]|\{\+.*?\+\})", diff):
+        if piece.startswith("[-") and piece.endswith("-]"):
+            text.append(piece, style="red")
+        elif piece.startswith("{+") and piece.endswith("+}"):
+            text.append(piece, style="green")
+        else:
+            text.append(piece)
+    return text
+
+
+def _roles_matrix(run: FanoutRun) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from forge.fanout.report import seconds
+    from forge.fanout.roles import role_matrix
+
+    matrix = role_matrix(run)
+    table = Table(title="Roles x models", title_justify="left")
+    table.add_column("role")
+    for alias in matrix.models:
+        table.add_column(alias, overflow="fold")
+    for role in matrix.roles:
+        cells: list[Text] = []
+        for alias in matrix.models:
+            a = matrix.cell(role, alias)
+            if a is None:
+                cells.append(Text("-", style="dim"))
+                continue
+            style = STATUS_STYLE.get(a.status.value, "")
+            line = a.first_line if a.ok else (a.cause or "")
+            cells.append(Text(f"{a.status.value} {seconds(a.latency)}\n{line[:60]}", style=style))
+        table.add_row(role, *cells)
+    return table
+
+
+def _print_extras(out: Console, report: Report) -> None:
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from forge.fanout.report import usd
+
+    if report.verdict is not None:
+        v = report.verdict
+        head = f"Judge {v.judge}: best answer {v.best or '-'}"
+        out.print(Text(head + (f" ({usd(v.cost_usd)})" if v.cost_usd else ""), style="bold"))
+        out.print(Text(v.reason))
+        if not v.valid:
+            out.print(Text(f"fallback: {v.note}", style="yellow"))
+        for d in v.disagreements:
+            out.print(Text(f"  • {d.point} ({', '.join(d.answers)})"))
+    if report.synthesis is not None:
+        s = report.synthesis
+        if s.text:
+            out.print(Panel(Text(s.text), title=f"synthesis by {s.model} ({usd(s.cost_usd)})"))
+            if s.unknown:
+                out.print(Text(f"citations naming no model asked: {', '.join(s.unknown)}"))
+        else:
+            out.print(Text(f"synthesis: {s.note}", style="yellow"))
+    if report.candidates is not None:
+        out.print(_candidates_table(report))
+
+
+def _candidates_table(report: Report) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from forge.fanout.report import usd
+
+    table = Table(title="Validation: candidates ranked by what passes, then cost")
+    for column in ("rank", "model", "result", "checks", "cost"):
+        table.add_column(column, overflow="fold")
+    for rank, c in enumerate(report.candidates or [], start=1):
+        style = "green" if c.status == "passed" else "red"
+        table.add_row(
+            str(rank), Text(c.key), Text(c.status, style=style), Text(c.summary), usd(c.cost_usd)
+        )
+    return table
+
+
+def _print_footer(out: Console, report: Report) -> None:
+    from rich.text import Text
+
+    from forge.fanout.report import counts, usd
+
+    run = report.run
+    tally = ", ".join(f"{n} {status}" for status, n in counts(run.answers).items())
+    cost: Decimal = run.cost_usd
+    out.print(
+        Text(
+            f"run {run.run_id}: {tally}; {usd(cost)}; {run.duration:.2f}s. "
+            f"`forge fanout --show {run.run_id}` prints it again; "
+            f"`forge logs --run {run.run_id}` lists its calls.",
+            style="dim",
+        )
+    )
+
+
+def _render_batch(result: BatchResult) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from forge.commands.output import console
+    from forge.fanout.report import seconds, usd
+
+    out = console()
+    board = result.leaderboard
+    table = Table(title=f"Leaderboard: {len(result.prompts)} prompts", title_justify="left")
+    for column in (
+        "model",
+        "pass rate",
+        "95% CI",
+        "passed",
+        "graded",
+        "errors",
+        "cost",
+        "p50",
+        "p95",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in board.rows:
+        rate = "-" if row.pass_rate is None else f"{row.pass_rate:.0%}"
+        interval = (
+            "-" if row.interval is None else f"{row.interval[0]:.0%} to {row.interval[1]:.0%}"
+        )
+        table.add_row(
+            Text(row.model),
+            rate,
+            interval,
+            str(row.passed),
+            str(row.graded),
+            str(row.errors),
+            usd(row.cost_usd),
+            seconds(row.latency_p50),
+            seconds(row.latency_p95),
+        )
+    out.print(table)
+    if board.paired is not None:
+        out.print(Text(board.paired.sentence()))
+    if result.interrupted:
+        out.print("Interrupted: the answers that arrived are counted; the rest were cancelled.")

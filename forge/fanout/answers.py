@@ -1,0 +1,108 @@
+"""The typed values of a fan-out: one `Answer` per model asked, and the `FanoutRun` holding them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    WAITING = "waiting"  # not sent yet: held by a provider's limits
+    STREAMING = "streaming"
+    OK = "ok"
+    FAILED = "failed"  # the provider failed; `cause` says how
+    TIMEOUT = "timeout"  # a provider timer (first token, idle, total) ran out
+    REFUSED = "refused"  # the budget refused to reserve the call; it was never sent
+    LATE = "late"  # still running when --deadline passed; what arrived is kept
+    CANCELLED = "cancelled"  # interrupted (Ctrl-C); what arrived is kept
+
+
+MIN_STREAMING_SECONDS = 0.05
+DONE = frozenset({Status.OK, Status.FAILED, Status.TIMEOUT, Status.REFUSED})
+UNFINISHED = frozenset({Status.LATE, Status.CANCELLED})
+
+
+@dataclass
+class Answer:
+    """One model's answer to one prompt, filled in as it streams."""
+
+    key: str  # unique in its run: the alias, or "role/alias", or "prompt#/alias" in a batch
+    alias: str
+    provider: str
+    model_id: str
+    tier: str | None = None
+    role: str | None = None
+    prompt_index: int = 0
+    status: Status = Status.WAITING
+    pieces: list[str] = field(default_factory=list)
+    started: float | None = None  # monotonic, when the request left the queue
+    ttft: float | None = None
+    latency: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+    cost_source: str | None = None
+    error_kind: str | None = None
+    cause: str | None = None
+    attempts: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def finished(self) -> bool:
+        return self.status in DONE or self.status in UNFINISHED
+
+    @property
+    def first_line(self) -> str:
+        for line in self.text.splitlines():
+            if line.strip() and not line.strip().startswith("```"):
+                return line.strip()
+        return ""
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.output_tokens or self.latency is None:
+            return None
+        streaming = self.latency - (self.ttft or 0.0)
+        # An answer that arrived in one burst has no meaningful streaming rate.
+        return self.output_tokens / streaming if streaming >= MIN_STREAMING_SECONDS else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every request of a run shares."""
+
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    deadline: float | None = None  # seconds from the start; None: wait for every answer
+    attempts: int | None = None  # HTTP attempts per model; None: [routing] max_call_attempts
+
+
+@dataclass
+class FanoutRun:
+    """A whole run as it is shown, saved and printed again."""
+
+    run_id: str
+    prompt: str
+    settings: Settings
+    answers: list[Answer]
+    started_at: float  # wall clock
+    duration: float = 0.0
+    interrupted: bool = False
+    deadline_passed: bool = False
+    roles: dict[str, str] = field(default_factory=dict)  # role -> its system prompt
+
+    def answered(self) -> list[Answer]:
+        return [a for a in self.answers if a.ok]
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((a.cost_usd for a in self.answers if a.cost_usd is not None), Decimal(0))

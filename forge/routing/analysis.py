@@ -1,0 +1,168 @@
+"""Task analysis: what kind of work a task is, how hard, how critical, how much context it needs.
+
+Deterministic and offline, well under a millisecond per task: a handful of precompiled regular
+expressions and one pass of dictionary look-ups over the words. The parts, in order:
+`signals` (files, symbols and pasted output in the text), `reading` (the words and the
+vocabulary cues in them), `task_type`, `quality`, `complexity` (a score made of named terms,
+and its band), `subtasks` (the actions a task holds, each analysed on its own). Inside a git
+repository the files a task names are measured (`codebase`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from forge.routing.codebase import Codebase, NamedFile
+from forge.routing.complexity import (
+    BAND_RANGES,
+    BANDS,
+    MEDIUM_BELOW,
+    SIMPLE_BELOW,
+    TRIVIAL_BELOW,
+    Band,
+    band_of,
+    complexity,
+)
+from forge.routing.quality import Quality, judge_quality
+from forge.routing.reading import Words, read_cues
+from forge.routing.signals import read_signals, token_count
+from forge.routing.subtasks import split_task
+from forge.routing.task_type import classify_type
+from forge.routing.vocabulary import TaskType
+
+__all__ = [
+    "BANDS",
+    "MEDIUM_BELOW",
+    "SIMPLE_BELOW",
+    "TRIVIAL_BELOW",
+    "Band",
+    "NamedFile",
+    "Quality",
+    "Subtask",
+    "TaskAnalysis",
+    "analyse",
+    "band_of",
+    "with_classification",
+]
+
+# Context a model needs: a named file's own size when the repository has it, else a typical
+# file; the code around each named symbol; a map of the repository when nothing is named.
+DEFAULT_FILE_TOKENS = 1500
+SYMBOL_TOKENS = 300
+REPOSITORY_MAP_TOKENS = 1000
+
+
+@dataclass(frozen=True)
+class Subtask:
+    index: int
+    text: str
+    after: tuple[int, ...]
+    analysis: TaskAnalysis
+
+
+@dataclass(frozen=True)
+class TaskAnalysis:
+    text: str
+    type: TaskType
+    type_reasons: tuple[str, ...]
+    complexity_score: float
+    band: Band
+    complexity_reasons: tuple[str, ...]
+    quality: Quality
+    quality_reasons: tuple[str, ...]
+    tokens: int
+    context_tokens: int
+    files: tuple[NamedFile, ...]
+    symbols: tuple[str, ...]
+    breadth_words: tuple[str, ...]
+    errors: tuple[str, ...]
+    subtasks: tuple[Subtask, ...] = ()
+    # "heuristic", or "model:ALIAS" when the router model's answer was used.
+    classifier: str = "heuristic"
+    classifier_note: str | None = None
+
+
+def analyse(
+    text: str,
+    *,
+    codebase: Codebase | None = None,
+    files: Sequence[str] = (),
+    split: bool = True,
+) -> TaskAnalysis:
+    """Analyse one task. `files` adds files named outside the text (a milestone's `files:`)."""
+    signals = read_signals(text)
+    named = tuple(dict.fromkeys([*files, *signals.files]))
+    words = Words.read(signals.prose)
+    reading = read_cues(words.lowered, words.original)
+    task_type, type_reasons = classify_type(words, reading, signals, named)
+    measured = tuple(_measure(path, codebase) for path in named)
+    parts = split_task(signals.prose) if split else ()
+    if len(parts) < 2:
+        parts = ()
+    quality, quality_reasons = judge_quality(reading, words.lowered, signals)
+    score, complexity_reasons = complexity(
+        task_type, signals, words, reading, measured, len(parts), quality
+    )
+    subtasks = tuple(
+        Subtask(
+            index=i,
+            text=part.text,
+            after=(i - 1,) if part.after_previous and i > 0 else (),
+            analysis=analyse(part.text, codebase=codebase, split=False),
+        )
+        for i, part in enumerate(parts)
+    )
+    return TaskAnalysis(
+        text=text,
+        type=task_type,
+        type_reasons=type_reasons,
+        complexity_score=score,
+        band=band_of(score),
+        complexity_reasons=complexity_reasons,
+        quality=quality,
+        quality_reasons=quality_reasons,
+        tokens=token_count(text),
+        context_tokens=_context_tokens(measured, signals.symbols),
+        files=measured,
+        symbols=signals.symbols,
+        breadth_words=tuple(reading.breadth),
+        errors=signals.errors,
+        subtasks=subtasks if len(subtasks) > 1 else (),
+    )
+
+
+def with_classification(
+    analysis: TaskAnalysis, task_type: TaskType, band: Band, model: str
+) -> TaskAnalysis:
+    """The analysis with a classifier's type and band; the score moves into the band's range."""
+    low, high = BAND_RANGES[band]
+    score = min(max(analysis.complexity_score, low), high - 0.001 if band != "complex" else high)
+    said = f"classifier {model} answered"
+    return replace(
+        analysis,
+        type=task_type,
+        type_reasons=(f"{said} {task_type}", f"the heuristic said {analysis.type}"),
+        band=band,
+        complexity_score=round(score, 3),
+        complexity_reasons=(
+            f"{said} {band}",
+            f"the heuristic said {analysis.band} ({analysis.complexity_score:.2f})",
+            *analysis.complexity_reasons,
+        ),
+        classifier=f"model:{model}",
+    )
+
+
+def _measure(path: str, codebase: Codebase | None) -> NamedFile:
+    facts = codebase.facts(path) if codebase is not None else None
+    if facts is None:
+        return NamedFile(path, False, None, None, DEFAULT_FILE_TOKENS)
+    tokens = max(1, facts.size_bytes // 4)
+    return NamedFile(facts.path, True, facts.lines, facts.referenced_by, tokens)
+
+
+def _context_tokens(files: tuple[NamedFile, ...], symbols: tuple[str, ...]) -> int:
+    if not files and not symbols:
+        return REPOSITORY_MAP_TOKENS
+    return sum(f.tokens for f in files) + SYMBOL_TOKENS * len(symbols)

@@ -1,0 +1,88 @@
+"""Batch routing: one JSON decision per input line, in input order.
+
+The configuration and the fleet are read once. A large batch is spread over forked worker
+processes, which inherit what was read, so each line costs only its analysis and decision;
+results come back in the order the lines went in. A line that cannot be routed becomes an
+error object for that line (`{"id", "line", "error"}`), never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from forge.errors import ForgeError
+from forge.routing.analysis import analyse
+from forge.routing.codebase import Codebase
+from forge.routing.decision import Pins, Router
+from forge.routing.report import decision_json, subtask_json
+
+# Below this many lines, starting workers costs more than it saves.
+PARALLEL_FROM = 2000
+CHUNK = 256
+MAX_WORKERS = 8
+
+
+@dataclass
+class BatchRouter:
+    router: Router
+    codebase: Codebase | None
+    pins: Pins
+
+    def line(self, number: int, line: str) -> str:
+        """The JSON line for input line `number`."""
+        task_id: Any = None
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError('expected an object like {"id": ..., "text": ...}')
+            task_id = item.get("id", number)
+            text = item.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError('"text" must be a non-empty string')
+            result = self._route(text)
+        except (ValueError, ForgeError) as exc:
+            return json.dumps({"id": task_id, "line": number, "error": str(exc)})
+        return json.dumps({"id": task_id} | result, separators=(",", ":"), default=str)
+
+    def _route(self, text: str) -> dict[str, Any]:
+        analysis = analyse(text, codebase=self.codebase)
+        decision = self.router.decide(analysis, self.pins)
+        parts = [
+            subtask_json(s.index, s.after, self.router.decide(s.analysis, self.pins))
+            for s in analysis.subtasks
+        ]
+        return decision_json(decision) | {"subtasks": parts}
+
+
+def default_workers(lines: int) -> int:
+    if lines < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def route_lines(batch: BatchRouter, lines: Iterable[str], workers: int = 1) -> Iterator[str]:
+    """The output line for every non-blank input line, in order."""
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    if workers <= 1:
+        yield from (batch.line(n, line) for n, line in numbered)
+        return
+    global _WORKER_BATCH
+    _WORKER_BATCH = batch  # forked workers find it here, already loaded
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_route_in_worker, numbered, chunksize=CHUNK)
+    finally:
+        _WORKER_BATCH = None
+
+
+_WORKER_BATCH: BatchRouter | None = None
+
+
+def _route_in_worker(numbered: tuple[int, str]) -> str:
+    assert _WORKER_BATCH is not None, "workers are forked after the batch is set"
+    return _WORKER_BATCH.line(*numbered)

@@ -1,0 +1,124 @@
+"""What the repository says about the files a task names: their size and how widely used they are.
+
+One `Codebase` per repository root is kept for the life of the process, and everything in it is
+computed on first need: the list of tracked files only when a task names a file, a file's line
+count and its reference count only for files a task names. A task that names no file never
+starts git.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+# File stems too common to count references by ("mod.rs", "__init__.py"): the folder names them.
+GENERIC_STEMS = frozenset({"mod", "lib", "main", "index", "__init__", "__main__", "init", "app"})
+MIN_STEM_LENGTH = 3
+GIT_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """A tracked file: its repository path, size and how many other tracked files name it."""
+
+    path: str
+    lines: int
+    size_bytes: int
+    referenced_by: int
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """A file the task names; `found` when the repository tracks it (sizes are then real)."""
+
+    path: str
+    found: bool
+    lines: int | None
+    referenced_by: int | None
+    tokens: int
+
+
+def repository_root(start: Path) -> Path | None:
+    """The nearest folder holding `.git`, walking up from `start`; no subprocess needed."""
+    for folder in [start, *start.parents]:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+@dataclass
+class Codebase:
+    root: Path
+    _tracked: tuple[str, ...] | None = None
+    _by_name: dict[str, list[str]] = field(default_factory=dict)
+    _facts: dict[str, FileFacts | None] = field(default_factory=dict)
+
+    def facts(self, named: str) -> FileFacts | None:
+        """Facts about the tracked file a task calls `named`, or None when none matches."""
+        if named not in self._facts:
+            path = self._resolve(named)
+            self._facts[named] = None if path is None else self._measure(path)
+        return self._facts[named]
+
+    def tracked(self) -> tuple[str, ...]:
+        if self._tracked is None:
+            listed = self._git("ls-files", "-z")
+            self._tracked = tuple(p for p in listed.split("\0") if p)
+            for path in self._tracked:
+                self._by_name.setdefault(PurePosixPath(path).name, []).append(path)
+        return self._tracked
+
+    def _resolve(self, named: str) -> str | None:
+        """The tracked path `named` spells out, or the shortest one ending with it."""
+        wanted = named.removeprefix("./")
+        self.tracked()
+        candidates = [
+            p
+            for p in self._by_name.get(PurePosixPath(wanted).name, ())
+            if p == wanted or p.endswith("/" + wanted)
+        ]
+        return min(candidates, key=len) if candidates else None
+
+    def _measure(self, path: str) -> FileFacts | None:
+        try:
+            data = (self.root / path).read_bytes()
+        except OSError:
+            return None
+        return FileFacts(path, data.count(b"\n"), len(data), self._references(path))
+
+    def _references(self, path: str) -> int:
+        """Tracked files other than `path` that mention its module name as a whole word."""
+        pure = PurePosixPath(path)
+        stem = pure.parent.name if pure.stem in GENERIC_STEMS else pure.stem
+        if len(stem) < MIN_STEM_LENGTH:
+            return 0
+        listed = self._git("grep", "-l", "-z", "-w", "-F", "-I", "-e", stem)
+        return sum(1 for p in listed.split("\0") if p and p != path)
+
+    def _git(self, *args: str) -> str:
+        """git's answer, or nothing: a missing git or an odd repository only loses detail."""
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=self.root,
+                capture_output=True,
+                timeout=GIT_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.decode("utf-8", "replace") if done.returncode in (0, 1) else ""
+
+
+_CODEBASES: dict[Path, Codebase] = {}
+
+
+def codebase_at(start: Path) -> Codebase | None:
+    """The cached index of the repository that holds `start`, or None outside a repository."""
+    root = repository_root(start.resolve())
+    if root is None:
+        return None
+    if root not in _CODEBASES:
+        _CODEBASES[root] = Codebase(root)
+    return _CODEBASES[root]

@@ -1,0 +1,213 @@
+"""How hard a task is: a score in [0, 1] made of named parts, and the band it falls in.
+
+The score is a sum of terms, each with its reason, so the explanation can list them: a base per
+task type, the length of the author's own words, words that make work harder or easier, breadth
+words, the files it names (and, in a repository, their size and how widely they are used),
+stated counts ("~25 components"), clauses, pasted errors, parts, and whether it is critical.
+Bands: trivial < TRIVIAL_BELOW <= simple < SIMPLE_BELOW <= medium < MEDIUM_BELOW <= complex.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from forge.routing.codebase import NamedFile
+from forge.routing.quality import Quality
+from forge.routing.reading import CueReading, Words
+from forge.routing.signals import Quantity, TextSignals, token_count
+from forge.routing.task_type import value_change
+from forge.routing.vocabulary import CRITICAL_COMPLEXITY, TaskType, words
+
+Band = Literal["trivial", "simple", "medium", "complex"]
+BANDS: tuple[Band, ...] = ("trivial", "simple", "medium", "complex")
+TRIVIAL_BELOW = 0.25
+SIMPLE_BELOW = 0.45
+MEDIUM_BELOW = 0.7
+
+# -- complexity weights ----------------------------------------------------------------------
+# The weights below were set by reasoning first, then adjusted as whole rules (never per task)
+# against the labelled cases in tests/data/route_cases.jsonl; test_route.py reports the fit.
+# Where each type starts on the complexity scale before the task's own signals move it.
+TYPE_BASE: dict[TaskType, float] = {
+    "simple_edit": 0.2,
+    "docs": 0.31,
+    "question": 0.24,
+    "test": 0.3,
+    "bug_fix": 0.26,
+    "review": 0.38,
+    "feature": 0.38,
+    "refactor": 0.4,
+    "planning": 0.48,
+    "architecture": 0.49,
+}
+# Length: +LENGTH_STEP per doubling of the author's own words past LENGTH_PIVOT tokens.
+LENGTH_PIVOT = 16
+LENGTH_STEP = 0.06
+LENGTH_MIN, LENGTH_MAX = -0.06, 0.2
+HARDER_CAP, EASIER_CAP = 0.35, -0.15
+BREADTH_CAP = 0.15
+FILE_STEP, FILE_CAP = 0.03, 0.12
+# (lines or referencing files at least, added complexity), largest first.
+FILE_LINES = ((3000, 0.1), (1000, 0.06), (300, 0.03))
+FILE_REFERENCES = ((40, 0.1), (15, 0.06), (5, 0.03))
+MANY_ERRORS, MANY_ERRORS_DELTA = 3, 0.05
+# A lone compiler or type-checker error names the file and line: the fix is usually local.
+POINTED_ERRORS = ("rustc error", "TypeScript error", "compiler error", "tool error", "shell error")
+POINTED_ERROR_DELTA = -0.08
+PART_STEP, PART_CAP = 0.05, 0.15
+# Parts add work to a task that does them; a plan or a review of many items is still one plan.
+ACTION_TYPES = frozenset({"simple_edit", "bug_fix", "refactor", "feature", "test", "docs"})
+# One value set in place is the smallest edit there is.
+VALUE_CHANGE_DELTA = -0.1
+# A choice between named options is narrower than designing something.
+CHOICE_DELTA = -0.15
+# A glob or a folder ("scripts/*.py", "app/services/") names many files at once.
+MANY_FILES = re.compile(
+    r"(?<![\w/])[\w.-]+/(?:[\w.-]+/)+(?:\*[\w.*]*)?(?=[\s,;:)]|$)|(?<![\w/])[\w.-]+/\*[\w.*]*"
+)
+MANY_FILES_DELTA = 0.08
+PASTED_CODE_DELTA = 0.05
+# Each clause ("toggle on the settings page, persist it, respect the OS setting") is one more
+# requirement; asides in parentheses, brackets or backticks are not.
+CLAUSE_STEP, CLAUSE_CAP = 0.025, 0.1
+ASIDE = re.compile(r"\([^()]*\)|`[^`]*`|\[[^\]]*\]|\{[^{}]*\}")
+# Stated counts, by kind: (at least, added complexity), largest first.
+QUANTITY_KINDS = {
+    **dict.fromkeys(["lines"], "lines"),
+    **dict.fromkeys(
+        words("rows row entries records users merchants orders customers accounts jobs"), "data"
+    ),
+    **dict.fromkeys(["req", "requests", "rps", "qps"], "rate"),
+}
+QUANTITY_STEPS: dict[str, tuple[tuple[float, float], ...]] = {
+    "code": ((40, 0.2), (20, 0.15), (10, 0.1), (5, 0.05)),
+    "lines": ((1000, 0.1), (300, 0.05)),
+    "data": ((1e6, 0.1), (1e5, 0.05)),
+    "rate": ((1e4, 0.1), (1e3, 0.05)),
+}
+QUANTITY_CAP = 0.2
+
+
+def band_of(score: float) -> Band:
+    if score < TRIVIAL_BELOW:
+        return "trivial"
+    if score < SIMPLE_BELOW:
+        return "simple"
+    if score < MEDIUM_BELOW:
+        return "medium"
+    return "complex"
+
+
+BAND_RANGES: dict[Band, tuple[float, float]] = {
+    "trivial": (0.0, TRIVIAL_BELOW),
+    "simple": (TRIVIAL_BELOW, SIMPLE_BELOW),
+    "medium": (SIMPLE_BELOW, MEDIUM_BELOW),
+    "complex": (MEDIUM_BELOW, 1.0),
+}
+
+
+def complexity(
+    task_type: TaskType,
+    signals: TextSignals,
+    words: Words,
+    reading: CueReading,
+    files: tuple[NamedFile, ...],
+    parts: int,
+    quality: Quality,
+) -> tuple[float, tuple[str, ...]]:
+    prose_tokens = max(1, token_count(signals.prose))
+    length = LENGTH_STEP * math.log2(prose_tokens / LENGTH_PIVOT)
+    terms: list[tuple[float, str]] = [
+        (TYPE_BASE[task_type], f"{task_type} work starts at {TYPE_BASE[task_type]:.2f}"),
+        (min(LENGTH_MAX, max(LENGTH_MIN, length)), f"{prose_tokens} tokens"),
+    ]
+    terms += _cue_terms(reading, parts)
+    terms += _file_terms(files)
+    terms += _quantity_terms(signals.quantities)
+    terms += _shape_terms(task_type, signals, words)
+    if len(signals.errors) >= MANY_ERRORS:
+        terms.append((MANY_ERRORS_DELTA, f"{len(signals.errors)} kinds of pasted error"))
+    elif len(signals.errors) == 1 and signals.errors[0].startswith(POINTED_ERRORS):
+        terms.append((POINTED_ERROR_DELTA, f"one {signals.errors[0]} points at the line"))
+    if parts > 1 and task_type in ACTION_TYPES:
+        terms.append((min(PART_CAP, PART_STEP * (parts - 1)), f"{parts} parts"))
+    if quality == "critical":
+        terms.append((CRITICAL_COMPLEXITY, "critical"))
+    score = round(min(1.0, max(0.0, sum(delta for delta, _ in terms))), 3)
+    shown = [terms[1][1]] + [reason for delta, reason in terms[2:] if delta]
+    return score, tuple(shown)
+
+
+def _cue_terms(reading: CueReading, parts: int) -> list[tuple[float, str]]:
+    terms: list[tuple[float, str]] = []
+    harder = sum(d for d, _ in reading.harder)
+    if harder:
+        quoted = ", ".join(f"'{w}'" for _, w in sorted(reading.harder)[::-1][:3])
+        terms.append((min(HARDER_CAP, harder), f"harder: {quoted}"))
+    easier = sum(d for d, _ in reading.easier)
+    if easier:
+        # Each of several small edits is easy; together they are still several edits.
+        quoted = ", ".join(f"'{w}'" for _, w in sorted(reading.easier)[:3])
+        terms.append((max(EASIER_CAP, easier) / max(1, parts), f"easier: {quoted}"))
+    if reading.breadth:
+        plural = "s" if len(reading.breadth) > 1 else ""
+        quoted = ", ".join(f"'{w}'" for w in reading.breadth[:3])
+        terms.append((min(BREADTH_CAP, reading.breadth_score), f"breadth word{plural} {quoted}"))
+    return terms
+
+
+def _shape_terms(
+    task_type: TaskType, signals: TextSignals, words: Words
+) -> list[tuple[float, str]]:
+    terms: list[tuple[float, str]] = []
+    if task_type == "simple_edit" and value_change(signals.prose):
+        terms.append((VALUE_CHANGE_DELTA, "sets one value"))
+    if words.choice and task_type == "architecture":
+        terms.append((CHOICE_DELTA, "a choice between named options"))
+    if signals.has_code and task_type in ("review", "question") and not signals.errors:
+        terms.append((PASTED_CODE_DELTA, "pasted code to read"))
+    clauses = sum(ASIDE.sub(" ", signals.prose).count(mark) for mark in ",;")
+    if clauses and task_type in ACTION_TYPES:
+        terms.append((min(CLAUSE_CAP, CLAUSE_STEP * clauses), f"{clauses + 1} clauses"))
+    many = MANY_FILES.search(signals.prose) if "/" in signals.prose else None
+    if many is not None:
+        terms.append((MANY_FILES_DELTA, f"names many files at once ({many.group(0)})"))
+    return terms
+
+
+def _quantity_terms(quantities: tuple[Quantity, ...]) -> list[tuple[float, str]]:
+    """Stated counts: "~25 class components" is a bigger job than "two callers"."""
+    best: dict[str, tuple[float, str]] = {}
+    for q in quantities:
+        kind = QUANTITY_KINDS.get(q.unit, "code")
+        steps = QUANTITY_STEPS[kind]
+        delta = next((d for at_least, d in steps if q.count >= at_least), 0.0)
+        if delta and abs(delta) > abs(best.get(kind, (0.0, ""))[0]):
+            best[kind] = (delta, q.text.strip())
+    if not best:
+        return []
+    total = min(QUANTITY_CAP, sum(d for d, _ in best.values()))
+    return [(total, "states " + ", ".join(f"'{t}'" for _, t in best.values()))]
+
+
+def _file_terms(files: tuple[NamedFile, ...]) -> list[tuple[float, str]]:
+    if not files:
+        return []
+    delta = min(FILE_CAP, FILE_STEP * (len(files) - 1))
+    lines = max((f.lines or 0 for f in files), default=0)
+    refs = max((f.referenced_by or 0 for f in files), default=0)
+    delta += next((d for at_least, d in FILE_LINES if lines >= at_least), 0.0)
+    delta += next((d for at_least, d in FILE_REFERENCES if refs >= at_least), 0.0)
+    described = ", ".join(_describe_file(f) for f in files[:3])
+    more = f", and {len(files) - 3} more" if len(files) > 3 else ""
+    noun = "file" if len(files) == 1 else "files"
+    return [(delta, f"names {len(files)} {noun} ({described}{more})")]
+
+
+def _describe_file(named: NamedFile) -> str:
+    if not named.found:
+        return f"{named.path} not in the repository"
+    refs = f", referenced by {named.referenced_by} files" if named.referenced_by else ""
+    return f"{named.path} {named.lines} lines{refs}"

@@ -1,0 +1,310 @@
+"""What a task's text names: files, code symbols and pasted tool output.
+
+Pasted output (a traceback, a compiler error) is evidence of a bug, not prose: it is recognised,
+described ("rustc error E0308"), and kept out of the length and word counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from forge.routing.vocabulary import words
+
+EXTENSIONS = (
+    "rs|py|pyi|ts|tsx|js|jsx|mjs|cjs|go|java|kt|kts|c|h|cc|cpp|cxx|hpp|hh|rb|php|cs|swift|"
+    "scala|m|mm|lua|pl|ex|exs|erl|hs|ml|clj|dart|r|jl|zig|nim|vue|svelte|sql|sh|bash|zsh|ps1|"
+    "toml|yaml|yml|json|jsonl|xml|ini|cfg|conf|env|md|rst|txt|adoc|html|htm|css|scss|sass|less|"
+    "proto|graphql|gql|tf|hcl|gradle|lock|csv|ipynb|dockerfile|mk|cmake|bzl|nix"
+)
+FILE_PATH = re.compile(
+    rf"(?:[\w.-]+/)*[\w-][\w.-]*\.(?:{EXTENSIONS})"
+    r"|(?:[\w.-]+/)*(?:Makefile|Dockerfile|Justfile|Procfile|Rakefile|Gemfile|Jenkinsfile|LICENSE)"
+    r"|(?:[\w.-]+/)*\.(?:gitignore|nvmrc|editorconfig|dockerignore|npmrc|prettierrc|eslintrc|"
+    r"env(?:\.\w+)?|gitattributes|python-version|tool-versions)",
+    re.IGNORECASE,
+)
+BARE_FILES = (
+    "Makefile",
+    "Dockerfile",
+    "Justfile",
+    "Procfile",
+    "Rakefile",
+    "Gemfile",
+    "Jenkinsfile",
+    "LICENSE",
+)
+PATH_TOKEN = re.compile(r"[^\s()\[\]{},;'\"`<>|=]+")
+LINE_SUFFIX = re.compile(r"(?::\d+)+$")
+BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
+CALLED = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:(?:\.|::)[A-Za-z_]\w*)*)\(")
+CAMEL = re.compile(r"\b([A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+|[a-z]+[0-9]*[A-Z][A-Za-z0-9]*)\b")
+SNAKE = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
+SYMBOL_TRIM = ".,;:!?\"'()[]{}<>*`"
+IDENTIFIER = re.compile(r"^[A-Za-z_][\w.:]*(?:\(\))?$")
+# Product and format names written in CamelCase that are not code symbols.
+NOT_SYMBOLS = frozenset(
+    words(
+        "JavaScript TypeScript GitHub GitLab PostgreSQL MySQL SQLite MongoDB OpenAI FastAPI "
+        "GraphQL WebSocket WebSockets OAuth iOS macOS YouTube LinkedIn PyPI DynamoDB CloudFront "
+        "DevOps NumPy PyTorch TensorFlow OpenRouter DeepSeek VSCode IntelliJ PowerShell OpenAPI "
+        "JetBrains CircleCI GitOps RabbitMQ ElasticSearch Elasticsearch OpenTelemetry ClickHouse "
+        "CockroachDB MariaDB NoSQL MacOS WebAssembly WebGL WebRTC JSONSchema LangChain LlamaIndex "
+        "HuggingFace ChatGPT OpenID PagerDuty BigQuery CloudWatch AppKit UIKit SwiftUI TypeORM "
+        "NestJS NextJS NodeJS VueJS ReactJS gRPC eBPF mTLS OAuth2 README CHANGELOG TODO FIXME"
+    )
+)
+# Calls that are English in parentheses, not code: "(e.g." never matches, "see(" rarely does.
+NOT_CALLS = frozenset(words("e.g i.e etc see note and or"))
+
+# Pasted tool output: what each kind of line proves.
+# (any of these substrings, the pattern, what it proves): the cheap test keeps the regular
+# expressions off texts that cannot match them.
+ERROR_KINDS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
+    (("error[",), re.compile(r"error\[(E\d{4})\]"), "rustc error {0}"),
+    (("Traceback",), re.compile(r"Traceback \(most recent call last\)"), "Python traceback"),
+    (("Error:", "Exception:"), re.compile(r"^\s*(\w+(?:Error|Exception)):", re.M), "{0}"),
+    (("TS",), re.compile(r"\berror (TS\d{4,5})\b|\b(TS\d{4,5}):"), "TypeScript error {0}"),
+    (("panicked",), re.compile(r"thread '[^']*' panicked at|panicked at '"), "Rust panic"),
+    (("panic: ", "goroutine "), re.compile(r"^panic: |^goroutine \d+ \[", re.M), "Go panic"),
+    (("FAIL",), re.compile(r"^(?:FAILED|FAIL:?) \S", re.M), "test failures (FAILED)"),
+    (("failed",), re.compile(r"=+ .*\b\d+ failed\b"), "test failures (FAILED)"),
+    (
+        ("Exception in thread", ".java:", ".kt:", ".scala:"),
+        re.compile(r"Exception in thread \"|^\s+at [\w.$]+\([\w.]+:\d+\)", re.M),
+        "Java stack trace",
+    ),
+    (
+        (".js:", ".ts:", ".mjs:", ".jsx:", ".tsx:", "<anonymous>"),
+        re.compile(r"^\s+at .+\(.+:\d+:\d+\)$", re.M),
+        "JavaScript stack trace",
+    ),
+    (
+        ("Segmentation fault", "SIGSEGV"),
+        re.compile(r"Segmentation fault|SIGSEGV"),
+        "segmentation fault",
+    ),
+    (("undefined reference",), re.compile(r"undefined reference to `"), "linker error"),
+    (
+        (": error: ", ": fatal error: "),
+        re.compile(r"^[\w./-]+:\d+:\d+: (?:fatal )?error: ", re.M),
+        "compiler error",
+    ),
+    (("npm ERR!",), re.compile(r"^npm ERR!", re.M), "npm error"),
+    (
+        ("unbound variable", "command not found", "Syntax error: "),
+        re.compile(
+            r"line \d+: (?:[^:\n]+: )?(?:unbound variable|command not found)|Syntax error: "
+        ),
+        "shell error",
+    ),
+    (("error: ",), re.compile(r"^error: ", re.M), "tool error"),
+)
+ERROR_HINTS = tuple(dict.fromkeys(h for hints, _, _ in ERROR_KINDS for h in hints))
+# A line of pasted output or code rather than the author's words.
+OUTPUT_LINE = re.compile(
+    r"^\s*(?:error(?:\[E\d+\])?:|warning:|-->|\d*\s*\||= (?:note|help)|note:|help:|"
+    r"Traceback|File \"|at [\w.$<>]+[ (]|\w+(?:Error|Exception):|thread '|panic:|goroutine |"
+    r"FAILED|FAIL:|PASSED|E\s{2,}|>\s|\$ |={3,}|-{3,}|npm ERR!|\^+|~+|[\w./-]+:\d+(?::\d+)?\b|"
+    r"\[signal |[\w.-]+/[\w./-]*\.\(?\*?\w+\)?\.?\w*\(|@@ |[+-](?![-+ ]*$)\S|"
+    r"(?:SELECT|FROM|JOIN|LEFT JOIN|WHERE|ORDER BY|GROUP BY|INSERT INTO|UPDATE \w+ SET|"
+    r"DELETE FROM|ALTER TABLE|CREATE TABLE|LIMIT)\b|"
+    r"(?:func|def|fn|pub|let|const|var|import|package|class|for|if|while|return|done|fi)\b.*"
+    r"(?:[{}:;)]|do|then)\s*$|#!|[}{)\]]+;?\s*$|\w+\s*(?::=|\+=|=)\s*\S.*[;)]?\s*$|"
+    r"\s*[\d.]+[KMG]?B\s+[\d.]+%|platform \w+ --|rootdir:|collected \d+ items|_{3,}|"
+    r"\d+\s{2,}\S)"
+    r"|^\s{4,}\S|^\t|[;{]\s*$|\[\s*\d+%\]\s*$|^\s{2,}\S.*[$=;{}<>|]"
+)
+FENCE = re.compile(r"^\s*```")
+# A SQL statement written inside a sentence ("... table? ALTER TABLE orders ADD ...").
+INLINE_SQL = re.compile(
+    r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
+    r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
+)
+# Roughly what a model's tokenizer makes of English and code.
+CHARS_PER_TOKEN = 4
+
+
+# SQL built by formatting strings: an injection waiting to happen, whatever the task says.
+UNSAFE_SQL = re.compile(
+    r"""(?:execute|query|raw)\(\s*f["']|(?:execute|query|raw)\(\s*["'][^"']*["']\s*(?:%|\+|\.format)"""
+    r"""|f["'](?:SELECT|INSERT|UPDATE|DELETE)\b[^"']*\{""",
+    re.IGNORECASE,
+)
+NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "a dozen": 12, "dozens of": 24, "hundreds of": 200, "thousands of": 2000,
+}  # fmt: skip
+_UNITS = (
+    r"(files|components|endpoints|routes|references|modules|services|tenants|rows|row|lines|"
+    r"pages|handlers|tables|crates|packages|callers|call sites|places|tests|entries|records|"
+    r"users|merchants|orders|customers|accounts|req|requests|rps|qps|jobs|microservices|repos|"
+    r"repositories|screens|models|migrations|classes|functions)\b"
+)
+# A count is found where it starts (a digit, or a number word), then the unit after it is
+# matched in place: scanning the whole text with one pattern would try every position.
+DIGITS = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+NUMBER_WORD = re.compile(
+    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|a dozen|dozens of|hundreds of|"
+    r"thousands of)\b"
+)
+UNIT_AFTER = re.compile(r"[ \t]*([km])?\+?[ \t]+(?:[a-z-]+[ \t]+)?" + _UNITS)
+
+
+# The units alone, as substrings: most texts have none, and this test is much cheaper.
+QUANTITY_UNITS = words(
+    "file component endpoint route reference module service tenant row line page handler table "
+    "crate package caller call site place test entries record user merchant order customer "
+    "account req rps qps job repo screen model migration class function"
+)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A count the task states: "~25 class components", "12M rows", "two callers"."""
+
+    count: float
+    unit: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TextSignals:
+    prose: str
+    files: tuple[str, ...]
+    symbols: tuple[str, ...]
+    errors: tuple[str, ...]
+    quantities: tuple[Quantity, ...] = ()
+    unsafe_sql: bool = False
+    has_code: bool = False
+
+
+def read_signals(text: str) -> TextSignals:
+    prose, pasted = _split_output(text)
+    files = _files(text)
+    return TextSignals(
+        prose=prose,
+        files=files,
+        symbols=_symbols(prose, set(files)),
+        errors=_errors(f"{pasted}\n{prose}"),
+        quantities=_quantities(text),
+        unsafe_sql=_unsafe_sql(text),
+        has_code=bool(pasted.strip()),
+    )
+
+
+def _unsafe_sql(text: str) -> bool:
+    lowered = text.lower()
+    if not any(word in lowered for word in ("execute(", "query(", "raw(", "select", "insert")):
+        return False
+    return UNSAFE_SQL.search(text) is not None
+
+
+def _quantities(text: str) -> tuple[Quantity, ...]:
+    lowered = text.lower()
+    if not any(unit in lowered for unit in QUANTITY_UNITS):
+        return ()
+    found: list[Quantity] = []
+    starts = [(m, _number(m.group(0))) for m in DIGITS.finditer(lowered)]
+    if any(word in lowered for word in NUMBER_WORDS):
+        starts += [(m, float(NUMBER_WORDS[m.group(1)])) for m in NUMBER_WORD.finditer(lowered)]
+    for start, count in starts:
+        unit = UNIT_AFTER.match(lowered, start.end())
+        if unit is None:
+            continue
+        scale = {"k": 1e3, "m": 1e6}.get(unit.group(1) or "", 1.0)
+        text_span = text[start.start() : unit.end()]
+        found.append(Quantity(count * scale, unit.group(2), text_span))
+    return tuple(found)
+
+
+def _number(raw: str) -> float:
+    # "1,400" is a thousands separator; "1.5" a decimal.
+    return float(raw.replace(",", "")) if "," in raw else float(raw)
+
+
+def token_count(text: str) -> int:
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def _split_output(text: str) -> tuple[str, str]:
+    """(the author's words, pasted output and code)."""
+    inline = [m.group(0) for m in INLINE_SQL.finditer(text)]
+    if inline:
+        text = INLINE_SQL.sub(" ", text)
+    if "\n" not in text:
+        return text, "\n".join(inline)
+    prose: list[str] = []
+    pasted: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            pasted.append(line)
+        elif fenced or OUTPUT_LINE.match(line):
+            pasted.append(line)
+        else:
+            prose.append(line)
+    return "\n".join(prose), "\n".join(pasted + inline)
+
+
+def _files(text: str) -> tuple[str, ...]:
+    """Paths in the text, found token by token (a scan of the whole text backtracks)."""
+    found: dict[str, None] = {}
+    for token in PATH_TOKEN.findall(text):
+        if "." not in token and not token.endswith(BARE_FILES):
+            continue
+        if "://" in token or token[0] == "@":
+            continue
+        path = LINE_SUFFIX.sub("", token.rstrip(".,:;!?"))
+        if FILE_PATH.fullmatch(path) and not path.replace(".", "").isdigit():
+            found.setdefault(path, None)
+    return tuple(found)
+
+
+def _symbols(prose: str, files: set[str]) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    if "`" not in prose and "(" not in prose and "_" not in prose and prose.islower():
+        return ()
+    if "`" in prose:
+        for match in BACKTICKED.finditer(prose):
+            name = match.group(1).strip()
+            if name not in files and IDENTIFIER.match(name):
+                found.setdefault(name.removesuffix("()"), None)
+    if "(" in prose:
+        for match in CALLED.finditer(prose):
+            name = match.group(1)
+            if name.lower() not in NOT_CALLS and not _inside_file(name, files):
+                found.setdefault(name, None)
+    for token in prose.split():
+        if "_" not in token and (token.islower() or token.istitle() or token.isupper()):
+            continue  # plain words, most of the text: no closer look needed
+        name = token.strip(SYMBOL_TRIM)
+        # CamelCase and snake_case words; checked by hand first, the regex only confirms.
+        mixed = not name.islower() and not name.isupper() and not name.istitle()
+        if (mixed or "_" in name) and name not in NOT_SYMBOLS:
+            shaped = CAMEL.fullmatch(name) or SNAKE.fullmatch(name)
+            if shaped and not _inside_file(name, files):
+                found.setdefault(name, None)
+    return tuple(found)
+
+
+def _inside_file(name: str, files: set[str]) -> bool:
+    return any(name in f for f in files) if files else False
+
+
+def _errors(output: str) -> tuple[str, ...]:
+    if not any(hint in output for hint in ERROR_HINTS):
+        return ()
+    found: dict[str, None] = {}
+    for hints, pattern, label in ERROR_KINDS:
+        if not any(hint in output for hint in hints):
+            continue
+        for match in pattern.finditer(output):
+            detail = next((g for g in match.groups() if g), "")
+            found.setdefault(label.format(detail), None)
+            if "{0}" not in label:
+                break
+    if any(e.endswith(("Error", "Exception")) for e in found):
+        found.pop("tool error", None)
+    return tuple(found)

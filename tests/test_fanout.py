@@ -1,0 +1,385 @@
+"""`forge fanout` through the real CLI against the fake providers: streaming, failures as rows,
+the deadline, budget refusals, Ctrl-C, the comparison, and saved runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from forge.fanout.answers import Answer, Status
+from forge.fanout.comparison import MATRIX_LIMIT, compare
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
+from tests.conftest import run_forge
+
+CAPITAL = "The capital of France is Paris, a city on the Seine."
+AGREE = (
+    CAPITAL,
+    "Paris is the capital of France, a city on the Seine.",
+    "The capital of France is Paris, the city on the Seine river.",
+)
+DISAGREE = (
+    "Lyon has been the French capital since 1950 according to my notes.",
+    "No country called France exists in my training data; I cannot say.",
+)
+
+
+def fanout_config(
+    url: str, models: list[str], timeouts: str = "", extra: str = "", price: str = "1"
+) -> str:
+    """A forge.toml with one provider on the fake server and one model per name (id NAME-1)."""
+    lines = [f'[providers.fake]\nbase_url = "{url}/v1"\n{timeouts}']
+    for name in models:
+        lines.append(
+            f'[models.{name}]\nprovider = "fake"\nid = "{name}-1"\ntier = "free"\n'
+            f"input_price = {price}\noutput_price = {price}\n"
+        )
+    return "\n".join(lines) + extra
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "forge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def fanout_json(*args: str) -> dict[str, object]:
+    done = run_forge("fanout", *args, "--json")
+    assert done.returncode in (0, 130), done.stderr
+    data: dict[str, object] = json.loads(done.stdout)
+    return data
+
+
+def rows(data: dict[str, object]) -> dict[str, dict[str, object]]:
+    answers = data["answers"]
+    assert isinstance(answers, list)
+    return {a["key"]: a for a in answers}
+
+
+# -- execution ------------------------------------------------------------------------------------
+
+
+def test_twenty_models_at_once_give_seventeen_answers_and_three_error_rows(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    names = [f"m{i:02d}" for i in range(20)]
+    for i, name in enumerate(names[:17]):
+        fake.script(f"{name}-1", Reply(text=f"answer {i} " * 5, latency=0.2 + 0.03 * i))
+    fake.script("m17-1", Reply(fault=Fault.RATE_LIMIT, latency=0.3, retry_after=0.1))
+    fake.script("m18-1", Reply(fault=Fault.STALL, latency=0.3, stall_seconds=10))
+    fake.script("m19-1", Reply(fault=Fault.MALFORMED, latency=0.3))
+    timers = "[providers.fake.timeout]\nfirst_token = 1.0\n"
+    config = write(tmp_path, fanout_config(fake.url, names, timers))
+    started = time.monotonic()
+    done = run_forge("fanout", "Say something.", "-m", ",".join(names), "--config", str(config))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    # Without a terminal: one plain line per finished model, then the table.
+    plain = [line for line in done.stdout.splitlines() if line.startswith("m") and "tok/s" in line]
+    assert len(plain) == 20
+    data = fanout_json("--show", "last")
+    by_key = rows(data)
+    assert [k for k, a in by_key.items() if a["status"] == "ok"] == names[:17]
+    assert by_key["m17"]["status"] == "failed"
+    assert "rate_limit (HTTP 429)" in str(by_key["m17"]["cause"])
+    assert by_key["m18"]["status"] == "timeout"
+    assert "no first token" in str(by_key["m18"]["cause"])
+    assert by_key["m19"]["status"] == "failed"
+    assert "malformed_response" in str(by_key["m19"]["cause"])
+    # Every request was in flight at the same moment, so the run took about the slowest one.
+    assert fake.max_concurrent_streams >= 17
+    assert elapsed < 10
+    assert data["counts"] == {"ok": 17, "failed": 2, "timeout": 1}
+
+
+def test_deadline_marks_late_answers_and_keeps_what_arrived(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("quick-1", Reply(text=CAPITAL, latency=0.1))
+    fake.script("slow-1", Reply(text="one two three four five six", tokens_per_second=2))
+    fake.script("asleep-1", Reply(text="never", latency=20))
+    config = write(tmp_path, fanout_config(fake.url, ["quick", "slow", "asleep"]))
+    started = time.monotonic()
+    data = fanout_json(
+        "Capital?", "-m", "quick,slow,asleep", "--deadline", "1.2", "-c", str(config)
+    )
+    assert time.monotonic() - started < 8, "the run stopped waiting at the deadline"
+    by_key = rows(data)
+    assert by_key["quick"]["status"] == "ok"
+    assert by_key["slow"]["status"] == "late" and by_key["asleep"]["status"] == "late"
+    assert str(by_key["slow"]["text"]).startswith("one two"), "what arrived is kept"
+    assert "deadline" in str(by_key["asleep"]["cause"])
+    assert data["deadline_passed"] is True
+
+
+def test_budget_refusal_is_a_row_with_its_cause(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("cheap-1", Reply(text=CAPITAL))
+    text = fanout_config(fake.url, ["cheap"], extra="\n[cost]\ndaily_budget_usd = 0.05\n")
+    text += (
+        '\n[models.dear]\nprovider = "fake"\nid = "dear-1"\ninput_price = 100000\n'
+        "output_price = 100000\nmax_output_tokens = 1000\n"
+    )
+    config = write(tmp_path, text)
+    done = run_forge("fanout", "Capital?", "-m", "cheap,dear", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "refused" in done.stdout and "budget" in done.stdout
+    by_key = rows(fanout_json("--show", "last"))
+    assert by_key["cheap"]["status"] == "ok"
+    assert by_key["dear"]["status"] == "refused"
+    assert "daily stop threshold" in str(by_key["dear"]["cause"])
+    assert fake.requests_for("dear-1") == [], "a refused call is never sent"
+    only = run_forge("fanout", "Capital?", "-m", "dear", "--config", str(config))
+    assert only.returncode == 3, "every call refused by the budget: exit 3"
+
+
+def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("down-1", Reply(fault=Fault.NOT_FOUND))
+    config = write(tmp_path, fanout_config(fake.url, ["down"]))
+    done = run_forge("fanout", "hi", "-m", "down", "--config", str(config))
+    assert done.returncode == 4
+    assert "not_found (HTTP 404)" in done.stdout
+    wrong = run_forge("fanout", "hi", "-m", "dwon", "--config", str(config))
+    assert wrong.returncode == 2 and "did you mean 'down'" in wrong.stderr
+    nothing = run_forge("fanout", "hi", "--config", str(config))
+    assert nothing.returncode == 2 and "-m a,b,c, --tier NAME or --all" in nothing.stderr
+
+
+def test_sigint_prints_the_partial_table_and_exits_130(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("fast-1", Reply(text=CAPITAL, latency=0.1))
+    fake.script("fast2-1", Reply(text=CAPITAL, latency=0.2))
+    fake.script("slow-1", Reply(text="too late", latency=60))
+    fake.script("stuck-1", Reply(text="a b c d e f g", tokens_per_second=0.2))
+    config = write(tmp_path, fanout_config(fake.url, ["fast", "fast2", "slow", "stuck"]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forge", "fanout", "Capital?", "-m", "fast,fast2,slow,stuck"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "FORGE_CONFIG": str(config)},
+    )
+    assert process.stdout is not None
+    seen = []
+    while len([line for line in seen if " ok " in line]) < 2:
+        line = process.stdout.readline()
+        assert line, "forge ended before the first answers"
+        seen.append(line)
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=30)
+    assert process.returncode == 130, errors
+    assert "Interrupted" in rest
+    table = rest[rest.index("forge fanout") :]
+    for name in ("fast", "fast2", "slow", "stuck"):
+        assert name in table
+    assert table.count("cancelled") >= 2
+    saved = rows(fanout_json("--show", "last"))
+    assert saved["slow"]["status"] == "cancelled" and saved["fast"]["status"] == "ok"
+    assert str(saved["stuck"]["text"]).startswith("a"), "what arrived before Ctrl-C is kept"
+
+
+def test_live_table_on_a_terminal(fake: FakeProvider, tmp_path: Path) -> None:
+    import pty
+
+    fake.script("alpha-1", Reply(text=CAPITAL, latency=0.3))
+    fake.script("beta-1", Reply(text=AGREE[1], latency=0.6))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forge",
+            "fanout",
+            "Capital?",
+            "-m",
+            "alpha,beta",
+            "-c",
+            str(config),
+        ],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160", "LINES": "40"},
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=30)
+    os.close(leader)
+    text = output.decode("utf-8", "replace")
+    assert process.returncode == 0
+    assert "streaming" in text or "waiting" in text, "the live table showed rows in flight"
+    assert "ttft" not in text, "no plain progress lines on a terminal"
+    assert "Consensus" in text
+
+
+# -- comparison -----------------------------------------------------------------------------------
+
+
+def test_consensus_and_clusters_for_three_agreeing_and_two_disagreeing(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    names = ["a1", "a2", "a3", "d1", "d2"]
+    for name, text in zip(names, AGREE + DISAGREE, strict=True):
+        fake.script(f"{name}-1", Reply(text=text))
+    config = write(tmp_path, fanout_config(fake.url, names))
+    data = fanout_json("Capital of France?", "-m", ",".join(names), "-c", str(config))
+    comparison = data["comparison"]
+    assert isinstance(comparison, dict)
+    assert comparison["consensus"] == "a1", "the most central of the agreeing three"
+    assert comparison["share"] == 0.6
+    clusters = comparison["clusters"]
+    assert sorted(clusters[0]) == ["a1", "a2", "a3"]
+    assert sorted(map(tuple, clusters[1:])) == [("d1",), ("d2",)]
+    assert comparison["outside_consensus"] == ["d1", "d2"]
+    matrix = comparison["matrix"]
+    assert matrix["models"] == names and len(matrix["similarity"]) == 5
+    assert matrix["similarity"][0][1] > 0.6 > matrix["similarity"][0][3]
+    assert set(comparison["diffs"]) == {"a2", "a3", "d1", "d2"}
+    assert "{+Lyon" in comparison["diffs"]["d1"]["diff"]
+
+    different = run_forge("fanout", "--show", "last", "--show", "different")
+    assert different.returncode == 0
+    assert "Lyon" in different.stdout and "No country" in different.stdout
+    assert "Seine river" not in different.stdout, "only the answers outside the consensus"
+
+
+def test_code_blocks_compared_with_formatting_and_comments_set_aside(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    black = (
+        "Here it is:\n\n```python\ndef area(width, height):\n"
+        '    """Rectangle area."""\n    # multiply the sides\n'
+        "    return width * height\n\n\nprint(area(2, 3), 'done')\n```\n"
+    )
+    squashed = (
+        "Sure.\n```py\ndef area(width,height):\n"
+        "  '''Rectangle area.'''\n  return width*height  # product\n"
+        'print(area(2,3), "done")\n```'
+    )
+    wrong = "```python\ndef area(width, height):\n    return width + height\n```"
+    for name, text in (("black", black), ("squashed", squashed), ("wrong", wrong)):
+        fake.script(f"{name}-1", Reply(text=text))
+    config = write(tmp_path, fanout_config(fake.url, ["black", "squashed", "wrong"]))
+    data = fanout_json("Write area().", "-m", "black,squashed,wrong", "-c", str(config))
+    code = data["comparison"]["code"]  # type: ignore[index]
+    assert code["answers"] == ["black", "squashed", "wrong"]
+    assert sorted(code["identical_groups"][0]) == ["black", "squashed"]
+    assert code["identical_groups"][1] == ["wrong"]
+    assert code["similarity"][0][1] == 1.0 and code["similarity"][0][2] < 1.0
+    assert set(code["diffs"]) == {"wrong"}
+    assert "+return width + height" in code["diffs"]["wrong"]
+
+
+def test_json_markdown_and_saved_runs(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text=CAPITAL))
+    fake.script("beta-1", Reply(text=DISAGREE[0]))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    data = fanout_json("Capital?", "--tier", "free", "--system", "Be brief.", "-c", str(config))
+    run_id = str(data["run_id"])
+    assert data["settings"]["system"] == "Be brief."  # type: ignore[index]
+    sent = fake.requests_for("alpha-1")[0].body["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    again = fanout_json("--show", run_id[:-2])  # a unique start of the id will do
+    assert again["answers"] == data["answers"] and again["comparison"] == data["comparison"]
+    markdown = run_forge("fanout", "--show", run_id, "--markdown").stdout
+    assert markdown.startswith(f"# forge fanout {run_id}")
+    assert "| alpha | free | ok |" in markdown and "### Agreement matrix" in markdown
+    listing = run_forge("fanout", "--list")
+    assert run_id in listing.stdout
+    logs = run_forge("logs", "--run", run_id, "--json")
+    assert {a["model"] for a in json.loads(logs.stdout)["attempts"]} == {"alpha", "beta"}
+    missing = run_forge("fanout", "--show", "fo-nope")
+    assert missing.returncode == 2 and "no saved fan-out run" in missing.stderr
+
+
+def test_selection_by_tier_all_and_cap(fake: FakeProvider, tmp_path: Path) -> None:
+    for name in ("one", "two", "three"):
+        fake.script(f"{name}-1", Reply(text=CAPITAL))
+    text = fanout_config(fake.url, ["one", "two"])
+    text += '\n[models.three]\nprovider = "fake"\nid = "three-1"\ntier = "paid"\n'
+    text += "input_price = 1\noutput_price = 1\n"
+    config = write(tmp_path, text)
+    assert list(rows(fanout_json("q", "--tier", "paid", "-c", str(config)))) == ["three"]
+    assert list(rows(fanout_json("q", "--all", "-n", "2", "-c", str(config)))) == ["one", "two"]
+    mixed = fanout_json("q", "-m", "fake/three-1", "-m", "one", "-c", str(config))
+    assert list(rows(mixed)) == ["fake/three-1", "one"]
+
+
+# -- connection pools -----------------------------------------------------------------------------
+
+
+async def test_a_fanout_wider_than_one_pool_runs_all_at_once(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    from forge.config import parse_config_text
+    from forge.fanout.answers import Settings
+    from forge.fanout.execution import execute, request_for
+    from forge.ledger import Ledger
+    from forge.providers.client import POOL_SIZE, ModelClient
+
+    count = 2 * POOL_SIZE + 20
+    names = [f"w{i}" for i in range(count)]
+    for name in names:
+        fake.script(f"{name}-1", Reply(text="same answer", latency=0.5))
+    config = parse_config_text(fanout_config(fake.url, names))
+    async with ModelClient(config, ledger=Ledger(tmp_path / "ledger.db")) as client:
+        requests = [request_for(client.resolve(n), "hi", None) for n in names]
+        started = time.monotonic()
+        await execute(client, requests, Settings())
+    assert all(r.answer.ok for r in requests)
+    assert fake.max_concurrent_streams == count, "no pool held a call back"
+    assert time.monotonic() - started < 5
+
+
+def test_a_providers_proxy_carries_its_calls(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("alpha-1", Reply(text=CAPITAL))
+    text = fanout_config("http://models.example.invalid", ["alpha"])
+    text = text.replace('/v1"\n', f'/v1"\nproxy = "{fake.url}"\n', 1)
+    config = write(tmp_path, text)
+    data = fanout_json("Capital?", "-m", "alpha", "-c", str(config))
+    assert rows(data)["alpha"]["status"] == "ok"
+    assert fake.requests[0].path == "http://models.example.invalid/v1/chat/completions"
+
+
+# -- comparison, beyond what a matrix can hold ---------------------------------------------------
+
+
+def answered(texts: list[str]) -> list[Answer]:
+    found = []
+    for i, text in enumerate(texts):
+        answer = Answer(f"k{i:03d}", f"k{i:03d}", "fake", "m")
+        answer.status, answer.pieces = Status.OK, [text]
+        found.append(answer)
+    return found
+
+
+def test_many_distinct_answers_cluster_without_a_matrix() -> None:
+    majority = "the quick brown fox jumps over the lazy dog near the river bank today"
+    minority = "a completely different reply about compilers parsers and type systems"
+    texts = [f"{majority} {i}" for i in range(MATRIX_LIMIT)]
+    texts += [f"{minority} {i}" for i in range(40)]
+    found = compare(answered(texts))
+    assert found.matrix is None
+    assert [len(c.members) for c in found.clusters] == [MATRIX_LIMIT, 40]
+    assert found.consensus is not None and found.consensus < f"k{MATRIX_LIMIT:03d}"
+    assert len(found.outside()) == 40
+
+
+def test_no_two_answers_agree_means_no_consensus() -> None:
+    found = compare(answered(["alpha beta gamma", "delta epsilon zeta", "eta theta iota"]))
+    assert not found.agreed and len(found.clusters) == 3
+    assert compare(answered(["only one"])).agreed

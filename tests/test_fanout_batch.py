@@ -1,0 +1,104 @@
+"""`forge fanout --input prompts.jsonl`: prompts x models, graded, with a leaderboard and A/B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forge.fanout.stats import mcnemar_exact, percentile, wilson_interval
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+from tests.test_fanout import fanout_config, write
+
+CHECK = """\
+from solution import double
+
+assert double(2) == 4
+assert double(-3) == -6
+"""
+
+
+def test_leaderboard_with_intervals_and_a_significant_paired_difference(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    lines = [json.dumps({"prompt": f"What is 40 + 2? ({i})", "expected": "42"}) for i in range(10)]
+    prompts.write_text("\n".join(lines) + "\n")
+    # Replies are handed out in arrival order, so only counts are scripted, never pairings:
+    # alpha is always right; beta twice.
+    fake.script("alpha-1", Reply(text="The answer is 42.", latency=0.05))
+    fake.script("beta-1", Reply(text="42"), Reply(text="42"), Reply(text="It is 142, or 7."))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    done = run_forge(
+        "fanout", "--input", str(prompts), "-m", "alpha,beta", "--json", "-c", str(config)
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [row["model"] for row in data["leaderboard"]] == ["alpha", "beta"]
+    board = {row["model"]: row for row in data["leaderboard"]}
+    assert board["alpha"]["passed"] == 10 and board["alpha"]["pass_rate"] == 1.0
+    assert board["beta"]["passed"] == 2 and board["beta"]["graded"] == 10
+    low, high = board["alpha"]["pass_rate_95ci"]
+    assert low == pytest.approx(0.7225, abs=1e-3) and high == pytest.approx(1.0)
+    assert board["alpha"]["latency_p50_s"] is not None and board["alpha"]["cost_usd"] != "0"
+    paired = data["paired"]
+    assert (paired["both"], paired["only_a"], paired["only_b"]) == (2, 8, 0)
+    assert paired["p_value"] == pytest.approx(2 / 256) and paired["significant"] is True
+    assert len(data["answers"]) == 20
+    # Saved like any run, and printed again without asking the models.
+    shown = run_forge("fanout", "--show", data["run_id"])
+    assert "Leaderboard: 10 prompts" in shown.stdout
+    assert "significant at the 5% level: alpha is better" in shown.stdout
+    assert len(fake.requests_for("alpha-1")) == 10
+
+
+def test_a_test_command_grades_code_answers(fake: FakeProvider, tmp_path: Path) -> None:
+    (tmp_path / "check.py").write_text(CHECK)
+    prompts = tmp_path / "prompts.jsonl"
+    line = {
+        "id": "double",
+        "prompt": "Write double(x) in Python.",
+        "test": "python check.py",
+        "files": ["check.py"],
+    }
+    prompts.write_text(json.dumps(line) + "\n" + json.dumps("Just say hi.") + "\n")
+    fake.script("alpha-1", Reply(text="```python\ndef double(x):\n    return 2 * x\n```"))
+    fake.script("beta-1", Reply(text="```python\ndef double(x):\n    return x + 2\n```"))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    done = run_forge(
+        "fanout", "--input", str(prompts), "-m", "alpha,beta", "--json", "-c", str(config)
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    grades = {a["key"]: a["grade"] for a in data["answers"]}
+    assert grades["double/alpha"] == {"passed": True, "detail": "test passed"}
+    assert grades["double/beta"]["passed"] is False
+    assert grades["2/alpha"]["passed"] is None, "a bare prompt has nothing to grade it by"
+    board = {row["model"]: row for row in data["leaderboard"]}
+    assert board["alpha"]["graded"] == 1 and board["alpha"]["passed"] == 1
+    assert data["paired"]["pairs"] == 1 and data["paired"]["significant"] is False
+
+
+def test_bad_input_lines_are_usage_errors(tmp_path: Path, fake: FakeProvider) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["alpha"]))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "ok"}\n{"prompt": 3}\n')
+    done = run_forge("fanout", "--input", str(prompts), "-m", "alpha", "-c", str(config))
+    assert done.returncode == 2 and "prompts.jsonl:2" in done.stderr
+    prompts.write_text('{"prompt": "ok", "expect": "typo"}\n')
+    done = run_forge("fanout", "--input", str(prompts), "-m", "alpha", "-c", str(config))
+    assert done.returncode == 2 and "unknown key 'expect'" in done.stderr
+
+
+def test_statistics() -> None:
+    low, high = wilson_interval(9, 10)  # type: ignore[misc]
+    assert low == pytest.approx(0.5958, abs=1e-4) and high == pytest.approx(0.9821, abs=1e-4)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(0, 5) == (0.0, pytest.approx(0.4345, abs=1e-4))
+    assert mcnemar_exact(8, 0) == pytest.approx(0.0078125)
+    assert mcnemar_exact(6, 1) == pytest.approx(0.125)
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([5.0], 0.95) == 5.0 and percentile([], 0.5) is None

@@ -1,0 +1,134 @@
+"""`forge fanout --validate`: candidates tried in scratch copies, ranked by what passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+from tests.test_fanout import write
+
+TESTS = """\
+from wordcount import word_count
+
+
+def test_words():
+    assert word_count("a b c") == 3
+
+
+def test_empty():
+    assert word_count("") == 0
+
+
+def test_extra_spaces():
+    assert word_count("  a   b ") == 2
+"""
+
+CANDIDATES = {
+    # model: (price per million tokens, answer)
+    "dear": (
+        "50",
+        "```python\ndef word_count(text):\n    return len(text.split())\n```",
+    ),
+    "thrifty": (
+        "1",
+        "Here:\n```python\ndef word_count(text: str) -> int:\n"
+        "    return len([w for w in text.split(' ') if w])\n```\n",
+    ),
+    "naive": ("0.5", "```python\ndef word_count(text):\n    return len(text.split(' '))\n```"),
+    "counter": ("0.1", "```python\ndef word_count(text):\n    return text.count(' ') + 1\n```"),
+    "talker": ("0.01", "Count the words by splitting on whitespace."),
+}
+
+
+def config_for(url: str) -> str:
+    text = f'[providers.fake]\nbase_url = "{url}/v1"\n'
+    for name, (price, _) in CANDIDATES.items():
+        text += (
+            f'\n[models.{name}]\nprovider = "fake"\nid = "{name}-1"\n'
+            f"input_price = {price}\noutput_price = {price}\n"
+        )
+    return text
+
+
+def test_candidates_that_pass_the_tests_rank_first_then_by_cost(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    for name, (_, answer) in CANDIDATES.items():
+        fake.script(f"{name}-1", Reply(text=answer))
+    tests = tmp_path / "test_wordcount.py"
+    tests.write_text(TESTS, encoding="utf-8")
+    config = write(tmp_path, config_for(fake.url))
+    done = run_forge(
+        "fanout",
+        "Write word_count(text) in Python.",
+        "-m",
+        ",".join(CANDIDATES),
+        "--validate",
+        "--tests",
+        str(tests),
+        "--json",
+        "--config",
+        str(config),
+    )
+    assert done.returncode == 0, done.stderr
+    ranked = json.loads(done.stdout)["candidates"]
+    order = [c["model"] for c in ranked]
+    assert order[:2] == ["thrifty", "dear"], "both passing candidates first, the cheaper leading"
+    assert [c["status"] for c in ranked[:2]] == ["passed", "passed"]
+    assert ranked[0]["tests_passed"] == 3 and ranked[0]["tests_failed"] == 0
+    failing = {c["model"]: c for c in ranked[2:4]}
+    assert set(failing) == {"naive", "counter"}
+    assert all(c["status"] == "failed" and c["tests_failed"] > 0 for c in failing.values())
+    assert ranked[4]["model"] == "talker" and ranked[4]["status"] == "no_code"
+    # The user's test file is untouched and no candidate was written beside it.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".py") == [tests.name]
+
+    terminal = run_forge("fanout", "--show", "last")
+    assert "candidates ranked by what passes" in terminal.stdout
+    assert "pytest: 3 passed, 0 failed" in terminal.stdout
+
+
+def test_target_file_is_replaced_in_a_scratch_copy_of_the_project(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "wc"\nversion = "0"\n')
+    target = project / "wordcount.py"
+    target.write_text("def word_count(text):\n    raise NotImplementedError\n")
+    (project / "tests" / "test_wordcount.py").write_text(TESTS, encoding="utf-8")
+    fake.script("dear-1", Reply(text=CANDIDATES["dear"][1]))
+    fake.script("naive-1", Reply(text=CANDIDATES["naive"][1]))
+    config = write(tmp_path, config_for(fake.url))
+    done = run_forge(
+        "fanout",
+        "Implement word_count.",
+        "-m",
+        "naive,dear",
+        "--validate",
+        "--target",
+        str(target),
+        "--json",
+        "--config",
+        str(config),
+    )
+    assert done.returncode == 0, done.stderr
+    ranked = json.loads(done.stdout)["candidates"]
+    assert [(c["model"], c["status"]) for c in ranked] == [("dear", "passed"), ("naive", "failed")]
+    assert "NotImplementedError" in target.read_text(), "the real file is never changed"
+
+
+def test_no_passing_candidate_exits_1_and_validate_needs_a_target(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("naive-1", Reply(text=CANDIDATES["naive"][1]))
+    tests = tmp_path / "test_wordcount.py"
+    tests.write_text(TESTS, encoding="utf-8")
+    config = write(tmp_path, config_for(fake.url))
+    base = ("fanout", "wc", "-m", "naive", "--config", str(config))
+    assert run_forge(*base, "--validate", "--tests", str(tests)).returncode == 1
+    missing = run_forge(*base, "--validate")
+    assert missing.returncode == 2 and "--target FILE" in missing.stderr
+    assert len(fake.requests_for("naive-1")) == 1, "the usage error came before any call"
