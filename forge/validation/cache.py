@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from forge.validation.atomic import write_atomically
 from forge.validation.types import Diagnostic, Stage, Status, TestResult, ValidatorResult
 from forge.validation.validator import Context, Validator
 
@@ -56,10 +56,7 @@ class ResultCache:
     def put(self, key: str, result: ValidatorResult) -> None:
         if result.status not in CACHEABLE:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f"{key}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(asdict(result)))
-        temporary.replace(self.folder / f"{key}.json")
+        write_atomically(self.folder / f"{key}.json", json.dumps(asdict(result)))
 
 
 def result_from_dict(data: dict[str, Any]) -> ValidatorResult:

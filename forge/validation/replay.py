@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forge import __version__
+from forge.validation.atomic import write_atomically
 from forge.validation.tools import ToolVersions
 from forge.validation.tree import list_files, repository_root
 
@@ -84,7 +84,4 @@ class ReplayStore:
         return replay
 
     def save(self, key: str, replay: Replay) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f"{key}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(asdict(replay)))
-        temporary.replace(self.folder / f"{key}.json")
+        write_atomically(self.folder / f"{key}.json", json.dumps(asdict(replay)))

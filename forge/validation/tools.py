@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+from forge.validation.atomic import write_atomically
+
 
 class ToolVersions:
     """`tool --version`, asked once per installed binary (keyed by its path, size and mtime)."""
@@ -70,7 +72,4 @@ class ToolVersions:
         return f"{' '.join(probe)}|{info.st_size}|{info.st_mtime_ns}|{extra}"
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self._known, indent=1))
-        temporary.replace(self.path)
+        write_atomically(self.path, json.dumps(self._known, indent=1))
