@@ -455,11 +455,13 @@ def test_accuracy_on_labelled_cases(capsys: pytest.CaptureFixture[str]) -> None:
     assert accuracy["tier"] >= TIER_FLOOR
 
 
-# The rules were tuned on route_cases.jsonl; route_cases_holdout.jsonl was labelled afterwards by
-# someone who saw neither the rules nor the first set, and no rule was changed after reading it.
-# Its floors sit just under what was measured on it (type 78.3%, band 50.0%, tier 65.0%), so
-# they guard against regressions; they are far from the in-sample figures, which is the point.
-HOLDOUT_FLOORS = {"type": 0.75, "band": 0.45, "tier": 0.6}
+# The rules were first tuned on route_cases.jsonl; route_cases_holdout.jsonl was labelled
+# afterwards by someone who saw neither the rules nor the first set, and first measured at type
+# 78.3%, band 50.0%, tier 65.0%. In the next round BOTH files were used for development (general
+# changes only: structural signals, weights, vocabulary, band calibration), so this set is no
+# longer strictly held out; route_cases_holdout2.jsonl is. Measured after that round: type 88.3%,
+# band 68.3%, tier 71.7%; the floors sit one case under, to guard against regressions.
+HOLDOUT_FLOORS = {"type": 0.86, "band": 0.66, "tier": 0.7}
 
 
 def test_accuracy_on_held_out_cases(capsys: pytest.CaptureFixture[str]) -> None:
@@ -471,4 +473,24 @@ def test_accuracy_on_held_out_cases(capsys: pytest.CaptureFixture[str]) -> None:
             + ", ".join(f"{field} {value:.1%}" for field, value in accuracy.items())
         )
     for field, floor in HOLDOUT_FLOORS.items():
+        assert accuracy[field] >= floor, field
+
+
+# route_cases_holdout2.jsonl was labelled by someone who saw no rules and no other set, and was
+# evaluated once, after the second round of rule changes: type 80.0%, band 61.7%, tier 68.3%
+# (the committed rules before that round scored 80.0%, 55.0%, 63.3% on it). It is the honest
+# estimate of accuracy on new tasks; the next round of rule changes needs a fresh set.
+HOLDOUT2 = CASES.with_name("route_cases_holdout2.jsonl")
+HOLDOUT2_FLOORS = {"type": 0.78, "band": 0.6, "tier": 0.66}
+
+
+def test_accuracy_on_the_unseen_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = labelled_cases(HOLDOUT2)
+    accuracy = accuracy_on(cases)
+    with capsys.disabled():
+        print(
+            f"\nroute accuracy over {len(cases)} unseen cases: "
+            + ", ".join(f"{field} {value:.1%}" for field, value in accuracy.items())
+        )
+    for field, floor in HOLDOUT2_FLOORS.items():
         assert accuracy[field] >= floor, field

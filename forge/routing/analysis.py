@@ -27,7 +27,7 @@ from forge.routing.complexity import (
 from forge.routing.quality import Quality, judge_quality
 from forge.routing.reading import Words, read_cues
 from forge.routing.signals import read_signals, token_count
-from forge.routing.subtasks import split_task
+from forge.routing.subtasks import split_task, starts_with_action
 from forge.routing.task_type import classify_type
 from forge.routing.vocabulary import TaskType
 
@@ -101,9 +101,10 @@ def analyse(
     if len(parts) < 2:
         parts = ()
     quality, quality_reasons = judge_quality(reading, words.lowered, signals)
-    score, complexity_reasons = complexity(
-        task_type, signals, words, reading, measured, len(parts), quality
-    )
+    # Only parts that ask for an action add work: "- full refund" in a list of cases to cover,
+    # or "- #412 add jitter" in a list of merged changes, is an item of input, not a task.
+    actions = sum(starts_with_action(part.text) for part in parts)
+    score, complexity_reasons = complexity(task_type, signals, words, reading, measured, actions)
     subtasks = tuple(
         Subtask(
             index=i,

@@ -3,7 +3,9 @@
 The score is a sum of terms, each with its reason, so the explanation can list them: a base per
 task type, the length of the author's own words, words that make work harder or easier, breadth
 words, the files it names (and, in a repository, their size and how widely they are used),
-stated counts ("~25 components"), clauses, pasted errors, parts, and whether it is critical.
+stated counts ("~25 components"), clauses, pasted errors and parts. Whether a task is critical
+does not make it harder: the critical ladder already starts it higher, and counting it here too
+put small critical edits in "medium".
 Bands: trivial < TRIVIAL_BELOW <= simple < SIMPLE_BELOW <= medium < MEDIUM_BELOW <= complex.
 """
 
@@ -14,11 +16,10 @@ import re
 from typing import Literal
 
 from forge.routing.codebase import NamedFile
-from forge.routing.quality import Quality
 from forge.routing.reading import CueReading, Words
 from forge.routing.signals import Quantity, TextSignals, token_count
 from forge.routing.task_type import value_change
-from forge.routing.vocabulary import CRITICAL_COMPLEXITY, TaskType, words
+from forge.routing.vocabulary import TaskType, words
 
 Band = Literal["trivial", "simple", "medium", "complex"]
 BANDS: tuple[Band, ...] = ("trivial", "simple", "medium", "complex")
@@ -45,7 +46,7 @@ TYPE_BASE: dict[TaskType, float] = {
 # Length: +LENGTH_STEP per doubling of the author's own words past LENGTH_PIVOT tokens.
 LENGTH_PIVOT = 16
 LENGTH_STEP = 0.06
-LENGTH_MIN, LENGTH_MAX = -0.06, 0.2
+LENGTH_MIN, LENGTH_MAX = -0.06, 0.3
 HARDER_CAP, EASIER_CAP = 0.35, -0.15
 BREADTH_CAP = 0.15
 FILE_STEP, FILE_CAP = 0.03, 0.12
@@ -61,8 +62,10 @@ PART_STEP, PART_CAP = 0.05, 0.15
 ACTION_TYPES = frozenset({"simple_edit", "bug_fix", "refactor", "feature", "test", "docs"})
 # One value set in place is the smallest edit there is.
 VALUE_CHANGE_DELTA = -0.1
-# A choice between named options is narrower than designing something.
+# A choice between named options is narrower than designing something, when it is asked in a
+# few words; a long brief that weighs options asks for the trade-offs worked through.
 CHOICE_DELTA = -0.15
+CHOICE_SHORT_BELOW = 50
 # A glob or a folder ("scripts/*.py", "app/services/") names many files at once.
 MANY_FILES = re.compile(
     r"(?<![\w/])[\w.-]+/(?:[\w.-]+/)+(?:\*[\w.*]*)?(?=[\s,;:)]|$)|(?<![\w/])[\w.-]+/\*[\w.*]*"
@@ -88,6 +91,11 @@ QUANTITY_STEPS: dict[str, tuple[tuple[float, float], ...]] = {
     "rate": ((1e4, 0.1), (1e3, 0.05)),
 }
 QUANTITY_CAP = 0.2
+# Breadth words, files, stated counts, clauses, globs and parts all measure one thing, how much
+# the task covers, and a big task shows several of them at once: together they add at most
+# SIZE_CAP, so one big task is not counted three times over. (Summed without a cap they pushed
+# mid-sized tasks into "complex" and small multi-clause ones into "medium".)
+SIZE_CAP = 0.2
 
 
 def band_of(score: float) -> Band:
@@ -115,7 +123,6 @@ def complexity(
     reading: CueReading,
     files: tuple[NamedFile, ...],
     parts: int,
-    quality: Quality,
 ) -> tuple[float, tuple[str, ...]]:
     prose_tokens = max(1, token_count(signals.prose))
     length = LENGTH_STEP * math.log2(prose_tokens / LENGTH_PIVOT)
@@ -124,17 +131,12 @@ def complexity(
         (min(LENGTH_MAX, max(LENGTH_MIN, length)), f"{prose_tokens} tokens"),
     ]
     terms += _cue_terms(reading, parts)
-    terms += _file_terms(files)
-    terms += _quantity_terms(signals.quantities)
     terms += _shape_terms(task_type, signals, words)
     if len(signals.errors) >= MANY_ERRORS:
         terms.append((MANY_ERRORS_DELTA, f"{len(signals.errors)} kinds of pasted error"))
     elif len(signals.errors) == 1 and signals.errors[0].startswith(POINTED_ERRORS):
         terms.append((POINTED_ERROR_DELTA, f"one {signals.errors[0]} points at the line"))
-    if parts > 1 and task_type in ACTION_TYPES:
-        terms.append((min(PART_CAP, PART_STEP * (parts - 1)), f"{parts} parts"))
-    if quality == "critical":
-        terms.append((CRITICAL_COMPLEXITY, "critical"))
+    terms += _size_terms(task_type, signals, reading, files, parts)
     score = round(min(1.0, max(0.0, sum(delta for delta, _ in terms))), 3)
     shown = [terms[1][1]] + [reason for delta, reason in terms[2:] if delta]
     return score, tuple(shown)
@@ -151,10 +153,35 @@ def _cue_terms(reading: CueReading, parts: int) -> list[tuple[float, str]]:
         # Each of several small edits is easy; together they are still several edits.
         quoted = ", ".join(f"'{w}'" for _, w in sorted(reading.easier)[:3])
         terms.append((max(EASIER_CAP, easier) / max(1, parts), f"easier: {quoted}"))
+    return terms
+
+
+def _size_terms(
+    task_type: TaskType,
+    signals: TextSignals,
+    reading: CueReading,
+    files: tuple[NamedFile, ...],
+    parts: int,
+) -> list[tuple[float, str]]:
+    """How much the task covers, each sign with its reason, together at most SIZE_CAP."""
+    terms: list[tuple[float, str]] = []
     if reading.breadth:
         plural = "s" if len(reading.breadth) > 1 else ""
         quoted = ", ".join(f"'{w}'" for w in reading.breadth[:3])
         terms.append((min(BREADTH_CAP, reading.breadth_score), f"breadth word{plural} {quoted}"))
+    terms += _file_terms(files)
+    terms += _quantity_terms(signals.quantities)
+    clauses = sum(ASIDE.sub(" ", signals.prose).count(mark) for mark in ",;")
+    if clauses and task_type in ACTION_TYPES:
+        terms.append((min(CLAUSE_CAP, CLAUSE_STEP * clauses), f"{clauses + 1} clauses"))
+    many = MANY_FILES.search(signals.prose) if "/" in signals.prose else None
+    if many is not None:
+        terms.append((MANY_FILES_DELTA, f"names many files at once ({many.group(0)})"))
+    if parts > 1 and task_type in ACTION_TYPES:
+        terms.append((min(PART_CAP, PART_STEP * (parts - 1)), f"{parts} parts"))
+    covered = sum(delta for delta, _ in terms)
+    if covered > SIZE_CAP:
+        terms.append((SIZE_CAP - covered, f"size counted up to {SIZE_CAP:.2f}"))
     return terms
 
 
@@ -164,16 +191,11 @@ def _shape_terms(
     terms: list[tuple[float, str]] = []
     if task_type == "simple_edit" and value_change(signals.prose):
         terms.append((VALUE_CHANGE_DELTA, "sets one value"))
-    if words.choice and task_type == "architecture":
+    short = token_count(signals.prose) < CHOICE_SHORT_BELOW
+    if words.choice and task_type == "architecture" and short:
         terms.append((CHOICE_DELTA, "a choice between named options"))
     if signals.has_code and task_type in ("review", "question") and not signals.errors:
         terms.append((PASTED_CODE_DELTA, "pasted code to read"))
-    clauses = sum(ASIDE.sub(" ", signals.prose).count(mark) for mark in ",;")
-    if clauses and task_type in ACTION_TYPES:
-        terms.append((min(CLAUSE_CAP, CLAUSE_STEP * clauses), f"{clauses + 1} clauses"))
-    many = MANY_FILES.search(signals.prose) if "/" in signals.prose else None
-    if many is not None:
-        terms.append((MANY_FILES_DELTA, f"names many files at once ({many.group(0)})"))
     return terms
 
 

@@ -132,8 +132,11 @@ class Words:
             if number == 0 and skip_first:
                 continue
             index = start
-            while index < len(self.lowered) - 1 and (
-                self.lowered[index] in PREAMBLE or self.lowered[index].isdigit()
+            # "go" is framing in "go ahead and fix", the verb in "go through the PR".
+            while (
+                index < len(self.lowered) - 1
+                and (self.lowered[index] in PREAMBLE or self.lowered[index].isdigit())
+                and (self.lowered[index], self.lowered[index + 1]) not in PHRASAL_VERBS
             ):
                 index += 1
             if self.verb_at(index) is not None:

@@ -68,7 +68,11 @@ ERROR_KINDS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     (("panicked",), re.compile(r"thread '[^']*' panicked at|panicked at '"), "Rust panic"),
     (("panic: ", "goroutine "), re.compile(r"^panic: |^goroutine \d+ \[", re.M), "Go panic"),
     (("FAIL",), re.compile(r"^(?:FAILED|FAIL:?) \S", re.M), "test failures (FAILED)"),
-    (("failed",), re.compile(r"=+ .*\b\d+ failed\b"), "test failures (FAILED)"),
+    (
+        ("failed",),
+        re.compile(r"=+ .*\b\d+ failed\b|^\d+ failed, \d+ passed\b", re.M),
+        "test failures (FAILED)",
+    ),
     (
         ("Exception in thread", ".java:", ".kt:", ".scala:"),
         re.compile(r"Exception in thread \"|^\s+at [\w.$]+\([\w.]+:\d+\)", re.M),
@@ -116,6 +120,9 @@ OUTPUT_LINE = re.compile(
     r"|^\s{4,}\S|^\t|[;{]\s*$|\[\s*\d+%\]\s*$|^\s{2,}\S.*[$=;{}<>|]"
 )
 FENCE = re.compile(r"^\s*```")
+# A unified diff: after its header every line is context (" "), removed ("-") or added ("+").
+DIFF_HEADER = re.compile(r"^(?:@@ |--- a/|\+\+\+ b/|diff --git )")
+DIFF_LINE = re.compile(r"^(?:[ +-]|\\ No newline|$)")
 # A SQL statement written inside a sentence ("... table? ALTER TABLE orders ADD ...").
 INLINE_SQL = re.compile(
     r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
@@ -236,12 +243,16 @@ def _split_output(text: str) -> tuple[str, str]:
         return text, "\n".join(inline)
     prose: list[str] = []
     pasted: list[str] = []
-    fenced = False
+    fenced = in_diff = False
     for line in text.splitlines():
         if FENCE.match(line):
             fenced = not fenced
             pasted.append(line)
-        elif fenced or OUTPUT_LINE.match(line):
+            continue
+        in_diff = DIFF_HEADER.match(line) is not None or (
+            in_diff and DIFF_LINE.match(line) is not None
+        )
+        if fenced or in_diff or OUTPUT_LINE.match(line):
             pasted.append(line)
         else:
             prose.append(line)

@@ -42,9 +42,13 @@ RENAME_SIMILARITY = 0.6
 VALUE_CHANGE = re.compile(
     r"\bmake it\s+['\"]?[\w.]+|\bshould be\s+['\"]?[\w.]+['\"]?,?\s+(?:not|instead)\b|"
     r"\bgive it\s+\d|\bfrom\s+v?\d[\w.]*\s+to\s+v?\d|\bsay\s+['\"][^'\"]+['\"]|"
-    r"\b[A-Z][A-Z0-9_]+\s*=\s*\d"
+    r"\b[A-Z][A-Z0-9_]+\s*=\s*\d|\bto\s+['\"]?v?\d[\w.:-]*['\"]?\s+instead of\s+['\"]?v?\d|"
+    r"\b(?:update|set|change|bump|pin)\s+(?:it|this|that|them)\s+to\s+['\"]?v?\d"
 )
-VALUE_HINTS = ("make it", "should be", "give it", "from ", "say ", "=")
+VALUE_HINTS = (
+    "make it", "should be", "give it", "from ", "say ", "=", "instead of", "it to ", "this to ",
+    "that to ", "them to ",
+)  # fmt: skip
 ARROW = re.compile(r"\b([A-Za-z_]\w*)\s*(?:->|=>|\u2192)\s*([A-Za-z_]\w*)\b")
 HTTP_ROUTE = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE)\s+/[\w/{}:.?=-]*")
 DOC_FILE = re.compile(r"\.(?:md|rst|adoc|txt)$|(?:^|/)docs?/", re.IGNORECASE)

@@ -99,13 +99,14 @@ TYPE_CUES: dict[TaskType, tuple[tuple[float, str], ...]] = {
             "same behaviour|no behaviour changes|no behavior changes|behaviour changes|"
             "behavior changes|keep the signature|deprecated wrapper|switch to|still use|"
             "should be called|one helper|into one|pull the|move the|"
-            "keep a deprecated|depend on the interface|inject it|existing code",
+            "keep a deprecated|depend on the interface|inject it|existing code|same output|"
+            "same result|same results|results must be identical|output must be identical",
         ),
         (
             2,
             "extract|simplify|consolidate|inline|rewrite|pull out|break up|generalize|callers|"
             "call sites|the callers|update the callers|signature|return type|to return|to take|"
-            "generalise|readability|maintainability|split|move|tidy|streamline|"
+            "generalise|readability|readable|maintainability|split|move|tidy|streamline|"
             "abstraction|helper functions|shared module|separate module|own module|"
             "into a class|into a function|into functions|into modules|reusable|"
             "hard coded|hardcoded|magic numbers",
@@ -122,7 +123,7 @@ TYPE_CUES: dict[TaskType, tuple[tuple[float, str], ...]] = {
             "feature|new endpoint|new command|new subcommand|ability to|allow users|"
             "let users|users can|support for|add support|new option|new flag|new page|"
             "new field|new column|new api|new screen|users want|want to be able|"
-            "should be able|work offline",
+            "should be able|work offline|should accept|should support|should allow|should let",
         ),
         (
             2,
@@ -209,8 +210,8 @@ TYPE_CUES: dict[TaskType, tuple[tuple[float, str], ...]] = {
             "implementation plan|migration plan|rollout plan|prioritize|prioritise|"
             "work breakdown|task list|list the steps|outline the steps|phases|sprint|backlog|"
             "epic|epics|rollout|phased|break this down|break it down|into tasks|subtasks|"
-            "tickets|turn this into|how long would|how long will|how long does|write the plan|"
-            "the plan|sequence",
+            "tickets|turn this into|turn that into|turn it into|how long would|how long will|"
+            "how long does|write the plan|the plan|sequence",
         ),
         (2, "estimate|timeline|steps|outline|schedule|stages|order of|sequence|deadline"),
         (1, "tasks|first|next|rollback"),
@@ -321,7 +322,7 @@ OBJECT_TYPES: dict[str, TaskType] = {
     **dict.fromkeys(
         words(
             "typo typos spelling misspelling whitespace indentation capitalization wording "
-            "punctuation"
+            "punctuation warning warnings lint clippy"
         ),
         "simple_edit",
     ),
@@ -390,7 +391,7 @@ COMPLEXITY_CUES: tuple[tuple[float, str], ...] = (
         "offline|conflict handling|conflict resolution|service worker|multi tenancy|"
         "row level security|entry points|error isolation|schema evolution|event sourced|"
         "across the workspace|across the codebase|external customers|must not break|"
-        "double charging|plugin boundary|coverage",
+        "double charging|plugin boundary",
     ),
     (
         0.1,
@@ -421,7 +422,7 @@ COMPLEXITY_CUES: tuple[tuple[float, str], ...] = (
         "queue|integration|pagination|timeout|timeouts|network|http|sql|interface|trait|macro|"
         "macros|recursion|recursive|edge cases|error handling|logging|config|configuration|"
         "modules|components|endpoints|workflow|ci|docker|kubernetes|regression|flaky|deploy|"
-        "deployment|retry logic|safely|safe|keep the signature|without breaking|must not",
+        "deployment|retry logic|safely|safe|keep the signature|without breaking|must not|coverage",
     ),
     (
         0.08,
@@ -508,7 +509,7 @@ CRITICAL_CUES: dict[str, str] = {
         "api contract|semver|sdk|api versioning|public endpoint|public endpoints|"
         "exported api|versioned api|api compatibility|public rest api|public go sdk|public sdk|"
         "published crate|published package|published library|external customers|"
-        "must not break|exported"
+        "must not break|exported|api clients|api consumers|existing clients"
     ),
 }
 # A migration is a database migration unless it moves from, to or of something else ("the
@@ -524,7 +525,6 @@ DATA_WORDS = frozenset(
         "records rows data"
     )
 )
-CRITICAL_COMPLEXITY = 0.08
 
 # -- verbs that start an action, for splitting "fix X and add Y" --------------------------
 ACTION_VERBS = frozenset(
