@@ -13,6 +13,7 @@ from pathlib import Path
 
 from forge.fanout.answers import Answer, Status
 from forge.fanout.comparison import MATRIX_LIMIT, compare
+from forge.providers.client import _origin
 from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 
@@ -383,3 +384,67 @@ def test_no_two_answers_agree_means_no_consensus() -> None:
     found = compare(answered(["alpha beta gamma", "delta epsilon zeta", "eta theta iota"]))
     assert not found.agreed and len(found.clusters) == 3
     assert compare(answered(["only one"])).agreed
+
+
+def test_empty_answers_are_left_out_and_never_form_the_consensus(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    names = ["e1", "e2", "e3", "r1", "r2"]
+    for name in names[:3]:
+        fake.script(f"{name}-1", Reply(text="  \n ... \n"))
+    fake.script("r1-1", Reply(text=AGREE[0]))
+    fake.script("r2-1", Reply(text=AGREE[1]))
+    config = write(tmp_path, fanout_config(fake.url, names))
+    data = fanout_json("Capital?", "-m", ",".join(names), "--config", str(config))
+    comparison = data["comparison"]
+    assert isinstance(comparison, dict)
+    assert comparison["consensus"] in ("r1", "r2") and comparison["consensus_reason"] is None
+    assert comparison["empty"] == ["e1", "e2", "e3"]
+    assert comparison["compared"] == ["r1", "r2"]
+    assert all(k not in comparison["outside_consensus"] for k in ("r1", "r2"))
+    terminal = run_forge("fanout", "--show", str(data["run_id"]))
+    assert "Left out as empty (no words): e1, e2, e3" in terminal.stdout
+    assert "(empty: left out of the comparison)" in terminal.stdout
+    only_empty = compare(answered(["", "  ", "?!"]))
+    assert only_empty.keys == () and only_empty.consensus is None
+    assert only_empty.empty == ("k000", "k001", "k002") and only_empty.reason == "no_answers"
+
+
+def test_two_clusters_of_the_same_size_mean_no_majority(fake: FakeProvider, tmp_path: Path) -> None:
+    found = compare(answered([AGREE[0], DISAGREE[0], AGREE[1], DISAGREE[0] + " Really."]))
+    assert [len(c.members) for c in found.clusters] == [2, 2]
+    assert found.tied and found.consensus is None and found.reason == "no_majority"
+    assert found.reference is not None and found.diffs
+    lonely = compare(answered(["alpha beta gamma", "delta epsilon zeta"]))
+    assert lonely.consensus is None and lonely.reason == "no_agreement"
+
+    names = ["p1", "p2", "l1", "l2"]
+    texts = [AGREE[0], AGREE[1], DISAGREE[0], DISAGREE[0] + " Really."]
+    for name, text in zip(names, texts, strict=True):
+        fake.script(f"{name}-1", Reply(text=text))
+    config = write(tmp_path, fanout_config(fake.url, names))
+    data = fanout_json("Capital?", "-m", ",".join(names), "--config", str(config))
+    comparison = data["comparison"]
+    assert isinstance(comparison, dict)
+    assert comparison["consensus"] is None and comparison["consensus_reason"] == "no_majority"
+    assert comparison["reference"] in names
+    terminal = run_forge("fanout", "--show", str(data["run_id"]))
+    assert "No majority: the two largest clusters have 2 of 4 answers each" in terminal.stdout
+    assert "Consensus:" not in terminal.stdout
+    markdown = run_forge("fanout", "--show", str(data["run_id"]), "--markdown").stdout
+    assert "No majority" in markdown and "Reference answer (not a consensus)" in markdown
+    only = run_forge("fanout", "--show", str(data["run_id"]), "--show", "consensus")
+    assert only.stdout == "" and "No majority" in only.stderr
+
+
+def test_a_proxy_on_an_ipv6_base_url_does_not_break_the_client(tmp_path: Path) -> None:
+    assert _origin("http://[::1]:8080/v1") == "http://[::1]:8080"
+    assert _origin("https://api.example.com/v1") == "https://api.example.com"
+    text = fanout_config("http://[::1]:9", ["six"]).replace(
+        '/v1"\n', '/v1"\nproxy = "http://127.0.0.1:9"\n', 1
+    )
+    assert 'proxy = "http://127.0.0.1:9"' in text
+    config = write(tmp_path, text)
+    done = run_forge("fanout", "hi", "-m", "six", "--attempts", "1", "--config", str(config))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 4, done.stderr

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from forge.fanout.answers import Answer, Status
+from forge.fanout.batch import BatchPrompt, Grade, grade
 from forge.fanout.stats import mcnemar_exact, percentile, wilson_interval
-from forge.testing.fake_provider import FakeProvider, Reply
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 from tests.test_fanout import fanout_config, write
 
@@ -102,3 +108,117 @@ def test_statistics() -> None:
     assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert percentile([5.0], 0.95) == 5.0 and percentile([], 0.5) is None
+
+
+def test_untrusted_lines_are_refused_before_any_call(tmp_path: Path, fake: FakeProvider) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["alpha"]))
+    prompts = tmp_path / "prompts.jsonl"
+    bad = [
+        ({"prompt": "p", "test": 5}, '"test" must be a string'),
+        ({"prompt": "p", "test": "python 'check.py"}, '"test" is not a valid command line'),
+        ({"prompt": "p", "system": 5}, '"system" must be a string'),
+        ({"prompt": "p", "id": ["x"]}, '"id" must be a string'),
+        ({"prompt": "p", "expected": ""}, '"expected" must be a non-empty string'),
+        ({"prompt": "p", "expected": 42}, '"expected" must be a non-empty string'),
+    ]
+    for line, message in bad:
+        prompts.write_text(json.dumps({"prompt": "fine"}) + "\n" + json.dumps(line) + "\n")
+        done = run_forge("fanout", "--input", str(prompts), "-m", "alpha", "-c", str(config))
+        assert done.returncode == 2, (line, done.stderr)
+        assert "prompts.jsonl:2" in done.stderr and message in done.stderr, done.stderr
+    assert fake.requests_for("alpha-1") == [], "no model was asked"
+
+
+def test_files_stay_inside_the_scratch_folder(tmp_path: Path, fake: FakeProvider) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["alpha"]))
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    prompts = work / "prompts.jsonl"
+    outside = tmp_path / "x"
+    bad = [
+        {"prompt": "p", "test": "true", "file": "../../x"},
+        {"prompt": "p", "test": "true", "file": str(outside)},
+        {"prompt": "p", "test": "true", "files": ["../../x"]},
+        {"prompt": "p", "test": "true", "files": ["/etc/hostname"]},
+        {"prompt": "p", "test": "true", "file": "sub/../../x"},
+    ]
+    fake.script("alpha-1", Reply(text="```python\nprint('pwned')\n```"))
+    for line in bad:
+        prompts.write_text(json.dumps(line) + "\n")
+        done = run_forge("fanout", "--input", str(prompts), "-m", "alpha", "-c", str(config))
+        assert done.returncode == 2, (line, done.stderr)
+        assert "prompts.jsonl:1" in done.stderr and "test folder" in done.stderr, done.stderr
+    assert not outside.exists(), "nothing was written outside the scratch folder"
+    assert fake.requests_for("alpha-1") == []
+
+
+def test_a_test_command_that_does_not_parse_is_a_failing_grade(tmp_path: Path) -> None:
+    answer = Answer("1/alpha", "alpha", "fake", "alpha-1", status=Status.OK, pieces=["x = 1"])
+    broken = BatchPrompt(0, "1", "p", test="python 'check.py", base=tmp_path)
+    assert grade(broken, answer) == Grade(
+        False, "the test command does not parse: No closing quotation"
+    )
+    outside = BatchPrompt(0, "1", "p", test="true", file="../x", base=tmp_path)
+    assert grade(outside, answer).passed is False
+    assert not (tmp_path.parent / "x").exists()
+
+
+def test_a_batch_the_budget_refused_entirely_exits_3(tmp_path: Path, fake: FakeProvider) -> None:
+    text = fanout_config(fake.url, [], extra="\n[cost]\ndaily_budget_usd = 0.05\n")
+    text += (
+        '\n[models.pricey]\nprovider = "fake"\nid = "pricey-1"\ninput_price = 100000\n'
+        "output_price = 100000\nmax_output_tokens = 1000\n"
+    )
+    config = write(tmp_path, text)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "2 + 2?", "expected": "4"}) + "\n")
+    done = run_forge("fanout", "--input", str(prompts), "-m", "pricey", "-c", str(config))
+    assert done.returncode == 3, done.stderr
+    assert fake.requests_for("pricey-1") == []
+    fake.script("down-1", Reply(fault=Fault.NOT_FOUND))
+    config = write(tmp_path, fanout_config(fake.url, ["down"]))
+    done = run_forge("fanout", "--input", str(prompts), "-m", "down", "-c", str(config))
+    assert done.returncode == 4, done.stderr
+
+
+def test_ctrl_c_while_grading_keeps_what_was_graded_and_exits_130(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    marker = tmp_path / "slow-started"
+    (tmp_path / "slow.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(60)\n"
+    )
+    prompts = tmp_path / "prompts.jsonl"
+    lines = [
+        {"id": "quick", "prompt": "2 + 2?", "expected": "4"},
+        {"id": "slow", "prompt": "Code?", "test": "python slow.py", "files": ["slow.py"]},
+    ]
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fake.script("alpha-1", Reply(text="4"))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha"]))
+    command = [sys.executable, "-m", "forge", "fanout", "--input", str(prompts), "-m", "alpha"]
+    process = subprocess.Popen(
+        [*command, "--json", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the slow test started"
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10, "the running test was stopped, not waited for"
+    assert process.returncode == 130, stderr
+    data = json.loads(stdout)
+    assert data["interrupted"] is True
+    grades = {a["key"]: a["grade"] for a in data["answers"]}
+    assert grades["quick/alpha"] == {"passed": True, "detail": "expected answer found"}
+    assert grades["slow/alpha"] == {"passed": None, "detail": "interrupted before it was graded"}
+    (row,) = data["leaderboard"]
+    assert (row["graded"], row["passed"]) == (1, 1)
+    shown = run_forge("fanout", "--show", data["run_id"])
+    assert "Interrupted while grading: 1 answers were left ungraded" in shown.stdout

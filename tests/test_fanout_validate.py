@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from forge.testing.fake_provider import FakeProvider, Reply
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 from tests.test_fanout import write
 
@@ -132,3 +132,61 @@ def test_no_passing_candidate_exits_1_and_validate_needs_a_target(
     missing = run_forge(*base, "--validate")
     assert missing.returncode == 2 and "--target FILE" in missing.stderr
     assert len(fake.requests_for("naive-1")) == 1, "the usage error came before any call"
+
+
+def test_validate_exits_4_when_no_model_answered_and_3_when_the_budget_refused_all(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("naive-1", Reply(fault=Fault.NOT_FOUND))
+    tests = tmp_path / "test_wordcount.py"
+    tests.write_text(TESTS, encoding="utf-8")
+    text = config_for(fake.url) + "\n[cost]\ndaily_budget_usd = 0.05\n"
+    text += (
+        '\n[models.pricey]\nprovider = "fake"\nid = "pricey-1"\ninput_price = 100000\n'
+        "output_price = 100000\nmax_output_tokens = 1000\n"
+    )
+    config = write(tmp_path, text)
+    base = ("fanout", "wc", "--validate", "--tests", str(tests), "--config", str(config))
+    unreachable = run_forge(*base, "-m", "naive")
+    assert unreachable.returncode == 4, unreachable.stderr
+    refused = run_forge(*base, "-m", "pricey")
+    assert refused.returncode == 3, refused.stderr
+    assert fake.requests_for("pricey-1") == []
+
+
+def test_lint_findings_in_the_users_test_file_do_not_fail_a_candidate(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "wc"\nversion = "0"\n\n[tool.ruff.lint]\nselect = ["I", "F"]\n'
+    )
+    target = project / "wordcount.py"
+    target.write_text("def word_count(text):\n    raise NotImplementedError\n")
+    tests = tmp_path / "test_wordcount.py"
+    # Imports out of order (ruff's I001), in the user's test file, not in the answer.
+    unsorted = "import sys\nimport os\n\n" + TESTS + "\n\nassert os.sep and sys.argv\n"
+    tests.write_text(unsorted, encoding="utf-8")
+    fake.script("dear-1", Reply(text=CANDIDATES["dear"][1]))
+    config = write(tmp_path, config_for(fake.url))
+    done = run_forge(
+        "fanout",
+        "Implement word_count.",
+        "-m",
+        "dear",
+        "--validate",
+        "--target",
+        str(target),
+        "--tests",
+        str(tests),
+        "--json",
+        "--config",
+        str(config),
+    )
+    assert done.returncode == 0, done.stderr
+    (only,) = json.loads(done.stdout)["candidates"]
+    assert only["status"] == "passed" and only["tests_passed"] == 3, only
+    assert only["failed_checks"] == [] and only["test_file_findings"] >= 1
+    assert "findings in the test file (not counted)" in only["summary"]
+    assert tests.read_text() == unsorted, "the user's test file is untouched"

@@ -317,16 +317,23 @@ def _plain_line(answer: Answer) -> None:
 
 def _exit_code(report: Report) -> int:
     from forge.errors import ExitCode
-    from forge.fanout.answers import Status
 
     run = report.run
     if run.interrupted:
         return int(ExitCode.INTERRUPTED)
+    if not run.answered():  # before --validate: no answer is not a failed candidate
+        return int(_no_answer_exit(run.answers))
     if report.candidates is not None and not any(c.status == "passed" for c in report.candidates):
         return int(ExitCode.FAILED)
-    if run.answered():
-        return int(ExitCode.OK)
-    if run.answers and all(a.status is Status.REFUSED for a in run.answers):
+    return int(ExitCode.OK)
+
+
+def _no_answer_exit(answers: list[Answer]) -> int:
+    """3 when the budget refused every call, 4 when no model answered for any other reason."""
+    from forge.errors import ExitCode
+    from forge.fanout.answers import Status
+
+    if answers and all(a.status is Status.REFUSED for a in answers):
         return int(ExitCode.BUDGET)
     return int(ExitCode.UNREACHABLE)
 
@@ -404,7 +411,9 @@ def _batch_exit(result: BatchResult) -> int:
 
     if result.interrupted:
         return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.OK if any(a.ok for a in result.answers) else ExitCode.UNREACHABLE)
+    if any(a.ok for a in result.answers):
+        return int(ExitCode.OK)
+    return _no_answer_exit(result.answers)
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -555,29 +564,17 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
     from rich.panel import Panel
     from rich.text import Text
 
+    from forge.fanout.report import headline, nothing_to_compare
+
     if not c.keys:
-        out.print("No answer arrived, so there is nothing to compare.")
+        out.print(Text(nothing_to_compare(c)))
         return
-    consensus = c.consensus
+    consensus = c.reference  # the consensus, or the reference when there is none
     assert consensus is not None
-    members = len(c.clusters[0].members)
-    if c.agreed:
-        out.print(
-            Text.assemble(
-                "Consensus: ",
-                (consensus, "bold"),
-                f" — {members} of {len(c.keys)} answers ({c.share:.0%}) agree "
-                f"(similarity ≥ {c.threshold:g})",
-            )
-        )
-    else:
-        out.print(
-            Text.assemble(
-                f"No consensus: no two answers reach similarity {c.threshold:g}; diffs are "
-                "against the most central answer, ",
-                (consensus, "bold"),
-            )
-        )
+    before, after = headline(c, "\0").split("\0", 1)
+    out.print(Text.assemble(before, (consensus, "bold"), after))
+    if c.empty:
+        out.print(Text(f"Left out as empty (no words): {', '.join(c.empty)}", style="yellow"))
     clusters = "  ".join("[" + ", ".join(cl.members) + "]" for cl in c.clusters)
     out.print(Text(f"Clusters: {clusters}"))
     if c.matrix is not None and 1 < len(c.keys) <= MATRIX_MAX_MODELS:
@@ -591,16 +588,18 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
         for key, diff in c.code.diffs.items():
             out.print(Text(f"code of {key} against {c.code.consensus}:", style="bold"))
             out.print(_diff_text(diff))
-    out.print(Panel(Text(report.answer(consensus).text), title=f"consensus answer: {consensus}"))
+    title = "consensus answer" if c.consensus else "reference answer (not a consensus)"
+    out.print(Panel(Text(report.answer(consensus).text), title=f"{title}: {consensus}"))
     outside = set(c.outside())
     for key, d in c.diffs.items():
         if view == "summary" and key not in outside:
             continue
         if view == "all":
             out.print(Panel(Text(report.answer(key).text), title=key))
-        out.print(Text(f"{key}: similarity {d.similarity:.2f} to the consensus", style="bold"))
+        against = "the consensus" if c.consensus else "the reference"
+        out.print(Text(f"{key}: similarity {d.similarity:.2f} to {against}", style="bold"))
         if not d.text:
-            out.print(Text("identical to the consensus", style="dim"))
+            out.print(Text(f"identical to {against}", style="dim"))
         else:
             out.print(_diff_text(d.text) if d.style == "lines" else _word_diff_text(d.text))
     hidden = len([k for k in c.diffs if k not in outside])
@@ -624,7 +623,8 @@ def _print_different(out: Console, report: Report) -> None:
             found = True
             d = c.diffs[key]
             out.print(Panel(Text(report.answer(key).text), title=f"{key} (outside the consensus)"))
-            out.print(Text(f"against the consensus ({c.consensus}):", style="bold"))
+            against = "the consensus" if c.consensus else "the reference, not a consensus"
+            out.print(Text(f"against {against} ({c.reference}):", style="bold"))
             out.print(_diff_text(d.text) if d.style == "lines" else _word_diff_text(d.text))
     if not found:
         out.print("Every answer that arrived is in the consensus.")
@@ -633,10 +633,16 @@ def _print_different(out: Console, report: Report) -> None:
 def _print_consensus_only(out: Console, report: Report) -> None:
     import sys
 
+    from forge.fanout.report import headline, nothing_to_compare
+
     comparisons = list(report.by_role.values()) if report.run.roles else [report.comparison]
     for c in comparisons:
         if c.consensus is not None:
             sys.stdout.write(report.answer(c.consensus).text.rstrip("\n") + "\n")
+        elif c.reference is None:
+            sys.stderr.write(nothing_to_compare(c) + "\n")
+        else:
+            sys.stderr.write(headline(c, c.reference) + "\n")
 
 
 def _matrix_table(c: Comparison) -> Table:
@@ -822,4 +828,12 @@ def _render_batch(result: BatchResult) -> None:
     if board.paired is not None:
         out.print(Text(board.paired.sentence()))
     if result.interrupted:
-        out.print("Interrupted: the answers that arrived are counted; the rest were cancelled.")
+        from forge.fanout.batch import INTERRUPTED
+
+        cut = sum(1 for g in result.grades.values() if g.detail == INTERRUPTED)
+        out.print(
+            f"Interrupted while grading: {cut} answers were left ungraded; the leaderboard "
+            "counts what was graded."
+            if cut
+            else "Interrupted: the answers that arrived are counted; the rest were cancelled."
+        )

@@ -11,9 +11,11 @@ that did not answer a graded prompt failed it.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +44,7 @@ from forge.validation.process import run as run_process
 DEFAULT_CONCURRENCY = 64
 TEST_TIMEOUT = 120.0
 SIGNIFICANCE = 0.05
+INTERRUPTED = "interrupted before it was graded"
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def read_prompts(path: Path) -> list[BatchPrompt]:
 
 
 def _prompt(data: Any, index: int, where: str, base: Path) -> BatchPrompt:
+    """One line, checked in full here so that a bad line stops the batch before any call."""
     if isinstance(data, str):
         return BatchPrompt(index, str(index + 1), data, base=base)
     if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
@@ -181,20 +185,57 @@ def _prompt(data: Any, index: int, where: str, base: Path) -> BatchPrompt:
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for key in ("system", "test", "file"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise UsageError(f'{where}: "{key}" must be a string')
+    ident = data.get("id", index + 1)
+    if isinstance(ident, bool) or not isinstance(ident, str | int):
+        raise UsageError(f'{where}: "id" must be a string')
+    expected = data.get("expected")
+    if expected is not None and (not isinstance(expected, str) or not normalise(expected)):
+        raise UsageError(f'{where}: "expected" must be a non-empty string')
+    test = data.get("test")
+    if test is not None:
+        try:
+            command = shlex.split(test)
+        except ValueError as exc:
+            raise UsageError(f'{where}: "test" is not a valid command line ({exc})') from None
+        if not command:
+            raise UsageError(f'{where}: "test" is empty')
     files = data.get("files", [])
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise UsageError(f'{where}: "files" must be a list of paths')
+    file = data.get("file") or "solution.py"
+    for name in [file, *files]:
+        _check_relative(name, where)
     return BatchPrompt(
         index=index,
-        id=str(data.get("id", index + 1)),
+        id=str(ident),
         prompt=data["prompt"],
-        expected=None if data.get("expected") is None else str(data["expected"]),
-        test=data.get("test"),
-        file=str(data.get("file", "solution.py")),
+        expected=expected,
+        test=test,
+        file=file,
         files=tuple(files),
         system=data.get("system"),
         base=base,
     )
+
+
+def _check_relative(name: str, where: str) -> None:
+    """`file` and `files` name places inside the scratch folder: nothing absolute, no `..` out."""
+    path = Path(name)
+    if not name.strip() or path.is_absolute() or path.drive:
+        raise UsageError(f"{where}: {name!r} must be a relative path inside the test folder")
+    normal = os.path.normpath(name)
+    if normal == os.curdir or normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise UsageError(f"{where}: {name!r} leads outside the test folder")
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Whether `folder / name`, resolved (symbolic links followed where they exist), stays in it."""
+    root = folder.resolve()
+    target = (root / name).resolve()
+    return target != root and target.is_relative_to(root)
 
 
 def run_batch(
@@ -226,10 +267,11 @@ def run_batch(
     )
     answers = [r.answer for r in requests]
     result = BatchResult(run_id, list(prompts), answers, {}, interrupted, duration)
-    result.grades = grade_all(prompts, answers)
+    result.grades, cut_short = grade_all(prompts, answers)
+    result.interrupted = interrupted or cut_short
     result.leaderboard = leaderboard(result, [t.alias for t in targets])
     run = FanoutRun(run_id, f"batch of {len(prompts)} prompts", settings, answers, started)
-    run.duration, run.interrupted = duration, interrupted
+    run.duration, run.interrupted = duration, result.interrupted
     RunStore(ledger.path).save(run, {"batch": batch_extras(result)})
     return result
 
@@ -264,14 +306,39 @@ def _progress_line(answer: Answer) -> None:
     sys.stdout.flush()
 
 
-def grade_all(prompts: Sequence[BatchPrompt], answers: Sequence[Answer]) -> dict[str, Grade]:
+def grade_all(
+    prompts: Sequence[BatchPrompt], answers: Sequence[Answer]
+) -> tuple[dict[str, Grade], bool]:
+    """Every answer's grade, and whether Ctrl-C cut the grading short.
+
+    On Ctrl-C the grades already given stay; running tests are stopped, and every answer not yet
+    graded gets an ungraded `interrupted` grade, so the leaderboard counts only what was graded.
+    """
     by_index = {p.index: p for p in prompts}
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        grades = pool.map(lambda a: grade(by_index[a.prompt_index], a), answers)
-        return {a.key: g for a, g in zip(answers, grades, strict=True)}
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=4)
+    futures = [pool.submit(grade, by_index[a.prompt_index], a, cancel) for a in answers]
+    try:
+        for future in futures:
+            future.result()
+    except KeyboardInterrupt:
+        finished = [f.done() and not f.cancelled() for f in futures]  # graded before Ctrl-C
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        grades = {
+            a.key: f.result() if done else _cut_short(by_index[a.prompt_index])
+            for a, f, done in zip(answers, futures, finished, strict=True)
+        }
+        return grades, True
+    pool.shutdown(wait=True)
+    return {a.key: f.result() for a, f in zip(answers, futures, strict=True)}, False
 
 
-def grade(prompt: BatchPrompt, answer: Answer) -> Grade:
+def _cut_short(prompt: BatchPrompt) -> Grade:
+    return Grade(None, INTERRUPTED if prompt.graded else "nothing to grade by")
+
+
+def grade(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None = None) -> Grade:
     if not prompt.graded:
         return Grade(None, "nothing to grade by")
     if not answer.ok:
@@ -280,28 +347,42 @@ def grade(prompt: BatchPrompt, answer: Answer) -> Grade:
         wanted = " ".join(normalise(prompt.expected))
         found = f" {wanted} " in f" {' '.join(normalise(answer.text))} "
         return Grade(found, "expected answer found" if found else "expected answer not found")
-    return _run_test(prompt, answer)
+    return _run_test(prompt, answer, cancel)
 
 
-def _run_test(prompt: BatchPrompt, answer: Answer) -> Grade:
+def _run_test(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None = None) -> Grade:
     assert prompt.test is not None
     blocks = extract_blocks(answer.text)
     code = max(blocks, key=lambda b: len(b.source)).source if blocks else answer.text
+    try:
+        command = shlex.split(prompt.test)
+    except ValueError as exc:
+        return Grade(False, f"the test command does not parse: {exc}")
+    if not command:
+        return Grade(False, "the test command is empty")
     with tempfile.TemporaryDirectory(prefix="forge-batch-") as scratch:
         folder = Path(scratch)
+        for name in (*prompt.files, prompt.file):
+            if Path(name).is_absolute() or not _inside(folder, name):
+                return Grade(False, f"{name}: outside the test folder")
         for name in prompt.files:
             source = (prompt.base or Path.cwd()) / name
             if not source.is_file():
                 return Grade(False, f"{name}: listed in files but not found")
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, folder / name)
-        (folder / prompt.file).parent.mkdir(parents=True, exist_ok=True)
-        (folder / prompt.file).write_text(code.rstrip("\n") + "\n", encoding="utf-8")
-        env = {"FORGE_ANSWER_FILE": str(folder / prompt.file)}
+        answer_file = folder / prompt.file
+        if not _inside(folder, prompt.file):  # a listed file may be a link leading out
+            return Grade(False, f"{prompt.file}: outside the test folder")
+        answer_file.parent.mkdir(parents=True, exist_ok=True)
+        answer_file.write_text(code.rstrip("\n") + "\n", encoding="utf-8")
+        env = {"FORGE_ANSWER_FILE": str(answer_file)}
         try:
-            out = run_process(shlex.split(prompt.test), folder, TEST_TIMEOUT, env, None)
-        except OSError as exc:
+            out = run_process(command, folder, TEST_TIMEOUT, env, cancel)
+        except (OSError, ValueError) as exc:
             return Grade(False, f"the test could not start: {exc}")
+    if cancel is not None and cancel.is_set() and out.exit_code is None:
+        return Grade(None, INTERRUPTED)
     if out.timed_out:
         return Grade(False, f"the test ran past {TEST_TIMEOUT:g}s")
     if out.exit_code == 0:

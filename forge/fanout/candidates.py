@@ -26,7 +26,7 @@ from forge.fanout.answers import Answer
 from forge.fanout.code import extract_blocks
 from forge.validation.runner import Options, validate
 from forge.validation.tree import list_files, repository_root
-from forge.validation.types import Stage, Status, ValidationReport
+from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
 
 LANGUAGES = {".py": {"python", ""}, ".rs": {"rust", ""}}
 DEFAULT_MODULE = "solution"
@@ -55,6 +55,8 @@ class CandidateResult:
     failed_checks: tuple[str, ...] = ()
     tests_ok: bool = False
     cost_usd: Decimal | None = None
+    # Lint findings in the user's test file copied in by --tests: reported, never counted.
+    test_file_findings: int = 0
 
     def rank_key(self, position: int) -> tuple[Any, ...]:
         cost = self.cost_usd if self.cost_usd is not None else Decimal("Infinity")
@@ -81,6 +83,7 @@ class CandidateResult:
             "failed_checks": list(self.failed_checks),
             "tests_ok": self.tests_ok,
             "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
+            "test_file_findings": self.test_file_findings,
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class CandidateResult:
             failed_checks=tuple(data["failed_checks"]),
             tests_ok=data["tests_ok"],
             cost_usd=None if data["cost_usd"] is None else Decimal(data["cost_usd"]),
+            test_file_findings=data.get("test_file_findings", 0),
         )
 
 
@@ -164,7 +168,7 @@ def try_candidates(
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         found = pool.map(lambda code: _validate(code, workspace, settings), distinct)
         reports = dict(zip(distinct, found, strict=True))
-    results = [_result(a, codes[a.key], reports) for a in answers]
+    results = [_result(a, codes[a.key], reports, workspace.tests_at) for a in answers]
     order = {a.key: i for i, a in enumerate(answers)}
     return sorted(results, key=lambda r: r.rank_key(order[r.key]))
 
@@ -202,7 +206,10 @@ def _prepare(scratch: Path, workspace: Workspace, code: str) -> None:
 
 
 def _result(
-    answer: Answer, code: str | None, reports: dict[str, ValidationReport | str]
+    answer: Answer,
+    code: str | None,
+    reports: dict[str, ValidationReport | str],
+    tests_at: str | None = None,
 ) -> CandidateResult:
     if code is None:
         return CandidateResult(
@@ -213,25 +220,45 @@ def _result(
         return CandidateResult(answer.key, answer.alias, "error", report, cost_usd=answer.cost_usd)
     tests = [r for r in report.results if r.stage is Stage.TEST]
     tests_ok = bool(tests) and all(r.status is Status.PASSED for r in tests)
+    # The user's own test file is not the candidate's to fix: its lint findings are set aside.
+    theirs = {i: _test_file_findings(r, tests_at) for i, r in enumerate(report.results)}
+    excused = {i for i, r in enumerate(report.results) if theirs[i] and _only(r, theirs[i])}
+    failed = tuple(r.name for i, r in enumerate(report.results) if not r.ok and i not in excused)
     return CandidateResult(
         answer.key,
         answer.alias,
-        "passed" if report.passed and (tests_ok or not tests) else "failed",
-        _summary(report),
+        "passed" if not failed and (tests_ok or not tests) else "failed",
+        _summary(report, theirs),
         tests_passed=sum(r.count("passed") for r in tests),
         tests_failed=sum(r.count("failed") + r.count("error") for r in tests),
-        failed_checks=tuple(r.name for r in report.results if not r.ok),
+        failed_checks=failed,
         tests_ok=tests_ok,
         cost_usd=answer.cost_usd,
+        test_file_findings=sum(theirs.values()),
     )
 
 
-def _summary(report: ValidationReport) -> str:
+def _test_file_findings(result: ValidatorResult, tests_at: str | None) -> int:
+    """How many of a lint result's findings are in the test file copied in by --tests."""
+    if tests_at is None or result.stage is not Stage.LINT:
+        return 0
+    return sum(1 for d in result.diagnostics if d.file == tests_at)
+
+
+def _only(result: ValidatorResult, theirs: int) -> bool:
+    """Whether a failed lint result failed only through findings in the copied test file."""
+    return result.status is Status.FAILED and theirs == len(result.diagnostics)
+
+
+def _summary(report: ValidationReport, theirs: dict[int, int]) -> str:
     parts = []
-    for r in report.results:
+    for i, r in enumerate(report.results):
+        mine = len(r.diagnostics) - theirs.get(i, 0)
         if r.stage is Stage.TEST and r.tests:
             parts.append(f"{r.name}: {r.count('passed')} passed, {r.count('failed')} failed")
-        elif not r.ok:
-            detail = f"{len(r.diagnostics)} findings" if r.diagnostics else (r.reason or "")
+        elif not r.ok and (mine or not r.diagnostics):
+            detail = f"{mine} findings" if r.diagnostics else (r.reason or "")
             parts.append(f"{r.name}: {r.status.value}" + (f" ({detail})" if detail else ""))
+        if theirs.get(i):
+            parts.append(f"{r.name}: {theirs[i]} findings in the test file (not counted)")
     return "; ".join(parts) or "every check passed"

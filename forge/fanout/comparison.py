@@ -9,7 +9,12 @@ which keeps a thousand identical answers cheap.
 Each cluster gathers every answer at least `threshold` similar to its founding answer, founders
 taken from the most central answer down (central: most similar, on average, to all the others).
 The consensus is the most central member of the largest cluster; its share is that cluster's
-size over the answers compared.
+size over the answers compared. When the two largest clusters are the same size there is no
+majority and no consensus: diffs are then against the `reference`, the most central member of the
+cluster listed first, which no reader should take for a consensus.
+
+Answers that arrived but hold no words (empty, or only punctuation and spacing) are `empty`: left
+out of the comparison, so that blank replies can never agree with one another into a consensus.
 """
 
 from __future__ import annotations
@@ -67,12 +72,34 @@ class Comparison:
     threshold: float
     clusters: tuple[Cluster, ...] = ()  # largest first
     matrix: tuple[tuple[float, ...], ...] | None = None  # None past MATRIX_LIMIT distinct answers
-    diffs: dict[str, Diff] = field(default_factory=dict)
+    diffs: dict[str, Diff] = field(default_factory=dict)  # against the reference
     code: CodeComparison | None = None
+    empty: tuple[str, ...] = ()  # answers that arrived with no words: left out, never agreeing
+
+    @property
+    def reference(self) -> str | None:
+        """The answer diffs are against: the consensus when there is one."""
+        return self.clusters[0].center if self.clusters else None
+
+    @property
+    def tied(self) -> bool:
+        """Whether the two largest clusters are the same size: no majority, no consensus."""
+        return len(self.clusters) > 1 and len(self.clusters[0].members) == len(
+            self.clusters[1].members
+        )
 
     @property
     def consensus(self) -> str | None:
-        return self.clusters[0].center if self.clusters else None
+        return None if self.tied else self.reference
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no consensus (None when there is one)."""
+        if not self.clusters:
+            return "no_answers"
+        if not self.tied:
+            return None
+        return "no_agreement" if len(self.clusters[0].members) == 1 else "no_majority"
 
     @property
     def share(self) -> float:
@@ -108,13 +135,15 @@ def similarity(a: Sequence[str], b: Sequence[str]) -> float:
 
 
 def compare(answers: Sequence[Answer], threshold: float = DEFAULT_THRESHOLD) -> Comparison:
-    """Compare the answers that arrived (status ok); the others take no part."""
-    arrived = [a for a in answers if a.ok]
+    """Compare the answers that arrived (status ok) with words in them; the others take no part."""
+    words = {a.key: normalise(a.text) for a in answers if a.ok}
+    empty = tuple(k for k, w in words.items() if not w)
+    arrived = [a for a in answers if a.ok and words[a.key]]
     keys = tuple(a.key for a in arrived)
     if not arrived:
-        return Comparison(keys, threshold)
+        return Comparison(keys, threshold, empty=empty)
     texts = {a.key: a.text for a in arrived}
-    words = {a.key: normalise(a.text) for a in arrived}
+    words = {k: words[k] for k in keys}
     distinct = list(dict.fromkeys(words.values()))
     if len(distinct) <= MATRIX_LIMIT:
         matrix = _matrix(keys, words, distinct)
@@ -122,14 +151,14 @@ def compare(answers: Sequence[Answer], threshold: float = DEFAULT_THRESHOLD) -> 
     else:
         matrix = None
         clusters = _clusters_by_founders(keys, words, threshold)
-    consensus = clusters[0].center
+    consensus = clusters[0].center  # the reference: the consensus unless the top clusters tie
     diffs = {
         key: _diff(texts[consensus], texts[key], key, similarity(words[consensus], words[key]))
         for key in keys
         if key != consensus
     }
     code = _compare_code(keys, texts, consensus)
-    return Comparison(keys, threshold, clusters, matrix, diffs, code)
+    return Comparison(keys, threshold, clusters, matrix, diffs, code, empty)
 
 
 def _matrix(

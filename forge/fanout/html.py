@@ -13,7 +13,15 @@ from html import escape
 
 from forge.fanout.answers import Answer
 from forge.fanout.comparison import Comparison
-from forge.fanout.report import Report, code_summary, seconds, summary_line, usd
+from forge.fanout.report import (
+    Report,
+    code_summary,
+    headline,
+    nothing_to_compare,
+    seconds,
+    summary_line,
+    usd,
+)
 
 HEAT_MAP_MAX = 60  # answers; a larger matrix is unreadable as a page
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"
@@ -121,13 +129,15 @@ def _models_table(answers: list[Answer]) -> str:
 def _comparison(report: Report, c: Comparison, answers: list[Answer]) -> list[str]:
     out = ["<h2>Agreement</h2>"]
     if not c.keys:
-        return [*out, "<p>No answer arrived, so there is nothing to compare.</p>"]
+        return [*out, f"<p>{escape(nothing_to_compare(c))}</p>"]
     consensus = c.consensus
-    out.append(
-        f"<p>Consensus: <strong>{escape(consensus or '-')}</strong>, with "
-        f"{len(c.clusters[0].members)} of {len(c.keys)} answers ({c.share:.0%}) in its cluster "
-        f"(similarity at least {c.threshold:g}).</p>"
-    )
+    reference = c.reference or "-"
+    before, after = headline(c, "\0").split("\0", 1)
+    out.append(f"<p>{escape(before)}<strong>{escape(reference)}</strong>{escape(after)}</p>")
+    if c.empty:
+        out.append(
+            f'<p class="note">Left out as empty (no words): {escape(", ".join(c.empty))}</p>'
+        )
     clusters = "".join(f"<li>{escape(', '.join(cl.members))}</li>" for cl in c.clusters)
     out.append(f"<p>Clusters:</p><ol>{clusters}</ol>")
     out.append(_heat_map(c))
@@ -137,13 +147,14 @@ def _comparison(report: Report, c: Comparison, answers: list[Answer]) -> list[st
         out += ["<h2>Code</h2>", f"<p>{escape(code_summary(c))}</p>"]
         for key, diff in c.code.diffs.items():
             out += [f"<h3>{escape(key)} against {escape(c.code.consensus)}</h3>", _diff(diff)]
-    out.append("<h2>Diffs against the consensus</h2>")
+    against = "the consensus" if consensus else f"the reference ({reference}), not a consensus"
+    out.append(f"<h2>Diffs against {escape(against)}</h2>")
     for key, d in c.diffs.items():
         out.append(
             f'<h3>{escape(key)} <span class="note">similarity {d.similarity:.2f}</span></h3>'
         )
         if not d.text:
-            out.append('<p class="note">Identical to the consensus.</p>')
+            out.append(f'<p class="note">Identical to {escape(against)}.</p>')
         else:
             out.append(_diff(d.text) if d.style == "lines" else _word_diff(d.text))
     return out

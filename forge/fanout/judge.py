@@ -284,5 +284,9 @@ def _cost(spent: Sequence[Completion]) -> Decimal | None:
 
 def _fallback(model: str, fallback: str | None, note: str, spent: Sequence[Completion]) -> Verdict:
     raw = spent[-1].text if spent else ""
-    reason = "the consensus answer, because the judge gave no usable verdict"
+    reason = (
+        "the consensus answer, because the judge gave no usable verdict"
+        if fallback is not None
+        else "no answer chosen: the judge gave no usable verdict and the answers have no consensus"
+    )
     return Verdict(model, fallback, reason, valid=False, note=note, raw=raw, cost_usd=_cost(spent))

@@ -8,7 +8,7 @@ from typing import Any
 
 from forge.fanout.answers import Answer, FanoutRun, Status
 from forge.fanout.candidates import CandidateResult
-from forge.fanout.comparison import DEFAULT_THRESHOLD, Comparison, compare
+from forge.fanout.comparison import DEFAULT_THRESHOLD, Comparison, compare, normalise
 from forge.fanout.judge import Synthesis, Verdict
 from forge.fanout.store import SavedRun
 
@@ -128,6 +128,9 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "threshold": c.threshold,
         "compared": list(c.keys),
         "consensus": c.consensus,
+        "consensus_reason": c.reason,
+        "reference": c.reference,
+        "empty": list(c.empty),
         "share": round(c.share, 4),
         "agreed": c.agreed,
         "clusters": [list(cluster.members) for cluster in c.clusters],
@@ -203,20 +206,14 @@ def _markdown_table(answers: list[Answer]) -> list[str]:
 
 def _markdown_comparison(report: Report, c: Comparison, level: int) -> list[str]:
     if not c.keys:
-        return ["No answer arrived, so there is nothing to compare."]
+        return [nothing_to_compare(c)]
     hashes = "#" * level
-    consensus = c.consensus
-    assert consensus is not None
-    headline = (
-        f"Consensus: **{consensus}**, with {len(c.clusters[0].members)} of {len(c.keys)} "
-        f"answers ({c.share:.0%}) in its cluster (similarity at least {c.threshold:g})."
-        if c.agreed
-        else f"No consensus: no two answers reach similarity {c.threshold:g}; diffs are "
-        f"against the most central answer, **{consensus}**."
-    )
+    reference = c.reference
+    assert reference is not None
     out = [
-        headline,
+        headline(c, f"**{reference}**"),
         "",
+        *([f"Left out as empty (no words): {', '.join(c.empty)}.", ""] if c.empty else []),
         "Clusters: " + "; ".join("[" + ", ".join(cl.members) + "]" for cl in c.clusters),
         "",
     ]
@@ -227,7 +224,8 @@ def _markdown_comparison(report: Report, c: Comparison, level: int) -> list[str]
         for key, row in zip(c.keys, c.matrix, strict=True):
             out.append(f"| {_cell(key)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
         out.append("")
-    out += [f"{hashes} Consensus answer ({consensus})", "", report.answer(consensus).text, ""]
+    title = "Consensus answer" if c.consensus else "Reference answer (not a consensus)"
+    out += [f"{hashes} {title} ({reference})", "", report.answer(reference).text, ""]
     if c.code is not None:
         out += [f"{hashes} Code", "", code_summary(c), ""]
         for key, diff in c.code.diffs.items():
@@ -235,7 +233,7 @@ def _markdown_comparison(report: Report, c: Comparison, level: int) -> list[str]
     for key, d in c.diffs.items():
         out += [f"{hashes} {key} (similarity {d.similarity:.2f})", ""]
         if not d.text:
-            out += ["Identical to the consensus.", ""]
+            out += [f"Identical to the {'consensus' if c.consensus else 'reference'}.", ""]
         elif d.style == "words":
             out += [d.text, ""]
         else:
@@ -268,6 +266,32 @@ def _markdown_extras(report: Report) -> list[str]:
     return out
 
 
+def headline(c: Comparison, reference: str) -> str:
+    """One sentence on the agreement; `reference` is the reference key as the output shows it."""
+    top = len(c.clusters[0].members)
+    if c.consensus is not None and c.agreed:
+        return (
+            f"Consensus: {reference}, with {top} of {len(c.keys)} answers ({c.share:.0%}) in its "
+            f"cluster (similarity at least {c.threshold:g})."
+        )
+    if c.reason == "no_majority":
+        return (
+            f"No majority: the two largest clusters have {top} of {len(c.keys)} answers each, so "
+            f"there is no consensus; diffs are against {reference}, the most central answer of "
+            "the first cluster listed."
+        )
+    return (
+        f"No consensus: no two answers reach similarity {c.threshold:g}; diffs are against the "
+        f"most central answer, {reference}."
+    )
+
+
+def nothing_to_compare(c: Comparison) -> str:
+    if c.empty:
+        return f"Every answer that arrived was empty ({', '.join(c.empty)}): nothing to compare."
+    return "No answer arrived, so there is nothing to compare."
+
+
 def code_summary(c: Comparison) -> str:
     code = c.code
     assert code is not None
@@ -298,7 +322,9 @@ def _run_notes(run: FanoutRun) -> list[str]:
 
 def summary_line(a: Answer) -> str:
     """What a table shows in its answer column: the first line, or the cause of a failure."""
-    if a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
+    if a.status is Status.OK and not normalise(a.text):
+        line = "(empty: left out of the comparison)"
+    elif a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
         line = a.first_line
     else:
         line = a.cause or ""

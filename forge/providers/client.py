@@ -873,5 +873,6 @@ def _is_local(url: str) -> bool:
 
 
 def _origin(url: str) -> str:
+    """`scheme://host[:port]`, the key of an httpx mount; an IPv6 host keeps its brackets."""
     parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
