@@ -23,10 +23,8 @@ from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 from tests.test_fanout import AGREE, DISAGREE, fanout_config, write
 
+# Never skipped: without Chromium these tests fail and say how to install it.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)"
-)
 # Requests Chromium makes on its own behalf, whatever the page.
 BROWSER_HOSTS = {
     "accounts.google.com",
@@ -93,7 +91,7 @@ def recorder() -> Iterator[RequestRecorder]:
 
 
 def dump_dom(page: Path, recorder: RequestRecorder, profile: Path) -> str:
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, "needs Debian's chromium: apt-get install -y chromium"
     done = subprocess.run(
         [
             CHROMIUM,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from textwrap import dedent
@@ -20,8 +19,6 @@ from forge.validation.rust import (
     summed_counts,
 )
 from forge.validation.types import TestResult
-
-pytestmark = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
 
 # Read at import, before the autouse fixture points HOME at a temporary folder: the rustup proxy
 # finds its toolchains through these.
