@@ -115,6 +115,8 @@ def test_deadline_marks_late_answers_and_keeps_what_arrived(
     assert str(by_key["slow"]["text"]).startswith("one two"), "what arrived is kept"
     assert "deadline" in str(by_key["asleep"]["cause"])
     assert data["deadline_passed"] is True
+    # The cut-off stream was charged in the ledger; the run's row says what it cost too.
+    assert by_key["slow"]["cost_usd"] not in (None, "0"), by_key["slow"]
 
 
 def test_budget_refusal_is_a_row_with_its_cause(fake: FakeProvider, tmp_path: Path) -> None:

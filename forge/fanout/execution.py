@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from forge.errors import ForgeError
@@ -94,8 +97,31 @@ async def execute(
             outcome.deadline_passed = timer.cancelled_caught
             watchers.cancel_scope.cancel()
     outcome.duration = time.monotonic() - started
+    await _charge_from_ledger(client, requests)
     _close_unfinished(requests, outcome, on_finish)
     return outcome
+
+
+async def _charge_from_ledger(client: ModelClient, requests: Sequence[Request]) -> None:
+    """Answers that did not finish (cut off, late, failed mid-stream) still cost what their
+    attempts were charged in the ledger; the run's totals must say so."""
+    if client.ledger is None or client.run_id is None:
+        return
+    open_keys = {r.answer.key for r in requests if r.answer.cost_usd is None}
+    if not open_keys:
+        return
+    rows = await anyio.to_thread.run_sync(
+        partial(client.ledger.attempts, limit=None, run_id=client.run_id)
+    )
+    charged: dict[str, Decimal] = {}
+    for row in rows:
+        if row.task_id in open_keys and row.cost_usd is not None and row.cost_usd > 0:
+            charged[row.task_id] = charged.get(row.task_id, Decimal(0)) + row.cost_usd
+    for request in requests:
+        answer = request.answer
+        if answer.key in charged:
+            answer.cost_usd = charged[answer.key]
+            answer.cost_source = "computed"
 
 
 async def watch_interrupts(
