@@ -667,18 +667,12 @@ def _heat(value: float) -> str:
 def _diff_text(diff: str) -> object:
     from rich.text import Text
 
+    from forge.fanout.comparison import diff_line_kind
+
+    styles = {"add": "green", "del": "red", "hunk": "cyan", "": ""}
     text = Text()
     for line in diff.splitlines():
-        style = (
-            "green"
-            if line.startswith("+") and not line.startswith("+++")
-            else "red"
-            if line.startswith("-") and not line.startswith("---")
-            else "cyan"
-            if line.startswith("@@")
-            else ""
-        )
-        text.append(line + "\n", style=style)
+        text.append(line + "\n", style=styles[diff_line_kind(line)])
     return text
 
 

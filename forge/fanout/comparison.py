@@ -267,6 +267,15 @@ def _diff(consensus: str, other: str, key: str, score: float) -> Diff:
     return Diff(key, score, "lines", "\n".join(lines))
 
 
+def diff_line_kind(line: str) -> str:
+    """ "add", "del", "hunk" or "" for one line of a unified diff (how every view colours it)."""
+    if line.startswith("+") and not line.startswith("+++"):
+        return "add"
+    if line.startswith("-") and not line.startswith("---"):
+        return "del"
+    return "hunk" if line.startswith("@@") else ""
+
+
 def word_diff(old: str, new: str) -> str:
     """`git diff --word-diff` style: [-removed-] and {+added+} inline."""
     a, b = old.split(), new.split()

@@ -12,7 +12,7 @@ from decimal import Decimal
 from html import escape
 
 from forge.fanout.answers import Answer
-from forge.fanout.comparison import Comparison
+from forge.fanout.comparison import Comparison, diff_line_kind
 from forge.fanout.report import (
     Report,
     code_summary,
@@ -199,15 +199,7 @@ def _answers_grid(answers: list[Answer], consensus: str | None) -> str:
 def _diff(text: str) -> str:
     lines = []
     for line in text.splitlines():
-        cls = (
-            "add"
-            if line.startswith("+") and not line.startswith("+++")
-            else "del"
-            if line.startswith("-") and not line.startswith("---")
-            else "hunk"
-            if line.startswith("@@")
-            else ""
-        )
+        cls = diff_line_kind(line)
         lines.append(f'<span class="{cls}">{escape(line)}</span>' if cls else escape(line))
     return '<pre class="diff">' + "\n".join(lines) + "</pre>"
 

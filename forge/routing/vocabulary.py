@@ -10,7 +10,7 @@ Single words are also matched in their inflected forms (crash, crashes, crashed,
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 
 def words(text: str) -> list[str]:
@@ -30,18 +30,7 @@ TaskType = Literal[
     "planning",
     "question",
 ]
-TYPES: tuple[TaskType, ...] = (
-    "simple_edit",
-    "bug_fix",
-    "refactor",
-    "feature",
-    "test",
-    "docs",
-    "review",
-    "architecture",
-    "planning",
-    "question",
-)
+TYPES: tuple[TaskType, ...] = get_args(TaskType)
 # Which type wins a tie: the more specific intent first, the catch-alls last.
 TIE_ORDER: tuple[TaskType, ...] = (
     "bug_fix",
