@@ -19,6 +19,7 @@ from forge.commands import init as init_cmd
 from forge.commands import logs as logs_cmd
 from forge.commands import models as models_cmd
 from forge.commands import route as route_cmd
+from forge.commands import run_milestone as run_milestone_cmd
 from forge.commands import validate as validate_cmd
 from forge.errors import ExitCode, ForgeError
 
@@ -75,6 +76,7 @@ app.command("logs")(logs_cmd.logs)
 app.command("cost")(cost_cmd.cost)
 app.command("fanout")(fanout_cmd.fanout)
 app.command("route")(route_cmd.route)
+app.command("run-milestone")(run_milestone_cmd.run_milestone)
 
 
 def main() -> None:

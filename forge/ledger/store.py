@@ -279,8 +279,8 @@ class Ledger:
                     "budget",
                     f"budget: this call may cost up to ${amount:.4f}; today's spend "
                     f"${spend.settled:.4f} plus ${spend.held:.4f} held by calls in flight "
-                    f"would reach ${after:.4f}, "
-                    f"over the daily stop threshold ${limits.day_stop}",
+                    f"would reach ${after:.4f}, over the daily stop threshold "
+                    f"${limits.day_stop}: ${after - limits.day_stop:.4f} more is needed",
                 )
         if limits.run_stop is not None and run_id is not None:
             run = self._spend(db, "run_id = ?", (run_id,))
@@ -290,7 +290,8 @@ class Ledger:
                     "budget",
                     f"budget: this call may cost up to ${amount:.4f}; the run has spent "
                     f"${run.settled:.4f} plus ${run.held:.4f} in flight, which would reach "
-                    f"${after:.4f}, over run_budget_usd ${limits.run_stop}",
+                    f"${after:.4f}, over run_budget_usd ${limits.run_stop}: "
+                    f"${after - limits.run_stop:.4f} more is needed",
                 )
         quota = limits.provider_requests_per_day
         sent = spend.sent_by_provider.get(target.provider, 0)
@@ -510,6 +511,24 @@ class Ledger:
         for r in rows:
             found.setdefault(r["provider"], []).append(json.loads(r["info"]))
         return found
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection to the ledger's file, for the tables other modules keep in it
+    (routes, runs): autocommit, a long busy timeout, rows by name, errors as LedgerError."""
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot open the ledger at {path}: {exc}") from None
+    try:
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.row_factory = sqlite3.Row
+        yield db
+    except sqlite3.Error as exc:
+        raise LedgerError(f"the ledger at {path} failed: {exc}") from None
+    finally:
+        db.close()
 
 
 def _row(r: sqlite3.Row) -> AttemptRow:

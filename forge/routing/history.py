@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from forge.ledger.store import Ledger, LedgerError
+from forge.ledger.store import Ledger, connect
 
 if TYPE_CHECKING:
     from forge.routing.decision import RouteDecision
@@ -97,19 +96,8 @@ class RouteHistory:
             for statement in SCHEMA:
                 db.execute(statement)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from None
-        try:
-            db.execute("PRAGMA busy_timeout = 60000")
-            yield db
-        except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger at {self.path} failed: {exc}") from None
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def record(
         self,

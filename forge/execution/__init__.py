@@ -1,0 +1,1 @@
+"""Execution: one task from prompt to validated commit (worktree, context, edits, attempts)."""

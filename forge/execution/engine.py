@@ -1,0 +1,590 @@
+"""The task engine: one task from prompt to validated commit, or to a clear failure.
+
+A task runs in its own worktree. The base is validated once; then the attempt loop: ask the model
+of the current rung for edits, apply them all or none, validate, and either commit or try again
+with the findings in hand. After `max_attempts_per_tier` failures on a rung the task escalates to
+the next rung of its ladder, from the clean base, carrying a summary of what failed;
+`max_total_attempts` bounds it all. A malformed answer is repaired by asking again for the failed
+blocks only, within a small budget of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import anyio.to_thread
+
+from forge.errors import ExitCode, UsageError
+from forge.execution.edits import (
+    Application,
+    EditBlock,
+    EditFormat,
+    EditPolicy,
+    apply_answer,
+    edit_format,
+    write_changes,
+)
+from forge.execution.feedback import Baseline, Verdict, fixes_everything, judge, render_feedback
+from forge.execution.prompt import (
+    TaskBrief,
+    refused_feedback,
+    repair_prompt,
+    system_prompt,
+    task_prompt,
+    validation_feedback,
+)
+from forge.execution.store import RunStore, TaskAttemptRow
+from forge.execution.workspace import Worktree, create_worktree, remove_worktree
+from forge.planning.milestone import MilestoneTask
+from forge.providers.client import BudgetRefused, CallFailed, ModelClient
+from forge.providers.types import Completion, Message
+from forge.routing.decision import Pins, RouteDecision, Router, RungChoice
+
+if TYPE_CHECKING:
+    from git import Repo
+
+    from forge.config.schema import ForgeConfig
+    from forge.ledger.store import Ledger
+    from forge.routing.codebase import Codebase
+    from forge.validation.types import ValidationReport
+
+TaskState = Literal["done", "failed", "stopped"]
+# Format repairs per attempt: a model that cannot write the format after this is not going to.
+MAX_FORMAT_REPAIRS = 2
+# Refused outright, never repaired: a model does not get a second try at escaping the repository.
+NOT_REPAIRED = frozenset({"unsafe", "too_large"})
+SUMMARISED = frozenset({"planning", "architecture"})
+EARLIER_LIMIT_CHARS = 3_000
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    run_id: str
+    require_green: bool = False
+    strict_files: bool = False
+    keep_worktrees: bool = False
+    pins: Pins = field(default_factory=Pins)
+    max_format_repairs: int = MAX_FORMAT_REPAIRS
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """Progress, for the live view or log lines: which task, which stage, what happened."""
+
+    task_id: str
+    stage: str  # worktree, base, asking, repairing, applying, validating, committed, failed...
+    message: str
+    attempt: int = 0
+    rung: str | None = None
+    model: str | None = None
+    cost: Decimal = Decimal(0)
+
+
+@dataclass
+class AttemptSummary:
+    number: int
+    rung: str
+    model: str
+    well_formed: bool
+    outcome: str  # "passed", "failed", "refused", "malformed", "call failed"
+    headline: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    repairs: int = 0
+    files: list[str] = field(default_factory=list)  # what its edits wrote
+
+
+@dataclass
+class TaskOutcome:
+    task: MilestoneTask
+    state: TaskState
+    exit_code: ExitCode
+    reason: str
+    route: RouteDecision | None = None
+    branch: str | None = None
+    commit: str | None = None
+    worktree: Path | None = None  # kept with --keep-worktrees
+    rungs: list[str] = field(default_factory=list)
+    attempts: list[AttemptSummary] = field(default_factory=list)
+    cost: Decimal = Decimal(0)
+    base_note: str | None = None
+    last_findings: str | None = None
+    unpriced: bool = False
+
+
+class _Stop(Exception):
+    """The budget refused the next call: the task stops (exit 3)."""
+
+
+@dataclass
+class _Job:
+    """One task's run: what every attempt of it shares."""
+
+    task: MilestoneTask
+    tree: Worktree
+    outcome: TaskOutcome
+    baseline: Baseline | None = None
+    summarize: bool = False  # summaries instead of bodies in the context
+    earlier: list[str] = field(default_factory=list)  # what failed on earlier rungs
+
+
+@dataclass
+class _Rung:
+    choice: RungChoice
+    model: str
+    fmt: EditFormat
+
+
+class TaskEngine:
+    """Runs tasks of one run; safe to share between concurrent tasks (one per task call)."""
+
+    def __init__(
+        self,
+        *,
+        config: ForgeConfig,
+        ledger: Ledger,
+        client: ModelClient,
+        router: Router,
+        repo: Repo,
+        codebase: Codebase | None,
+        settings: EngineSettings,
+        on_event: Callable[[TaskEvent], None] = lambda event: None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.client = client
+        self.router = router
+        self.repo = repo
+        self.codebase = codebase
+        self.settings = settings
+        self.on_event = on_event
+        self.store = RunStore(ledger)
+        self.repo_dir = Path(repo.working_dir)
+
+    # -- the route ---------------------------------------------------------------------------
+
+    def route(self, task: MilestoneTask) -> RouteDecision:
+        from forge.routing.analysis import analyse
+
+        analysis = analyse(task.text, codebase=self.codebase, files=task.files)
+        if task.type is not None:
+            analysis = replace(analysis, type=task.type, type_reasons=("set in the task file",))
+        pins = self.settings.pins
+        if pins.tier is None and pins.model is None and task.tier is not None:
+            pins = Pins(tier=task.tier)
+        try:
+            return self.router.decide(analysis, pins)
+        except UsageError as exc:
+            raise UsageError(f"task {task.id!r}: {exc}") from None
+
+    # -- one task ----------------------------------------------------------------------------
+
+    async def run(self, task: MilestoneTask, base: str) -> TaskOutcome:
+        decision = self.route(task)
+        outcome = TaskOutcome(task, "failed", ExitCode.FAILED, "", route=decision)
+        run_id = self.settings.run_id
+        self._record_route(task, decision)
+        self.store.set_task(run_id, task.id, task.title, "running", started_at=time.time())
+        self._emit(task, "worktree", f"creating a worktree from {base[:10]}")
+        tree = await anyio.to_thread.run_sync(
+            partial(create_worktree, self.repo, run_id, task.id, base)
+        )
+        outcome.branch = tree.branch
+        summarize = self.config.context.enable_summarized_context
+        job = _Job(
+            task, tree, outcome, summarize=summarize and decision.analysis.type in SUMMARISED
+        )
+        try:
+            await self._attempts(job, decision)
+        finally:
+            # Shielded: an interrupted task still puts its branch back and removes its worktree.
+            with anyio.CancelScope(shield=True):
+                await self._finish(job)
+        return outcome
+
+    async def _finish(self, job: _Job) -> None:
+        task, tree, outcome = job.task, job.tree, job.outcome
+        if outcome.state != "done":
+            await anyio.to_thread.run_sync(tree.reset)  # the branch stays at the base
+        if self.settings.keep_worktrees:
+            outcome.worktree = tree.path
+        else:
+            await anyio.to_thread.run_sync(partial(remove_worktree, self.repo, tree.path))
+        self.store.set_task(
+            self.settings.run_id,
+            task.id,
+            task.title,
+            outcome.state,
+            branch=tree.branch,
+            commit_id=outcome.commit,
+            rungs=outcome.rungs,
+            attempts=len(outcome.attempts),
+            cost_usd=outcome.cost,
+            reason=outcome.reason,
+            finished_at=time.time(),
+        )
+
+    async def _attempts(self, job: _Job, decision: RouteDecision) -> None:
+        task, outcome = job.task, job.outcome
+        self._emit(task, "base", "validating the base")
+        named = (*task.files, *(f.path for f in decision.analysis.files))
+        job.baseline = await self._baseline(task, job.tree, tuple(dict.fromkeys(named)))
+        if job.baseline is None:
+            outcome.base_note = (
+                "nothing to validate here (no Rust or Python project, no custom validator): "
+                "an attempt is accepted when its edits apply"
+            )
+        elif not job.baseline.green:
+            outcome.base_note = job.baseline.describe()
+        if outcome.base_note:
+            self._emit(task, "base", outcome.base_note)
+        routing = self.config.routing
+        unreachable = 0
+        rungs = self._rungs(decision)
+        for index, rung in enumerate(rungs):
+            if len(outcome.attempts) >= routing.max_total_attempts:
+                break
+            if index > 0:
+                await anyio.to_thread.run_sync(job.tree.reset)
+                self._emit(task, "escalating", f"escalating to {rung.choice.rung} ({rung.model})")
+            outcome.rungs.append(rung.choice.rung)
+            try:
+                state = await self._rung(job, rung)
+            except _Stop as stop:
+                outcome.state, outcome.exit_code = "stopped", ExitCode.BUDGET
+                outcome.reason = str(stop)
+                self._emit(task, "stopped", outcome.reason)
+                return
+            if state == "done":
+                return
+            unreachable += state == "unreachable"
+        tried = ", ".join(outcome.rungs) or "none"
+        if rungs and unreachable == len(outcome.rungs):
+            outcome.exit_code = ExitCode.UNREACHABLE
+            outcome.reason = f"no model of the ladder could be reached (tried: {tried})"
+        elif not rungs:
+            outcome.reason = "no rung of the ladder has a model that can take the task"
+        else:
+            outcome.reason = (
+                f"every rung tried failed ({tried}; {len(outcome.attempts)} attempt(s), "
+                f"max_total_attempts {routing.max_total_attempts})"
+            )
+        self._emit(task, "failed", outcome.reason)
+
+    def _rungs(self, decision: RouteDecision) -> list[_Rung]:
+        rungs = []
+        for choice in (decision.first, *decision.escalation):
+            if choice.model is None:
+                continue
+            rungs.append(_Rung(choice, choice.model, edit_format(self._format_for(choice))))
+        return rungs
+
+    def _format_for(self, choice: RungChoice) -> Literal["search_replace", "whole"]:
+        """The model's `edit_format`, else whole files for local models, else SEARCH/REPLACE."""
+        assert choice.model is not None
+        model = self.config.models.get(choice.model)
+        if model is not None and model.edit_format is not None:
+            return model.edit_format
+        tier = model.tier if model is not None else choice.rung
+        return "whole" if tier == "local" else "search_replace"
+
+    async def _baseline(
+        self, task: MilestoneTask, tree: Worktree, named: tuple[str, ...]
+    ) -> Baseline | None:
+        """The base's findings split; `named` are the files the task lists or mentions."""
+        report = await self._validate(tree)
+        if report is None:
+            return None
+        fix_all = fixes_everything(task.text, named)
+        return Baseline.of(report, named, fix_all=fix_all)
+
+    async def _validate(self, tree: Worktree) -> ValidationReport | None:
+        from forge.validation.runner import NothingToValidate, validate
+
+        try:
+            return await anyio.to_thread.run_sync(
+                partial(validate, tree.path, self.config.validation)
+            )
+        except NothingToValidate:
+            return None
+
+    # -- one rung ----------------------------------------------------------------------------
+
+    async def _rung(self, job: _Job, rung: _Rung) -> Literal["done", "failed", "unreachable"]:
+        """Attempts on one rung; each retry builds on the previous attempt's edits."""
+        routing = self.config.routing
+        task, outcome = job.task, job.outcome
+        feedback: str | None = None
+        touched: set[str] = set()
+        for _ in range(routing.max_attempts_per_tier):
+            if len(outcome.attempts) >= routing.max_total_attempts:
+                break
+            number = len(outcome.attempts) + 1
+            brief = TaskBrief(
+                title=task.title,
+                description=task.description,
+                allowed_files=self._allowed(task),
+                targets=job.baseline.targets if job.baseline else (),
+                earlier_rungs=_earlier(job.earlier),
+                feedback=feedback,
+            )
+            summary, verdict = await self._attempt(job, rung, brief, number)
+            outcome.attempts.append(summary)
+            outcome.cost += summary.cost
+            touched.update(summary.files)
+            if number == 1:
+                self._record_first_attempt(task, summary.outcome == "passed")
+            if summary.outcome == "call failed":
+                job.earlier.append(f"- {rung.choice.rung} ({rung.model}): {summary.headline}")
+                return "unreachable"
+            if summary.outcome == "passed":
+                await self._commit(job, rung, sorted(touched))
+                return "done"
+            if verdict is not None:
+                rendered = render_feedback(verdict, job.tree.path)
+                outcome.last_findings = rendered
+                feedback = validation_feedback(rendered)
+            else:
+                outcome.last_findings = summary.headline
+                feedback = refused_feedback([summary.headline])
+            job.earlier.append(
+                f"- {rung.choice.rung} ({rung.model}), attempt {number}: {summary.headline}"
+            )
+        return "failed"
+
+    def _allowed(self, task: MilestoneTask) -> tuple[str, ...] | None:
+        return task.files if self.settings.strict_files and task.files else None
+
+    async def _attempt(
+        self, job: _Job, rung: _Rung, brief: TaskBrief, number: int
+    ) -> tuple[AttemptSummary, Verdict | None]:
+        task, tree = job.task, job.tree
+        started = time.time()
+        context = await anyio.to_thread.run_sync(partial(self._context, job))
+        messages = [
+            Message("system", system_prompt(rung.fmt)),
+            Message("user", task_prompt(brief, context, tree.path)),
+        ]
+        self._emit(task, "asking", f"attempt {number}: asking {rung.model}", number, rung)
+        summary = AttemptSummary(number, rung.choice.rung, rung.model, False, "malformed", "")
+        completion = await self._call(task, rung, messages, summary)
+        application = None
+        if completion is not None:
+            application = await self._apply(job, rung, messages, completion, summary)
+        if application is None:
+            self._log(task, summary, "attempt", started, None)
+            return summary, None
+        summary.well_formed = True
+        policy = self._policy(task, tree)
+        summary.files = await anyio.to_thread.run_sync(partial(write_changes, application, policy))
+        self._emit(task, "validating", f"attempt {number}: validating", number, rung)
+        verdict: Verdict | None = None
+        if job.baseline is None:
+            summary.outcome, summary.headline = "passed", "edits applied (nothing to validate)"
+        else:
+            report = await self._validate(tree)
+            assert report is not None
+            verdict = judge(job.baseline, report, require_green=self.settings.require_green)
+            summary.outcome, summary.headline = verdict.outcome, verdict.headline()
+        self._emit(task, "validated", f"attempt {number}: {summary.headline}", number, rung)
+        self._log(task, summary, "attempt", started, verdict)
+        return summary, verdict
+
+    def _context(self, job: _Job) -> str:
+        from forge.execution.context import select_context
+
+        selected = select_context(
+            job.tree.path,
+            job.task.text,
+            named_files=job.task.files,
+            budget_tokens=self.config.context.max_context_tokens,
+            summarize=job.summarize,
+        )
+        return selected.render()
+
+    async def _call(
+        self, task: MilestoneTask, rung: _Rung, messages: list[Message], summary: AttemptSummary
+    ) -> Completion | None:
+        try:
+            completion = await self.client.complete(rung.model, messages, task_id=task.id)
+        except BudgetRefused as exc:
+            raise _Stop(
+                f"the budget stopped task {task.id!r} before its next call: {exc}"
+            ) from None
+        except CallFailed as exc:
+            summary.outcome, summary.headline = "call failed", str(exc)
+            self._emit(task, "call failed", str(exc), summary.number)
+            return None
+        summary.input_tokens += completion.usage.input_tokens
+        summary.output_tokens += completion.usage.output_tokens
+        if completion.cost.usd is not None:
+            summary.cost += completion.cost.usd
+        return completion
+
+    async def _apply(
+        self,
+        job: _Job,
+        rung: _Rung,
+        messages: list[Message],
+        completion: Completion,
+        summary: AttemptSummary,
+    ) -> Application | None:
+        """The answer's edits applied in memory, failed blocks asked for again; None if unusable."""
+        task = job.task
+        policy = self._policy(task, job.tree)
+        kept: list[EditBlock] = []
+        conversation = [*messages, Message("assistant", completion.text)]
+        application = apply_answer(completion.text, rung.fmt, policy)
+        while not application.ok:
+            errors = application.errors
+            refused = [e for e in errors if e.kind in NOT_REPAIRED]
+            if refused or summary.repairs >= self.settings.max_format_repairs:
+                summary.outcome = "refused" if refused else "malformed"
+                summary.headline = "; ".join(e.message for e in errors)[:2_000]
+                self._emit(task, "refused", summary.headline, summary.number, rung)
+                return None
+            summary.repairs += 1
+            kept = [*application.applied, *application.already_present]
+            self._emit(
+                task,
+                "repairing",
+                f"{len(errors)} edit(s) failed; asking again for them",
+                summary.number,
+                rung,
+            )
+            started = time.time()
+            repair = AttemptSummary(summary.number, rung.choice.rung, rung.model, False, "", "")
+            conversation.append(Message("user", repair_prompt(errors, job.tree.path)))
+            reply = await self._call(task, rung, conversation, repair)
+            summary.input_tokens += repair.input_tokens
+            summary.output_tokens += repair.output_tokens
+            summary.cost += repair.cost
+            if reply is None:
+                summary.outcome, summary.headline = repair.outcome, repair.headline
+                return None
+            conversation.append(Message("assistant", reply.text))
+            application = apply_answer(reply.text, rung.fmt, policy, extra_blocks=kept)
+            repair.well_formed = application.ok
+            repair.outcome = "repaired" if application.ok else "malformed"
+            repair.headline = "; ".join(e.message for e in application.errors)[:2_000]
+            self._log(task, repair, "repair", started, None)
+        return application
+
+    def _policy(self, task: MilestoneTask, tree: Worktree) -> EditPolicy:
+        allowed = self._allowed(task)
+        return EditPolicy(
+            root=tree.path,
+            allowed_files=None if allowed is None else frozenset(allowed),
+        )
+
+    async def _commit(self, job: _Job, rung: _Rung, paths: list[str]) -> None:
+        task, outcome = job.task, job.outcome
+        message = commit_message(task, self.settings.run_id, rung.model, rung.choice.rung, outcome)
+        outcome.commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
+        outcome.state, outcome.exit_code = "done", ExitCode.OK
+        outcome.reason = f"validated on {rung.choice.rung} ({rung.model})"
+        self._emit(task, "committed", f"committed {outcome.commit[:10]} on {job.tree.branch}")
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _log(
+        self,
+        task: MilestoneTask,
+        summary: AttemptSummary,
+        kind: str,
+        started: float,
+        verdict: Verdict | None,
+    ) -> None:
+        if verdict is not None:
+            validation = verdict.outcome
+        else:
+            validation = "passed" if summary.outcome == "passed" else "not_run"
+        self.store.record_attempt(
+            TaskAttemptRow(
+                run_id=self.settings.run_id,
+                task_id=task.id,
+                number=summary.number,
+                kind=kind,
+                rung=summary.rung,
+                model=summary.model,
+                input_tokens=summary.input_tokens,
+                output_tokens=summary.output_tokens,
+                cost_usd=summary.cost,
+                well_formed=summary.well_formed,
+                format_error=None if summary.well_formed else summary.headline or None,
+                validation=validation,
+                new_findings=len(verdict.new) if verdict else 0,
+                targets_left=len(verdict.standing) if verdict else 0,
+                detail=summary.headline or None,
+                started_at=started,
+                duration_s=time.time() - started,
+            )
+        )
+
+    def _record_route(self, task: MilestoneTask, decision: RouteDecision) -> None:
+        from forge.routing.history import record_route
+
+        record_route(
+            self.ledger,
+            decision,
+            task_id=task.id,
+            run_id=self.settings.run_id,
+            repo=str(self.codebase.root if self.codebase else self.repo_dir),
+        )
+
+    def _record_first_attempt(self, task: MilestoneTask, ok: bool) -> None:
+        from forge.routing.history import RouteHistory
+
+        RouteHistory(self.ledger).record_first_attempt(
+            task_id=task.id, run_id=self.settings.run_id, ok=ok
+        )
+
+    def _emit(
+        self,
+        task: MilestoneTask,
+        stage: str,
+        message: str,
+        attempt: int = 0,
+        rung: _Rung | None = None,
+    ) -> None:
+        self.on_event(
+            TaskEvent(
+                task_id=task.id,
+                stage=stage,
+                message=message,
+                attempt=attempt,
+                rung=rung.choice.rung if rung else None,
+                model=rung.model if rung else None,
+            )
+        )
+
+
+def _earlier(lines: list[str]) -> str | None:
+    if not lines:
+        return None
+    text = "\n".join(lines)
+    return text if len(text) <= EARLIER_LIMIT_CHARS else "..." + text[-EARLIER_LIMIT_CHARS:]
+
+
+def commit_message(
+    task: MilestoneTask, run_id: str, model: str, tier: str, outcome: TaskOutcome
+) -> str:
+    """The task's title, then trailers `git log --format=%(trailers)` and scripts can read."""
+    attempts = len(outcome.attempts)
+    return (
+        f"{task.title}\n\n"
+        f"Forge-Run: {run_id}\n"
+        f"Forge-Task: {task.id}\n"
+        f"Forge-Model: {model}\n"
+        f"Forge-Tier: {tier}\n"
+        f"Forge-Attempts: {attempts}\n"
+        f"Forge-Cost: ${outcome.cost:.6f}\n"
+    )

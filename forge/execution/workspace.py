@@ -1,0 +1,152 @@
+"""Worktrees: where a task's attempts happen, away from the user's checkout.
+
+Each task gets a git worktree on its own branch `forge/<run>/<task>`, made from a base commit. The
+worktree lives under forge's home, not inside the repository, so it never appears in the user's
+`git status`; creating it touches neither the user's working tree, nor the index, nor the branch
+they are on. A failed task leaves its branch at the base; the worktree is removed at the end unless
+the user asks to keep it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from forge.errors import ForgeError, UsageError
+from forge.home import forge_home
+
+if TYPE_CHECKING:
+    from git import Repo
+
+# Used only when neither the repository nor the user configures an identity (CI machines).
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "forge",
+    "GIT_AUTHOR_EMAIL": "forge@localhost",
+    "GIT_COMMITTER_NAME": "forge",
+    "GIT_COMMITTER_EMAIL": "forge@localhost",
+}
+BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class WorkspaceError(ForgeError):
+    """git refused something forge needed; the message carries git's own words."""
+
+
+def branch_part(name: str) -> str:
+    """A task or run id made safe for a branch name component."""
+    cleaned = BRANCH_UNSAFE.sub("-", name).strip(".-") or "task"
+    return cleaned.removesuffix(".lock")
+
+
+def open_repository(path: Path) -> Repo:
+    """The git repository holding `path`; not one, or one without a commit, is a usage error."""
+    from git import InvalidGitRepositoryError, NoSuchPathError, Repo
+
+    try:
+        repo = Repo(path, search_parent_directories=True)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise UsageError(
+            f"{path} is not inside a git repository: forge works in git worktrees "
+            "(run `git init` and commit your files first)"
+        ) from None
+    if repo.bare:
+        raise UsageError(f"{path} is a bare repository; run forge inside a checkout")
+    if not repo.head.is_valid():
+        raise UsageError("the repository has no commit yet; commit your files first")
+    return repo
+
+
+def resolve_base(repo: Repo, ref: str) -> str:
+    """The full commit id `ref` names, or a usage error naming the ref."""
+    from git import BadName
+
+    try:
+        return str(repo.commit(ref).hexsha)
+    except (BadName, ValueError):
+        raise UsageError(f"--base {ref!r} names no commit in {repo.working_dir}") from None
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """One task's checkout: its folder, its branch and the commit it started from."""
+
+    path: Path
+    branch: str
+    base: str
+    repo_dir: Path  # the user's repository
+
+    def git(self, *args: str, env: dict[str, str] | None = None) -> str:
+        from git import Git, GitCommandError
+
+        try:
+            output: str = Git(str(self.path)).execute(
+                ["git", *args], env=env, with_extended_output=False
+            )
+        except GitCommandError as exc:
+            command = " ".join(args)
+            raise WorkspaceError(f"git {command} failed in {self.path}: {exc.stderr}") from None
+        return output
+
+    def reset(self) -> None:
+        """Back to the base commit: edits undone, files an attempt created removed.
+
+        Ignored build output (cargo's target/, caches) stays, so the next build is warm.
+        """
+        self.git("reset", "--quiet", "--hard", self.base)
+        self.git("clean", "-fdq")
+
+    def commit(self, paths: Sequence[str], message: str) -> str:
+        """Commit exactly `paths` (the files the edits changed) and return the commit id."""
+        self.git("add", "--", *paths)
+        self.git("commit", "--quiet", "--no-verify", "-m", message, env=self._identity())
+        return self.git("rev-parse", "HEAD")
+
+    def _identity(self) -> dict[str, str]:
+        """Nothing when git knows who the user is; forge's identity, for this commit only, else."""
+        if self._config("user.name") and self._config("user.email"):
+            return {}
+        return {k: v for k, v in FALLBACK_IDENTITY.items() if k not in os.environ}
+
+    def _config(self, key: str) -> str | None:
+        try:
+            return self.git("config", "--get", key) or None
+        except WorkspaceError:
+            return None
+
+
+def worktrees_home() -> Path:
+    return forge_home() / "worktrees"
+
+
+def create_worktree(repo: Repo, run_id: str, task_id: str, base: str) -> Worktree:
+    """A new worktree on `forge/<run>/<task>` at `base`; the branch is reset there if it exists."""
+    from git import GitCommandError
+
+    branch = f"forge/{branch_part(run_id)}/{branch_part(task_id)}"
+    path = worktrees_home() / branch_part(run_id) / branch_part(task_id)
+    if path.exists():
+        remove_worktree(repo, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # -B: a resumed run re-creates the task's branch at the base it starts from.
+        repo.git.worktree("add", "--quiet", "-B", branch, str(path), base)
+    except GitCommandError as exc:
+        message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
+        raise WorkspaceError(message) from None
+    return Worktree(path=path, branch=branch, base=base, repo_dir=Path(repo.working_dir))
+
+
+def remove_worktree(repo: Repo, path: Path) -> None:
+    """Remove the folder and git's record of it; the branch stays."""
+    from git import GitCommandError
+
+    try:
+        repo.git.worktree("remove", "--force", str(path))
+    except GitCommandError:
+        shutil.rmtree(path, ignore_errors=True)
+        repo.git.worktree("prune")

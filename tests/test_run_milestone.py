@@ -1,0 +1,530 @@
+"""`forge run-milestone` on one task: worktree, edits, validation, retry, escalation, commit.
+
+Each test builds a small git repository, scripts the fake models with edits, and runs the real
+CLI in a subprocess; validation is the real ruff, pytest and cargo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forge.execution.store import RunStore
+from forge.ledger import Ledger
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+
+AUTHOR = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.com",
+}
+
+CALC_BUGGY = """\
+def add(a: int, b: int) -> int:
+    return a - b
+"""
+CALC_OK = """\
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+CALC_TESTS = """\
+from calc import add
+
+
+def test_add():
+    assert add(2, 3) == 5
+"""
+PYPROJECT = """\
+[project]
+name = "calc"
+version = "0.1.0"
+
+[tool.pytest.ini_options]
+pythonpath = ["."]
+testpaths = ["tests"]
+"""
+
+FIX_ADD = """\
+calc.py
+```python
+<<<<<<< SEARCH
+    return a - b
+=======
+    return a + b
+>>>>>>> REPLACE
+```
+"""
+MULTIPLY_INSTEAD = """\
+calc.py
+```python
+<<<<<<< SEARCH
+    return a - b
+=======
+    return a * b
+>>>>>>> REPLACE
+```
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **AUTHOR},
+        check=True,
+    )
+    return done.stdout
+
+
+def make_repo(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text, encoding="utf-8")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "start")
+    return path
+
+
+def python_repo(
+    tmp_path: Path, calc: str = CALC_BUGGY, extra: dict[str, str] | None = None
+) -> Path:
+    files = {
+        "pyproject.toml": PYPROJECT,
+        ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+        "calc.py": calc,
+        "tests/test_calc.py": CALC_TESTS,
+        "README.md": "calc\n",
+        **(extra or {}),
+    }
+    return make_repo(tmp_path / "repo", files)
+
+
+def config(tmp_path: Path, url: str, extra: str = "", beta_price: str = "3") -> Path:
+    path = tmp_path / "forge.toml"
+    path.write_text(
+        f"""
+[providers.fake]
+base_url = "{url}/v1"
+
+[models.alpha]
+provider = "fake"
+id = "alpha-1"
+tier = "free"
+input_price = 0.1
+output_price = 0.2
+
+[models.beta]
+provider = "fake"
+id = "beta-1"
+tier = "cheap"
+input_price = {beta_price}
+output_price = {beta_price}
+
+[models.gamma]
+provider = "fake"
+id = "gamma-1"
+tier = "premium"
+input_price = 5
+output_price = 15
+
+[tiers]
+ladder = ["free", "cheap", "premium"]
+
+[routing]
+max_attempts_per_tier = 2
+max_total_attempts = 6
+learn_from_history = false
+max_call_attempts = 1
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def forge_run(repo: Path, cfg: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    done = run_forge("run-milestone", *args, "--json", "-c", str(cfg), cwd=repo, timeout=300)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON report (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.returncode, report, done.stderr
+
+
+def user_state(repo: Path) -> tuple[str, str, str, bytes]:
+    """What the user sees: status, branch, index, and the bytes of the file they are editing."""
+    return (
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+        git(repo, "branch", "--show-current"),
+        git(repo, "ls-files", "--stage"),
+        (repo / "README.md").read_bytes(),
+    )
+
+
+def prompt_of(request: Any) -> str:
+    return "\n".join(m["content"] for m in request.body["messages"])
+
+
+def trailers(repo: Path, ref: str) -> dict[str, str]:
+    text = git(repo, "log", "-1", "--format=%(trailers:only,unfold)", ref)
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+# -- the first rung solves it ------------------------------------------------------------------
+
+
+def test_task_solved_on_the_first_rung_is_one_commit_with_trailers_and_the_user_tree_untouched(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    (repo / "README.md").write_text("calc, being edited by the user\n")  # uncommitted change
+    (repo / "notes.txt").write_text("untracked\n")
+    before = user_state(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    fake.script("alpha-1", Reply(text="Here is the fix.\n\n" + FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix-add: Fix add in calc.py (files: calc.py, tests/test_calc.py)\n")
+
+    code, report, stderr = forge_run(repo, cfg, str(milestone), "--tier", "free")
+
+    assert code == 0, stderr
+    task = report["task"]
+    assert task["state"] == "done"
+    assert task["rungs_tried"] == ["free"]
+    assert [a["outcome"] for a in task["attempts"]] == ["passed"]
+    branch = task["branch"]
+    assert branch == f"forge/{report['run']}/fix-add"
+    assert "base does not pass validation: 1 finding(s) are this task's targets" in task["base"]
+    # One commit on top of the base, with exactly the fix and the trailers.
+    assert git(repo, "rev-list", "--count", f"{head}..{branch}").strip() == "1"
+    assert git(repo, "show", f"{branch}:calc.py") == CALC_OK
+    assert git(repo, "diff", "--name-only", head, branch).split() == ["calc.py"]
+    found = trailers(repo, branch)
+    assert found["Forge-Model"] == "alpha"
+    assert found["Forge-Tier"] == "free"
+    assert found["Forge-Attempts"] == "1"
+    assert found["Forge-Cost"].startswith("$")
+    assert git(repo, "log", "-1", "--format=%s", branch).strip() == "Fix add in calc.py"
+    # The user's checkout is exactly as it was; no worktree is left behind.
+    assert user_state(repo) == before
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+# -- retry with the failure in hand, then escalation --------------------------------------------
+
+
+def test_failing_attempts_retry_with_the_test_failure_then_escalate_and_every_attempt_is_logged(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=MULTIPLY_INSTEAD), Reply(text=MULTIPLY_INSTEAD))
+    fake.script("beta-1", Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, stderr = forge_run(
+        repo,
+        cfg,
+        "--goal",
+        "Fix add in calc.py so that tests/test_calc.py passes",
+        "--tier",
+        "free",
+    )
+
+    assert code == 0, stderr
+    task = report["task"]
+    assert task["rungs_tried"] == ["free", "cheap"]
+    assert task["escalations"] == 1
+    assert [(a["rung"], a["model"], a["outcome"]) for a in task["attempts"]] == [
+        ("free", "alpha", "failed"),
+        ("free", "alpha", "failed"),
+        ("cheap", "beta", "passed"),
+    ]
+    first, second = fake.requests_for("alpha-1")
+    assert "# Your previous attempt" not in prompt_of(first)
+    retry = prompt_of(second)
+    assert "# Your previous attempt" in retry
+    assert "test_add" in retry and "assert 6 == 5" in retry
+    escalated = prompt_of(fake.requests_for("beta-1")[0])
+    assert "# Earlier attempts" in escalated and "alpha" in escalated
+    assert "return a - b" in escalated  # the clean base, not alpha's edit
+    assert trailers(repo, task["branch"])["Forge-Attempts"] == "3"
+    assert trailers(repo, task["branch"])["Forge-Model"] == "beta"
+    # The ledger: every attempt with its tier, model, tokens, cost and validation outcome.
+    ledger = Ledger.open()
+    rows = RunStore(ledger).attempts(report["run"])
+    assert [(r.rung, r.model, r.validation, r.well_formed) for r in rows] == [
+        ("free", "alpha", "failed", True),
+        ("free", "alpha", "failed", True),
+        ("cheap", "beta", "passed", True),
+    ]
+    assert all(r.input_tokens > 0 and r.output_tokens > 0 for r in rows)
+    assert all(r.cost_usd is not None and r.cost_usd > 0 for r in rows)
+    assert rows[0].targets_left == 1
+    calls = ledger.attempts(run_id=report["run"], limit=None)
+    assert sorted(c.model for c in calls) == ["alpha", "alpha", "beta"]
+
+
+def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_no_commit(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for model in ("alpha-1", "beta-1", "gamma-1"):
+        fake.script(model, Reply(text=MULTIPLY_INSTEAD))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, _ = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
+
+    assert code == 1
+    task = report["task"]
+    assert task["state"] == "failed"
+    assert task["rungs_tried"] == ["free", "cheap", "premium"]
+    assert len(task["attempts"]) == 6  # max_total_attempts
+    assert "every rung tried failed (free, cheap, premium" in task["reason"]
+    assert "test_add" in task["last_findings"]
+    assert task["commit"] is None
+    assert git(repo, "rev-parse", task["branch"]).strip() == head  # left at the base
+    human = run_forge(
+        "run-milestone",
+        "--goal",
+        "Fix add in calc.py",
+        "--tier",
+        "premium",
+        "-c",
+        str(cfg),
+        cwd=repo,
+        timeout=300,
+    )
+    assert human.returncode == 1
+    assert "failed: every rung tried failed (premium" in human.stdout
+    assert "last findings:" in human.stdout and "test_add" in human.stdout
+
+
+def test_budget_exhausted_mid_task_stops_with_exit_3_and_says_how_much_more_was_needed(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=MULTIPLY_INSTEAD))
+    fake.script("beta-1", Reply(text=FIX_ADD))
+    cfg = config(
+        tmp_path,
+        fake.url,
+        "[cost]\ndaily_budget_usd = 100\nrun_budget_usd = 0.5\n",
+        beta_price="1000",
+    )
+
+    code, report, stderr = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
+
+    assert code == 3, stderr
+    task = report["task"]
+    assert task["state"] == "stopped"
+    assert "run_budget_usd" in task["reason"] and "more is needed" in task["reason"]
+    assert [a["model"] for a in task["attempts"]] == ["alpha", "alpha"]
+    assert fake.requests_for("beta-1") == []  # refused before sending
+    assert task["commit"] is None
+
+
+def test_a_format_error_is_repaired_by_asking_again_for_the_failed_block_only(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path, calc=CALC_BUGGY + "\n\ndef double(x: int) -> int:\n    return x\n")
+    good = "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n"
+    bad = "calc.py\n<<<<<<< SEARCH\n    return y\n=======\n    return 2 * x\n>>>>>>> REPLACE\n"
+    fixed = "calc.py\n<<<<<<< SEARCH\n    return x\n=======\n    return 2 * x\n>>>>>>> REPLACE\n"
+    fake.script("alpha-1", Reply(text=good + "\n" + bad), Reply(text=fixed))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, stderr = forge_run(
+        repo, cfg, "--goal", "Fix add and make double return twice x in calc.py", "--tier", "free"
+    )
+
+    assert code == 0, stderr
+    attempts = report["task"]["attempts"]
+    assert len(attempts) == 1 and attempts[0]["repairs"] == 1
+    repair = fake.requests_for("alpha-1")[1].body["messages"][-1]["content"]
+    assert "return y" in repair  # the failed block, with the text around where it should go
+    assert "return x" in repair
+    assert "return a - b" not in repair  # the good block is kept, not asked for again
+    final = git(repo, "show", f"{report['task']['branch']}:calc.py")
+    assert "return a + b" in final and "return 2 * x" in final
+    rows = RunStore(Ledger.open()).attempts(report["run"])
+    assert [(r.kind, r.well_formed) for r in rows] == [("repair", True), ("attempt", True)]
+
+
+# -- targets and background ---------------------------------------------------------------------
+
+OTHER_FAILING = """\
+def test_unrelated():
+    assert 1 == 2, "broken before the task"
+"""
+DOCSTRING_ONLY = '''\
+calc.py
+<<<<<<< SEARCH
+def add(a: int, b: int) -> int:
+=======
+def add(a: int, b: int) -> int:
+    """The sum of a and b."""
+>>>>>>> REPLACE
+'''
+
+
+def test_a_failing_test_the_task_names_is_a_target_and_one_elsewhere_is_background(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path, extra={"tests/test_other.py": OTHER_FAILING})
+    fake.script("alpha-1", Reply(text=DOCSTRING_ONLY), Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.toml"
+    milestone.write_text(
+        '[[task]]\nid = "fix"\ntitle = "Make the calc tests pass"\n'
+        'files = ["calc.py", "tests/test_calc.py"]\ntier = "free"\n'
+    )
+
+    code, report, stderr = forge_run(repo, cfg, str(milestone))
+
+    assert code == 0, stderr
+    task = report["task"]
+    assert "1 finding(s) are this task's targets, 2 are background" in task["base"]
+    # The docstring alone leaves the target standing: not a pass.
+    assert [a["outcome"] for a in task["attempts"]] == ["failed", "passed"]
+    assert "1 target(s) still standing" in task["attempts"][0]["headline"]
+    retry = prompt_of(fake.requests_for("alpha-1")[1])
+    assert "test_add" in retry
+    assert "test_unrelated" not in retry  # background is not the attempt's fault
+    # The second attempt passes although test_unrelated still fails.
+    assert git(repo, "show", f"{task['branch']}:calc.py").startswith("def add")
+
+
+def test_require_green_refuses_an_attempt_while_background_findings_remain(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path, extra={"tests/test_other.py": OTHER_FAILING})
+    fake.script("alpha-1", Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+    code, report, _ = forge_run(
+        repo, cfg, "--goal", "Fix add in calc.py", "--model", "alpha", "--require-green"
+    )
+    assert code == 1
+    assert report["task"]["attempts"][0]["headline"].endswith("left (--require-green)")
+
+
+# -- safety through the CLI ---------------------------------------------------------------------
+
+
+def test_an_edit_outside_the_repository_is_refused_and_nothing_is_written(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    outside = tmp_path / "outside.txt"
+    escape = "../outside.txt\n<<<<<<< SEARCH\n=======\npwned\n>>>>>>> REPLACE\n"
+    fake.script("alpha-1", Reply(text=escape))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, _ = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--model", "alpha")
+
+    assert code == 1
+    assert not outside.exists()
+    first = report["task"]["attempts"][0]
+    assert first["outcome"] == "refused" and first["well_formed"] is False
+    assert "outside" in first["headline"] or "repository" in first["headline"]
+
+
+def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    readme = "README.md\n<<<<<<< SEARCH\ncalc\n=======\nhacked\n>>>>>>> REPLACE\n"
+    fake.script("alpha-1", Reply(text=readme + "\n" + FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add (files: calc.py)\n")
+
+    code, report, _ = forge_run(repo, cfg, str(milestone), "--model", "alpha", "--strict-files")
+
+    assert code == 1
+    assert "calc.py" in report["task"]["attempts"][0]["headline"]
+    assert git(repo, "show", f"{report['task']['branch']}:README.md") == "calc\n"
+
+
+# -- usage errors -------------------------------------------------------------------------------
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path: Path, fake: FakeProvider) -> None:
+    cfg = config(tmp_path, fake.url)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    done = run_forge("run-milestone", "--goal", "Fix it", "-c", str(cfg), cwd=plain)
+    assert done.returncode == 2 and "not inside a git repository" in done.stderr
+    repo = python_repo(tmp_path)
+    done = run_forge("run-milestone", "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "give a milestone file or --goal" in done.stderr
+    two = tmp_path / "two.md"
+    two.write_text("- [ ] a: First thing\n- [ ] b: Second thing\n")
+    done = run_forge("run-milestone", str(two), "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "--task" in done.stderr
+    done = run_forge("run-milestone", "--goal", "x", "--base", "nope", "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- Rust ---------------------------------------------------------------------------------------
+
+CARGO = '[package]\nname = "shapes"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
+LIB_RS = """\
+pub fn area(width: u32, height: u32) -> u32 {
+    width + height
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_of_a_rectangle() {
+        assert_eq!(area(3, 4), 12);
+    }
+}
+"""
+FIX_AREA = """\
+src/lib.rs
+```rust
+<<<<<<< SEARCH
+    width + height
+=======
+    width * height
+>>>>>>> REPLACE
+```
+"""
+
+
+def test_a_rust_crate_task_is_validated_with_cargo_and_committed(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = make_repo(
+        tmp_path / "crate",
+        {"Cargo.toml": CARGO, "src/lib.rs": LIB_RS, ".gitignore": "target/\n"},
+    )
+    fake.script("alpha-1", Reply(text=FIX_AREA))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, stderr = forge_run(
+        repo, cfg, "--goal", "Fix area in src/lib.rs: the test fails", "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    assert "area_of_a_rectangle" not in (report["task"]["last_findings"] or "")
+    assert "width * height" in git(repo, "show", f"{report['task']['branch']}:src/lib.rs")
+    assert not (repo / "target").exists()  # cargo ran in the worktree, not in the checkout
