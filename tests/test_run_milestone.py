@@ -528,3 +528,17 @@ def test_a_rust_crate_task_is_validated_with_cargo_and_committed(
     assert "area_of_a_rectangle" not in (report["task"]["last_findings"] or "")
     assert "width * height" in git(repo, "show", f"{report['task']['branch']}:src/lib.rs")
     assert not (repo / "target").exists()  # cargo ran in the worktree, not in the checkout
+
+
+def test_a_local_model_writes_whole_files_by_default(fake: FakeProvider, tmp_path: Path) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("small-1", Reply(text="calc.py\n```python\n" + CALC_OK + "```\n"))
+    local = '\n[models.small]\nprovider = "fake"\nid = "small-1"\ntier = "local"\n'
+    cfg = config(tmp_path, fake.url, local)
+
+    code, report, stderr = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--model", "small")
+
+    assert code == 0, stderr
+    system = fake.requests_for("small-1")[0].body["messages"][0]["content"]
+    assert "<<<<<<< SEARCH" not in system  # taught the whole-file format, not SEARCH/REPLACE
+    assert git(repo, "show", f"{report['task']['branch']}:calc.py") == CALC_OK
