@@ -200,12 +200,15 @@ def test_task_solved_on_the_first_rung_is_one_commit_with_trailers_and_the_user_
     code, report, stderr = forge_run(repo, cfg, str(milestone), "--tier", "free")
 
     assert code == 0, stderr
-    task = report["task"]
+    task = report["tasks"][0]
     assert task["state"] == "done"
     assert task["rungs_tried"] == ["free"]
     assert [a["outcome"] for a in task["attempts"]] == ["passed"]
-    branch = task["branch"]
-    assert branch == f"forge/{report['run']}/fix-add"
+    branch = report["branch"]
+    assert branch == f"forge/{report['run']}"
+    assert task["tier"] == "free"
+    # The task's working branch is gone: git cannot hold forge/RUN beside forge/RUN/TASK.
+    assert git(repo, "branch", "--list", f"forge/{report['run']}/*") == ""
     assert "base does not pass validation: 1 finding(s) are this task's targets" in task["base"]
     # One commit on top of the base, with exactly the fix and the trailers.
     assert git(repo, "rev-list", "--count", f"{head}..{branch}").strip() == "1"
@@ -244,7 +247,7 @@ def test_failing_attempts_retry_with_the_test_failure_then_escalate_and_every_at
     )
 
     assert code == 0, stderr
-    task = report["task"]
+    task = report["tasks"][0]
     assert task["rungs_tried"] == ["free", "cheap"]
     assert task["escalations"] == 1
     assert [(a["rung"], a["model"], a["outcome"]) for a in task["attempts"]] == [
@@ -260,8 +263,8 @@ def test_failing_attempts_retry_with_the_test_failure_then_escalate_and_every_at
     escalated = prompt_of(fake.requests_for("beta-1")[0])
     assert "# Earlier attempts" in escalated and "alpha" in escalated
     assert "return a - b" in escalated  # the clean base, not alpha's edit
-    assert trailers(repo, task["branch"])["Forge-Attempts"] == "3"
-    assert trailers(repo, task["branch"])["Forge-Model"] == "beta"
+    assert trailers(repo, report["branch"])["Forge-Attempts"] == "3"
+    assert trailers(repo, report["branch"])["Forge-Model"] == "beta"
     # The ledger: every attempt with its tier, model, tokens, cost and validation outcome.
     ledger = Ledger.open()
     rows = RunStore(ledger).attempts(report["run"])
@@ -289,14 +292,14 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
     code, report, _ = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
 
     assert code == 1
-    task = report["task"]
+    task = report["tasks"][0]
     assert task["state"] == "failed"
     assert task["rungs_tried"] == ["free", "cheap", "premium"]
     assert len(task["attempts"]) == 6  # max_total_attempts
     assert "every rung tried failed (free, cheap, premium" in task["reason"]
     assert "test_add" in task["last_findings"]
     assert task["commit"] is None
-    assert git(repo, "rev-parse", task["branch"]).strip() == head  # left at the base
+    assert git(repo, "rev-parse", report["branch"]).strip() == head  # left at the base
     human = run_forge(
         "run-milestone",
         "--goal",
@@ -309,8 +312,8 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
         timeout=300,
     )
     assert human.returncode == 1
-    assert "failed: every rung tried failed (premium" in human.stdout
-    assert "last findings:" in human.stdout and "test_add" in human.stdout
+    assert "every rung tried failed (premium" in human.stdout
+    assert "last findings" in human.stdout and "test_add" in human.stdout
 
 
 def test_budget_exhausted_mid_task_stops_with_exit_3_and_says_how_much_more_was_needed(
@@ -329,7 +332,7 @@ def test_budget_exhausted_mid_task_stops_with_exit_3_and_says_how_much_more_was_
     code, report, stderr = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
 
     assert code == 3, stderr
-    task = report["task"]
+    task = report["tasks"][0]
     assert task["state"] == "stopped"
     assert "run_budget_usd" in task["reason"] and "more is needed" in task["reason"]
     assert [a["model"] for a in task["attempts"]] == ["alpha", "alpha"]
@@ -352,13 +355,13 @@ def test_a_format_error_is_repaired_by_asking_again_for_the_failed_block_only(
     )
 
     assert code == 0, stderr
-    attempts = report["task"]["attempts"]
+    attempts = report["tasks"][0]["attempts"]
     assert len(attempts) == 1 and attempts[0]["repairs"] == 1
     repair = fake.requests_for("alpha-1")[1].body["messages"][-1]["content"]
     assert "return y" in repair  # the failed block, with the text around where it should go
     assert "return x" in repair
     assert "return a - b" not in repair  # the good block is kept, not asked for again
-    final = git(repo, "show", f"{report['task']['branch']}:calc.py")
+    final = git(repo, "show", f"{report['branch']}:calc.py")
     assert "return a + b" in final and "return 2 * x" in final
     rows = RunStore(Ledger.open()).attempts(report["run"])
     assert [(r.kind, r.well_formed) for r in rows] == [("repair", True), ("attempt", True)]
@@ -396,7 +399,7 @@ def test_a_failing_test_the_task_names_is_a_target_and_one_elsewhere_is_backgrou
     code, report, stderr = forge_run(repo, cfg, str(milestone))
 
     assert code == 0, stderr
-    task = report["task"]
+    task = report["tasks"][0]
     assert "1 finding(s) are this task's targets, 2 are background" in task["base"]
     # The docstring alone leaves the target standing: not a pass.
     assert [a["outcome"] for a in task["attempts"]] == ["failed", "passed"]
@@ -405,7 +408,7 @@ def test_a_failing_test_the_task_names_is_a_target_and_one_elsewhere_is_backgrou
     assert "test_add" in retry
     assert "test_unrelated" not in retry  # background is not the attempt's fault
     # The second attempt passes although test_unrelated still fails.
-    assert git(repo, "show", f"{task['branch']}:calc.py").startswith("def add")
+    assert git(repo, "show", f"{report['branch']}:calc.py").startswith("def add")
 
 
 def test_require_green_refuses_an_attempt_while_background_findings_remain(
@@ -418,7 +421,7 @@ def test_require_green_refuses_an_attempt_while_background_findings_remain(
         repo, cfg, "--goal", "Fix add in calc.py", "--model", "alpha", "--require-green"
     )
     assert code == 1
-    assert report["task"]["attempts"][0]["headline"].endswith("left (--require-green)")
+    assert report["tasks"][0]["attempts"][0]["headline"].endswith("left (--require-green)")
 
 
 # -- safety through the CLI ---------------------------------------------------------------------
@@ -437,7 +440,7 @@ def test_an_edit_outside_the_repository_is_refused_and_nothing_is_written(
 
     assert code == 1
     assert not outside.exists()
-    first = report["task"]["attempts"][0]
+    first = report["tasks"][0]["attempts"][0]
     assert first["outcome"] == "refused" and first["well_formed"] is False
     assert "outside" in first["headline"] or "repository" in first["headline"]
 
@@ -455,8 +458,8 @@ def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
     code, report, _ = forge_run(repo, cfg, str(milestone), "--model", "alpha", "--strict-files")
 
     assert code == 1
-    assert "calc.py" in report["task"]["attempts"][0]["headline"]
-    assert git(repo, "show", f"{report['task']['branch']}:README.md") == "calc\n"
+    assert "calc.py" in report["tasks"][0]["attempts"][0]["headline"]
+    assert git(repo, "show", f"{report['branch']}:README.md") == "calc\n"
 
 
 # -- usage errors -------------------------------------------------------------------------------
@@ -470,11 +473,11 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, fake: FakeProvider) 
     assert done.returncode == 2 and "not inside a git repository" in done.stderr
     repo = python_repo(tmp_path)
     done = run_forge("run-milestone", "-c", str(cfg), cwd=repo)
-    assert done.returncode == 2 and "give a milestone file or --goal" in done.stderr
+    assert done.returncode == 2 and "give a milestone file, --goal TEXT, or --resume" in done.stderr
     two = tmp_path / "two.md"
     two.write_text("- [ ] a: First thing\n- [ ] b: Second thing\n")
-    done = run_forge("run-milestone", str(two), "-c", str(cfg), cwd=repo)
-    assert done.returncode == 2 and "--task" in done.stderr
+    done = run_forge("run-milestone", str(two), "--task", "c", "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "has no task 'c'" in done.stderr
     done = run_forge("run-milestone", "--goal", "x", "--base", "nope", "-c", str(cfg), cwd=repo)
     assert done.returncode == 2 and "'nope'" in done.stderr
     assert "Traceback" not in done.stderr
@@ -525,8 +528,8 @@ def test_a_rust_crate_task_is_validated_with_cargo_and_committed(
     )
 
     assert code == 0, stderr
-    assert "area_of_a_rectangle" not in (report["task"]["last_findings"] or "")
-    assert "width * height" in git(repo, "show", f"{report['task']['branch']}:src/lib.rs")
+    assert "area_of_a_rectangle" not in (report["tasks"][0]["last_findings"] or "")
+    assert "width * height" in git(repo, "show", f"{report['branch']}:src/lib.rs")
     assert not (repo / "target").exists()  # cargo ran in the worktree, not in the checkout
 
 
@@ -541,4 +544,4 @@ def test_a_local_model_writes_whole_files_by_default(fake: FakeProvider, tmp_pat
     assert code == 0, stderr
     system = fake.requests_for("small-1")[0].body["messages"][0]["content"]
     assert "<<<<<<< SEARCH" not in system  # taught the whole-file format, not SEARCH/REPLACE
-    assert git(repo, "show", f"{report['task']['branch']}:calc.py") == CALC_OK
+    assert git(repo, "show", f"{report['branch']}:calc.py") == CALC_OK

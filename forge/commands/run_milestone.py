@@ -1,10 +1,12 @@
-"""`forge run-milestone`: a milestone task, or a one-sentence goal, to a validated commit.
+"""`forge run-milestone`: a milestone's tasks, in parallel, validated, merged into one branch.
 
-Progress goes to stderr, one line per event; the report goes to stdout (`--json` for a machine).
+Progress: a live table on a terminal, one line per event otherwise (on stderr); the report goes
+to stdout (`--json` for a machine).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,8 +15,16 @@ import typer
 from forge.commands.options import ConfigOption, JsonOption
 
 if TYPE_CHECKING:
+    from forge.commands.run_view import LiveTasks
     from forge.execution.engine import TaskEvent
-    from forge.execution.run import RunResult
+    from forge.execution.run import RunOptions, RunResult
+    from forge.execution.scheduler import RunEvent
+    from forge.planning.milestone import Milestone
+
+
+class OnBudget(StrEnum):
+    finish = "finish"
+    cancel = "cancel"
 
 
 def run_milestone(
@@ -26,8 +36,15 @@ def run_milestone(
         str | None, typer.Option("--goal", help="Run this one-sentence goal as a task.")
     ] = None,
     task_id: Annotated[
-        str | None, typer.Option("--task", help="Run this task of the milestone.")
+        str | None, typer.Option("--task", help="Run only this task of the milestone.")
     ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue the run with this id.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the graph, routes and estimate; run nothing."),
+    ] = False,
     base: Annotated[
         str, typer.Option("--base", help="Start from this commit, branch or tag.")
     ] = "HEAD",
@@ -47,51 +64,63 @@ def run_milestone(
     keep_worktrees: Annotated[
         bool, typer.Option("--keep-worktrees", help="Keep each task's worktree for inspection.")
     ] = False,
+    on_budget: Annotated[
+        OnBudget,
+        typer.Option(
+            "--on-budget", help="When the budget is reached: let tasks in flight finish, or cancel."
+        ),
+    ] = OnBudget.finish,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Fast-forward your branch to the result when that is safe."),
+    ] = False,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Run a milestone's task (or --goal) in its own worktree: ask, edit, validate, commit.
+    """Run a milestone: independent tasks in parallel, each in its own worktree, validated.
 
-    Each attempt is validated with the project's real build, lint and test tools; a failure is
-    retried with the findings, then escalated up the tier ladder. Your working tree, index and
-    branch are never touched: the work lands on the branch forge/RUN/TASK.
+    Each attempt is checked with the project's real build, lint and test tools; a failure is
+    retried with the findings, then escalated up the tier ladder. Validated work is merged into
+    the branch forge/RUN. Your working tree, index and branch are never touched (unless --apply).
     """
     import anyio
 
     from forge.errors import UsageError
-    from forge.execution.run import RunOptions, goal_task, pick_task, run_task
+    from forge.execution.run import RunOptions, run_plan
     from forge.routing.decision import Pins
 
-    if (milestone is None) == (goal is None):
-        raise UsageError("give a milestone file or --goal TEXT (one of them)")
-    if goal is not None:
-        if task_id is not None:
-            raise UsageError(
-                "--task chooses a task of a milestone file; it does not go with --goal"
-            )
-        task, source = goal_task(goal), "--goal"
-    else:
-        from forge.planning.milestone import load_milestone
-
-        assert milestone is not None
-        task, source = pick_task(load_milestone(milestone), task_id), str(milestone)
+    given = [x for x in (milestone, goal, resume) if x is not None]
+    if len(given) != 1:
+        raise UsageError("give a milestone file, --goal TEXT, or --resume RUN (one of them)")
+    if task_id is not None and milestone is None:
+        raise UsageError("--task chooses a task of a milestone file")
     options = RunOptions(
         base=base,
         pins=Pins(tier=tier, model=model),
         require_green=require_green,
         strict_files=strict_files,
         keep_worktrees=keep_worktrees,
+        on_budget=on_budget.value,
     )
+    plan, source = _plan(milestone, goal, task_id) if resume is None else (None, "")
+    if dry_run:
+        if plan is None:
+            raise UsageError("--dry-run shows a new run's plan; it does not go with --resume")
+        _dry_run(plan, options, config, json_output)
+        return
+    view = _View(json_output)
     result = anyio.run(
-        lambda: run_task(
-            task,
+        lambda: run_plan(
+            plan if plan is not None else _empty(),
             source=source,
             options=options,
             config_path=config,
-            on_event=_print_event,
-            on_start=lambda run_id: typer.echo(f"forge: run {run_id}", err=True),
+            resume=resume,
+            on_event=view.event,
+            on_start=view.start,
         )
     )
+    view.stop()
     if json_output:
         from forge.commands.output import print_json
         from forge.execution.report import result_json
@@ -99,51 +128,184 @@ def run_milestone(
         print_json(result_json(result))
     else:
         _render(result)
+    if apply:
+        _apply(result, json_output)
     raise typer.Exit(int(result.outcome.exit_code))
 
 
-def _print_event(event: TaskEvent) -> None:
-    where = f" [{event.rung}/{event.model}]" if event.model else ""
-    typer.echo(f"{event.task_id}{where} {event.stage}: {event.message}", err=True)
+def _plan(milestone: Path | None, goal: str | None, task_id: str | None) -> tuple[Milestone, str]:
+    from forge.execution.run import goal_task, only_task
+    from forge.planning.milestone import Milestone, load_milestone
+
+    if goal is not None:
+        return Milestone("--goal", (goal_task(goal),)), "--goal"
+    assert milestone is not None
+    plan = load_milestone(milestone)
+    if task_id is not None:
+        plan = only_task(plan, task_id)
+    return plan, str(milestone)
+
+
+def _empty() -> Milestone:
+    from forge.planning.milestone import Milestone
+
+    return Milestone("resumed run", ())
+
+
+# -- --dry-run ---------------------------------------------------------------------------------
+
+
+def _dry_run(
+    plan: Milestone, options: RunOptions, config_path: Path | None, json_output: bool
+) -> None:
+    from forge.commands.output import console, print_json, usd
+    from forge.config import load_config
+    from forge.ledger import Ledger
+    from forge.planning.graph import critical_path, levels, task_graph
+    from forge.planning.routes import route_plan
+    from forge.routing.analysis import analyse
+    from forge.routing.codebase import codebase_at
+    from forge.routing.decision import Router
+    from forge.routing.fleet import load_fleet
+
+    config = load_config(config_path).config
+    ledger = Ledger.open()
+    codebase = codebase_at(Path.cwd())
+    repo = str(codebase.root if codebase else Path.cwd().resolve())
+    router = Router(load_fleet(config, ledger, repo))
+    router.check(options.pins)
+    pending = plan.pending()
+    analyses = [analyse(t.text, codebase=codebase, files=t.files) for t in pending]
+    routes = route_plan(plan, analyses, router, options.pins)
+    graph = task_graph(plan)
+    worst = {tid: d.estimate.worst_case_usd for tid, d in routes.decisions.items()}
+    path = critical_path(graph, lambda tid: 0.0 if plan.task(tid).done else 1.0)
+    totals = routes.totals()
+    if json_output:
+        print_json(
+            routes.to_json()
+            | {"levels": levels(graph), "critical_path": path, "run": None, "dry_run": True}
+        )
+        return
+    out = console()
+    for number, level in enumerate(levels(graph), 1):
+        out.print(f"[bold]level {number}[/] ({len(level)} task(s) at once)")
+        for tid in level:
+            task = plan.task(tid)
+            after = f" after {', '.join(task.after)}" if task.after else ""
+            if task.done:
+                out.print(f"  {tid}: {task.title} — done{after}")
+                continue
+            decision = routes.decisions[tid]
+            first = decision.first
+            model = f"{first.rung}/{first.model}" if first.model else f"{first.rung} (no model)"
+            estimate = decision.estimate
+            out.print(
+                f"  {tid}: {task.title}{after}\n"
+                f"      {decision.analysis.type}, {decision.analysis.band} -> {model}; "
+                f"first attempt {usd(estimate.first_attempt_usd)}, worst case {usd(worst[tid])}"
+            )
+    out.print(f"critical path: {' -> '.join(path) or 'none'} ({len(path)} task(s))")
+    budget = usd(totals.budget_left_usd) if totals.budget_left_usd is not None else "no limit"
+    out.print(
+        f"estimate: first attempts {usd(totals.first_attempts_usd)}, worst case "
+        f"{usd(totals.worst_case_usd)}; budget left today {budget}"
+    )
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class _View:
+    """One plain line per event, or a Rich live table of tasks on a terminal."""
+
+    def __init__(self, json_output: bool) -> None:
+        import sys
+
+        self.live_table: LiveTasks | None = None
+        self.terminal = sys.stderr.isatty()
+        self.json_output = json_output
+
+    def start(self, run_id: str, plan: Milestone) -> None:
+        typer.echo(f"forge: run {run_id} ({len(plan.tasks)} task(s))", err=True)
+        if self.terminal:
+            from forge.commands.run_view import LiveTasks
+
+            self.live_table = LiveTasks(plan)
+            self.live_table.start()
+
+    def event(self, event: TaskEvent | RunEvent) -> None:
+        if self.live_table is not None:
+            self.live_table.update(event)
+            return
+        from forge.execution.engine import TaskEvent
+
+        if isinstance(event, TaskEvent):
+            where = f" [{event.rung}/{event.model}]" if event.model else ""
+            typer.echo(f"{event.task_id}{where} {event.stage}: {event.message}", err=True)
+        else:
+            typer.echo(f"{event.task_id} {event.state}: {event.message}", err=True)
+
+    def stop(self) -> None:
+        if self.live_table is not None:
+            self.live_table.stop()
+
+
+# -- the report --------------------------------------------------------------------------------
 
 
 def _render(result: RunResult) -> None:
+    from decimal import Decimal
+
     from rich.table import Table
 
     from forge.commands.output import console, usd
+    from forge.execution.report import top_tier_cost
 
     out = console()
     outcome = result.outcome
-    task = outcome.task
-    colour = {"done": "green", "failed": "red", "stopped": "yellow"}[outcome.state]
-    out.print(f"[bold]{task.id}[/]: {task.title}")
-    out.print(f"[{colour}]{outcome.state}[/]: {outcome.reason}")
+    colours = {"done": "green", "failed": "red", "stopped": "yellow"}
+    out.print(f"run {result.run_id}: [{colours.get(outcome.state, 'white')}]{outcome.state}[/]")
     if result.dirty:
         out.print("note: your uncommitted changes are not part of the base and were left alone")
-    if outcome.base_note:
-        out.print(f"base: {outcome.base_note}")
-    if outcome.route is not None:
-        ladder = " -> ".join(outcome.route.ladder)
-        out.print(f"ladder: {ladder}; tried: {', '.join(outcome.rungs) or 'none'}")
-    if outcome.attempts:
-        table = Table("#", "tier", "model", "outcome", "tokens in/out", "cost", "what happened")
-        for a in outcome.attempts:
-            repairs = f" (+{a.repairs} repair)" if a.repairs else ""
-            table.add_row(
-                str(a.number),
-                a.rung,
-                a.model,
-                a.outcome + repairs,
-                f"{a.input_tokens}/{a.output_tokens}",
-                usd(a.cost),
-                a.headline[:120],
-            )
-        out.print(table)
-    out.print(f"cost: {usd(outcome.cost)}")
-    if outcome.state == "done":
-        out.print(f"branch to review: [bold]{outcome.branch}[/] (commit {outcome.commit})")
-    elif outcome.last_findings:
-        out.print("last findings:")
-        out.print(outcome.last_findings, markup=False, highlight=False)
-    if outcome.worktree:
-        out.print(f"worktree kept at {outcome.worktree}")
+    table = Table("task", "state", "tiers tried", "attempts", "cost", "time", "why")
+    records = list(outcome.records.values())
+    for record in records:
+        seconds = f"{record.seconds:.1f}s" if record.seconds is not None else "-"
+        table.add_row(
+            record.task.id,
+            record.state,
+            " -> ".join(record.rungs) or "-",
+            str(record.attempts),
+            usd(record.cost),
+            seconds,
+            record.reason[:100],
+        )
+    out.print(table)
+    for record in records:
+        last = record.outcomes[-1] if record.outcomes else None
+        if record.state == "failed" and last and last.last_findings:
+            out.print(f"[bold]{record.task.id}[/]: last findings")
+            out.print(last.last_findings, markup=False, highlight=False)
+    total = sum((r.cost for r in records), Decimal(0))
+    top = top_tier_cost(result)
+    compared = f" (the same work at the top tier: {usd(top)})" if top is not None else ""
+    tiers: dict[str, int] = {}
+    for record in records:
+        if record.tier:
+            tiers[record.tier] = tiers.get(record.tier, 0) + 1
+    done = sum(r.state == "done" for r in records)
+    share = ", ".join(f"{tier} {n}" for tier, n in tiers.items()) or "none"
+    out.print(f"tasks: {done} of {len(records)} done; finished per tier: {share}")
+    out.print(f"cost: {usd(total)}{compared}")
+    if outcome.stop_reason:
+        out.print(f"stopped by the budget: {outcome.stop_reason}")
+    if outcome.branch:
+        out.print(f"branch to review: [bold]{outcome.branch}[/] ({(outcome.head or '')[:10]})")
+
+
+def _apply(result: RunResult, json_output: bool) -> None:
+    from forge.execution.apply import fast_forward
+
+    message = fast_forward(result.repo, result.outcome.branch)
+    typer.echo(f"forge: {message}", err=True)

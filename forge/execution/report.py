@@ -1,49 +1,108 @@
-"""The report of a run as plain data: what `--json` prints and the terminal view renders."""
+"""The report of a run as plain data: what `--json` prints and the terminal view renders.
+
+Shape: `run`, `repository`, `base`, `source`, `resumed`, `state` (done / failed / stopped),
+`exit_code`, `stop_reason`, `branch` (the branch to review), `head`,
+`uncommitted_changes_left_out`; `tasks`: one object per task with `id`, `title`, `after`,
+`state` (done, failed, skipped, stopped, not_started), `reason`, `type`, `band`, `tier` (the rung
+that finished it), `rungs_tried`, `escalations`, `attempt_count`, `attempts` (each engine attempt:
+number, rung, model, well_formed, outcome, headline, tokens, cost, repairs, files),
+`conflicts`, `cost_usd`, `seconds`, `commit`, `base` (the base's validation note),
+`last_findings`, `worktree`; `totals`: task counts by state, `attempts`, `cost_usd`,
+`top_tier_usd` (the same tokens at the top tier's prices, null when unpriced) and
+`finished_per_tier`.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from forge.execution.engine import TaskOutcome
 from forge.execution.run import RunResult
+from forge.execution.scheduler import TaskRecord
+
+MILLION = Decimal(1_000_000)
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
     outcome = result.outcome
+    records = list(outcome.records.values())
     return {
         "run": result.run_id,
         "repository": str(result.repo),
-        "base": result.base,
+        "base": outcome.base,
         "source": result.source,
-        "uncommitted_changes_left_out": result.dirty,
+        "resumed": result.resumed,
+        "state": outcome.state,
         "exit_code": int(outcome.exit_code),
-        "task": task_json(outcome),
+        "stop_reason": outcome.stop_reason,
+        "branch": outcome.branch,
+        "head": outcome.head,
+        "uncommitted_changes_left_out": result.dirty,
+        "tasks": [task_json(r) for r in records],
+        "totals": totals_json(result),
     }
 
 
-def task_json(outcome: TaskOutcome) -> dict[str, Any]:
-    route = outcome.route
+def task_json(record: TaskRecord) -> dict[str, Any]:
+    last = record.outcomes[-1] if record.outcomes else None
+    route = last.route if last else None
+    attempts = [a for o in record.outcomes for a in o.attempts]
     return {
-        "id": outcome.task.id,
-        "title": outcome.task.title,
-        "state": outcome.state,
-        "reason": outcome.reason,
+        "id": record.task.id,
+        "title": record.task.title,
+        "after": list(record.task.after),
+        "state": record.state,
+        "reason": record.reason,
         "type": route.analysis.type if route else None,
         "band": route.analysis.band if route else None,
-        "ladder": list(route.ladder) if route else [],
-        "rungs_tried": outcome.rungs,
-        "escalations": max(0, len(outcome.rungs) - 1),
-        "branch": outcome.branch,
-        "commit": outcome.commit,
-        "worktree": str(outcome.worktree) if outcome.worktree else None,
-        "base": outcome.base_note,
-        "cost_usd": _usd(outcome.cost),
-        "attempts": [asdict(a) | {"cost": _usd(a.cost)} for a in outcome.attempts],
-        "last_findings": outcome.last_findings if outcome.state != "done" else None,
+        "tier": record.tier,
+        "rungs_tried": record.rungs,
+        "escalations": sum(max(0, len(o.rungs) - 1) for o in record.outcomes),
+        "attempt_count": record.attempts,
+        "attempts": [asdict(a) | {"cost": plain(a.cost)} for a in attempts],
+        "conflicts": record.conflicts,
+        "cost_usd": plain(record.cost),
+        "seconds": None if record.seconds is None else round(record.seconds, 3),
+        "commit": record.commit,
+        "base": last.base_note if last else None,
+        "last_findings": last.last_findings if last and record.state != "done" else None,
+        "worktree": str(last.worktree) if last and last.worktree else None,
     }
 
 
-def _usd(value: Decimal) -> str:
+def totals_json(result: RunResult) -> dict[str, Any]:
+    records = list(result.outcome.records.values())
+    states = Counter(r.state for r in records)
+    cost = sum((r.cost for r in records), Decimal(0))
+    top = top_tier_cost(result)
+    return {
+        "tasks": len(records),
+        **{state: states.get(state, 0) for state in ("done", "failed", "skipped", "stopped")},
+        "not_started": states.get("not_started", 0),
+        "attempts": sum(r.attempts for r in records),
+        "cost_usd": plain(cost),
+        "top_tier_usd": None if top is None else plain(top),
+        "finished_per_tier": dict(Counter(r.tier for r in records if r.tier)),
+    }
+
+
+def top_tier_cost(result: RunResult) -> Decimal | None:
+    """Every attempt's tokens priced at the top tier: what the same work would have cost."""
+    if result.top_prices is None:
+        return None
+    input_price, output_price = result.top_prices
+    return sum(
+        (
+            (a.input_tokens * input_price + a.output_tokens * output_price) / MILLION
+            for r in result.outcome.records.values()
+            for o in r.outcomes
+            for a in o.attempts
+        ),
+        Decimal(0),
+    )
+
+
+def plain(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"

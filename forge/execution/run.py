@@ -1,23 +1,28 @@
-"""A run: the tasks of a milestone (or a one-sentence goal) through the task engine.
+"""A run: a milestone's task graph through the scheduler, recorded so it can be resumed.
 
-This version runs one task per run; the task-graph runner builds on it. The run is recorded in
-the ledger (runs, run_tasks, task_attempts) under an id that also names its branches.
+The run's plan, base and options are saved in the ledger when it starts; its progress is the
+integration line in git (each merged commit names its task in a `Forge-Task:` trailer) and the
+task rows in the ledger. `--resume RUN` reads them back and runs what is not merged yet.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from forge.errors import UsageError
-from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent, TaskOutcome
+from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent
+from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler
 from forge.planning.milestone import Milestone, MilestoneTask, slug
 from forge.routing.decision import Pins
+
+if TYPE_CHECKING:
+    from forge.config.schema import ForgeConfig
 
 
 @dataclass(frozen=True)
@@ -27,16 +32,20 @@ class RunOptions:
     require_green: bool = False
     strict_files: bool = False
     keep_worktrees: bool = False
+    on_budget: Literal["finish", "cancel"] = "finish"
 
 
 @dataclass
 class RunResult:
     run_id: str
     repo: Path
-    base: str
     source: str
-    outcome: TaskOutcome
+    plan: Milestone
+    outcome: PlanOutcome
     dirty: bool  # the user had uncommitted changes, which the base does not contain
+    resumed: bool = False
+    # USD per million input and output tokens of the top tier's dearest model, if priced.
+    top_prices: tuple[Decimal, Decimal] | None = None
 
 
 def new_run_id() -> str:
@@ -52,40 +61,33 @@ def goal_task(goal: str) -> MilestoneTask:
     return MilestoneTask(id=slug(title) or "goal", title=title.strip(), description=rest.strip())
 
 
-def pick_task(plan: Milestone, task_id: str | None) -> MilestoneTask:
-    """The task to run: the one named, or the milestone's only pending one."""
-    if task_id is not None:
-        try:
-            return plan.task(task_id)
-        except KeyError:
-            known = ", ".join(t.id for t in plan.tasks)
-            raise UsageError(f"{plan.source} has no task {task_id!r} (tasks: {known})") from None
-    pending = plan.pending()
-    if not pending:
-        raise UsageError(f"every task of {plan.source} is already done")
-    if len(pending) > 1:
-        ids = ", ".join(t.id for t in pending)
-        raise UsageError(
-            f"{plan.source} has {len(pending)} pending tasks ({ids}); this version runs one "
-            "task per run: choose it with --task ID"
-        )
-    return pending[0]
+def only_task(plan: Milestone, task_id: str) -> Milestone:
+    """`--task ID`: that task alone (what it comes after is taken as done)."""
+    try:
+        task = plan.task(task_id)
+    except KeyError:
+        known = ", ".join(t.id for t in plan.tasks)
+        raise UsageError(f"{plan.source} has no task {task_id!r} (tasks: {known})") from None
+    alone = MilestoneTask(**{**_task_fields(task), "after": (), "done": False})
+    return Milestone(plan.source, (alone,), plan.title)
 
 
-async def run_task(
-    task: MilestoneTask,
-    *,
-    source: str,
-    options: RunOptions,
-    config_path: Path | None = None,
-    on_event: Callable[[TaskEvent], None] = lambda event: None,
-    on_start: Callable[[str], None] = lambda run_id: None,
-) -> RunResult:
+@dataclass
+class _Setup:
+    """What a run needs, opened once: configuration, repository, ledger, router, client."""
+
+    config: Any
+    repo: Any
+    root: Path
+    ledger: Any
+    codebase: Any
+    router: Any
+
+
+def _open(config_path: Path | None, pins: Pins) -> _Setup:
     from forge.config import load_config
-    from forge.execution.store import RunStore
-    from forge.execution.workspace import open_repository, resolve_base
+    from forge.execution.workspace import open_repository
     from forge.ledger import Ledger
-    from forge.providers.client import ModelClient
     from forge.routing.codebase import codebase_at
     from forge.routing.decision import Router
     from forge.routing.fleet import load_fleet
@@ -93,16 +95,53 @@ async def run_task(
     config = load_config(config_path).config
     repo = open_repository(Path.cwd())
     root = Path(repo.working_dir)
-    base = resolve_base(repo, options.base)
-    dirty = repo.is_dirty(untracked_files=True)
     ledger = Ledger.open()
     codebase = codebase_at(root)
     router = Router(load_fleet(config, ledger, str(codebase.root if codebase else root)))
-    router.check(options.pins)
-    run_id = new_run_id()
-    store = RunStore(ledger)
-    store.start_run(run_id, repo=str(root), base=base, source=source, options=_plain(options))
-    on_start(run_id)
+    router.check(pins)
+    return _Setup(config, repo, root, ledger, codebase, router)
+
+
+async def run_plan(
+    plan: Milestone,
+    *,
+    source: str,
+    options: RunOptions,
+    config_path: Path | None = None,
+    resume: str | None = None,
+    on_event: Callable[[TaskEvent | RunEvent], None] = lambda event: None,
+    on_start: Callable[[str, Milestone], None] = lambda run_id, plan: None,
+) -> RunResult:
+    """Run `plan` as a new run, or (with `resume`) carry on with the saved run of that id."""
+    from forge.execution.integration import Integration
+    from forge.execution.store import RunStore
+    from forge.execution.workspace import resolve_base
+    from forge.providers.client import ModelClient
+
+    setup = _open(config_path, options.pins)
+    store = RunStore(setup.ledger)
+    if resume is not None:
+        saved = store.run(resume)
+        if saved is None:
+            raise UsageError(f"no run {resume!r} in the ledger (`forge runs` lists them)")
+        run_id, base = resume, saved.base
+        source = saved.source
+        plan, options = _saved_plan(saved.options, source), _saved_options(saved.options)
+        integration = Integration(setup.root, run_id)
+        integration.resume()
+        merged = frozenset(integration.merged_tasks(base))
+        store.set_run_state(run_id, "running")
+    else:
+        run_id, base = new_run_id(), resolve_base(setup.repo, options.base)
+        integration = Integration(setup.root, run_id)
+        integration.start(base)
+        merged = frozenset()
+        saved_options = _options_json(options) | {"tasks": [_task_fields(t) for t in plan.tasks]}
+        store.start_run(
+            run_id, repo=str(setup.root), base=base, source=source, options=saved_options
+        )
+    dirty = setup.repo.is_dirty(untracked_files=True)
+    on_start(run_id, plan)
     settings = EngineSettings(
         run_id=run_id,
         require_green=options.require_green,
@@ -112,26 +151,76 @@ async def run_task(
     )
     state = "interrupted"
     try:
-        async with ModelClient(config, ledger=ledger, run_id=run_id) as client:
+        async with ModelClient(setup.config, ledger=setup.ledger, run_id=run_id) as client:
             engine = TaskEngine(
-                config=config,
-                ledger=ledger,
+                config=setup.config,
+                ledger=setup.ledger,
                 client=client,
-                router=router,
-                repo=repo,
-                codebase=codebase,
+                router=setup.router,
+                repo=setup.repo,
+                codebase=setup.codebase,
                 settings=settings,
                 on_event=on_event,
             )
-            outcome = await engine.run(task, base)
+            scheduler = Scheduler(
+                plan=plan,
+                engine=engine,
+                integration=integration,
+                ledger=setup.ledger,
+                config=setup.config,
+                on_event=on_event,
+                on_budget=options.on_budget,
+            )
+            outcome = await scheduler.run(base, merged)
+        kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
+        outcome.branch = integration.finish(kept)
+        outcome.head = integration.head()
         state = outcome.state
     finally:
-        store.finish_run(run_id, state)
-        ledger.close()
-    return RunResult(run_id, root, base, source, outcome, dirty)
+        store.set_run_state(run_id, state, finished=True)
+        setup.ledger.close()
+    return RunResult(
+        run_id,
+        setup.root,
+        source,
+        plan,
+        outcome,
+        dirty,
+        resumed=resume is not None,
+        top_prices=top_tier_prices(setup.config),
+    )
 
 
-def _plain(options: RunOptions) -> dict[str, Any]:
+def top_tier_prices(config: ForgeConfig) -> tuple[Decimal, Decimal] | None:
+    """What the top rung of the default ladder charges: its dearest priced model's prices."""
+    top = config.tiers.ladder[-1] if config.tiers.ladder else None
+    priced = [
+        (m.input_price, m.output_price)
+        for alias in (config.models_in(top) if top else [])
+        if (m := config.models[alias]).input_price is not None and m.output_price is not None
+    ]
+    if not priced:
+        return None
+    best = max(priced, key=lambda p: (p[1], p[0]))
+    assert best[0] is not None and best[1] is not None
+    return best[0], best[1]
+
+
+def _task_fields(task: MilestoneTask) -> dict[str, Any]:
+    fields = asdict(task)
+    fields["files"], fields["after"] = tuple(task.files), tuple(task.after)
+    return fields
+
+
+def _saved_plan(options: dict[str, Any], source: str) -> Milestone:
+    tasks = tuple(
+        MilestoneTask(**{**t, "files": tuple(t["files"]), "after": tuple(t["after"])})
+        for t in options["tasks"]
+    )
+    return Milestone(source, tasks)
+
+
+def _options_json(options: RunOptions) -> dict[str, Any]:
     return {
         "base": options.base,
         "tier": options.pins.tier,
@@ -139,5 +228,16 @@ def _plain(options: RunOptions) -> dict[str, Any]:
         "require_green": options.require_green,
         "strict_files": options.strict_files,
         "keep_worktrees": options.keep_worktrees,
-        "pid": os.getpid(),
+        "on_budget": options.on_budget,
     }
+
+
+def _saved_options(saved: dict[str, Any]) -> RunOptions:
+    return RunOptions(
+        base=saved["base"],
+        pins=Pins(tier=saved.get("tier"), model=saved.get("model")),
+        require_green=saved.get("require_green", False),
+        strict_files=saved.get("strict_files", False),
+        keep_worktrees=saved.get("keep_worktrees", False),
+        on_budget=saved.get("on_budget", "finish"),
+    )

@@ -67,6 +67,18 @@ class TaskAttemptRow:
 
 
 @dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    repo: str
+    base: str
+    source: str
+    state: str  # running, done, failed, stopped, interrupted
+    started_at: float
+    finished_at: float | None
+    options: dict[str, Any]  # the plan's tasks and the options it ran with, for --resume
+
+
+@dataclass(frozen=True)
 class RunTaskRow:
     run_id: str
     task_id: str
@@ -102,12 +114,28 @@ class RunStore:
                 (run_id, repo, base, source, time.time(), os.getpid(), json.dumps(options)),
             )
 
-    def finish_run(self, run_id: str, state: str) -> None:
+    def set_run_state(self, run_id: str, state: str, *, finished: bool = False) -> None:
         with self._connect() as db:
             db.execute(
-                "UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?",
-                (state, time.time(), run_id),
+                "UPDATE runs SET state = ?, finished_at = ?, pid = ? WHERE run_id = ?",
+                (state, time.time() if finished else None, os.getpid(), run_id),
             )
+
+    def run(self, run_id: str) -> RunRow | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return RunRow(
+            run_id=row["run_id"],
+            repo=row["repo"],
+            base=row["base"],
+            source=row["source"],
+            state=row["state"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            options=json.loads(row["options"]),
+        )
 
     # -- tasks -------------------------------------------------------------------------------
 

@@ -473,6 +473,11 @@ class Ledger:
             self._expire(db, time.time())
             return self._spend(db, "day = ?", (today(),))
 
+    def spend_of_run(self, run_id: str) -> Spend:
+        with self._write() as db:
+            self._expire(db, time.time())
+            return self._spend(db, "run_id = ?", (run_id,))
+
     # -- breakers and discovery ----------------------------------------------------------------
 
     def save_breaker(

@@ -1,0 +1,127 @@
+"""The run's integration line: validated task commits merged one at a time, without a checkout.
+
+While a run is going, its integration head is the hidden ref `refs/forge/runs/<run>`; task
+branches are `forge/<run>/<task>`. Merges use `git merge-tree --write-tree`, so neither the
+user's working tree nor their index is involved. A task commit made on the current head is
+fast-forwarded; one made on an older head is re-created on the new head with its message and
+trailers (the history stays linear); a conflict names its files. When the run ends, the task
+branches are deleted and the branch `forge/<run>` is set to the integration head: git cannot
+hold a branch `forge/<run>` beside branches `forge/<run>/<task>`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from forge.execution.workspace import FALLBACK_IDENTITY, WorkspaceError, branch_part
+
+RUN_REFS = "refs/forge/runs"
+
+
+@dataclass(frozen=True)
+class Merge:
+    head: str | None  # the new integration head, None on a conflict
+    conflicts: tuple[str, ...] = ()
+
+
+class Integration:
+    def __init__(self, repo_dir: Path, run_id: str) -> None:
+        self.repo_dir = repo_dir
+        self.run_id = run_id
+        self.ref = f"{RUN_REFS}/{branch_part(run_id)}"
+        self.branch = f"forge/{branch_part(run_id)}"
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.repo_dir,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+
+    def git(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+        done = self.run(*args, env=env)
+        if done.returncode != 0:
+            command = " ".join(args)
+            raise WorkspaceError(f"git {command} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def start(self, base: str) -> None:
+        self.git("update-ref", self.ref, base)
+
+    def head(self) -> str:
+        return self.git("rev-parse", self.ref)
+
+    def resume(self) -> str:
+        """Before tasks run again: the finished branch goes, so task branches can exist."""
+        if self._exists(f"refs/heads/{self.branch}"):
+            self.git("update-ref", self.ref, self.git("rev-parse", f"refs/heads/{self.branch}"))
+            self.git("branch", "-D", self.branch)
+        return self.head()
+
+    def merge(self, commit: str) -> Merge:
+        head = self.head()
+        parent = self.git("rev-parse", f"{commit}^")
+        if parent == head:
+            new = commit  # made on the current head: a fast-forward
+        else:
+            done = self.run(
+                "merge-tree", "--write-tree", "--name-only", "--no-messages", head, commit
+            )
+            lines = done.stdout.strip().splitlines()
+            if done.returncode == 1:
+                return Merge(None, tuple(dict.fromkeys(line for line in lines[1:] if line)))
+            if done.returncode != 0 or not lines:
+                raise WorkspaceError(f"git merge-tree failed: {done.stderr.strip()}")
+            new = self._recreate(commit, lines[0], head)
+        self.git("update-ref", self.ref, new, head)
+        return Merge(new)
+
+    def _recreate(self, commit: str, tree: str, head: str) -> str:
+        """`commit`'s change as a new commit on `head`: same message, author and trailers."""
+        message = self.git("log", "-1", "--format=%B", commit)
+        author = self.git("log", "-1", "--format=%an%x00%ae%x00%aI", commit).split("\0")
+        env = {}
+        if not (self._config("user.name") and self._config("user.email")):
+            env = {k: v for k, v in FALLBACK_IDENTITY.items() if k not in os.environ}
+        env |= {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
+        env["GIT_AUTHOR_DATE"] = author[2]
+        return self.git("commit-tree", tree, "-p", head, "-m", message, env=env)
+
+    def merged_tasks(self, base: str) -> set[str]:
+        """Tasks whose commits are on the integration line: what a resumed run must not redo."""
+        text = self.git(
+            "log", "--format=%(trailers:key=Forge-Task,valueonly)", f"{base}..{self.ref}"
+        )
+        return {line.strip() for line in text.splitlines() if line.strip()}
+
+    def finish(self, keep_worktrees: tuple[Path, ...] = ()) -> str:
+        """Task branches removed, `forge/<run>` at the integration head; returns the branch."""
+        for tree in keep_worktrees:
+            subprocess.run(["git", "checkout", "--quiet", "--detach"], cwd=tree, check=False)
+        prefix = f"refs/heads/{self.branch}/"
+        listed = self.git("for-each-ref", "--format=%(refname)", prefix)
+        for ref in listed.splitlines():
+            self.git("update-ref", "-d", ref)
+        self.git("branch", "-f", self.branch, self.head())
+        return self.branch
+
+    def _exists(self, ref: str) -> bool:
+        try:
+            self.git("rev-parse", "--verify", "--quiet", ref)
+        except WorkspaceError:
+            return False
+        return True
+
+    def _config(self, key: str) -> str | None:
+        try:
+            return self.git("config", "--get", key) or None
+        except WorkspaceError:
+            return None
