@@ -1,0 +1,344 @@
+"""`forge run-milestone` on task graphs: parallel tasks, dependencies, failures, conflicts,
+budget stops, SIGKILL and --resume, --dry-run, --apply.
+
+Every task is pinned to its own tier, and every tier has one model, so each fake model's script
+is the answer for exactly one task whatever order the tasks run in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from forge.execution.store import RunStore
+from forge.ledger import Ledger
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+from tests.test_run_milestone import git, make_repo, user_state
+
+TIERS = ("t1", "t2", "t3", "t4")
+
+
+def graph_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    models = "".join(
+        f'\n[models.m{n}]\nprovider = "fake"\nid = "m{n}-1"\ntier = "{tier}"\n'
+        f"input_price = {n}\noutput_price = {n}\n"
+        for n, tier in enumerate(TIERS, 1)
+    )
+    path = tmp_path / "forge.toml"
+    path.write_text(
+        f"""
+[providers.fake]
+base_url = "{url}/v1"
+{models}
+[tiers]
+ladder = {json.dumps(list(TIERS))}
+
+[routing]
+max_attempts_per_tier = 1
+max_total_attempts = 2
+learn_from_history = false
+max_call_attempts = 1
+max_concurrent_tasks = 4
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def text_repo(tmp_path: Path, **files: str) -> Path:
+    return make_repo(tmp_path / "repo", {"README.md": "calc\n", **files})
+
+
+def edit(path: str, old: str, new: str) -> str:
+    return f"{path}\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+
+def milestone(tmp_path: Path, *tasks: dict[str, Any]) -> Path:
+    path = tmp_path / "milestone.toml"
+    blocks = []
+    for task in tasks:
+        lines = ["[[task]]"] + [f"{key} = {json.dumps(value)}" for key, value in task.items()]
+        blocks.append("\n".join(lines))
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+def run(repo: Path, cfg: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    done = run_forge("run-milestone", *args, "--json", "-c", str(cfg), cwd=repo, timeout=300)
+    try:
+        return done.returncode, json.loads(done.stdout), done.stderr
+    except json.JSONDecodeError:
+        raise AssertionError(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}") from None
+
+
+def tasks_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in report["tasks"]}
+
+
+def merged_tasks(repo: Path, branch: str) -> list[str]:
+    text = git(repo, "log", "--format=%(trailers:key=Forge-Task,valueonly)", branch)
+    return sorted(line for line in text.split() if line)
+
+
+def test_three_independent_tasks_run_at_the_same_time_and_all_land_on_the_run_branch(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"})
+    for n, name in enumerate("abc", 1):
+        fake.script(f"m{n}-1", Reply(text=edit(f"{name}.txt", name, name.upper()), ttft=2.0))
+    plan = milestone(
+        tmp_path,
+        *(
+            {"id": name, "title": f"Capitalise {name}.txt", "tier": f"t{n}"}
+            for n, name in enumerate("abc", 1)
+        ),
+    )
+
+    code, report, stderr = run(repo, graph_config(tmp_path, fake.url), str(plan))
+
+    assert code == 0, stderr
+    assert fake.max_concurrent_streams >= 3  # the three model calls overlapped
+    branch = report["branch"]
+    assert branch == f"forge/{report['run']}"
+    assert merged_tasks(repo, branch) == ["a", "b", "c"]
+    for name in "abc":
+        assert git(repo, "show", f"{branch}:{name}.txt") == name.upper() + "\n"
+    assert report["totals"]["done"] == 3
+    assert report["totals"]["finished_per_tier"] == {"t1": 1, "t2": 1, "t3": 1}
+
+
+def test_a_task_sees_the_work_of_the_task_it_comes_after(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"notes.txt": "start\n"})
+    fake.script("m1-1", Reply(text=edit("notes.txt", "start", "start\nMARKER-FROM-A")))
+    fake.script("m2-1", Reply(text=edit("notes.txt", "MARKER-FROM-A", "MARKER-FROM-A\nand B")))
+    plan = milestone(
+        tmp_path,
+        {
+            "id": "b",
+            "title": "Extend the notes",
+            "files": ["notes.txt"],
+            "after": ["a"],
+            "tier": "t2",
+        },
+        {"id": "a", "title": "Start the notes", "files": ["notes.txt"], "tier": "t1"},
+    )
+
+    code, report, stderr = run(repo, graph_config(tmp_path, fake.url), str(plan))
+
+    assert code == 0, stderr
+    request = fake.requests_for("m2-1")[0].body["messages"][-1]["content"]
+    assert "MARKER-FROM-A" in request
+    assert git(repo, "show", f"{report['branch']}:notes.txt") == "start\nMARKER-FROM-A\nand B\n"
+
+
+def test_a_failed_task_skips_its_dependents_and_independent_tasks_go_on(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"c.txt": "c\n"})
+    fake.script("m4-1", Reply(text="I would rather not edit anything."))
+    fake.script("m1-1", Reply(text=edit("c.txt", "c", "C")))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Do the impossible", "tier": "t4"},
+        {"id": "d", "title": "Build on the impossible", "after": ["a"], "tier": "t2"},
+        {"id": "e", "title": "Build on that", "after": ["d"], "tier": "t3"},
+        {"id": "c", "title": "Capitalise c.txt", "tier": "t1"},
+    )
+
+    code, report, _ = run(repo, graph_config(tmp_path, fake.url), str(plan))
+
+    assert code == 1
+    tasks = tasks_by_id(report)
+    assert tasks["a"]["state"] == "failed"
+    assert tasks["d"]["state"] == "skipped" and "after a, which failed" in tasks["d"]["reason"]
+    assert tasks["e"]["state"] == "skipped"
+    assert tasks["c"]["state"] == "done"
+    assert fake.requests_for("m2-1") == [] and fake.requests_for("m3-1") == []
+    assert merged_tasks(repo, report["branch"]) == ["c"]
+
+
+def test_two_parallel_tasks_editing_the_same_line_the_second_reruns_on_the_new_head(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path)
+    fake.script("m1-1", Reply(text=edit("README.md", "calc", "calc A")))
+    fake.script(
+        "m2-1",
+        Reply(text=edit("README.md", "calc", "calc B"), ttft=3.0),
+        Reply(text=edit("README.md", "calc A", "calc A and B")),
+    )
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Name A in the readme", "files": ["README.md"], "tier": "t1"},
+        {"id": "b", "title": "Name B in the readme", "files": ["README.md"], "tier": "t2"},
+    )
+
+    code, report, stderr = run(repo, graph_config(tmp_path, fake.url), str(plan))
+
+    assert code == 0, stderr
+    tasks = tasks_by_id(report)
+    assert tasks["b"]["conflicts"] == 1 and tasks["b"]["state"] == "done"
+    assert git(repo, "show", f"{report['branch']}:README.md") == "calc A and B\n"
+    rerun = fake.requests_for("m2-1")[1].body["messages"][-1]["content"]
+    assert "calc A" in rerun  # the re-run started from the new head
+    rows = RunStore(Ledger.open()).attempts(report["run"], "b")
+    assert [r.kind for r in rows] == ["attempt", "merge", "attempt"]
+    assert "README.md" in (rows[1].detail or "")
+
+
+def test_plan_errors_name_the_ids_and_exit_2(fake: FakeProvider, tmp_path: Path) -> None:
+    repo = text_repo(tmp_path)
+    cfg = graph_config(tmp_path, fake.url)
+    cases = {
+        "cycle.md": (
+            "- [ ] a: A (after: c)\n- [ ] b: B (after: a)\n- [ ] c: C (after: b)\n",
+            "a -> b -> c -> a",
+        ),
+        "unknown.md": ("- [ ] a: A (after: ghost)\n", "ghost"),
+        "duplicate.md": ("- [ ] a: A\n- [ ] a: Again\n", "'a'"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        done = run_forge("run-milestone", str(path), "-c", str(cfg), cwd=repo)
+        assert done.returncode == 2, (name, done.stderr)
+        assert expected in done.stderr, (name, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert fake.requests == []
+
+
+def test_budget_reached_stops_the_run_with_exit_3_and_starts_nothing_after(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n"})
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A"), cost="1.0"))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Capitalise a.txt", "tier": "t1"},
+        {"id": "b", "title": "Then something", "after": ["a"], "tier": "t2"},
+        {"id": "c", "title": "And more", "after": ["b"], "tier": "t3"},
+    )
+    cfg = graph_config(
+        tmp_path, fake.url, "\n[cost]\ndaily_budget_usd = 100\nrun_budget_usd = 0.5\n"
+    )
+
+    code, report, _ = run(repo, cfg, str(plan))
+
+    assert code == 3
+    assert report["state"] == "stopped" and "run_budget_usd" in report["stop_reason"]
+    tasks = tasks_by_id(report)
+    assert tasks["a"]["state"] == "done"
+    assert tasks["b"]["state"] == tasks["c"]["state"] == "not_started"
+    assert fake.requests_for("m2-1") == [] and fake.requests_for("m3-1") == []
+    assert merged_tasks(repo, report["branch"]) == ["a"]
+
+
+def test_a_run_killed_with_sigkill_resumes_without_redoing_merged_tasks(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n", "b.txt": "b\n"})
+    (repo / "README.md").write_text("calc, edited by the user\n")
+    (repo / "scratch.txt").write_text("untracked\n")
+    git(repo, "add", "scratch.txt")  # staged: the index must survive too
+    before = (*user_state(repo), (repo / "scratch.txt").read_bytes())
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A")))
+    fake.script("m2-1", Reply(text=edit("b.txt", "b", "B"), ttft=60.0))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Capitalise a.txt", "tier": "t1"},
+        {"id": "b", "title": "Capitalise b.txt", "after": ["a"], "tier": "t2"},
+    )
+    cfg = graph_config(tmp_path, fake.url)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while not fake.requests_for("m2-1") and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    run_id = log.read_text().split()[2]
+    assert (*user_state(repo), (repo / "scratch.txt").read_bytes()) == before
+    fake.script("m2-1", Reply(text=edit("b.txt", "b", "B")))
+
+    code, report, stderr = run(repo, cfg, "--resume", run_id)
+
+    assert code == 0, stderr
+    assert report["run"] == run_id and report["resumed"] is True
+    assert len(fake.requests_for("m1-1")) == 1  # a was merged before the kill: not redone
+    tasks = tasks_by_id(report)
+    assert tasks["a"]["reason"] == "merged before the run resumed"
+    assert tasks["b"]["state"] == "done"
+    assert merged_tasks(repo, report["branch"]) == ["a", "b"]
+    assert (*user_state(repo), (repo / "scratch.txt").read_bytes()) == before
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    unknown = run_forge("run-milestone", "--resume", "nope", "-c", str(cfg), cwd=repo)
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+
+
+def test_dry_run_prints_levels_routes_critical_path_and_estimate(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path)
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "First", "tier": "t1"},
+        {"id": "b", "title": "Second", "tier": "t2"},
+        {"id": "c", "title": "After both", "after": ["a", "b"], "tier": "t3"},
+    )
+    cfg = graph_config(tmp_path, fake.url)
+
+    done = run_forge("run-milestone", str(plan), "--dry-run", "-c", str(cfg), cwd=repo)
+
+    assert done.returncode == 0, done.stderr
+    assert "level 1 (2 task(s) at once)" in done.stdout
+    assert "level 2 (1 task(s) at once)" in done.stdout
+    assert "t3/m3" in done.stdout and "after a, b" in done.stdout
+    assert "critical path: a -> c" in done.stdout
+    assert "estimate: first attempts $" in done.stdout
+    assert fake.requests == []
+    as_json = json.loads(
+        run_forge(
+            "run-milestone", str(plan), "--dry-run", "--json", "-c", str(cfg), cwd=repo
+        ).stdout
+    )
+    assert as_json["levels"] == [["a", "b"], ["c"]]
+    assert git(repo, "branch", "--list", "forge/*") == ""
+
+
+def test_apply_fast_forwards_a_clean_branch_and_refuses_a_dirty_one(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n"})
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A")))
+    cfg = graph_config(tmp_path, fake.url)
+    plan = milestone(tmp_path, {"id": "a", "title": "Capitalise a.txt", "tier": "t1"})
+    (repo / "README.md").write_text("dirty\n")
+
+    dirty = run_forge("run-milestone", str(plan), "--apply", "-c", str(cfg), cwd=repo)
+
+    assert dirty.returncode == 0
+    assert "uncommitted changes; nothing applied" in dirty.stderr
+    assert (repo / "a.txt").read_text() == "a\n" and (repo / "README.md").read_text() == "dirty\n"
+    git(repo, "checkout", "README.md")
+    clean = run_forge("run-milestone", str(plan), "--apply", "-c", str(cfg), cwd=repo)
+    assert clean.returncode == 0
+    assert "fast-forwarded" in clean.stderr
+    assert (repo / "a.txt").read_text() == "A\n"
