@@ -20,6 +20,8 @@ from forge.commands import logs as logs_cmd
 from forge.commands import models as models_cmd
 from forge.commands import route as route_cmd
 from forge.commands import run_milestone as run_milestone_cmd
+from forge.commands import runs as runs_cmd
+from forge.commands import stats as stats_cmd
 from forge.commands import validate as validate_cmd
 from forge.errors import ExitCode, ForgeError
 
@@ -77,6 +79,8 @@ app.command("cost")(cost_cmd.cost)
 app.command("fanout")(fanout_cmd.fanout)
 app.command("route")(route_cmd.route)
 app.command("run-milestone")(run_milestone_cmd.run_milestone)
+app.command("runs")(runs_cmd.runs)
+app.command("stats")(stats_cmd.stats)
 
 
 def main() -> None:

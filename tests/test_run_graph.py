@@ -202,7 +202,7 @@ def test_plan_errors_name_the_ids_and_exit_2(fake: FakeProvider, tmp_path: Path)
     cases = {
         "cycle.md": (
             "- [ ] a: A (after: c)\n- [ ] b: B (after: a)\n- [ ] c: C (after: b)\n",
-            "a -> b -> c -> a",
+            "dependency cycle: a -> c -> b -> a",
         ),
         "unknown.md": ("- [ ] a: A (after: ghost)\n", "ghost"),
         "duplicate.md": ("- [ ] a: A\n- [ ] a: Again\n", "'a'"),
