@@ -342,3 +342,36 @@ def test_apply_fast_forwards_a_clean_branch_and_refuses_a_dirty_one(
     assert clean.returncode == 0
     assert "fast-forwarded" in clean.stderr
     assert (repo / "a.txt").read_text() == "A\n"
+
+
+def test_ctrl_c_exits_130_cleans_the_worktrees_and_the_run_can_resume(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n"})
+    before = user_state(repo)
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A"), ttft=60.0))
+    plan = milestone(tmp_path, {"id": "a", "title": "Capitalise a.txt", "tier": "t1"})
+    cfg = graph_config(tmp_path, fake.url)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while not fake.requests_for("m1-1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130, log.read_text()
+    assert "Traceback" not in log.read_text()
+    run_id = log.read_text().split()[2]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert user_state(repo) == before
+    assert RunStore(Ledger.open()).run(run_id).state == "interrupted"  # type: ignore[union-attr]
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A")))
+    code, report, stderr = run(repo, cfg, "--resume", run_id)
+    assert code == 0, stderr
+    assert merged_tasks(repo, report["branch"]) == ["a"]
