@@ -335,7 +335,9 @@ def test_budget_exhausted_mid_task_stops_with_exit_3_and_says_how_much_more_was_
     task = report["tasks"][0]
     assert task["state"] == "stopped"
     assert "run_budget_usd" in task["reason"] and "more is needed" in task["reason"]
-    assert [a["model"] for a in task["attempts"]] == ["alpha", "alpha"]
+    # The escalation to beta was refused before anything was sent, and is in the report.
+    assert [a["model"] for a in task["attempts"]] == ["alpha", "alpha", "beta"]
+    assert task["attempts"][-1]["outcome"] == "stopped"
     assert fake.requests_for("beta-1") == []  # refused before sending
     assert task["commit"] is None
 
@@ -545,3 +547,43 @@ def test_a_local_model_writes_whole_files_by_default(fake: FakeProvider, tmp_pat
     system = fake.requests_for("small-1")[0].body["messages"][0]["content"]
     assert "<<<<<<< SEARCH" not in system  # taught the whole-file format, not SEARCH/REPLACE
     assert git(repo, "show", f"{report['branch']}:calc.py") == CALC_OK
+
+
+def test_deleting_the_failing_test_does_not_count_as_fixing_it(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    cheat = (
+        "tests/test_calc.py\n<<<<<<< SEARCH\ndef test_add():\n    assert add(2, 3) == 5\n"
+        "=======\ndef test_add_exists():\n    assert add\n>>>>>>> REPLACE\n"
+    )
+    fake.script("alpha-1", Reply(text=cheat))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add (files: calc.py, tests/test_calc.py) (tier: free)\n")
+
+    code, report, _ = forge_run(repo, cfg, str(milestone), "--model", "alpha")
+
+    assert code == 1
+    first = report["tasks"][0]["attempts"][0]
+    assert first["outcome"] == "failed" and "target(s) still standing" in first["headline"]
+
+
+def test_a_tracked_symlink_to_a_file_outside_the_repository_never_reaches_a_prompt(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("# AWS_SECRET=hunter2\n")
+    repo = python_repo(tmp_path)
+    (repo / "settings.py").symlink_to(secret)
+    git(repo, "add", "settings.py")
+    git(repo, "commit", "-q", "-m", "settings")
+    fake.script("alpha-1", Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+
+    code, _, stderr = forge_run(
+        repo, cfg, "--goal", "Fix add in calc.py and read settings.py", "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    assert "hunter2" not in prompt_of(fake.requests_for("alpha-1")[0])

@@ -229,7 +229,7 @@ class _Selection:
         if path in self.seen:
             return
         self.seen.add(path)
-        text = read_text(self.root / path)
+        text = read_text(self.root, path)
         if text is None:
             self.leave_out(path, f"{reason}, but it is not a text file under 1 MB")
             return
@@ -269,7 +269,7 @@ class _Selection:
         for path, reason in ranked[:MAX_NEIGHBOUR_CANDIDATES]:
             if len(self.files) >= HANDFUL:
                 return
-            text = read_text(self.root / path)
+            text = read_text(self.root, path)
             if text is not None and _cost(path, text, summary=False) <= self.room():
                 self.seen.add(path)
                 self._add(path, text, reason, summary=False)
@@ -282,7 +282,7 @@ class _Selection:
         for path in ranked[:MAX_SUMMARIES]:
             if self.room() < MIN_SUMMARY_ROOM or misses >= MAX_SUMMARY_MISSES:
                 return
-            text = read_text(self.root / path)
+            text = read_text(self.root, path)
             summary = (
                 "" if text is None else summarize_file(path, text, self.index.defined_in(path))
             )

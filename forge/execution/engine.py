@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from forge.routing.codebase import Codebase
     from forge.validation.types import ValidationReport
 
-TaskState = Literal["done", "failed", "stopped"]
+TaskState = Literal["done", "failed", "stopped", "interrupted"]
 # Format repairs per attempt: a model that cannot write the format after this is not going to.
 MAX_FORMAT_REPAIRS = 2
 # Refused outright, never repaired: a model does not get a second try at escaping the repository.
@@ -122,6 +122,8 @@ class TaskOutcome:
 
 class _Stop(Exception):
     """The budget refused the next call: the task stops (exit 3)."""
+
+    summary: AttemptSummary | None = None  # the attempt it stopped, with what it had spent
 
 
 @dataclass
@@ -194,9 +196,11 @@ class TaskEngine:
         self._record_route(task, decision)
         self.store.set_task(run_id, task.id, task.title, "running", started_at=time.time())
         self._emit(task, "worktree", f"creating a worktree from {base[:10]}")
-        tree = await anyio.to_thread.run_sync(
-            partial(create_worktree, self.repo, run_id, task.id, base)
-        )
+        # Shielded: a Ctrl-C now still lets the worktree be made, so the cleanup below finds it.
+        with anyio.CancelScope(shield=True):
+            tree = await anyio.to_thread.run_sync(
+                partial(create_worktree, self.repo, run_id, task.id, base)
+            )
         outcome.branch = tree.branch
         summarize = self.config.context.enable_summarized_context
         job = _Job(
@@ -204,6 +208,10 @@ class TaskEngine:
         )
         try:
             await self._attempts(job, decision)
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+            outcome.state, outcome.exit_code = "interrupted", ExitCode.INTERRUPTED
+            outcome.reason = "interrupted"
+            raise
         finally:
             # Shielded: an interrupted task still puts its branch back and removes its worktree.
             with anyio.CancelScope(shield=True):
@@ -212,11 +220,11 @@ class TaskEngine:
 
     async def _finish(self, job: _Job) -> None:
         task, tree, outcome = job.task, job.tree, job.outcome
-        if outcome.state != "done":
-            await anyio.to_thread.run_sync(tree.reset)  # the branch stays at the base
         if self.settings.keep_worktrees:
             outcome.worktree = tree.path
         else:
+            if outcome.state != "done":
+                await anyio.to_thread.run_sync(tree.reset)  # the branch stays at the base
             await anyio.to_thread.run_sync(partial(remove_worktree, self.repo, tree.path))
         self.store.set_task(
             self.settings.run_id,
@@ -324,6 +332,8 @@ class TaskEngine:
         task, outcome = job.task, job.outcome
         feedback: str | None = None
         touched: set[str] = set()
+        earlier = _earlier(job.earlier)  # what failed on the rungs below, not on this one
+        answered = False
         for _ in range(routing.max_attempts_per_tier):
             if len(outcome.attempts) >= routing.max_total_attempts:
                 break
@@ -333,10 +343,16 @@ class TaskEngine:
                 description=task.description,
                 allowed_files=self._allowed(task),
                 targets=job.baseline.targets if job.baseline else (),
-                earlier_rungs=_earlier(job.earlier),
+                earlier_rungs=earlier,
                 feedback=feedback,
             )
-            summary, verdict = await self._attempt(job, rung, brief, number)
+            try:
+                summary, verdict = await self._attempt(job, rung, brief, number)
+            except _Stop as stop:
+                if stop.summary is not None:  # what the attempt spent before the budget said no
+                    outcome.attempts.append(stop.summary)
+                    outcome.cost += stop.summary.cost
+                raise
             outcome.attempts.append(summary)
             outcome.cost += summary.cost
             touched.update(summary.files)
@@ -344,7 +360,11 @@ class TaskEngine:
                 self._record_first_attempt(task, summary.outcome == "passed")
             if summary.outcome == "call failed":
                 job.earlier.append(f"- {rung.choice.rung} ({rung.model}): {summary.headline}")
-                return "unreachable"
+                return "failed" if answered else "unreachable"
+            answered = True
+            if summary.outcome == "passed" and not await self._differs(job, touched):
+                summary.outcome = "no change"
+                summary.headline = "the edits leave every file as it was at the start"
             if summary.outcome == "passed":
                 await self._commit(job, rung, sorted(touched))
                 return "done"
@@ -375,10 +395,18 @@ class TaskEngine:
         ]
         self._emit(task, "asking", f"attempt {number}: asking {rung.model}", number, rung)
         summary = AttemptSummary(number, rung.choice.rung, rung.model, False, "malformed", "")
-        completion = await self._call(task, rung, messages, summary)
-        application = None
-        if completion is not None:
-            application = await self._apply(job, rung, messages, completion, summary)
+        try:
+            completion = await self._call(task, rung, messages, summary)
+            application = None
+            if completion is not None:
+                application = await self._apply(job, rung, messages, completion, summary)
+        except _Stop as stop:
+            summary.outcome, summary.headline = "stopped", str(stop)
+            self._log(task, summary, "attempt", started, None)
+            stop.summary = summary
+            raise
+        if application is not None:
+            application = await self._writable(job, application, summary)
         if application is None:
             self._log(task, summary, "attempt", started, None)
             return summary, None
@@ -397,6 +425,31 @@ class TaskEngine:
         self._emit(task, "validated", f"attempt {number}: {summary.headline}", number, rung)
         self._log(task, summary, "attempt", started, verdict)
         return summary, verdict
+
+    async def _differs(self, job: _Job, touched: set[str]) -> bool:
+        """Whether the files the rung's edits wrote differ from the base: nothing to commit else."""
+        if not touched:
+            return False
+        status = await anyio.to_thread.run_sync(
+            partial(job.tree.git, "status", "--porcelain", "--", *sorted(touched))
+        )
+        return bool(status.strip())
+
+    async def _writable(
+        self, job: _Job, application: Application, summary: AttemptSummary
+    ) -> Application | None:
+        """The application, unless it changes nothing or writes where git would not look."""
+        ignored = await anyio.to_thread.run_sync(
+            partial(_ignored, job.tree.path, sorted(application.changes))
+        )
+        if ignored:
+            summary.outcome = "refused"
+            summary.headline = (
+                f"{', '.join(ignored)}: ignored by git (.gitignore); forge does not write "
+                "files git would not commit"
+            )
+            return None
+        return application
 
     def _context(self, job: _Job) -> str:
         from forge.execution.context import select_context
@@ -519,7 +572,9 @@ class TaskEngine:
                 output_tokens=summary.output_tokens,
                 cost_usd=summary.cost,
                 well_formed=summary.well_formed,
-                format_error=None if summary.well_formed else summary.headline or None,
+                format_error=summary.headline
+                if summary.outcome in ("malformed", "refused")
+                else None,
                 validation=validation,
                 new_findings=len(verdict.new) if verdict else 0,
                 targets_left=len(verdict.standing) if verdict else 0,
@@ -565,6 +620,15 @@ class TaskEngine:
                 model=rung.model if rung else None,
             )
         )
+
+
+def _ignored(root: Path, paths: list[str]) -> list[str]:
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "check-ignore", "--", *paths], cwd=root, capture_output=True, text=True
+    )
+    return done.stdout.split() if done.returncode == 0 else []
 
 
 def _earlier(lines: list[str]) -> str | None:

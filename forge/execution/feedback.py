@@ -22,10 +22,13 @@ FEEDBACK_LIMIT_CHARS = 6_000
 CODE_AROUND_LINES = 3
 DETAIL_LINES = 12
 BROKEN = {Status.FAILED, Status.ERROR, Status.TIMEOUT}
+# "Fix the build", "fix all compile errors", "repair the failing tests", "fix lint warnings",
+# "make the tests pass": a fix verb whose object is the build, the tests or the linters.
 FIX_EVERYTHING = re.compile(
-    r"\b(fix|repair|resolve|clean\s+up|make)\b.{0,40}?\b("
-    r"build|compil\w*|tests?|test\s+suite|lint\w*|clippy|ruff|mypy|type\s+errors?|ci|warnings"
-    r")\b",
+    r"\b(?:fix|repair|resolve)\s+(?:all\s+|any\s+|every\s+)?(?:the\s+)?(?:remaining\s+)?"
+    r"(?:build|compil\w*|failing\s+tests|broken\s+tests|tests|test\s+suite|test\s+failures|"
+    r"lint\w*|clippy|ruff|mypy|type\s+errors|ci)\b"
+    r"|\bmake\s+(?:the\s+|all\s+)?(?:tests|test\s+suite|build|ci)\s+(?:pass|green|compile)",
     re.IGNORECASE,
 )
 
@@ -193,23 +196,39 @@ class Verdict:
 def judge(baseline: Baseline, report: ValidationReport, *, require_green: bool) -> Verdict:
     now = findings(report)
     before = Counter(f.key for f in findings(baseline.report))
+    # Tools the base never got to (a syntax error skipped the tests) say nothing about what the
+    # attempt broke: what they find is background, not new.
+    unseen = {r.name for r in baseline.report.results if r.status is Status.SKIPPED}
     seen: Counter[FindingKey] = Counter()
     new: list[Finding] = []
     for finding in now:
         seen[finding.key] += 1
-        if seen[finding.key] > before[finding.key]:
+        if seen[finding.key] > before[finding.key] and finding.validator not in unseen:
             new.append(finding)
-    ran = {r.name for r in report.results if r.status is not Status.SKIPPED}
     current = {f.key: f for f in now}
-    # A standing target is shown as it fails now; one whose tool did not run is unverified.
+    passing = {
+        ("test", r.name, t.suite or "", t.name)
+        for r in report.results
+        for t in r.tests
+        if t.outcome == "passed"
+    }
+    # A target still fails, or cannot be shown fixed: a failing test counts as fixed only when
+    # the same test now passes (deleting or renaming it fixes nothing).
     standing = [
         current.get(t.key, t)
         for t in baseline.targets
-        if t.key in current or t.validator not in ran
+        if t.key in current
+        or (t.key[0] == "test" and t.key not in passing)
+        or (t.key[0] != "test" and _not_checked(t, report))
     ]
     failing = now if require_green else []
     passed = not new and not standing and (report.passed if require_green else True)
     return Verdict(passed, tuple(new), tuple(standing), tuple(failing), report)
+
+
+def _not_checked(target: Finding, report: ValidationReport) -> bool:
+    ran = {r.name for r in report.results if r.status is not Status.SKIPPED}
+    return target.validator not in ran
 
 
 def render_feedback(verdict: Verdict, root: Path, limit: int = FEEDBACK_LIMIT_CHARS) -> str:
@@ -255,11 +274,12 @@ def render_finding(finding: Finding, root: Path) -> str:
 
 def code_around(root: Path, file: str | None, line: int | None) -> list[str]:
     """The numbered lines around `line` of `file` as the attempt left it."""
+    from forge.execution.symbols import read_text
+
     if file is None or line is None:
         return []
-    try:
-        text = (root / file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError):
+    text = read_text(root, file)
+    if text is None:
         return []
     rows = text.splitlines()
     start = max(1, line - CODE_AROUND_LINES)

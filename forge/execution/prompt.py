@@ -13,6 +13,7 @@ from pathlib import Path
 
 from forge.execution.edits import EditError, EditFormat
 from forge.execution.feedback import Finding, render_finding
+from forge.execution.symbols import read_text
 
 REGION_MARGIN = 3
 TARGETS_LIMIT_CHARS = 6_000
@@ -72,10 +73,7 @@ def validation_feedback(rendered: str) -> str:
 
 def refused_feedback(reasons: Sequence[str]) -> str:
     listed = "\n".join(f"- {r}" for r in reasons)
-    return (
-        "Your edits could not be applied, so none of them were kept; the files above are "
-        f"unchanged:\n{listed}"
-    )
+    return "Your last answer's edits were not applied (none of them were kept):\n" + listed
 
 
 def _targets(targets: Sequence[Finding], root: Path) -> str:
@@ -113,10 +111,10 @@ def repair_prompt(errors: Sequence[EditError], root: Path) -> str:
 def _region(root: Path, error: EditError) -> str | None:
     if error.path is None or error.lines is None:
         return None
-    try:
-        rows = (root / error.path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError, ValueError):
+    text = read_text(root, error.path)
+    if text is None:
         return None
+    rows = text.splitlines()
     start = max(1, error.lines[0] - REGION_MARGIN)
     end = min(len(rows), error.lines[1] + REGION_MARGIN)
     body = "\n".join(rows[start - 1 : end])

@@ -68,6 +68,8 @@ def only_task(plan: Milestone, task_id: str) -> Milestone:
     except KeyError:
         known = ", ".join(t.id for t in plan.tasks)
         raise UsageError(f"{plan.source} has no task {task_id!r} (tasks: {known})") from None
+    if task.done:
+        raise UsageError(f"task {task_id!r} of {plan.source} is marked done ([x]); nothing to run")
     alone = MilestoneTask(**{**_task_fields(task), "after": (), "done": False})
     return Milestone(plan.source, (alone,), plan.title)
 

@@ -10,6 +10,7 @@ that does not parse keeps what the scanner found.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -279,9 +280,14 @@ def language_of(path: str) -> str | None:
     return LANGUAGES.get(PurePosixPath(path).suffix.lower())
 
 
-def read_text(file: Path) -> str | None:
-    """A file's text, or None when it is missing, binary or over 1 MB."""
+def read_text(root: Path, path: str) -> str | None:
+    """A file's text, or None when it is missing, binary, over 1 MB, or really outside `root`
+    (a tracked symlink to /etc/... or ~/.aws must not put that file in a prompt)."""
+    file = root / path
     try:
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, os.path.realpath(file)]) != real_root:
+            return None
         if file.stat().st_size > MAX_FILE_BYTES:
             return None
         data = file.read_bytes()
@@ -307,7 +313,7 @@ def _read_source(root: Path, path: str) -> _Source | None:
     language = language_of(path)
     if language is None:
         return None
-    text = read_text(root / path)
+    text = read_text(root, path)
     if text is None:
         return None
     spots = SCANNERS.get(language, _scan_keywords)(text, language)

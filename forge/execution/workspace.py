@@ -38,9 +38,12 @@ class WorkspaceError(ForgeError):
 
 
 def branch_part(name: str) -> str:
-    """A task or run id made safe for a branch name component."""
-    cleaned = BRANCH_UNSAFE.sub("-", name).strip(".-") or "task"
-    return cleaned.removesuffix(".lock")
+    """A task or run id made safe for a branch name component (git check-ref-format rules)."""
+    cleaned = BRANCH_UNSAFE.sub("-", name)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)
+    while cleaned.endswith(".lock"):
+        cleaned = cleaned.removesuffix(".lock")
+    return cleaned.strip(".-") or "task"
 
 
 def open_repository(path: Path) -> Repo:
@@ -129,9 +132,15 @@ def create_worktree(repo: Repo, run_id: str, task_id: str, base: str) -> Worktre
 
     branch = f"forge/{branch_part(run_id)}/{branch_part(task_id)}"
     path = worktrees_home() / branch_part(run_id) / branch_part(task_id)
-    if path.exists():
-        remove_worktree(repo, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.exists():
+            remove_worktree(repo, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot make a worktree folder at {path}: {exc.strerror} "
+            "(set FORGE_HOME to a writable folder)"
+        ) from None
     try:
         # -B: a resumed run re-creates the task's branch at the base it starts from.
         repo.git.worktree("add", "--quiet", "-B", branch, str(path), base)

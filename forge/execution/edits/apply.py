@@ -59,6 +59,10 @@ def apply_answer(
             message = f"Block {block.index}: {refused.error.message}"
             application.errors.append(replace(refused.error, message=message, block=block))
             continue
+        except OSError as exc:  # a name too long for the file system, a permission...
+            message = f"Block {block.index}: {block.path} cannot be read: {exc.strerror}."
+            application.errors.append(EditError(message, "unsafe", block=block))
+            continue
         if outcome == "applied":
             application.applied.append(block)
         else:
@@ -66,11 +70,20 @@ def apply_answer(
     application.changes = {
         relative: file.rendered() for relative, file in files.items() if file.changed
     }
+    for relative in application.changes:
+        folder = next(
+            (other for other in application.changes if relative.startswith(other + "/")), None
+        )
+        if folder is not None:
+            message = f"{folder} cannot be both a file and the folder of {relative}."
+            application.errors.append(EditError(message, "format", path=relative))
     return application
 
 
 def write_changes(application: Application, policy: EditPolicy) -> list[str]:
-    """Write the changes of an application without errors; the written paths, sorted.
+    """Write the changes of an application without errors; the files written, sorted, as
+    repository paths of the real files (an edit through a symlink inside the repository names
+    the file it reached).
 
     Every path is checked again first, because a symlink may have appeared since the answer
     was applied; nothing is written unless all of them pass. Each file is replaced atomically.
@@ -84,7 +97,8 @@ def write_changes(application: Application, policy: EditPolicy) -> list[str]:
         target = Path(os.path.realpath(os.path.join(policy.root, checked)))
         if target.exists() and not target.is_file():
             raise EditRefused(EditError(f"{checked} is not a regular file.", "format"))
-        planned.append((checked, target, text))
+        real = os.path.relpath(target, os.path.realpath(policy.root))
+        planned.append((Path(real).as_posix(), target, text))
     for _, target, text in planned:
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(target, text.encode("utf-8"))
