@@ -375,3 +375,51 @@ def test_ctrl_c_exits_130_cleans_the_worktrees_and_the_run_can_resume(
     code, report, stderr = run(repo, cfg, "--resume", run_id)
     assert code == 0, stderr
     assert merged_tasks(repo, report["branch"]) == ["a"]
+
+
+CRATE = '[package]\nname = "parts"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
+BROKEN = 'pub fn {name}() -> i32 {{\n    "{name}"\n}}\n'
+
+
+def test_fix_the_build_runs_one_task_per_broken_file_in_parallel_then_what_comes_after(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = make_repo(
+        tmp_path / "crate",
+        {
+            "Cargo.toml": CRATE,
+            ".gitignore": "target/\n",
+            "README.md": "parts\n",
+            "src/lib.rs": "pub mod a;\npub mod b;\npub mod c;\n",
+            **{f"src/{n}.rs": BROKEN.format(name=n) for n in "abc"},
+        },
+    )
+    replies = [
+        Reply(
+            text=edit(f"src/{n}.rs", f'    "{n}"', f"    {i}"),
+            ttft=2.0,
+            when=f"in src/{n}.rs",
+        )
+        for i, n in enumerate("abc", 1)
+    ]
+    readme = Reply(text=edit("README.md", "parts", "parts: a, b and c"), when="README")
+    fake.script("m1-1", *replies, readme)
+    cfg = graph_config(tmp_path, fake.url)
+
+    code, report, stderr = run(
+        repo, cfg, "--goal", "Fix the build, then add a usage section to the README", "--tier", "t1"
+    )
+
+    assert code == 0, stderr
+    tasks = report["tasks"]
+    fixes = [t for t in tasks if t["id"].startswith("fix-")]
+    assert sorted(t["id"] for t in fixes) == ["fix-src-a-rs", "fix-src-b-rs", "fix-src-c-rs"]
+    last = next(t for t in tasks if not t["id"].startswith("fix-"))
+    assert sorted(last["after"]) == sorted(t["id"] for t in fixes)
+    assert all(t["state"] == "done" for t in tasks)
+    assert fake.max_concurrent_streams >= 3  # the three fixes were asked for at the same time
+    branch = report["branch"]
+    for i, n in enumerate("abc", 1):
+        assert git(repo, "show", f"{branch}:src/{n}.rs") == f"pub fn {n}() -> i32 {{\n    {i}\n}}\n"
+    assert git(repo, "show", f"{branch}:README.md") == "parts: a, b and c\n"
+    assert not (repo / "target").exists()  # the plan's validation ran in a scratch worktree

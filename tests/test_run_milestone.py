@@ -352,9 +352,9 @@ def test_a_format_error_is_repaired_by_asking_again_for_the_failed_block_only(
     fake.script("alpha-1", Reply(text=good + "\n" + bad), Reply(text=fixed))
     cfg = config(tmp_path, fake.url)
 
-    code, report, stderr = forge_run(
-        repo, cfg, "--goal", "Fix add and make double return twice x in calc.py", "--tier", "free"
-    )
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add and make double return twice x (files: calc.py)\n")
+    code, report, stderr = forge_run(repo, cfg, str(milestone), "--tier", "free")
 
     assert code == 0, stderr
     attempts = report["tasks"][0]["attempts"]

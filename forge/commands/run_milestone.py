@@ -70,6 +70,13 @@ def run_milestone(
             "--on-budget", help="When the budget is reached: let tasks in flight finish, or cancel."
         ),
     ] = OnBudget.finish,
+    plan_with: Annotated[
+        str | None,
+        typer.Option("--plan-with", help="Ask this model to write the plan for --goal."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Run a model-written plan without asking.")
+    ] = False,
     apply: Annotated[
         bool,
         typer.Option("--apply", help="Fast-forward your branch to the result when that is safe."),
@@ -89,11 +96,14 @@ def run_milestone(
     from forge.execution.run import RunOptions, run_plan
     from forge.routing.decision import Pins
 
-    given = [x for x in (milestone, goal, resume) if x is not None]
-    if len(given) != 1:
-        raise UsageError("give a milestone file, --goal TEXT, or --resume RUN (one of them)")
-    if task_id is not None and milestone is None:
-        raise UsageError("--task chooses a task of a milestone file")
+    if resume is not None and (milestone is not None or goal is not None):
+        raise UsageError("--resume RUN carries on a saved run; give no milestone or --goal")
+    if resume is None and milestone is None and goal is None:
+        raise UsageError("give a milestone file, --goal TEXT, or --resume RUN")
+    if task_id is not None and (milestone is None or goal is not None):
+        raise UsageError("--task chooses a task of a milestone file (without --goal)")
+    if plan_with is not None and goal is None:
+        raise UsageError("--plan-with writes a plan for --goal TEXT")
     options = RunOptions(
         base=base,
         pins=Pins(tier=tier, model=model),
@@ -102,7 +112,13 @@ def run_milestone(
         keep_worktrees=keep_worktrees,
         on_budget=on_budget.value,
     )
-    plan, source = _plan(milestone, goal, task_id) if resume is None else (None, "")
+    plan: Milestone | None = None
+    source = ""
+    if resume is None:
+        plan, source = _plan(milestone, goal, task_id, config, base, plan_with, yes)
+        if not plan.pending():
+            typer.echo("forge: nothing to do: every task is done", err=True)
+            return
     if dry_run:
         if plan is None:
             raise UsageError("--dry-run shows a new run's plan; it does not go with --resume")
@@ -133,17 +149,64 @@ def run_milestone(
     raise typer.Exit(int(result.outcome.exit_code))
 
 
-def _plan(milestone: Path | None, goal: str | None, task_id: str | None) -> tuple[Milestone, str]:
-    from forge.execution.run import goal_task, only_task
-    from forge.planning.milestone import Milestone, load_milestone
+def _plan(
+    milestone: Path | None,
+    goal: str | None,
+    task_id: str | None,
+    config: Path | None,
+    base: str,
+    plan_with: str | None,
+    yes: bool,
+) -> tuple[Milestone, str]:
+    from forge.execution.run import goal_plan, only_task
+    from forge.planning.milestone import load_milestone
 
-    if goal is not None:
-        return Milestone("--goal", (goal_task(goal),)), "--goal"
-    assert milestone is not None
-    plan = load_milestone(milestone)
-    if task_id is not None:
-        plan = only_task(plan, task_id)
-    return plan, str(milestone)
+    plan = load_milestone(milestone) if milestone is not None else None
+    if goal is None:
+        assert plan is not None and milestone is not None
+        return (only_task(plan, task_id) if task_id is not None else plan), str(milestone)
+    if plan_with is not None:
+        return _model_plan(goal, plan_with, config, yes), f"--goal (planned by {plan_with})"
+    planned, notes = goal_plan(goal, milestone=plan, config_path=config, base=base)
+    for note in notes:
+        typer.echo(f"forge: {note}", err=True)
+    return planned, "--goal" if milestone is None else f"--goal with {milestone}"
+
+
+def _model_plan(goal: str, model: str, config_path: Path | None, yes: bool) -> Milestone:
+    """`--plan-with`: the model writes the checklist; it is shown, and run once confirmed."""
+    import sys
+
+    import anyio
+
+    from forge.config import load_config
+    from forge.errors import UsageError
+    from forge.execution.context import module_tree
+    from forge.ledger import Ledger
+    from forge.planning.plan_model import plan_with_model
+    from forge.providers.client import ModelClient
+    from forge.validation.tree import list_files, repository_root
+
+    config = load_config(config_path).config
+    tree = module_tree(list_files(repository_root(Path.cwd())))
+
+    async def ask() -> Milestone:
+        async with ModelClient(config, ledger=Ledger.open()) as client:
+            return await plan_with_model(client, model, goal, context=tree)
+
+    plan = anyio.run(ask)
+    typer.echo(f"forge: {model} planned {len(plan.tasks)} task(s):", err=True)
+    for task in plan.tasks:
+        after = f" (after: {', '.join(task.after)})" if task.after else ""
+        files = f" (files: {', '.join(task.files)})" if task.files else ""
+        typer.echo(f"  - [ ] {task.id}: {task.title}{files}{after}", err=True)
+    if yes:
+        return plan
+    if not sys.stdin.isatty():
+        raise UsageError("a model-written plan runs only once confirmed: add --yes to run it")
+    if not typer.confirm("Run this plan?", err=True):
+        raise typer.Exit(0)
+    return plan
 
 
 def _empty() -> Milestone:

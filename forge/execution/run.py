@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from forge.errors import UsageError
 from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent
 from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler
-from forge.planning.milestone import Milestone, MilestoneTask, slug
+from forge.execution.workspace import resolve_base
+from forge.planning.milestone import Milestone, MilestoneTask
 from forge.routing.decision import Pins
 
 if TYPE_CHECKING:
@@ -53,14 +54,6 @@ def new_run_id() -> str:
     return time.strftime("%m%d-%H%M") + "-" + secrets.token_hex(2)
 
 
-def goal_task(goal: str) -> MilestoneTask:
-    text = goal.strip()
-    if not text:
-        raise UsageError("--goal is empty")
-    title, _, rest = text.partition("\n")
-    return MilestoneTask(id=slug(title) or "goal", title=title.strip(), description=rest.strip())
-
-
 def only_task(plan: Milestone, task_id: str) -> Milestone:
     """`--task ID`: that task alone (what it comes after is taken as done)."""
     try:
@@ -72,6 +65,50 @@ def only_task(plan: Milestone, task_id: str) -> Milestone:
         raise UsageError(f"task {task_id!r} of {plan.source} is marked done ([x]); nothing to run")
     alone = MilestoneTask(**{**_task_fields(task), "after": (), "done": False})
     return Milestone(plan.source, (alone,), plan.title)
+
+
+def goal_plan(
+    goal: str, *, milestone: Milestone | None, config_path: Path | None, base: str
+) -> tuple[Milestone, tuple[str, ...]]:
+    """`--goal`: its parts as tasks; "fix the build / tests / lint" parts become one task per
+    file with findings, found by validating `base` in a scratch worktree (never the checkout)."""
+    from forge.config import load_config
+    from forge.execution.workspace import open_repository
+    from forge.planning.goals import plan_goal, split_goal
+
+    if not goal.strip():
+        raise UsageError("--goal is empty")
+    config = load_config(config_path).config
+    repo = open_repository(Path.cwd())
+    validate_fn = None
+    if any(part.fix for part in split_goal(goal)):
+        validate_fn = _validator_at(repo, resolve_base(repo, base))
+    planned = plan_goal(
+        goal,
+        root=Path(repo.working_dir),
+        validation=config.validation,
+        milestone=milestone,
+        **({"validate_fn": validate_fn} if validate_fn else {}),
+    )
+    return planned.milestone, planned.notes
+
+
+def _validator_at(repo: Any, commit: str) -> Callable[..., Any]:
+    def validate_base(root: Path, settings: Any) -> Any:
+        import tempfile
+
+        from forge.execution.workspace import remove_worktree
+        from forge.validation.runner import validate
+
+        with tempfile.TemporaryDirectory(prefix="forge-plan-") as scratch:
+            path = Path(scratch) / "base"
+            repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
+            try:
+                return validate(path, settings)
+            finally:
+                remove_worktree(repo, path)
+
+    return validate_base
 
 
 @dataclass
@@ -117,7 +154,6 @@ async def run_plan(
     """Run `plan` as a new run, or (with `resume`) carry on with the saved run of that id."""
     from forge.execution.integration import Integration
     from forge.execution.store import RunStore
-    from forge.execution.workspace import resolve_base
     from forge.providers.client import ModelClient
 
     setup = _open(config_path, options.pins)

@@ -81,6 +81,9 @@ class Reply:
     stall_seconds: float = 30.0
     stall_after_tokens: int = 0  # STALL: stream this many answer tokens first, then stall
     headers: dict[str, str] = field(default_factory=dict)
+    # Only for a request whose messages contain this text; the first queued reply that fits is
+    # used, so parallel requests to one model can each get the answer meant for them.
+    when: str | None = None
 
 
 @dataclass
@@ -769,12 +772,15 @@ class FakeProvider:
             recorded = list(self.requests)
         return [r for r in recorded if isinstance(r.body, dict) and r.body.get("model") == model]
 
-    def _next_reply(self, model: str) -> Reply:
+    def _next_reply(self, model: str, payload: dict[str, Any] | None = None) -> Reply:
+        text = json.dumps((payload or {}).get("messages", ""))
         with self._lock:
-            queue = self._scripts.get(model)
-            if queue:
-                return queue.pop(0)
-            return self._last_reply.get(model, Reply())
+            queue = self._scripts.get(model) or []
+            for index, reply in enumerate(queue):
+                if reply.when is None or json.dumps(reply.when)[1:-1] in text:
+                    return queue.pop(index)
+            last = self._last_reply.get(model, Reply())
+            return last if last.when is None or json.dumps(last.when)[1:-1] in text else Reply()
 
     def _listed_models(self) -> list[ModelInfo]:
         with self._lock:
@@ -856,7 +862,7 @@ class FakeProvider:
             spec = _ERRORS[Fault.BAD_REQUEST]
             await response.send_json(400, dialect.error_body(spec, "Body must be JSON."), {})
             return True
-        reply = self._next_reply(str(payload.get("model", "")))
+        reply = self._next_reply(str(payload.get("model", "")), payload)
         exchange = _Exchange(request, payload, reply, dialect, self._turn(payload, reply, dialect))
         self._open_streams += 1
         self.max_concurrent_streams = max(self.max_concurrent_streams, self._open_streams)
