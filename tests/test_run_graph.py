@@ -174,7 +174,8 @@ def test_two_parallel_tasks_editing_the_same_line_the_second_reruns_on_the_new_h
     fake.script("m1-1", Reply(text=edit("README.md", "calc", "calc A")))
     fake.script(
         "m2-1",
-        Reply(text=edit("README.md", "calc", "calc B"), ttft=3.0),
+        # Slow enough that A has merged before B's first attempt ends, even on a busy machine.
+        Reply(text=edit("README.md", "calc", "calc B"), ttft=8.0),
         Reply(text=edit("README.md", "calc A", "calc A and B")),
     )
     plan = milestone(
@@ -423,3 +424,40 @@ def test_fix_the_build_runs_one_task_per_broken_file_in_parallel_then_what_comes
         assert git(repo, "show", f"{branch}:src/{n}.rs") == f"pub fn {n}() -> i32 {{\n    {i}\n}}\n"
     assert git(repo, "show", f"{branch}:README.md") == "parts: a, b and c\n"
     assert not (repo / "target").exists()  # the plan's validation ran in a scratch worktree
+
+
+def test_ctrl_c_during_validation_stops_the_validators_instead_of_waiting_for_them(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    slow = "import time\n\n\ndef test_slow():\n    time.sleep(300)\n"
+    repo = make_repo(
+        tmp_path / "repo",
+        {"pyproject.toml": '[project]\nname = "slow"\nversion = "0"\n', "tests/test_slow.py": slow},
+    )
+    plan = milestone(tmp_path, {"id": "a", "title": "Anything", "tier": "t1"})
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forge",
+                "run-milestone",
+                str(plan),
+                "-c",
+                str(graph_config(tmp_path, fake.url)),
+            ],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while "validating the base" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # pytest is now inside the 300-second test
+        process.send_signal(signal.SIGINT)
+        # Far less than the test's 300 s: the validators were killed, not waited for.
+        assert process.wait(timeout=120) == 130, log.read_text()
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert fake.requests == []

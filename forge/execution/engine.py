@@ -10,6 +10,7 @@ blocks only, within a small budget of its own.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -315,14 +316,20 @@ class TaskEngine:
         return Baseline.of(report, named, fix_all=fix_all)
 
     async def _validate(self, tree: Worktree) -> ValidationReport | None:
-        from forge.validation.runner import NothingToValidate, validate
+        from forge.validation.runner import NothingToValidate, Options, validate
 
+        stop = threading.Event()
+        options = Options(stop=stop)
         try:
+            # Abandoned on cancel: Ctrl-C must not wait for a test suite; `stop` kills it.
             return await anyio.to_thread.run_sync(
-                partial(validate, tree.path, self.config.validation)
+                partial(validate, tree.path, self.config.validation, options),
+                abandon_on_cancel=True,
             )
         except NothingToValidate:
             return None
+        finally:
+            stop.set()
 
     # -- one rung ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ STAGE_SWITCH = {
     Stage.TEST: "enable_test_execution",
 }
 BLOCKING = {Status.FAILED, Status.TIMEOUT, Status.ERROR}
+POLL_SECONDS = 0.2  # how often the loop looks at Options.stop while validators run
 
 
 class NothingToValidate(UsageError):
@@ -48,6 +49,9 @@ class Options:
     baseline: str | None = None  # --baseline: report only findings new since this ref
     jobs: int | None = None
     cache_dir: Path | None = None
+    # Set by a caller that no longer wants the result (Ctrl-C in run-milestone): every running
+    # validator is killed with its process group, and nothing more starts.
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -167,11 +171,12 @@ class _Runner:
                         del early[item_id]
                 for item in plan:
                     deps = [d for d in item.after if d in planned_ids]
-                    if any(d in done and done[d].status in BLOCKING for d in deps):
+                    stopped = self.options.stop is not None and self.options.stop.is_set()
+                    if stopped or any(d in done and done[d].status in BLOCKING for d in deps):
                         cancels[item.id].set()
                 if not running:
                     continue
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
                     item = running.pop(future)
                     if item.validator.speculative:
