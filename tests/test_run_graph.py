@@ -93,7 +93,7 @@ def test_three_independent_tasks_run_at_the_same_time_and_all_land_on_the_run_br
 ) -> None:
     repo = text_repo(tmp_path, **{"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"})
     for n, name in enumerate("abc", 1):
-        fake.script(f"m{n}-1", Reply(text=edit(f"{name}.txt", name, name.upper()), ttft=2.0))
+        fake.script(f"m{n}-1", Reply(text=edit(f"{name}.txt", name, name.upper()), ttft=6.0))
     plan = milestone(
         tmp_path,
         *(
@@ -398,7 +398,7 @@ def test_fix_the_build_runs_one_task_per_broken_file_in_parallel_then_what_comes
     replies = [
         Reply(
             text=edit(f"src/{n}.rs", f'    "{n}"', f"    {i}"),
-            ttft=2.0,
+            ttft=6.0,
             when=f"in src/{n}.rs",
         )
         for i, n in enumerate("abc", 1)
