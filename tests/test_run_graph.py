@@ -277,6 +277,8 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_merged_tasks(
         process.wait()
     run_id = log.read_text().split()[2]
     assert (*user_state(repo), (repo / "scratch.txt").read_bytes()) == before
+    listed = json.loads(run_forge("runs", "--json", cwd=repo).stdout)["runs"]
+    assert [(r["run"], r["state"]) for r in listed] == [(run_id, "crashed")]
     fake.script("m2-1", Reply(text=edit("b.txt", "b", "B")))
 
     code, report, stderr = run(repo, cfg, "--resume", run_id)

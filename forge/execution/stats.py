@@ -631,6 +631,15 @@ def list_runs(ledger: Ledger, limit: int | None = None) -> list[RunSummary]:
     return [_summary(run, states, costs) for run in runs]
 
 
+def _live_state(run: sqlite3.Row) -> str:
+    """A run still marked running whose process is gone crashed or was killed: resumable."""
+    from forge.ledger.store import pid_alive
+
+    if run["state"] == "running" and run["pid"] and not pid_alive(int(run["pid"])):
+        return "crashed"
+    return str(run["state"])
+
+
 def _summary(
     run: sqlite3.Row, states: Iterable[sqlite3.Row], costs: Iterable[sqlite3.Row]
 ) -> RunSummary:
@@ -639,7 +648,7 @@ def _summary(
     mine = [r["cost_usd"] for r in costs if r["run_id"] == run_id]
     return RunSummary(
         run_id=run_id,
-        state=run["state"],
+        state=_live_state(run),
         source=run["source"],
         repo=run["repo"],
         started_at=run["started_at"],

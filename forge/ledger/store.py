@@ -139,7 +139,7 @@ class Spend:
     sent_by_provider: dict[str, int] = field(default_factory=dict)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -331,7 +331,7 @@ class Ledger:
             row["id"]
             for row in rows
             if (row["expires_at"] or 0) < now
-            or (row["host"] == HOST and row["pid"] and not _pid_alive(int(row["pid"])))
+            or (row["host"] == HOST and row["pid"] and not pid_alive(int(row["pid"])))
         ]
         for row_id in dead:
             # What it spent is unknown: count the worst case it reserved, never $0.
