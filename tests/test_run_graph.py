@@ -463,3 +463,25 @@ def test_ctrl_c_during_validation_stops_the_validators_instead_of_waiting_for_th
         assert process.wait(timeout=120) == 130, log.read_text()
     assert len(git(repo, "worktree", "list").splitlines()) == 1
     assert fake.requests == []
+
+
+def test_the_live_table_shows_each_task_with_its_model_attempt_stage_and_a_footer() -> None:
+    import io
+
+    from rich.console import Console
+
+    from forge.commands.run_view import LiveTasks
+    from forge.execution.engine import TaskEvent
+    from forge.execution.scheduler import RunEvent
+    from forge.planning.milestone import parse_markdown
+
+    plan = parse_markdown("- [ ] a: First\n- [ ] b: Second (after: a)\n")
+    view = LiveTasks(plan)
+    view.update(RunEvent("a", "running", "started"))
+    view.update(TaskEvent("a", "validating", "attempt 2: validating", 2, "cheap", "beta"))
+    out = io.StringIO()
+    Console(file=out, width=200).print(view._table())
+    text = out.getvalue()
+    assert "running" in text and "cheap/beta" in text and "validating" in text
+    assert "waiting" in text  # b waits for a
+    assert "running 1, waiting 1" in text
