@@ -485,3 +485,25 @@ def test_the_live_table_shows_each_task_with_its_model_attempt_stage_and_a_foote
     assert "running" in text and "cheap/beta" in text and "validating" in text
     assert "waiting" in text  # b waits for a
     assert "running 1, waiting 1" in text
+
+
+def test_on_budget_cancel_cancels_the_tasks_in_flight(fake: FakeProvider, tmp_path: Path) -> None:
+    repo = text_repo(tmp_path, **{"b.txt": "b\n"})
+    fake.script("m2-1", Reply(text=edit("b.txt", "b", "B"), ttft=60.0))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Too dear for the budget", "tier": "t4"},
+        {"id": "b", "title": "Capitalise b.txt", "tier": "t2"},
+    )
+    # m2's worst case (about $0.01 at $2 per million tokens) fits; m4's (twice that) does not.
+    cfg = graph_config(
+        tmp_path, fake.url, "\n[cost]\ndaily_budget_usd = 100\nrun_budget_usd = 0.015\n"
+    )
+
+    code, report, _ = run(repo, cfg, str(plan), "--on-budget", "cancel")
+
+    assert code == 3
+    tasks = tasks_by_id(report)
+    assert tasks["a"]["state"] == "stopped" and "run_budget_usd" in tasks["a"]["reason"]
+    assert tasks["b"]["state"] == "interrupted" and "cancelled" in tasks["b"]["reason"]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1

@@ -259,6 +259,9 @@ class Scheduler:
             if record.state == "waiting":
                 why = "the budget stopped the run first" if stop else "not reached"
                 self._set(record, "not_started", why)
+            elif record.state == "running":  # in flight when --on-budget cancel stopped it
+                record.finished = time.monotonic()
+                self._set(record, "interrupted", "cancelled when the budget stopped the run")
         states = [r.state for r in self.records.values()]
         if stop is not None:
             state, code = "stopped", ExitCode.BUDGET
