@@ -108,3 +108,16 @@ def test_a_repository_with_rust_and_python(tmp_path: Path) -> None:
     github = run_forge("validate", str(root), "--format", "github")
     lines = github.stdout.splitlines()
     assert any(line.startswith("::error file=py/pkg/__init__.py,line=1") for line in lines)
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_speed_not_results(tmp_path: Path) -> None:
+    home = tmp_path / "forge-home"
+    home.mkdir()
+    (home / "validate").write_text("a file where the cache folder should be\n")
+    project = tmp_path / "project"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (project / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    done = run_forge("validate", str(project), env={"FORGE_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,6 +3,10 @@
 The `attempts` table holds one row per HTTP call; these tables say what the calls were for: a run
 of a milestone, each task's state and branch, and each attempt of a task with its rung, model,
 tokens, cost, whether the answer was well formed and what validation said.
+
+An attempt row's tokens and cost include its format repairs; the `repair` rows beside it say
+what each repair took (sum the `attempt` rows for totals, never both). `merge` rows record a
+merge conflict that sent the task to run again.
 """
 
 from __future__ import annotations

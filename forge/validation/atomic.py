@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,3 +19,9 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_cache_entry(path: Path, text: str) -> None:
+    """A cache that cannot be written (FORGE_HOME read-only, full disk) costs time, not results."""
+    with contextlib.suppress(OSError):
+        write_atomically(path, text)

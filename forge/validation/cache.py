@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from forge.validation.atomic import write_atomically
+from forge.validation.atomic import write_cache_entry
 from forge.validation.types import Diagnostic, Stage, Status, TestResult, ValidatorResult
 from forge.validation.validator import Context, Validator
 
@@ -56,7 +56,7 @@ class ResultCache:
     def put(self, key: str, result: ValidatorResult) -> None:
         if result.status not in CACHEABLE:
             return
-        write_atomically(self.folder / f"{key}.json", json.dumps(asdict(result)))
+        write_cache_entry(self.folder / f"{key}.json", json.dumps(asdict(result)))
 
 
 def result_from_dict(data: dict[str, Any]) -> ValidatorResult:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forge import __version__
-from forge.validation.atomic import write_atomically
+from forge.validation.atomic import write_cache_entry
 from forge.validation.tools import ToolVersions
 from forge.validation.tree import list_files, repository_root
 
@@ -84,4 +84,4 @@ class ReplayStore:
         return replay
 
     def save(self, key: str, replay: Replay) -> None:
-        write_atomically(self.folder / f"{key}.json", json.dumps(asdict(replay)))
+        write_cache_entry(self.folder / f"{key}.json", json.dumps(asdict(replay)))

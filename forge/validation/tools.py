@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from forge.validation.atomic import write_atomically
+from forge.validation.atomic import write_cache_entry
 
 
 class ToolVersions:
@@ -72,4 +72,4 @@ class ToolVersions:
         return f"{' '.join(probe)}|{info.st_size}|{info.st_mtime_ns}|{extra}"
 
     def _save(self) -> None:
-        write_atomically(self.path, json.dumps(self._known, indent=1))
+        write_cache_entry(self.path, json.dumps(self._known, indent=1))
