@@ -273,6 +273,10 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_merged_tasks(
         while not fake.requests_for("m2-1") and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()
             time.sleep(0.1)
+        busy = run_forge(
+            "run-milestone", "--resume", log.read_text().split()[2], "-c", str(cfg), cwd=repo
+        )
+        assert busy.returncode == 2 and "still running" in busy.stderr
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     run_id = log.read_text().split()[2]
@@ -507,3 +511,88 @@ def test_on_budget_cancel_cancels_the_tasks_in_flight(fake: FakeProvider, tmp_pa
     assert tasks["a"]["state"] == "stopped" and "run_budget_usd" in tasks["a"]["reason"]
     assert tasks["b"]["state"] == "interrupted" and "cancelled" in tasks["b"]["reason"]
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_work_that_breaks_when_merged_with_earlier_work_runs_again_on_the_new_head(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    from tests.test_run_milestone import CALC_OK, CALC_TESTS, PYPROJECT
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": PYPROJECT,
+            ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+            "calc.py": CALC_OK,
+            "tests/test_calc.py": CALC_TESTS,
+        },
+    )
+    rename = edit("calc.py", "def add(a: int, b: int) -> int:", "def plus(a: int, b: int) -> int:")
+    rename += "\n" + edit(
+        "tests/test_calc.py", "from calc import add", "from calc import plus as add"
+    )
+    new_test = "tests/test_more.py\n<<<<<<< SEARCH\n=======\nfrom calc import {name}\n\n\n"
+    new_test += "def test_more():\n    assert {name}(1, 1) == 2\n>>>>>>> REPLACE\n"
+    fake.script("m1-1", Reply(text=rename))
+    fake.script(
+        "m2-1",
+        Reply(text=new_test.format(name="add"), ttft=8.0),  # A merges first
+        Reply(text=new_test.format(name="plus")),
+    )
+    plan = milestone(
+        tmp_path,
+        {"id": "rename", "title": "Rename add to plus", "files": ["calc.py"], "tier": "t1"},
+        {"id": "more", "title": "Test more sums", "files": ["tests/test_more.py"], "tier": "t2"},
+    )
+
+    code, report, stderr = run(repo, graph_config(tmp_path, fake.url), str(plan))
+
+    assert code == 0, stderr
+    more = tasks_by_id(report)["more"]
+    assert more["conflicts"] == 1  # each passed alone; together test_more could not import add
+    assert "from calc import plus" in git(repo, "show", f"{report['branch']}:tests/test_more.py")
+    rows = RunStore(Ledger.open()).attempts(report["run"], "more")
+    assert "fails validation" in (rows[1].detail or "")
+
+
+def test_ids_that_would_share_a_branch_and_unknown_tiers_are_refused_before_any_work(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path)
+    cfg = graph_config(tmp_path, fake.url)
+    clash = tmp_path / "clash.md"
+    clash.write_text("- [ ] a.b: One\n- [ ] a..b: Two\n")
+    done = run_forge("run-milestone", str(clash), "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "both become the branch name 'a.b'" in done.stderr
+    bogus = milestone(tmp_path, {"id": "a", "title": "Anything", "tier": "bogus"})
+    done = run_forge("run-milestone", str(bogus), "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2 and "bogus" in done.stderr
+    assert fake.requests == []
+    assert "Traceback" not in done.stderr
+
+
+def test_apply_leaves_the_branch_alone_when_the_run_did_not_finish_every_task(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = text_repo(tmp_path, **{"a.txt": "a\n"})
+    head = git(repo, "rev-parse", "HEAD")
+    fake.script("m1-1", Reply(text=edit("a.txt", "a", "A")))
+    fake.script("m4-1", Reply(text="no edits from me"))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Capitalise a.txt", "tier": "t1"},
+        {"id": "z", "title": "Fail", "tier": "t4"},
+    )
+
+    done = run_forge(
+        "run-milestone",
+        str(plan),
+        "--apply",
+        "-c",
+        str(graph_config(tmp_path, fake.url)),
+        cwd=repo,
+    )
+
+    assert done.returncode == 1
+    assert "the run is failed, not done; nothing applied" in done.stderr
+    assert git(repo, "rev-parse", "HEAD") == head and (repo / "a.txt").read_text() == "a\n"

@@ -15,6 +15,8 @@ import typer
 from forge.commands.options import ConfigOption, JsonOption
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from forge.commands.run_view import LiveTasks
     from forge.execution.engine import TaskEvent
     from forge.execution.run import RunOptions, RunResult
@@ -98,6 +100,8 @@ def run_milestone(
 
     if resume is not None and (milestone is not None or goal is not None):
         raise UsageError("--resume RUN carries on a saved run; give no milestone or --goal")
+    if resume is not None and (tier or model or base != "HEAD"):
+        raise UsageError("--resume runs with the run's own --base, --tier and --model")
     if resume is None and milestone is None and goal is None:
         raise UsageError("give a milestone file, --goal TEXT, or --resume RUN")
     if task_id is not None and (milestone is None or goal is not None):
@@ -118,6 +122,10 @@ def run_milestone(
         plan, source = _plan(milestone, goal, task_id, config, base, plan_with, yes)
         if not plan.pending():
             typer.echo("forge: nothing to do: every task is done", err=True)
+            if json_output:
+                from forge.commands.output import print_json
+
+                print_json({"run": None, "state": "done", "exit_code": 0, "tasks": []})
             return
     if dry_run:
         if plan is None:
@@ -125,18 +133,20 @@ def run_milestone(
         _dry_run(plan, options, config, json_output)
         return
     view = _View(json_output)
-    result = anyio.run(
-        lambda: run_plan(
-            plan if plan is not None else _empty(),
-            source=source,
-            options=options,
-            config_path=config,
-            resume=resume,
-            on_event=view.event,
-            on_start=view.start,
+    try:
+        result = anyio.run(
+            lambda: run_plan(
+                plan if plan is not None else _empty(),
+                source=source,
+                options=options,
+                config_path=config,
+                resume=resume,
+                on_event=view.event,
+                on_start=view.start,
+            )
         )
-    )
-    view.stop()
+    finally:
+        view.stop()
     if json_output:
         from forge.commands.output import print_json
         from forge.execution.report import result_json
@@ -243,6 +253,7 @@ def _dry_run(
     graph = task_graph(plan)
     worst = {tid: d.estimate.worst_case_usd for tid, d in routes.decisions.items()}
     path = critical_path(graph, lambda tid: 0.0 if plan.task(tid).done else 1.0)
+    path = [tid for tid in path if not plan.task(tid).done]
     totals = routes.totals()
     if json_output:
         print_json(
@@ -270,9 +281,11 @@ def _dry_run(
             )
     out.print(f"critical path: {' -> '.join(path) or 'none'} ({len(path)} task(s))")
     budget = usd(totals.budget_left_usd) if totals.budget_left_usd is not None else "no limit"
+    run_budget = config.cost.run_budget_usd
+    per_run = f"; run_budget_usd {usd(run_budget)}" if run_budget is not None else ""
     out.print(
         f"estimate: first attempts {usd(totals.first_attempts_usd)}, worst case "
-        f"{usd(totals.worst_case_usd)}; budget left today {budget}"
+        f"{usd(totals.worst_case_usd)}; budget left today {budget}{per_run}"
     )
 
 
@@ -289,12 +302,12 @@ class _View:
         self.terminal = sys.stderr.isatty()
         self.json_output = json_output
 
-    def start(self, run_id: str, plan: Milestone) -> None:
+    def start(self, run_id: str, plan: Milestone, budget: Decimal | None) -> None:
         typer.echo(f"forge: run {run_id} ({len(plan.tasks)} task(s))", err=True)
         if self.terminal:
             from forge.commands.run_view import LiveTasks
 
-            self.live_table = LiveTasks(plan)
+            self.live_table = LiveTasks(plan, budget)
             self.live_table.start()
 
     def event(self, event: TaskEvent | RunEvent) -> None:
@@ -370,5 +383,6 @@ def _render(result: RunResult) -> None:
 def _apply(result: RunResult, json_output: bool) -> None:
     from forge.execution.apply import fast_forward
 
-    message = fast_forward(result.repo, result.outcome.branch)
+    outcome = result.outcome
+    message = fast_forward(result.repo, outcome.branch, state=outcome.state, base=outcome.base)
     typer.echo(f"forge: {message}", err=True)

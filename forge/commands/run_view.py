@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,17 +23,21 @@ class _Row:
     started: float | None = None
     ended: float | None = None
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    validators: str = "-"
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
 
 
 class LiveTasks:
-    def __init__(self, plan: Milestone) -> None:
+    def __init__(self, plan: Milestone, budget: Decimal | None = None) -> None:
         from rich.live import Live
 
+        from forge.commands.output import console
+
         self.rows = {t.id: _Row(", ".join(t.after) or "-") for t in plan.tasks}
-        self.live = Live(
-            self._table(), refresh_per_second=4, transient=False, redirect_stderr=False
-        )
+        self.budget = budget
+        # On stderr, like the log lines it replaces: stdout is for the report (and --json).
+        self.live = Live(self._table(), console=console(stderr=True), refresh_per_second=4)
 
     def start(self) -> None:
         self.live.start()
@@ -54,6 +59,10 @@ class LiveTasks:
                 row.model = f"{event.rung}/{event.model}"
             if event.attempt:
                 row.attempt = event.attempt
+            if event.stage == "validated":
+                row.validators = event.message.partition(": ")[2] or event.message
+            row.tokens = max(row.tokens, event.tokens)
+            row.cost = max(row.cost, event.cost)
         else:
             row.state = event.state
             row.note = event.message
@@ -66,7 +75,21 @@ class LiveTasks:
     def _table(self) -> Any:
         from rich.table import Table
 
-        table = Table("task", "after", "state", "tier/model", "attempt", "stage", "elapsed", "note")
+        from forge.commands.output import usd
+
+        table = Table(
+            "task",
+            "after",
+            "state",
+            "tier/model",
+            "attempt",
+            "stage",
+            "validators",
+            "tokens",
+            "cost",
+            "elapsed",
+            "note",
+        )
         counts: dict[str, int] = {}
         now = time.monotonic()
         for task_id, row in self.rows.items():
@@ -81,8 +104,14 @@ class LiveTasks:
                 row.model,
                 str(row.attempt or "-"),
                 row.stage,
+                row.validators[:40],
+                f"{row.tokens:,}" if row.tokens else "-",
+                usd(row.cost) if row.cost else "-",
                 elapsed,
                 row.note[:60],
             )
-        table.caption = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+        spent = sum((row.cost for row in self.rows.values()), Decimal(0))
+        against = f" of {usd(self.budget)}" if self.budget is not None else ""
+        counts_text = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+        table.caption = f"cost {usd(spent)}{against}; {counts_text}"
         return table

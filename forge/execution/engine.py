@@ -85,7 +85,8 @@ class TaskEvent:
     attempt: int = 0
     rung: str | None = None
     model: str | None = None
-    cost: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)  # what the task has spent so far
+    tokens: int = 0  # tokens in and out so far
 
 
 @dataclass
@@ -171,6 +172,7 @@ class TaskEngine:
         self.on_event = on_event
         self.store = RunStore(ledger)
         self.repo_dir = Path(repo.working_dir)
+        self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
 
     # -- the route ---------------------------------------------------------------------------
 
@@ -487,6 +489,9 @@ class TaskEngine:
         summary.output_tokens += completion.usage.output_tokens
         if completion.cost.usd is not None:
             summary.cost += completion.cost.usd
+        tokens, cost = self._spent.get(task.id, (0, Decimal(0)))
+        used = completion.usage.input_tokens + completion.usage.output_tokens
+        self._spent[task.id] = (tokens + used, cost + (completion.cost.usd or Decimal(0)))
         return completion
 
     async def _apply(
@@ -625,6 +630,8 @@ class TaskEngine:
                 attempt=attempt,
                 rung=rung.choice.rung if rung else None,
                 model=rung.model if rung else None,
+                cost=self._spent.get(task.id, (0, Decimal(0)))[1],
+                tokens=self._spent.get(task.id, (0, Decimal(0)))[0],
             )
         )
 

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from forge.errors import UsageError
 from forge.execution.workspace import FALLBACK_IDENTITY, WorkspaceError, branch_part
 
 RUN_REFS = "refs/forge/runs"
@@ -25,6 +26,9 @@ RUN_REFS = "refs/forge/runs"
 class Merge:
     head: str | None  # the new integration head, None on a conflict
     conflicts: tuple[str, ...] = ()
+    previous: str = ""  # the head it goes on
+    fast_forward: bool = False  # the task's own, validated commit: nothing new to check
+    empty: bool = False  # the change is already on the line: nothing to add
 
 
 class Integration:
@@ -61,28 +65,39 @@ class Integration:
 
     def resume(self) -> str:
         """Before tasks run again: the finished branch goes, so task branches can exist."""
+        checked_out = self.run("symbolic-ref", "--quiet", "HEAD").stdout.strip()
+        if checked_out == f"refs/heads/{self.branch}":
+            raise UsageError(
+                f"{self.branch} is checked out; switch to another branch to resume the run "
+                "(forge re-creates that branch when the run ends)"
+            )
         if self._exists(f"refs/heads/{self.branch}"):
             self.git("update-ref", self.ref, self.git("rev-parse", f"refs/heads/{self.branch}"))
             self.git("branch", "-D", self.branch)
         return self.head()
 
-    def merge(self, commit: str) -> Merge:
+    def prepare(self, commit: str) -> Merge:
+        """The commit that would put `commit`'s change on the line; the ref does not move."""
         head = self.head()
         parent = self.git("rev-parse", f"{commit}^")
         if parent == head:
-            new = commit  # made on the current head: a fast-forward
-        else:
-            done = self.run(
-                "merge-tree", "--write-tree", "--name-only", "--no-messages", head, commit
-            )
-            lines = done.stdout.strip().splitlines()
-            if done.returncode == 1:
-                return Merge(None, tuple(dict.fromkeys(line for line in lines[1:] if line)))
-            if done.returncode != 0 or not lines:
-                raise WorkspaceError(f"git merge-tree failed: {done.stderr.strip()}")
-            new = self._recreate(commit, lines[0], head)
-        self.git("update-ref", self.ref, new, head)
-        return Merge(new)
+            return Merge(commit, previous=head, fast_forward=True)
+        done = self.run("merge-tree", "--write-tree", "--name-only", "--no-messages", head, commit)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode == 1:
+            conflicts = tuple(dict.fromkeys(line for line in lines[1:] if line))
+            return Merge(None, conflicts, previous=head)
+        if done.returncode != 0 or not lines:
+            raise WorkspaceError(f"git merge-tree failed: {done.stderr.strip()}")
+        if lines[0] == self.git("rev-parse", f"{head}^{{tree}}"):
+            return Merge(head, previous=head, empty=True)
+        return Merge(self._recreate(commit, lines[0], head), previous=head)
+
+    def advance(self, merge: Merge) -> None:
+        """Move the line to the prepared head (only if nobody moved it meanwhile)."""
+        assert merge.head is not None
+        if merge.head != merge.previous:
+            self.git("update-ref", self.ref, merge.head, merge.previous)
 
     def _recreate(self, commit: str, tree: str, head: str) -> str:
         """`commit`'s change as a new commit on `head`: same message, author and trailers."""

@@ -22,8 +22,6 @@ from typing import Any
 from forge.execution.run import RunResult
 from forge.execution.scheduler import TaskRecord
 
-MILLION = Decimal(1_000_000)
-
 
 def result_json(result: RunResult) -> dict[str, Any]:
     outcome = result.outcome
@@ -89,19 +87,8 @@ def totals_json(result: RunResult) -> dict[str, Any]:
 
 
 def top_tier_cost(result: RunResult) -> Decimal | None:
-    """Every attempt's tokens priced at the top tier: what the same work would have cost."""
-    if result.top_prices is None:
-        return None
-    input_price, output_price = result.top_prices
-    return sum(
-        (
-            (a.input_tokens * input_price + a.output_tokens * output_price) / MILLION
-            for r in result.outcome.records.values()
-            for o in r.outcomes
-            for a in o.attempts
-        ),
-        Decimal(0),
-    )
+    """The run's tokens priced at the top tier: what the same work would have cost there."""
+    return None if result.top_tier is None else result.top_tier[1]
 
 
 def plain(value: Decimal) -> str:

@@ -24,6 +24,7 @@ from forge.routing.decision import Pins
 
 if TYPE_CHECKING:
     from forge.config.schema import ForgeConfig
+    from forge.execution.store import RunRow, RunStore, RunTaskRow
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class RunResult:
     dirty: bool  # the user had uncommitted changes, which the base does not contain
     resumed: bool = False
     # USD per million input and output tokens of the top tier's dearest model, if priced.
-    top_prices: tuple[Decimal, Decimal] | None = None
+    # The top tier's dearest model, and the run's tokens at its prices, when it is priced.
+    top_tier: tuple[str, Decimal] | None = None
 
 
 def new_run_id() -> str:
@@ -94,19 +96,15 @@ def goal_plan(
 
 
 def _validator_at(repo: Any, commit: str) -> Callable[..., Any]:
+    from forge.execution.workspace import validate_commit
+
     def validate_base(root: Path, settings: Any) -> Any:
-        import tempfile
+        from forge.validation.runner import NothingToValidate
 
-        from forge.execution.workspace import remove_worktree
-        from forge.validation.runner import validate
-
-        with tempfile.TemporaryDirectory(prefix="forge-plan-") as scratch:
-            path = Path(scratch) / "base"
-            repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
-            try:
-                return validate(path, settings)
-            finally:
-                remove_worktree(repo, path)
+        report = validate_commit(repo, commit, settings)
+        if report is None:
+            raise NothingToValidate("nothing to validate at the base")
+        return report
 
     return validate_base
 
@@ -149,7 +147,7 @@ async def run_plan(
     config_path: Path | None = None,
     resume: str | None = None,
     on_event: Callable[[TaskEvent | RunEvent], None] = lambda event: None,
-    on_start: Callable[[str, Milestone], None] = lambda run_id, plan: None,
+    on_start: Callable[[str, Milestone, Decimal | None], None] = lambda run_id, plan, budget: None,
 ) -> RunResult:
     """Run `plan` as a new run, or (with `resume`) carry on with the saved run of that id."""
     from forge.execution.integration import Integration
@@ -162,24 +160,30 @@ async def run_plan(
         saved = store.run(resume)
         if saved is None:
             raise UsageError(f"no run {resume!r} in the ledger (`forge runs` lists them)")
+        _resumable(saved, setup.root)
         run_id, base = resume, saved.base
         source = saved.source
         plan, options = _saved_plan(saved.options, source), _saved_options(saved.options)
         integration = Integration(setup.root, run_id)
         integration.resume()
         merged = frozenset(integration.merged_tasks(base))
+        earlier = _earlier_work(store, run_id, merged)
         store.set_run_state(run_id, "running")
     else:
         run_id, base = new_run_id(), resolve_base(setup.repo, options.base)
         integration = Integration(setup.root, run_id)
         integration.start(base)
-        merged = frozenset()
+        merged, earlier = frozenset(), {}
+        _distinct_branches(plan)
         saved_options = _options_json(options) | {"tasks": [_task_fields(t) for t in plan.tasks]}
         store.start_run(
             run_id, repo=str(setup.root), base=base, source=source, options=saved_options
         )
     dirty = setup.repo.is_dirty(untracked_files=True)
-    on_start(run_id, plan)
+    cost = setup.config.cost
+    on_start(
+        run_id, plan, cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop
+    )
     settings = EngineSettings(
         run_id=run_id,
         require_green=options.require_green,
@@ -209,11 +213,15 @@ async def run_plan(
                 on_event=on_event,
                 on_budget=options.on_budget,
             )
-            outcome = await scheduler.run(base, merged)
+            for task in plan.pending():
+                if task.id not in merged:
+                    engine.route(task)  # a bad tier or model is a usage error before any work
+            outcome = await scheduler.run(base, merged, earlier)
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(kept)
         outcome.head = integration.head()
         state = outcome.state
+        top = top_tier_work(setup.config, setup.ledger, store, run_id)
     finally:
         store.set_run_state(run_id, state, finished=True)
         setup.ledger.close()
@@ -225,23 +233,61 @@ async def run_plan(
         outcome,
         dirty,
         resumed=resume is not None,
-        top_prices=top_tier_prices(setup.config),
+        top_tier=top,
     )
 
 
-def top_tier_prices(config: ForgeConfig) -> tuple[Decimal, Decimal] | None:
-    """What the top rung of the default ladder charges: its dearest priced model's prices."""
-    top = config.tiers.ladder[-1] if config.tiers.ladder else None
-    priced = [
-        (m.input_price, m.output_price)
-        for alias in (config.models_in(top) if top else [])
-        if (m := config.models[alias]).input_price is not None and m.output_price is not None
-    ]
-    if not priced:
-        return None
-    best = max(priced, key=lambda p: (p[1], p[0]))
-    assert best[0] is not None and best[1] is not None
-    return best[0], best[1]
+def top_tier_work(config: ForgeConfig, ledger: Any, store: RunStore, run_id: str) -> Any:
+    """The run's attempts (all of its processes) priced at the top tier: (model, USD) or None."""
+    from forge.execution.stats import top_tier
+
+    rows = [r for r in store.attempts(run_id) if r.kind == "attempt"]
+    tokens_in = sum(r.input_tokens for r in rows)
+    tokens_out = sum(r.output_tokens for r in rows)
+    return top_tier(config, ledger, tokens_in, tokens_out)
+
+
+def _distinct_branches(plan: Milestone) -> None:
+    """Two ids that make the same branch name would share a worktree: refuse them up front."""
+    from forge.execution.workspace import branch_part
+    from forge.planning.milestone import MilestoneError
+
+    seen: dict[str, str] = {}
+    for task in plan.tasks:
+        name = branch_part(task.id)
+        if name in seen:
+            raise MilestoneError(
+                f"{plan.source}: task ids {seen[name]!r} and {task.id!r} both become the branch "
+                f"name {name!r}; rename one of them"
+            )
+        seen[name] = task.id
+
+
+def _resumable(saved: RunRow, root: Path) -> None:
+    from forge.ledger.store import pid_alive
+
+    if Path(saved.repo) != root:
+        raise UsageError(f"run {saved.run_id} belongs to {saved.repo}; resume it from there")
+    if saved.state == "running" and saved.pid and pid_alive(saved.pid):
+        raise UsageError(f"run {saved.run_id} is still running (process {saved.pid})")
+    if saved.state == "done":
+        raise UsageError(f"run {saved.run_id} is already done: every task was merged")
+
+
+def _earlier_work(
+    store: RunStore, run_id: str, merged: frozenset[str]
+) -> dict[str, tuple[RunTaskRow, str | None]]:
+    """What an earlier process spent on the tasks it merged, and the tier that finished each."""
+    passed = {
+        row.task_id: row.rung
+        for row in store.attempts(run_id)
+        if row.kind == "attempt" and row.validation == "passed"
+    }
+    return {
+        row.task_id: (row, passed.get(row.task_id))
+        for row in store.tasks(run_id)
+        if row.task_id in merged
+    }
 
 
 def _task_fields(task: MilestoneTask) -> dict[str, Any]:

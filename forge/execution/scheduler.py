@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from forge.errors import ExitCode, ForgeError
 from forge.execution.engine import TaskEngine, TaskOutcome
 from forge.execution.integration import Integration
-from forge.execution.store import RunStore, TaskAttemptRow
+from forge.execution.store import RunStore, RunTaskRow, TaskAttemptRow
 from forge.planning.graph import dependents, ready, task_graph
 from forge.planning.milestone import Milestone, MilestoneTask
 
@@ -57,18 +57,24 @@ class TaskRecord:
     conflicts: int = 0
     started: float | None = None
     finished: float | None = None
+    # What an earlier process did for this task, when a resumed run finds it merged.
+    earlier: RunTaskRow | None = None
+    earlier_tier: str | None = None
 
     @property
     def attempts(self) -> int:
-        return sum(len(o.attempts) for o in self.outcomes) + self.conflicts
+        before = self.earlier.attempts if self.earlier else 0
+        return before + sum(len(o.attempts) for o in self.outcomes) + self.conflicts
 
     @property
     def cost(self) -> Decimal:
-        return sum((o.cost for o in self.outcomes), Decimal(0))
+        before = self.earlier.cost_usd if self.earlier else Decimal(0)
+        return before + sum((o.cost for o in self.outcomes), Decimal(0))
 
     @property
     def rungs(self) -> list[str]:
-        return [rung for o in self.outcomes for rung in o.rungs]
+        before = list(self.earlier.rungs) if self.earlier else []
+        return before + [rung for o in self.outcomes for rung in o.rungs]
 
     @property
     def seconds(self) -> float | None:
@@ -79,8 +85,10 @@ class TaskRecord:
     @property
     def tier(self) -> str | None:
         """The rung whose attempt passed, for a finished task."""
-        if self.state != "done" or not self.outcomes or not self.outcomes[-1].attempts:
+        if self.state != "done":
             return None
+        if not self.outcomes or not self.outcomes[-1].attempts:
+            return self.earlier_tier
         return self.outcomes[-1].attempts[-1].rung
 
 
@@ -119,53 +127,64 @@ class Scheduler:
         self.run_id = engine.settings.run_id
         self.graph = task_graph(plan)
         self.records = {t.id: TaskRecord(t) for t in plan.tasks}
+        self.blocked: set[str] = set()  # failed, stopped or skipped: never to start
         self.limit = config.routing.max_concurrent_tasks
         if not config.routing.enable_parallel_execution:
             self.limit = 1
 
-    async def run(self, base: str, merged: frozenset[str] = frozenset()) -> PlanOutcome:
+    async def run(
+        self,
+        base: str,
+        merged: frozenset[str] = frozenset(),
+        earlier: dict[str, tuple[RunTaskRow, str | None]] | None = None,
+    ) -> PlanOutcome:
+        """Run the plan from `base`; `merged` tasks (a resumed run's) are done, `earlier` says
+        what they took (their row and the tier that finished them)."""
         done: set[str] = set()
         for task in self.plan.tasks:
             if task.done or task.id in merged:
                 record = self.records[task.id]
                 record.state = "done"
                 record.reason = "already done" if task.done else "merged before the run resumed"
+                if earlier and task.id in earlier:
+                    record.earlier, record.earlier_tier = earlier[task.id]
                 done.add(task.id)
         for record in self.records.values():
             if record.state == "waiting":
                 self._save(record)
         running: set[str] = set()
-        blocked: set[str] = set()
         stop: str | None = None
-        send, receive = anyio.create_memory_object_stream[tuple[str, TaskOutcome | ForgeError]](
+        send, receive = anyio.create_memory_object_stream[tuple[str, TaskOutcome | Exception]](
             math.inf
         )
         async with anyio.create_task_group() as group:
             while True:
                 if stop is None:
-                    stop = self._start_ready(group, send, done, running, blocked)
+                    stop = self._start_ready(group, send, done, running)
+                    if stop is not None and self.on_budget == "cancel":
+                        group.cancel_scope.cancel()
                 if not running:
                     break
                 task_id, result = await receive.receive()
                 running.discard(task_id)
                 record = self.records[task_id]
-                if isinstance(result, ForgeError):
-                    self._fail(record, f"{type(result).__name__}: {result}", blocked)
+                if isinstance(result, Exception):
+                    self._fail(record, _describe(result))
                     continue
                 record.outcomes.append(result)
                 if result.state == "done":
-                    if self._merge(record, result, done):
+                    if await self._merge(record, result, done):
                         continue
                     running.add(task_id)  # re-run on the new head after a conflict
                     group.start_soon(self._one, record.task, send.clone())
                 elif result.state == "stopped":
                     stop = stop or result.reason
                     self._set(record, "stopped", result.reason)
-                    blocked.add(task_id)
+                    self.blocked.add(task_id)
                     if self.on_budget == "cancel":
                         group.cancel_scope.cancel()
                 else:
-                    self._fail(record, result.reason, blocked)
+                    self._fail(record, result.reason)
         return self._outcome(base, stop)
 
     # -- starting --------------------------------------------------------------------------
@@ -173,12 +192,11 @@ class Scheduler:
     def _start_ready(
         self,
         group: anyio.abc.TaskGroup,
-        send: MemoryObjectSendStream[tuple[str, TaskOutcome | ForgeError]],
+        send: MemoryObjectSendStream[tuple[str, TaskOutcome | Exception]],
         done: set[str],
         running: set[str],
-        blocked: set[str],
     ) -> str | None:
-        for task_id in ready(self.graph, done, running | blocked):
+        for task_id in ready(self.graph, done, running | self.blocked):
             if len(running) >= self.limit:
                 break
             reached = self._budget_reached()
@@ -194,14 +212,14 @@ class Scheduler:
     async def _one(
         self,
         task: MilestoneTask,
-        send: MemoryObjectSendStream[tuple[str, TaskOutcome | ForgeError]],
+        send: MemoryObjectSendStream[tuple[str, TaskOutcome | Exception]],
     ) -> None:
         async with send:
             try:
-                outcome: TaskOutcome | ForgeError = await self.engine.run(
+                outcome: TaskOutcome | Exception = await self.engine.run(
                     task, self.integration.head()
                 )
-            except ForgeError as exc:
+            except Exception as exc:  # one task's breakage fails that task, not the run
                 outcome = exc
             await send.send((task.id, outcome))
 
@@ -224,34 +242,67 @@ class Scheduler:
 
     # -- finishing -------------------------------------------------------------------------
 
-    def _merge(self, record: TaskRecord, outcome: TaskOutcome, done: set[str]) -> bool:
-        """Merge the task's commit; False when it conflicted and should run again."""
+    async def _merge(self, record: TaskRecord, outcome: TaskOutcome, done: set[str]) -> bool:
+        """Merge the task's commit; False when it must run again on the new head.
+
+        A commit made on the current head goes on as it is: it was validated on that very tree.
+        One re-created on a newer head is validated again first; what the two changes break
+        together (a renamed function another task still calls) counts like a conflict.
+        """
         assert outcome.commit is not None
-        merge = self.integration.merge(outcome.commit)
-        if merge.head is not None:
+        merge = self.integration.prepare(outcome.commit)
+        problem: str | None = None
+        if merge.head is None:
+            problem = f"merge conflict in {', '.join(merge.conflicts) or 'unknown files'}"
+        elif not (merge.fast_forward or merge.empty):
+            self.on_event(RunEvent(record.task.id, "running", "validating the merged result"))
+            problem = await self._breaks(merge.previous, merge.head)
+        if problem is None:
+            assert merge.head is not None
+            self.integration.advance(merge)
             record.commit = merge.head
             record.finished = time.monotonic()
             done.add(record.task.id)
-            self._set(record, "done", f"merged as {merge.head[:10]}")
+            if merge.empty:
+                self._set(record, "done", "its change was already on the integration line")
+            else:
+                self._set(record, "done", f"merged as {merge.head[:10]}")
             return True
-        files = ", ".join(merge.conflicts) or "unknown files"
         record.conflicts += 1
-        self._log_conflict(record, outcome, files)
+        self._log_conflict(record, outcome, problem)
         if record.conflicts > MAX_CONFLICT_RERUNS:
-            self._fail(record, f"its change still conflicts with the integration line in {files}")
+            self._fail(record, f"its change still does not merge: {problem}")
             return True
-        self._set(record, "running", f"conflict in {files}: running again on the new head")
+        self._set(record, "running", f"{problem}: running again on the new head")
         return False
 
-    def _fail(self, record: TaskRecord, reason: str, blocked: set[str] | None = None) -> None:
+    async def _breaks(self, before: str, after: str) -> str | None:
+        """What merging adds to validation, as a short reason; None when it adds nothing."""
+        from functools import partial
+
+        from forge.execution.feedback import Baseline, judge
+        from forge.execution.workspace import validate_commit
+
+        settings = self.config.validation
+        check = partial(validate_commit, self.engine.repo, settings=settings)
+        old = await anyio.to_thread.run_sync(partial(check, before))
+        new = await anyio.to_thread.run_sync(partial(check, after))
+        if old is None or new is None:
+            return None
+        verdict = judge(Baseline.of(old, (), fix_all=False), new, require_green=False)
+        if verdict.passed:
+            return None
+        shown = "; ".join(f.summary for f in verdict.new[:3])
+        return f"merged with the work before it, it fails validation ({shown})"
+
+    def _fail(self, record: TaskRecord, reason: str) -> None:
         record.finished = time.monotonic()
         self._set(record, "failed", reason)
-        blocked = blocked if blocked is not None else set()
-        blocked.add(record.task.id)
+        self.blocked.add(record.task.id)
         for task_id in sorted(dependents(self.graph, record.task.id)):
             other = self.records[task_id]
             if other.state in ("waiting", "not_started"):
-                blocked.add(task_id)
+                self.blocked.add(task_id)
                 self._set(other, "skipped", f"it comes after {record.task.id}, which failed")
 
     def _outcome(self, base: str, stop: str | None) -> PlanOutcome:
@@ -268,7 +319,8 @@ class Scheduler:
         elif "failed" in states:
             state, code = "failed", ExitCode.FAILED
             failed = [r for r in self.records.values() if r.state == "failed"]
-            if all(o.exit_code is ExitCode.UNREACHABLE for r in failed for o in r.outcomes[-1:]):
+            last = [r.outcomes[-1] if r.outcomes else None for r in failed]
+            if all(o is not None and o.exit_code is ExitCode.UNREACHABLE for o in last):
                 code = ExitCode.UNREACHABLE
         else:
             state, code = "done", ExitCode.OK
@@ -297,7 +349,7 @@ class Scheduler:
             reason=record.reason,
         )
 
-    def _log_conflict(self, record: TaskRecord, outcome: TaskOutcome, files: str) -> None:
+    def _log_conflict(self, record: TaskRecord, outcome: TaskOutcome, problem: str) -> None:
         last = outcome.attempts[-1] if outcome.attempts else None
         self.store.record_attempt(
             TaskAttemptRow(
@@ -315,8 +367,14 @@ class Scheduler:
                 validation="conflict",
                 new_findings=0,
                 targets_left=0,
-                detail=f"merge conflict in {files}",
+                detail=problem,
                 started_at=time.time(),
                 duration_s=0.0,
             )
         )
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ForgeError):
+        return str(error)
+    return f"forge could not run it: {type(error).__name__}: {error}"

@@ -537,7 +537,7 @@ def _savings(
     settled = [c for c in calls if c.status == "settled" and c.outcome != "refused"]
     tokens_in = sum(a.input_tokens for a in attempts)
     tokens_out = sum(a.output_tokens for a in attempts)
-    top = _top_tier(config, ledger, tokens_in, tokens_out) if config is not None else None
+    top = top_tier(config, ledger, tokens_in, tokens_out) if config is not None else None
     return Savings(
         total_usd=sum((c.cost_usd for c in settled if c.cost_usd is not None), Decimal(0)),
         unpriced_calls=sum(c.cost_usd is None for c in settled),
@@ -549,7 +549,7 @@ def _savings(
     )
 
 
-def _top_tier(
+def top_tier(
     config: ForgeConfig, ledger: Ledger, tokens_in: int, tokens_out: int
 ) -> tuple[str, Decimal] | None:
     """The most expensive model of the ladder's top rung, and the work's tokens at its prices."""

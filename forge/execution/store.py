@@ -80,6 +80,7 @@ class RunRow:
     started_at: float
     finished_at: float | None
     options: dict[str, Any]  # the plan's tasks and the options it ran with, for --resume
+    pid: int | None = None  # the process running it (or that last ran it)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class RunStore:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             options=json.loads(row["options"]),
+            pid=row["pid"],
         )
 
     # -- tasks -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from forge.home import forge_home
 
 if TYPE_CHECKING:
     from git import Repo
+
+    from forge.config.schema import ValidationConfig
+    from forge.validation.types import ValidationReport
 
 # Used only when neither the repository nor the user configures an identity (CI machines).
 FALLBACK_IDENTITY = {
@@ -159,3 +163,23 @@ def remove_worktree(repo: Repo, path: Path) -> None:
     except GitCommandError:
         shutil.rmtree(path, ignore_errors=True)
         repo.git.worktree("prune")
+
+
+def validate_commit(
+    repo: Repo, commit: str, settings: ValidationConfig, stop: threading.Event | None = None
+) -> ValidationReport | None:
+    """`forge validate` on a commit, in a scratch worktree (never the user's checkout); None
+    when there is nothing to validate."""
+    import tempfile
+
+    from forge.validation.runner import NothingToValidate, Options, validate
+
+    with tempfile.TemporaryDirectory(prefix="forge-check-") as scratch:
+        path = Path(scratch) / "tree"
+        repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
+        try:
+            return validate(path, settings, Options(stop=stop))
+        except NothingToValidate:
+            return None
+        finally:
+            remove_worktree(repo, path)
