@@ -15,6 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+import anyio.to_thread
+
 from forge.errors import UsageError
 from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent
 from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler
@@ -216,7 +219,11 @@ async def run_plan(
             for task in plan.pending():
                 if task.id not in merged:
                     engine.route(task)  # a bad tier or model is a usage error before any work
-            outcome = await scheduler.run(base, merged, earlier)
+            try:
+                outcome = await scheduler.run(base, merged, earlier)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(scheduler.close)
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(kept)
         outcome.head = integration.head()
@@ -252,7 +259,7 @@ def _distinct_branches(plan: Milestone) -> None:
     from forge.execution.workspace import branch_part
     from forge.planning.milestone import MilestoneError
 
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {"_merged": "_merged (forge's own merge-checking worktree)"}
     for task in plan.tasks:
         name = branch_part(task.id)
         if name in seen:

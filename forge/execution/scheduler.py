@@ -29,8 +29,11 @@ from forge.planning.graph import dependents, ready, task_graph
 from forge.planning.milestone import Milestone, MilestoneTask
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from forge.config.schema import ForgeConfig
     from forge.ledger.store import Ledger
+    from forge.validation.types import ValidationReport
 
 TaskState = Literal[
     "waiting", "running", "done", "failed", "skipped", "stopped", "not_started", "interrupted"
@@ -128,6 +131,8 @@ class Scheduler:
         self.graph = task_graph(plan)
         self.records = {t.id: TaskRecord(t) for t in plan.tasks}
         self.blocked: set[str] = set()  # failed, stopped or skipped: never to start
+        self._checking: Path | None = None  # where merged trees are validated
+        self._reports: dict[str, ValidationReport | None] = {}  # by commit, the latest few
         self.limit = config.routing.max_concurrent_tasks
         if not config.routing.enable_parallel_execution:
             self.limit = 1
@@ -278,15 +283,10 @@ class Scheduler:
 
     async def _breaks(self, before: str, after: str) -> str | None:
         """What merging adds to validation, as a short reason; None when it adds nothing."""
-        from functools import partial
-
         from forge.execution.feedback import Baseline, judge
-        from forge.execution.workspace import validate_commit
 
-        settings = self.config.validation
-        check = partial(validate_commit, self.engine.repo, settings=settings)
-        old = await anyio.to_thread.run_sync(partial(check, before))
-        new = await anyio.to_thread.run_sync(partial(check, after))
+        old = await self._report_of(before)
+        new = await self._report_of(after)
         if old is None or new is None:
             return None
         verdict = judge(Baseline.of(old, (), fix_all=False), new, require_green=False)
@@ -294,6 +294,32 @@ class Scheduler:
             return None
         shown = "; ".join(f.summary for f in verdict.new[:3])
         return f"merged with the work before it, it fails validation ({shown})"
+
+    async def _report_of(self, commit: str) -> ValidationReport | None:
+        if commit not in self._reports:
+            report = await anyio.to_thread.run_sync(self._validate_at, commit)
+            self._reports = {**dict(list(self._reports.items())[-2:]), commit: report}
+        return self._reports[commit]
+
+    def _validate_at(self, commit: str) -> ValidationReport | None:
+        """Validate `commit` in the run's one checking worktree: moving it costs a checkout,
+        not a new worktree, and unchanged files keep their validation cache."""
+        from forge.execution.workspace import checking_worktree
+        from forge.validation.runner import NothingToValidate, validate
+
+        self._checking = checking_worktree(self.engine.repo, self.run_id, commit, self._checking)
+        try:
+            return validate(self._checking, self.config.validation)
+        except NothingToValidate:
+            return None
+
+    def close(self) -> None:
+        """Remove the checking worktree, if merges needed one."""
+        from forge.execution.workspace import remove_worktree
+
+        if self._checking is not None:
+            remove_worktree(self.engine.repo, self._checking)
+            self._checking = None
 
     def _fail(self, record: TaskRecord, reason: str) -> None:
         record.finished = time.monotonic()

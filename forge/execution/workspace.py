@@ -183,3 +183,26 @@ def validate_commit(
             return None
         finally:
             remove_worktree(repo, path)
+
+
+def checking_worktree(repo: Repo, run_id: str, commit: str, current: Path | None) -> Path:
+    """The run's worktree for validating merged trees, moved to `commit` (made on first use)."""
+    from git import Git, GitCommandError
+
+    if current is None:
+        current = worktrees_home() / branch_part(run_id) / "_merged"
+        if current.exists():
+            remove_worktree(repo, current)
+        current.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            repo.git.worktree("add", "--quiet", "--detach", str(current), commit)
+        except GitCommandError as exc:
+            raise WorkspaceError(f"cannot make the merge-checking worktree: {exc.stderr}") from None
+        return current
+    git = Git(str(current))
+    try:
+        git.execute(["git", "checkout", "--quiet", "--detach", "--force", commit])
+        git.execute(["git", "clean", "-fdq"])
+    except GitCommandError as exc:
+        raise WorkspaceError(f"cannot move the merge-checking worktree: {exc.stderr}") from None
+    return current
