@@ -1,33 +1,111 @@
 """The `forge` command line: a thin front over the library.
 
-Only typer is imported here and in the command modules at import time, so `forge --help` stays
-fast; each command imports what it needs inside its function.
+Only typer is imported here, and a command's module is imported only when that command runs or
+its own help is asked for: `forge --help` lists the commands from the table below without
+building their options. Each command imports what it needs inside its function.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from forge import __version__
 from forge.commands import config as config_cmd
-from forge.commands import cost as cost_cmd
-from forge.commands import fanout as fanout_cmd
-from forge.commands import init as init_cmd
-from forge.commands import logs as logs_cmd
-from forge.commands import models as models_cmd
-from forge.commands import route as route_cmd
-from forge.commands import run_milestone as run_milestone_cmd
-from forge.commands import runs as runs_cmd
-from forge.commands import stats as stats_cmd
-from forge.commands import validate as validate_cmd
 from forge.errors import ExitCode, ForgeError
+
+# name: (module, function, the first line of its docstring, which `forge --help` shows).
+# tests/test_startup.py checks that these lines match the docstrings.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "validate": (
+        "forge.commands.validate",
+        "validate",
+        "Run the project's checks in stages: syntax, build, lint, test.",
+    ),
+    "init": (
+        "forge.commands.init",
+        "init",
+        "Write a starter forge.toml from the Ollama models found and the API keys set.",
+    ),
+    "models": (
+        "forge.commands.models",
+        "models",
+        "List configured and discovered models: tier, prices, context, latency, errors, breaker.",
+    ),
+    "logs": (
+        "forge.commands.logs",
+        "logs",
+        "Show recent model attempts: tokens, latency, cost and outcome.",
+    ),
+    "cost": (
+        "forge.commands.cost",
+        "cost",
+        "Spend today and this month, grouped by provider, model and tier, against the budget.",
+    ),
+    "fanout": (
+        "forge.commands.fanout",
+        "fanout",
+        "Send one prompt to many models at once; compare, judge and validate the answers.",
+    ),
+    "route": (
+        "forge.commands.route",
+        "route",
+        "Show what forge would do with a task: type, complexity, tier, model, escalation, cost.",
+    ),
+    "run-milestone": (
+        "forge.commands.run_milestone",
+        "run_milestone",
+        "Run a milestone: independent tasks in parallel, each in its own worktree, validated.",
+    ),
+    "runs": (
+        "forge.commands.runs",
+        "runs",
+        "List runs, newest first: state, start, duration, source, tasks and cost.",
+    ),
+    "stats": (
+        "forge.commands.stats",
+        "stats",
+        "First-attempt success, escalation, work per tier, each model's record, and the savings.",
+    ),
+}
+ORDER = ("validate", "init", "config", "models", "logs", "cost", "fanout", "route")
+
+
+def load_command(name: str) -> Any:
+    """The real command: its module imported, its options built by Typer."""
+    module, function, _ = COMMANDS[name]
+    one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    one.command(name)(getattr(importlib.import_module(module), function))
+    return typer.main.get_command(one)
 
 
 class ForgeGroup(TyperGroup):
-    """Turns forge's errors into one message on stderr and the documented exit code."""
+    """Loads a command only when it is used, and turns forge's errors into one message on stderr
+    and the documented exit code."""
+
+    listing = False  # while `forge --help` is drawn: commands are only named, not loaded
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = [*super().list_commands(ctx), *COMMANDS]
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in COMMANDS:
+            return super().get_command(ctx, name)
+        if self.listing:
+            summary = COMMANDS[name][2]
+            return TyperCommand(name, help=summary, short_help=summary)
+        return load_command(name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context is private
         try:
@@ -70,17 +148,7 @@ def _root(
     """
 
 
-app.command("validate")(validate_cmd.validate)
-app.command("init")(init_cmd.init)
 app.add_typer(config_cmd.app, name="config")
-app.command("models")(models_cmd.models)
-app.command("logs")(logs_cmd.logs)
-app.command("cost")(cost_cmd.cost)
-app.command("fanout")(fanout_cmd.fanout)
-app.command("route")(route_cmd.route)
-app.command("run-milestone")(run_milestone_cmd.run_milestone)
-app.command("runs")(runs_cmd.runs)
-app.command("stats")(stats_cmd.stats)
 
 
 def main() -> None:

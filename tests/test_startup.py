@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,24 @@ def test_python_dash_m_forge_matches_the_console_script() -> None:
         [sys.executable, "-m", "forge", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("forge ")
+
+
+def test_the_command_list_shows_each_command_s_own_summary() -> None:
+    import importlib
+    import inspect
+
+    from forge.cli import COMMANDS
+
+    for name, (module, function, summary) in COMMANDS.items():
+        doc = inspect.getdoc(getattr(importlib.import_module(module), function)) or ""
+        assert doc.splitlines()[0] == summary, name
+
+
+def test_a_lazily_loaded_command_still_reports_errors_with_its_exit_code(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "forge", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("forge: error: nothing to validate")
