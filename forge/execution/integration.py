@@ -37,6 +37,7 @@ class Integration:
         self.run_id = run_id
         self.ref = f"{RUN_REFS}/{branch_part(run_id)}"
         self.branch = f"forge/{branch_part(run_id)}"
+        self._head: str | None = None
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
@@ -59,9 +60,13 @@ class Integration:
 
     def start(self, base: str) -> None:
         self.git("update-ref", self.ref, base)
+        self._head = base
 
     def head(self) -> str:
-        return self.git("rev-parse", self.ref)
+        """The line's head; this process is the only one moving it, so it is kept in memory."""
+        if self._head is None:
+            self._head = self.git("rev-parse", self.ref)
+        return self._head
 
     def resume(self) -> str:
         """Before tasks run again: the finished branch goes, so task branches can exist."""
@@ -98,6 +103,7 @@ class Integration:
         assert merge.head is not None
         if merge.head != merge.previous:
             self.git("update-ref", self.ref, merge.head, merge.previous)
+            self._head = merge.head
 
     def _recreate(self, commit: str, tree: str, head: str) -> str:
         """`commit`'s change as a new commit on `head`: same message, author and trailers."""

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
 from forge.errors import ExitCode, ForgeError
@@ -255,7 +256,8 @@ class Scheduler:
         together (a renamed function another task still calls) counts like a conflict.
         """
         assert outcome.commit is not None
-        merge = self.integration.prepare(outcome.commit)
+        # git work off the event loop: the tasks in flight keep streaming meanwhile.
+        merge = await anyio.to_thread.run_sync(self.integration.prepare, outcome.commit)
         problem: str | None = None
         if merge.head is None:
             problem = f"merge conflict in {', '.join(merge.conflicts) or 'unknown files'}"
@@ -264,7 +266,7 @@ class Scheduler:
             problem = await self._breaks(merge.previous, merge.head)
         if problem is None:
             assert merge.head is not None
-            self.integration.advance(merge)
+            await anyio.to_thread.run_sync(self.integration.advance, merge)
             record.commit = merge.head
             record.finished = time.monotonic()
             done.add(record.task.id)

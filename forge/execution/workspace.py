@@ -35,6 +35,10 @@ FALLBACK_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "forge@localhost",
 }
 BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# git 2.39 races when worktrees are added or removed at once ("failed to read
+# .git/worktrees/X/commondir"): one at a time within a process, and a retry for other processes.
+WORKTREE_LOCK = threading.Lock()
+WORKTREE_TRIES = 5
 
 
 class WorkspaceError(ForgeError):
@@ -126,6 +130,24 @@ class Worktree:
             return None
 
 
+def worktree(repo: Repo, *args: str) -> None:
+    """`git worktree ARGS`, serialised, and tried again when git trips over another process."""
+    import time
+
+    from git import GitCommandError
+
+    for attempt in range(WORKTREE_TRIES):
+        try:
+            with WORKTREE_LOCK:
+                repo.git.worktree(*args)
+            return
+        except GitCommandError as exc:
+            racing = "commondir" in str(exc.stderr) or "gitdir" in str(exc.stderr)
+            if not racing or attempt == WORKTREE_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def worktrees_home() -> Path:
     return forge_home() / "worktrees"
 
@@ -147,7 +169,7 @@ def create_worktree(repo: Repo, run_id: str, task_id: str, base: str) -> Worktre
         ) from None
     try:
         # -B: a resumed run re-creates the task's branch at the base it starts from.
-        repo.git.worktree("add", "--quiet", "-B", branch, str(path), base)
+        worktree(repo, "add", "--quiet", "-B", branch, str(path), base)
     except GitCommandError as exc:
         message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
         raise WorkspaceError(message) from None
@@ -159,10 +181,10 @@ def remove_worktree(repo: Repo, path: Path) -> None:
     from git import GitCommandError
 
     try:
-        repo.git.worktree("remove", "--force", str(path))
+        worktree(repo, "remove", "--force", str(path))
     except GitCommandError:
         shutil.rmtree(path, ignore_errors=True)
-        repo.git.worktree("prune")
+        worktree(repo, "prune")
 
 
 def validate_commit(
@@ -176,7 +198,7 @@ def validate_commit(
 
     with tempfile.TemporaryDirectory(prefix="forge-check-") as scratch:
         path = Path(scratch) / "tree"
-        repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
+        worktree(repo, "add", "--quiet", "--detach", str(path), commit)
         try:
             return validate(path, settings, Options(stop=stop))
         except NothingToValidate:
@@ -195,7 +217,7 @@ def checking_worktree(repo: Repo, run_id: str, commit: str, current: Path | None
             remove_worktree(repo, current)
         current.parent.mkdir(parents=True, exist_ok=True)
         try:
-            repo.git.worktree("add", "--quiet", "--detach", str(current), commit)
+            worktree(repo, "add", "--quiet", "--detach", str(current), commit)
         except GitCommandError as exc:
             raise WorkspaceError(f"cannot make the merge-checking worktree: {exc.stderr}") from None
         return current
