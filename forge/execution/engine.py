@@ -42,7 +42,7 @@ from forge.execution.prompt import (
     validation_feedback,
 )
 from forge.execution.store import RunStore, TaskAttemptRow
-from forge.execution.workspace import Worktree, create_worktree, remove_worktree
+from forge.execution.workspace import Worktree, WorktreePool
 from forge.planning.milestone import MilestoneTask
 from forge.providers.client import BudgetRefused, CallFailed, ModelClient
 from forge.providers.types import Completion, Message
@@ -173,6 +173,7 @@ class TaskEngine:
         self.store = RunStore(ledger)
         self.repo_dir = Path(repo.working_dir)
         self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
+        self.worktrees = WorktreePool(repo, settings.run_id)
 
     # -- the route ---------------------------------------------------------------------------
 
@@ -201,9 +202,7 @@ class TaskEngine:
         self._emit(task, "worktree", f"creating a worktree from {base[:10]}")
         # Shielded: a Ctrl-C now still lets the worktree be made, so the cleanup below finds it.
         with anyio.CancelScope(shield=True):
-            tree = await anyio.to_thread.run_sync(
-                partial(create_worktree, self.repo, run_id, task.id, base)
-            )
+            tree = await anyio.to_thread.run_sync(partial(self.worktrees.acquire, task.id, base))
         outcome.branch = tree.branch
         summarize = self.config.context.enable_summarized_context
         job = _Job(
@@ -225,10 +224,11 @@ class TaskEngine:
         task, tree, outcome = job.task, job.tree, job.outcome
         if self.settings.keep_worktrees:
             outcome.worktree = tree.path
+            self.worktrees.keep(tree)
         else:
             if outcome.state != "done":
                 await anyio.to_thread.run_sync(tree.reset)  # the branch stays at the base
-            await anyio.to_thread.run_sync(partial(remove_worktree, self.repo, tree.path))
+            await anyio.to_thread.run_sync(self.worktrees.release, tree)
         self.store.set_task(
             self.settings.run_id,
             task.id,

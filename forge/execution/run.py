@@ -216,6 +216,8 @@ async def run_plan(
                 on_event=on_event,
                 on_budget=options.on_budget,
             )
+            if resume is not None:
+                await anyio.to_thread.run_sync(engine.worktrees.clear_stale)
             for task in plan.pending():
                 if task.id not in merged:
                     engine.route(task)  # a bad tier or model is a usage error before any work
@@ -224,6 +226,7 @@ async def run_plan(
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(scheduler.close)
+                    await anyio.to_thread.run_sync(engine.worktrees.close)
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(kept)
         outcome.head = integration.head()

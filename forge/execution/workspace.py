@@ -152,12 +152,14 @@ def worktrees_home() -> Path:
     return forge_home() / "worktrees"
 
 
-def create_worktree(repo: Repo, run_id: str, task_id: str, base: str) -> Worktree:
+def create_worktree(
+    repo: Repo, run_id: str, task_id: str, base: str, *, path: Path | None = None
+) -> Worktree:
     """A new worktree on `forge/<run>/<task>` at `base`; the branch is reset there if it exists."""
     from git import GitCommandError
 
     branch = f"forge/{branch_part(run_id)}/{branch_part(task_id)}"
-    path = worktrees_home() / branch_part(run_id) / branch_part(task_id)
+    path = path or worktrees_home() / branch_part(run_id) / branch_part(task_id)
     try:
         if path.exists():
             remove_worktree(repo, path)
@@ -228,3 +230,77 @@ def checking_worktree(repo: Repo, run_id: str, commit: str, current: Path | None
     except GitCommandError as exc:
         raise WorkspaceError(f"cannot move the merge-checking worktree: {exc.stderr}") from None
     return current
+
+
+class WorktreePool:
+    """The run's worktrees, reused from task to task.
+
+    Making a worktree costs a checkout of the whole tree and git's worktree bookkeeping (which
+    git 2.39 cannot do for two at once); moving an idle one to a new branch and base costs a
+    checkout of what differs. A task takes an idle worktree or a new one, and gives it back
+    detached, so its branch can go; at the end of the run they are all removed. Build output
+    git ignores (cargo's target/) stays, so later builds are warm.
+    """
+
+    def __init__(self, repo: Repo, run_id: str) -> None:
+        self.repo = repo
+        self.run_id = run_id
+        self._idle: list[Path] = []
+        self._all: list[Path] = []
+        self._lock = threading.Lock()
+
+    def acquire(self, task_id: str, base: str) -> Worktree:
+        branch = f"forge/{branch_part(self.run_id)}/{branch_part(task_id)}"
+        with self._lock:
+            path = self._idle.pop() if self._idle else None
+            if path is None:
+                path = worktrees_home() / branch_part(self.run_id) / f"slot-{len(self._all) + 1}"
+                self._all.append(path)
+                fresh = True
+            else:
+                fresh = False
+        tree = Worktree(path=path, branch=branch, base=base, repo_dir=Path(self.repo.working_dir))
+        if fresh:
+            made = create_worktree(self.repo, self.run_id, task_id, base, path=path)
+            return made
+        try:
+            tree.git("checkout", "--quiet", "--force", "-B", branch, base)
+            tree.git("clean", "-fdq")
+        except WorkspaceError:
+            with self._lock:
+                self._all.remove(path)
+            remove_worktree(self.repo, path)
+            return self.acquire(task_id, base)
+        return tree
+
+    def release(self, tree: Worktree) -> None:
+        """Give a worktree back: detached, so the task's branch is free to be deleted."""
+        try:
+            tree.git("checkout", "--quiet", "--detach")
+        except WorkspaceError:
+            with self._lock:
+                self._all.remove(tree.path)
+            remove_worktree(self.repo, tree.path)
+            return
+        with self._lock:
+            self._idle.append(tree.path)
+
+    def keep(self, tree: Worktree) -> None:
+        """--keep-worktrees: the worktree stays as the task left it and is not reused."""
+        with self._lock:
+            if tree.path in self._all:
+                self._all.remove(tree.path)
+
+    def clear_stale(self) -> None:
+        """A resumed run first removes what a crashed process left (worktrees holding branches)."""
+        folder = worktrees_home() / branch_part(self.run_id)
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                remove_worktree(self.repo, path)
+        worktree(self.repo, "prune")
+
+    def close(self) -> None:
+        with self._lock:
+            paths, self._all, self._idle = list(self._all), [], []
+        for path in paths:
+            remove_worktree(self.repo, path)
