@@ -38,6 +38,7 @@ class Integration:
         self.ref = f"{RUN_REFS}/{branch_part(run_id)}"
         self.branch = f"forge/{branch_part(run_id)}"
         self._head: str | None = None
+        self._known_identity: bool | None = None  # whether git knows the user, asked once
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
@@ -107,10 +108,14 @@ class Integration:
 
     def _recreate(self, commit: str, tree: str, head: str) -> str:
         """`commit`'s change as a new commit on `head`: same message, author and trailers."""
-        message = self.git("log", "-1", "--format=%B", commit)
-        author = self.git("log", "-1", "--format=%an%x00%ae%x00%aI", commit).split("\0")
+        name, email, date, message = self.git(
+            "log", "-1", "--format=%an%x00%ae%x00%aI%x00%B", commit
+        ).split("\0", 3)
+        author = (name, email, date)
         env = {}
-        if not (self._config("user.name") and self._config("user.email")):
+        if self._known_identity is None:
+            self._known_identity = bool(self._config("user.name") and self._config("user.email"))
+        if not self._known_identity:
             env = {k: v for k, v in FALLBACK_IDENTITY.items() if k not in os.environ}
         env |= {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
         env["GIT_AUTHOR_DATE"] = author[2]

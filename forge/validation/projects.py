@@ -25,7 +25,11 @@ class Project:
 
 def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project]:
     """Rust crates and workspaces, Python projects, outermost first, inside `scope`."""
-    inside = [f for f in files if _within(repo_root / f, scope)]
+    # git lists paths as they are in the repository (it does not walk into symlinked folders),
+    # so a prefix test says what is inside the scope without resolving every file.
+    scope_rel = _relative(scope, repo_root)
+    prefix = "" if scope_rel == "." else scope_rel + "/"
+    inside = [f for f in files if f.startswith(prefix)]
     projects: list[Project] = []
     cargo = sorted({str(Path(f).parent) for f in inside if Path(f).name == "Cargo.toml"}, key=len)
     for folder in cargo:
@@ -38,17 +42,16 @@ def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project
     for folder in python:
         if not any(folder == r or folder.startswith(r + "/") or r == "." for r in roots):
             roots.append(folder)
-    if not roots and any(f.endswith(".py") for f in inside):
-        # No packaging file, but a tests folder (or test files) is a Python project too.
-        scope_rel = _relative(scope, repo_root)
-        if any(Path(f).parts[: len(Path(scope_rel).parts) + 1][-1:] == ("tests",) for f in inside):
-            roots.append(scope_rel)
+    # No packaging file, but a tests folder (or test files) is a Python project too.
+    depth = len(Path(scope_rel).parts) + 1
+    if (
+        not roots
+        and any(f.endswith(".py") for f in inside)
+        and any(Path(f).parts[:depth][-1:] == ("tests",) for f in inside)
+    ):
+        roots.append(scope_rel)
     projects += [Project("python", (repo_root / r).resolve()) for r in roots]
     return projects
-
-
-def _within(path: Path, scope: Path) -> bool:
-    return path.resolve().is_relative_to(scope.resolve())
 
 
 def _relative(path: Path, root: Path) -> str:
