@@ -218,9 +218,7 @@ async def run_plan(
             )
             if resume is not None:
                 await anyio.to_thread.run_sync(engine.worktrees.clear_stale)
-            for task in plan.pending():
-                if task.id not in merged:
-                    engine.route(task)  # a bad tier or model is a usage error before any work
+            _check_tiers(plan, setup.router, options.pins)
             try:
                 outcome = await scheduler.run(base, merged, earlier)
             finally:
@@ -271,6 +269,20 @@ def _distinct_branches(plan: Milestone) -> None:
                 f"name {name!r}; rename one of them"
             )
         seen[name] = task.id
+
+
+def _check_tiers(plan: Milestone, router: Any, pins: Pins) -> None:
+    """A task's unknown tier is a usage error before any work starts, not a failure mid-run."""
+    from forge.planning.milestone import MilestoneError
+
+    if pins.tier is not None or pins.model is not None:
+        return  # the command line's pin wins over the file's, and was checked already
+    for task in plan.pending():
+        if task.tier is not None:
+            try:
+                router.check(Pins(tier=task.tier))
+            except UsageError as exc:
+                raise MilestoneError(f"task {task.id!r} ({task.where}): {exc}") from None
 
 
 def _resumable(saved: RunRow, root: Path) -> None:

@@ -155,9 +155,8 @@ class Scheduler:
                 if earlier and task.id in earlier:
                     record.earlier, record.earlier_tier = earlier[task.id]
                 done.add(task.id)
-        for record in self.records.values():
-            if record.state == "waiting":
-                self._save(record)
+        waiting = [(r.task.id, r.task.title) for r in self.records.values() if r.state == "waiting"]
+        self.store.add_waiting(self.run_id, waiting)
         running: set[str] = set()
         stop: str | None = None
         send, receive = anyio.create_memory_object_stream[tuple[str, TaskOutcome | Exception]](
