@@ -120,6 +120,7 @@ class TaskOutcome:
     base_note: str | None = None
     last_findings: str | None = None
     unpriced: bool = False
+    report: ValidationReport | None = None  # the passing attempt's validation, for the merge
 
 
 class _Stop(Exception):
@@ -375,6 +376,7 @@ class TaskEngine:
                 summary.outcome = "no change"
                 summary.headline = "the edits leave every file as it was at the start"
             if summary.outcome == "passed":
+                outcome.report = verdict.report if verdict is not None else None
                 await self._commit(job, rung, sorted(touched))
                 return "done"
             if verdict is not None:

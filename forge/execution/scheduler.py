@@ -258,6 +258,8 @@ class Scheduler:
         # git work off the event loop: the tasks in flight keep streaming meanwhile.
         merge = await anyio.to_thread.run_sync(self.integration.prepare, outcome.commit)
         problem: str | None = None
+        if merge.fast_forward and outcome.report is not None:
+            self._reports[merge.head or ""] = outcome.report  # that very tree, just validated
         if merge.head is None:
             problem = f"merge conflict in {', '.join(merge.conflicts) or 'unknown files'}"
         elif not (merge.fast_forward or merge.empty):

@@ -39,6 +39,7 @@ BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # .git/worktrees/X/commondir"): one at a time within a process, and a retry for other processes.
 WORKTREE_LOCK = threading.Lock()
 WORKTREE_TRIES = 5
+KNOWN_IDENTITY: dict[Path, bool] = {}  # per repository: whether git knows the user (asked once)
 
 
 class WorkspaceError(ForgeError):
@@ -119,7 +120,11 @@ class Worktree:
 
     def _identity(self) -> dict[str, str]:
         """Nothing when git knows who the user is; forge's identity, for this commit only, else."""
-        if self._config("user.name") and self._config("user.email"):
+        known = KNOWN_IDENTITY.get(self.repo_dir)
+        if known is None:
+            known = bool(self._config("user.name") and self._config("user.email"))
+            KNOWN_IDENTITY[self.repo_dir] = known
+        if known:
             return {}
         return {k: v for k, v in FALLBACK_IDENTITY.items() if k not in os.environ}
 
