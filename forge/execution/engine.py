@@ -194,7 +194,14 @@ class TaskEngine:
 
     # -- one task ----------------------------------------------------------------------------
 
-    async def run(self, task: MilestoneTask, base: str) -> TaskOutcome:
+    async def run(
+        self,
+        task: MilestoneTask,
+        base: str,
+        base_report: tuple[ValidationReport | None] | tuple[()] = (),
+    ) -> TaskOutcome:
+        """One task from `base`; `base_report`, when given (a 1-tuple: None means nothing to
+        validate), is the base's validation already known, so it is not run again."""
         decision = self.route(task)
         outcome = TaskOutcome(task, "failed", ExitCode.FAILED, "", route=decision)
         run_id = self.settings.run_id
@@ -210,7 +217,7 @@ class TaskEngine:
             task, tree, outcome, summarize=summarize and decision.analysis.type in SUMMARISED
         )
         try:
-            await self._attempts(job, decision)
+            await self._attempts(job, decision, base_report)
         except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
             outcome.state, outcome.exit_code = "interrupted", ExitCode.INTERRUPTED
             outcome.reason = "interrupted"
@@ -244,11 +251,18 @@ class TaskEngine:
             finished_at=time.time(),
         )
 
-    async def _attempts(self, job: _Job, decision: RouteDecision) -> None:
+    async def _attempts(
+        self,
+        job: _Job,
+        decision: RouteDecision,
+        base_report: tuple[ValidationReport | None] | tuple[()],
+    ) -> None:
         task, outcome = job.task, job.outcome
         self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))
-        job.baseline = await self._baseline(task, job.tree, tuple(dict.fromkeys(named)))
+        job.baseline = await self._baseline(
+            task, job.tree, tuple(dict.fromkeys(named)), base_report
+        )
         if job.baseline is None:
             outcome.base_note = (
                 "nothing to validate here (no Rust or Python project, no custom validator): "
@@ -309,10 +323,14 @@ class TaskEngine:
         return "whole" if tier == "local" else "search_replace"
 
     async def _baseline(
-        self, task: MilestoneTask, tree: Worktree, named: tuple[str, ...]
+        self,
+        task: MilestoneTask,
+        tree: Worktree,
+        named: tuple[str, ...],
+        known: tuple[ValidationReport | None] | tuple[()],
     ) -> Baseline | None:
         """The base's findings split; `named` are the files the task lists or mentions."""
-        report = await self._validate(tree)
+        report = known[0] if known else await self._validate(tree)
         if report is None:
             return None
         fix_all = fixes_everything(task.text, named)

@@ -134,8 +134,19 @@ class Integration:
             subprocess.run(["git", "checkout", "--quiet", "--detach"], cwd=tree, check=False)
         prefix = f"refs/heads/{self.branch}/"
         listed = self.git("for-each-ref", "--format=%(refname)", prefix)
-        for ref in listed.splitlines():
-            self.git("update-ref", "-d", ref)
+        if listed:
+            # One git process for every task branch, however many tasks the run had.
+            deletions = "".join(f"delete {ref}\n" for ref in listed.splitlines())
+            done = subprocess.run(
+                ["git", "update-ref", "--stdin"],
+                cwd=self.repo_dir,
+                input=deletions,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise WorkspaceError(f"git update-ref failed: {done.stderr.strip()}")
         self.git("branch", "-f", self.branch, self.head())
         return self.branch
 

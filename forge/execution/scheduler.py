@@ -221,9 +221,9 @@ class Scheduler:
     ) -> None:
         async with send:
             try:
-                outcome: TaskOutcome | Exception = await self.engine.run(
-                    task, self.integration.head()
-                )
+                head = self.integration.head()
+                known = (self._reports[head],) if head in self._reports else ()
+                outcome: TaskOutcome | Exception = await self.engine.run(task, head, known)
             except Exception as exc:  # one task's breakage fails that task, not the run
                 outcome = exc
             await send.send((task.id, outcome))
