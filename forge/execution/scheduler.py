@@ -132,6 +132,7 @@ class Scheduler:
         self.graph = task_graph(plan)
         self.records = {t.id: TaskRecord(t) for t in plan.tasks}
         self.blocked: set[str] = set()  # failed, stopped or skipped: never to start
+        self.merging: set[str] = set()  # the task whose result is being merged
         self._checking: Path | None = None  # where merged trees are validated
         self._reports: dict[str, ValidationReport | None] = {}  # by commit, the latest few
         self.limit = config.routing.max_concurrent_tasks
@@ -172,6 +173,13 @@ class Scheduler:
                     break
                 task_id, result = await receive.receive()
                 running.discard(task_id)
+                self.merging = {task_id}  # finished, not merged yet: neither running nor ready
+                if stop is None:
+                    # The finished task needs no slot to be merged: fill it first, so the merge
+                    # (and its validation) overlaps with work instead of holding a slot idle.
+                    stop = self._start_ready(group, send, done, running)
+                    if stop is not None and self.on_budget == "cancel":
+                        group.cancel_scope.cancel()
                 record = self.records[task_id]
                 if isinstance(result, Exception):
                     self._fail(record, _describe(result))
@@ -201,7 +209,7 @@ class Scheduler:
         done: set[str],
         running: set[str],
     ) -> str | None:
-        for task_id in ready(self.graph, done, running | self.blocked):
+        for task_id in ready(self.graph, done, running | self.blocked | self.merging):
             if len(running) >= self.limit:
                 break
             reached = self._budget_reached()

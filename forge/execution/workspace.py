@@ -305,7 +305,10 @@ class WorktreePool:
         worktree(self.repo, "prune")
 
     def close(self) -> None:
+        """Remove every worktree: folders first, then git's records of them in one prune."""
         with self._lock:
             paths, self._all, self._idle = list(self._all), [], []
         for path in paths:
-            remove_worktree(self.repo, path)
+            shutil.rmtree(path, ignore_errors=True)
+        if paths:
+            worktree(self.repo, "prune")
