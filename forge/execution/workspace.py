@@ -252,6 +252,7 @@ class WorktreePool:
         self.run_id = run_id
         self._idle: list[Path] = []
         self._all: list[Path] = []
+        self._made = 0
         self._lock = threading.Lock()
 
     def acquire(self, task_id: str, base: str) -> Worktree:
@@ -259,7 +260,8 @@ class WorktreePool:
         with self._lock:
             path = self._idle.pop() if self._idle else None
             if path is None:
-                path = worktrees_home() / branch_part(self.run_id) / f"slot-{len(self._all) + 1}"
+                self._made += 1  # never reused: a slot given up after an error keeps its number
+                path = worktrees_home() / branch_part(self.run_id) / f"slot-{self._made}"
                 self._all.append(path)
                 fresh = True
             else:
