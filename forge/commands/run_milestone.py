@@ -317,6 +317,8 @@ class _View:
         from forge.execution.engine import TaskEvent
 
         if isinstance(event, TaskEvent):
+            if event.stage in ("failed", "stopped"):
+                return  # the run's own line for the task says the same
             where = f" [{event.rung}/{event.model}]" if event.model else ""
             typer.echo(f"{event.task_id}{where} {event.stage}: {event.message}", err=True)
         else:
