@@ -20,10 +20,8 @@ TOOLCHAIN_HOMES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test reads or writes the real user's config, ledger or keys."""
-    home = tmp_path / "home"
+def isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Point HOME, the XDG folders and FORGE_HOME at `home`; drop forge's and API-key variables."""
     home.mkdir()
     for name in list(os.environ):
         if name.startswith("FORGE_") or name.endswith("_API_KEY"):
@@ -36,6 +34,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FORGE_HOME", str(home / "forge-home"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real user's config, ledger or keys."""
+    home = tmp_path / "home"
+    isolate(monkeypatch, home)
     return home
 
 

@@ -8,7 +8,6 @@ one that fails on every rung. The tests then read it through the real CLI.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from forge.testing.fake_provider import FakeProvider, Reply
-from tests.conftest import TOOLCHAIN_HOMES, run_forge
+from tests.conftest import isolate, run_forge
 from tests.test_run_milestone import FIX_ADD, MULTIPLY_INSTEAD, config, python_repo
 
 GOAL = "Fix add in calc.py"
@@ -35,22 +34,6 @@ class Runs:
     failed: str  # every rung failed
 
 
-def _isolate(mp: pytest.MonkeyPatch, home: Path) -> None:
-    """What conftest's isolated_home does for one test, for the module's shared runs."""
-    home.mkdir()
-    for name in list(os.environ):
-        if name.startswith("FORGE_") or name.endswith("_API_KEY"):
-            mp.delenv(name)
-    for name, value in TOOLCHAIN_HOMES.items():
-        mp.setenv(name, value)
-    mp.setenv("HOME", str(home))
-    mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    mp.setenv("XDG_STATE_HOME", str(home / ".state"))
-    mp.setenv("FORGE_HOME", str(home / "forge-home"))
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-
-
 def _run(workdir: Path, cfg: Path, expect: int, *args: str) -> str:
     repo = python_repo(workdir)
     done = run_forge(
@@ -65,7 +48,7 @@ def _run(workdir: Path, cfg: Path, expect: int, *args: str) -> str:
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     base = tmp_path_factory.mktemp("stats")
     with pytest.MonkeyPatch.context() as mp, FakeProvider() as fake:
-        _isolate(mp, base / "home")
+        isolate(mp, base / "home")
         cfg = config(base, fake.url)
         fake.script("alpha-1", Reply(text=FIX_ADD, latency=0.05))
         first = _run(base / "one", cfg, 0, "--tier", "free")
