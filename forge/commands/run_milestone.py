@@ -155,7 +155,7 @@ def run_milestone(
     else:
         _render(result)
     if apply:
-        _apply(result, json_output)
+        _apply(result)
     raise typer.Exit(int(result.outcome.exit_code))
 
 
@@ -333,12 +333,10 @@ class _View:
 
 
 def _render(result: RunResult) -> None:
-    from decimal import Decimal
-
     from rich.table import Table
 
     from forge.commands.output import console, usd
-    from forge.execution.report import top_tier_cost
+    from forge.execution.report import totals
 
     out = console()
     outcome = result.outcome
@@ -365,24 +363,20 @@ def _render(result: RunResult) -> None:
         if record.state == "failed" and last and last.last_findings:
             out.print(f"[bold]{record.task.id}[/]: last findings")
             out.print(last.last_findings, markup=False, highlight=False)
-    total = sum((r.cost for r in records), Decimal(0))
-    top = top_tier_cost(result)
+    summed = totals(result)
+    top = summed.top_tier
     compared = f" (the same work at the top tier: {usd(top)})" if top is not None else ""
-    tiers: dict[str, int] = {}
-    for record in records:
-        if record.tier:
-            tiers[record.tier] = tiers.get(record.tier, 0) + 1
-    done = sum(r.state == "done" for r in records)
-    share = ", ".join(f"{tier} {n}" for tier, n in tiers.items()) or "none"
-    out.print(f"tasks: {done} of {len(records)} done; finished per tier: {share}")
-    out.print(f"cost: {usd(total)}{compared}")
+    share = ", ".join(f"{t} {n}" for t, n in summed.finished_per_tier.items()) or "none"
+    done = summed.states.get("done", 0)
+    out.print(f"tasks: {done} of {summed.tasks} done; finished per tier: {share}")
+    out.print(f"cost: {usd(summed.cost)}{compared}")
     if outcome.stop_reason:
         out.print(f"stopped by the budget: {outcome.stop_reason}")
     if outcome.branch:
         out.print(f"branch to review: [bold]{outcome.branch}[/] ({(outcome.head or '')[:10]})")
 
 
-def _apply(result: RunResult, json_output: bool) -> None:
+def _apply(result: RunResult) -> None:
     from forge.execution.apply import fast_forward
 
     outcome = result.outcome

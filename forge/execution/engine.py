@@ -119,7 +119,6 @@ class TaskOutcome:
     cost: Decimal = Decimal(0)
     base_note: str | None = None
     last_findings: str | None = None
-    unpriced: bool = False
     report: ValidationReport | None = None  # the passing attempt's validation, for the merge
 
 

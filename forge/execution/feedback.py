@@ -206,6 +206,7 @@ def judge(baseline: Baseline, report: ValidationReport, *, require_green: bool) 
         if seen[finding.key] > before[finding.key] and finding.validator not in unseen:
             new.append(finding)
     current = {f.key: f for f in now}
+    ran = {r.name for r in report.results if r.status is not Status.SKIPPED}
     passing = {
         ("test", r.name, t.suite or "", t.name)
         for r in report.results
@@ -219,16 +220,11 @@ def judge(baseline: Baseline, report: ValidationReport, *, require_green: bool) 
         for t in baseline.targets
         if t.key in current
         or (t.key[0] == "test" and t.key not in passing)
-        or (t.key[0] != "test" and _not_checked(t, report))
+        or (t.key[0] != "test" and t.validator not in ran)
     ]
     failing = now if require_green else []
     passed = not new and not standing and (report.passed if require_green else True)
     return Verdict(passed, tuple(new), tuple(standing), tuple(failing), report)
-
-
-def _not_checked(target: Finding, report: ValidationReport) -> bool:
-    ran = {r.name for r in report.results if r.status is not Status.SKIPPED}
-    return target.validator not in ran
 
 
 def render_feedback(verdict: Verdict, root: Path, limit: int = FEEDBACK_LIMIT_CHARS) -> str:

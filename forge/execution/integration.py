@@ -52,7 +52,7 @@ class Integration:
             check=False,
         )
 
-    def git(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    def git(self, *args: str, env: dict[str, str] | None = None) -> str:
         done = self.run(*args, env=env)
         if done.returncode != 0:
             command = " ".join(args)

@@ -15,7 +15,7 @@ number, rung, model, well_formed, outcome, headline, tokens, cost, repairs, file
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -70,25 +70,41 @@ def task_json(record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def totals_json(result: RunResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunTotals:
+    """The run summed up, for the JSON report and the terminal's."""
+
+    tasks: int
+    states: Counter[str]
+    attempts: int
+    cost: Decimal
+    top_tier: Decimal | None  # the run's tokens at the top tier's prices, None when unpriced
+    finished_per_tier: dict[str, int]
+
+
+def totals(result: RunResult) -> RunTotals:
     records = list(result.outcome.records.values())
-    states = Counter(r.state for r in records)
-    cost = sum((r.cost for r in records), Decimal(0))
-    top = top_tier_cost(result)
+    return RunTotals(
+        tasks=len(records),
+        states=Counter(r.state for r in records),
+        attempts=sum(r.attempts for r in records),
+        cost=sum((r.cost for r in records), Decimal(0)),
+        top_tier=None if result.top_tier is None else result.top_tier[1],
+        finished_per_tier=dict(Counter(r.tier for r in records if r.tier)),
+    )
+
+
+def totals_json(result: RunResult) -> dict[str, Any]:
+    summed = totals(result)
     return {
-        "tasks": len(records),
-        **{state: states.get(state, 0) for state in ("done", "failed", "skipped", "stopped")},
-        "not_started": states.get("not_started", 0),
-        "attempts": sum(r.attempts for r in records),
-        "cost_usd": plain(cost),
-        "top_tier_usd": None if top is None else plain(top),
-        "finished_per_tier": dict(Counter(r.tier for r in records if r.tier)),
+        "tasks": summed.tasks,
+        **{s: summed.states.get(s, 0) for s in ("done", "failed", "skipped", "stopped")},
+        "not_started": summed.states.get("not_started", 0),
+        "attempts": summed.attempts,
+        "cost_usd": plain(summed.cost),
+        "top_tier_usd": None if summed.top_tier is None else plain(summed.top_tier),
+        "finished_per_tier": summed.finished_per_tier,
     }
-
-
-def top_tier_cost(result: RunResult) -> Decimal | None:
-    """The run's tokens priced at the top tier: what the same work would have cost there."""
-    return None if result.top_tier is None else result.top_tier[1]
 
 
 def plain(value: Decimal) -> str:
