@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from forge.execution.store import RunStore
 from forge.ledger import Ledger
@@ -77,6 +77,17 @@ def run(repo: Path, cfg: Path, *args: str) -> tuple[int, dict[str, Any], str]:
         return done.returncode, json.loads(done.stdout), done.stderr
     except json.JSONDecodeError:
         raise AssertionError(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}") from None
+
+
+def start_run(repo: Path, plan: Path, cfg: Path, stderr: IO[str]) -> subprocess.Popen[bytes]:
+    """`forge run-milestone` in the background, its progress lines going to `stderr`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def tasks_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -262,13 +273,7 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_merged_tasks(
     cfg = graph_config(tmp_path, fake.url)
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
-            cwd=repo,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-        )
+        process = start_run(repo, plan, cfg, err)
         deadline = time.monotonic() + 120
         while not fake.requests_for("m2-1") and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()
@@ -361,13 +366,7 @@ def test_ctrl_c_exits_130_cleans_the_worktrees_and_the_run_can_resume(
     cfg = graph_config(tmp_path, fake.url)
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
-            cwd=repo,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-        )
+        process = start_run(repo, plan, cfg, err)
         deadline = time.monotonic() + 120
         while not fake.requests_for("m1-1") and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -443,21 +442,7 @@ def test_ctrl_c_during_validation_stops_the_validators_instead_of_waiting_for_th
     plan = milestone(tmp_path, {"id": "a", "title": "Anything", "tier": "t1"})
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "forge",
-                "run-milestone",
-                str(plan),
-                "-c",
-                str(graph_config(tmp_path, fake.url)),
-            ],
-            cwd=repo,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-        )
+        process = start_run(repo, plan, graph_config(tmp_path, fake.url), err)
         deadline = time.monotonic() + 60
         while "validating the base" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
