@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from forge.errors import ExitCode, ForgeError
 from forge.execution.engine import TaskEngine, TaskOutcome
@@ -40,6 +40,9 @@ TaskState = Literal[
     "waiting", "running", "done", "failed", "skipped", "stopped", "not_started", "interrupted"
 ]
 MAX_CONFLICT_RERUNS = 1
+# What the scheduler's loop hears: ("finished", task, the engine's outcome or the error that
+# broke it) from a task, ("merged", task, False when it must run again) from the merger.
+_Message = tuple[Literal["finished", "merged"], str, TaskOutcome | Exception | bool]
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class Scheduler:
         self.graph = task_graph(plan)
         self.records = {t.id: TaskRecord(t) for t in plan.tasks}
         self.blocked: set[str] = set()  # failed, stopped or skipped: never to start
-        self.merging: set[str] = set()  # the task whose result is being merged
+        self.merging: set[str] = set()  # finished tasks whose results wait for the merge
+        self.again: list[str] = []  # tasks to run again on the new head after a conflict
         self._checking: Path | None = None  # where merged trees are validated
         self._reports: dict[str, ValidationReport | None] = {}  # by commit, the latest few
         self.limit = config.routing.max_concurrent_tasks
@@ -160,44 +164,46 @@ class Scheduler:
         self.store.add_waiting(self.run_id, waiting)
         running: set[str] = set()
         stop: str | None = None
-        send, receive = anyio.create_memory_object_stream[tuple[str, TaskOutcome | Exception]](
+        send, receive = anyio.create_memory_object_stream[_Message](math.inf)
+        to_merge, merge_jobs = anyio.create_memory_object_stream[tuple[TaskRecord, TaskOutcome]](
             math.inf
         )
         async with anyio.create_task_group() as group:
-            while True:
-                if stop is None:
-                    stop = self._start_ready(group, send, done, running)
-                    if stop is not None and self.on_budget == "cancel":
-                        group.cancel_scope.cancel()
-                if not running:
-                    break
-                task_id, result = await receive.receive()
-                running.discard(task_id)
-                self.merging = {task_id}  # finished, not merged yet: neither running nor ready
-                if stop is None:
-                    # The finished task needs no slot to be merged: fill it first, so the merge
-                    # (and its validation) overlaps with work instead of holding a slot idle.
-                    stop = self._start_ready(group, send, done, running)
-                    if stop is not None and self.on_budget == "cancel":
-                        group.cancel_scope.cancel()
-                record = self.records[task_id]
-                if isinstance(result, Exception):
-                    self._fail(record, _describe(result))
-                    continue
-                record.outcomes.append(result)
-                if result.state == "done":
-                    if await self._merge(record, result, done):
+            # Merges happen one at a time in their own task: a finished task's slot is given to
+            # the next ready task at once, while its work waits for (or goes through) the merge.
+            group.start_soon(self._merger, merge_jobs, send.clone(), done)
+            async with to_merge:
+                while True:
+                    if stop is None:
+                        stop = self._start_ready(group, send, done, running)
+                        if stop is not None and self.on_budget == "cancel":
+                            group.cancel_scope.cancel()
+                    if not (running or self.merging):
+                        break
+                    kind, task_id, result = await receive.receive()
+                    record = self.records[task_id]
+                    if kind == "merged":
+                        self.merging.discard(task_id)
+                        if result is False:  # conflict: run again on the new head, first in line
+                            self.again.append(task_id)
                         continue
-                    running.add(task_id)  # re-run on the new head after a conflict
-                    group.start_soon(self._one, record.task, send.clone())
-                elif result.state == "stopped":
-                    stop = stop or result.reason
-                    self._set(record, "stopped", result.reason)
-                    self.blocked.add(task_id)
-                    if self.on_budget == "cancel":
-                        group.cancel_scope.cancel()
-                else:
-                    self._fail(record, result.reason)
+                    running.discard(task_id)
+                    if isinstance(result, Exception):
+                        self._fail(record, _describe(result))
+                        continue
+                    assert isinstance(result, TaskOutcome)
+                    record.outcomes.append(result)
+                    if result.state == "done":
+                        self.merging.add(task_id)  # neither running nor ready until merged
+                        await to_merge.send((record, result))
+                    elif result.state == "stopped":
+                        stop = stop or result.reason
+                        self._set(record, "stopped", result.reason)
+                        self.blocked.add(task_id)
+                        if self.on_budget == "cancel":
+                            group.cancel_scope.cancel()
+                    else:
+                        self._fail(record, result.reason)
         return self._outcome(base, stop)
 
     # -- starting --------------------------------------------------------------------------
@@ -205,11 +211,12 @@ class Scheduler:
     def _start_ready(
         self,
         group: anyio.abc.TaskGroup,
-        send: MemoryObjectSendStream[tuple[str, TaskOutcome | Exception]],
+        send: MemoryObjectSendStream[_Message],
         done: set[str],
         running: set[str],
     ) -> str | None:
-        for task_id in ready(self.graph, done, running | self.blocked | self.merging):
+        waiting = running | self.blocked | self.merging | set(self.again)
+        for task_id in [*self.again, *ready(self.graph, done, waiting)]:
             if len(running) >= self.limit:
                 break
             reached = self._budget_reached()
@@ -217,15 +224,18 @@ class Scheduler:
                 return reached
             running.add(task_id)
             record = self.records[task_id]
-            record.started = time.monotonic()
-            self._set(record, "running", "started")
+            if task_id in self.again:
+                self.again.remove(task_id)
+            else:
+                record.started = time.monotonic()
+                self._set(record, "running", "started")
             group.start_soon(self._one, record.task, send.clone())
         return None
 
     async def _one(
         self,
         task: MilestoneTask,
-        send: MemoryObjectSendStream[tuple[str, TaskOutcome | Exception]],
+        send: MemoryObjectSendStream[_Message],
     ) -> None:
         async with send:
             try:
@@ -234,7 +244,19 @@ class Scheduler:
                 outcome: TaskOutcome | Exception = await self.engine.run(task, head, known)
             except Exception as exc:  # one task's breakage fails that task, not the run
                 outcome = exc
-            await send.send((task.id, outcome))
+            await send.send(("finished", task.id, outcome))
+
+    async def _merger(
+        self,
+        jobs: MemoryObjectReceiveStream[tuple[TaskRecord, TaskOutcome]],
+        send: MemoryObjectSendStream[_Message],
+        done: set[str],
+    ) -> None:
+        """Merge finished work in the order it finished, one at a time, and say so."""
+        async with jobs, send:
+            async for record, outcome in jobs:
+                merged = await self._merge(record, outcome, done)
+                await send.send(("merged", record.task.id, merged))
 
     def _budget_reached(self) -> str | None:
         """Why no task may start now: the run's or the day's budget is used up."""
@@ -264,7 +286,9 @@ class Scheduler:
         """
         assert outcome.commit is not None
         # git work off the event loop: the tasks in flight keep streaming meanwhile.
-        merge = await anyio.to_thread.run_sync(self.integration.prepare, outcome.commit)
+        merge = await anyio.to_thread.run_sync(
+            self.integration.prepare, outcome.commit, outcome.base
+        )
         problem: str | None = None
         if merge.fast_forward and outcome.report is not None:
             self._reports[merge.head or ""] = outcome.report  # that very tree, just validated
@@ -347,6 +371,8 @@ class Scheduler:
             if record.state == "waiting":
                 why = "the budget stopped the run first" if stop else "not reached"
                 self._set(record, "not_started", why)
+            elif record.task.id in self.again:  # a conflict's re-run the budget kept from starting
+                self._set(record, "not_started", "the budget stopped the run before it ran again")
             elif record.state == "running":  # in flight when --on-budget cancel stopped it
                 record.finished = time.monotonic()
                 self._set(record, "interrupted", "cancelled when the budget stopped the run")
