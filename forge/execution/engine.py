@@ -113,6 +113,7 @@ class TaskOutcome:
     route: RouteDecision | None = None
     branch: str | None = None
     commit: str | None = None
+    base: str | None = None  # the commit the task started from: its commit's parent
     worktree: Path | None = None  # kept with --keep-worktrees
     rungs: list[str] = field(default_factory=list)
     attempts: list[AttemptSummary] = field(default_factory=list)
@@ -201,15 +202,15 @@ class TaskEngine:
     ) -> TaskOutcome:
         """One task from `base`; `base_report`, when given (a 1-tuple: None means nothing to
         validate), is the base's validation already known, so it is not run again."""
-        decision = self.route(task)
-        outcome = TaskOutcome(task, "failed", ExitCode.FAILED, "", route=decision)
-        run_id = self.settings.run_id
-        self._record_route(task, decision)
-        self.store.set_task(run_id, task.id, task.title, "running", started_at=time.time())
         self._emit(task, "worktree", f"creating a worktree from {base[:10]}")
         # Shielded: a Ctrl-C now still lets the worktree be made, so the cleanup below finds it.
         with anyio.CancelScope(shield=True):
-            tree = await anyio.to_thread.run_sync(partial(self.worktrees.acquire, task.id, base))
+            decision, tree = await self._prepare(task, base)
+        outcome = TaskOutcome(task, "failed", ExitCode.FAILED, "", route=decision)
+        self._record_route(task, decision)
+        self.store.set_task(
+            self.settings.run_id, task.id, task.title, "running", started_at=time.time()
+        )
         outcome.branch = tree.branch
         summarize = self.config.context.enable_summarized_context
         job = _Job(
@@ -226,6 +227,33 @@ class TaskEngine:
             with anyio.CancelScope(shield=True):
                 await self._finish(job)
         return outcome
+
+    async def _prepare(self, task: MilestoneTask, base: str) -> tuple[RouteDecision, Worktree]:
+        """The route and the worktree, side by side: the analysis (and its git grep) takes
+        place while git checks the worktree out."""
+        taken: list[Worktree | Exception] = []
+
+        async def take() -> None:
+            try:
+                taken.append(await anyio.to_thread.run_sync(self.worktrees.acquire, task.id, base))
+            except Exception as exc:  # said once both are done, like the route's own error
+                taken.append(exc)
+
+        routed: RouteDecision | Exception
+        async with anyio.create_task_group() as group:
+            group.start_soon(take)
+            try:
+                routed = await anyio.to_thread.run_sync(self.route, task)
+            except Exception as exc:
+                routed = exc
+        tree = taken[0]
+        if isinstance(routed, Exception):
+            if isinstance(tree, Worktree):
+                self.worktrees.release(tree)
+            raise routed
+        if isinstance(tree, Exception):
+            raise tree
+        return routed, tree
 
     async def _finish(self, job: _Job) -> None:
         task, tree, outcome = job.task, job.tree, job.outcome
@@ -389,13 +417,12 @@ class TaskEngine:
                 job.earlier.append(f"- {rung.choice.rung} ({rung.model}): {summary.headline}")
                 return "failed" if answered else "unreachable"
             answered = True
-            if summary.outcome == "passed" and not await self._differs(job, touched):
+            if summary.outcome == "passed":
+                if await self._commit(job, rung, sorted(touched)):
+                    outcome.report = verdict.report if verdict is not None else None
+                    return "done"
                 summary.outcome = "no change"
                 summary.headline = "the edits leave every file as it was at the start"
-            if summary.outcome == "passed":
-                outcome.report = verdict.report if verdict is not None else None
-                await self._commit(job, rung, sorted(touched))
-                return "done"
             if verdict is not None:
                 rendered = render_feedback(verdict, job.tree.path)
                 outcome.last_findings = rendered
@@ -453,15 +480,6 @@ class TaskEngine:
         self._emit(task, "validated", f"attempt {number}: {summary.headline}", number, rung)
         self._log(task, summary, "attempt", started, verdict)
         return summary, verdict
-
-    async def _differs(self, job: _Job, touched: set[str]) -> bool:
-        """Whether the files the rung's edits wrote differ from the base: nothing to commit else."""
-        if not touched:
-            return False
-        status = await anyio.to_thread.run_sync(
-            partial(job.tree.git, "status", "--porcelain", "--", *sorted(touched))
-        )
-        return bool(status.strip())
 
     async def _writable(
         self, job: _Job, application: Application, summary: AttemptSummary
@@ -569,13 +587,18 @@ class TaskEngine:
             allowed_files=None if allowed is None else frozenset(allowed),
         )
 
-    async def _commit(self, job: _Job, rung: _Rung, paths: list[str]) -> None:
+    async def _commit(self, job: _Job, rung: _Rung, paths: list[str]) -> bool:
+        """Commit what the rung's edits changed; False when they changed nothing."""
         task, outcome = job.task, job.outcome
         message = commit_message(task, self.settings.run_id, rung.model, rung.choice.rung, outcome)
-        outcome.commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
+        commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
+        if commit is None:
+            return False
+        outcome.commit, outcome.base = commit, job.tree.base
         outcome.state, outcome.exit_code = "done", ExitCode.OK
         outcome.reason = f"validated on {rung.choice.rung} ({rung.model})"
         self._emit(task, "committed", f"committed {outcome.commit[:10]} on {job.tree.branch}")
+        return True
 
     # -- records -----------------------------------------------------------------------------
 

@@ -82,10 +82,12 @@ class Integration:
             self.git("branch", "-D", self.branch)
         return self.head()
 
-    def prepare(self, commit: str) -> Merge:
-        """The commit that would put `commit`'s change on the line; the ref does not move."""
+    def prepare(self, commit: str, parent: str | None = None) -> Merge:
+        """The commit that would put `commit`'s change on the line; the ref does not move.
+        `parent`, when the caller knows it, is `commit`'s parent (the head its task started on)."""
         head = self.head()
-        parent = self.git("rev-parse", f"{commit}^")
+        if parent is None:
+            parent = self.git("rev-parse", f"{commit}^")
         if parent == head:
             return Merge(commit, previous=head, fast_forward=True)
         done = self.run("merge-tree", "--write-tree", "--name-only", "--no-messages", head, commit)
@@ -95,9 +97,16 @@ class Integration:
             return Merge(None, conflicts, previous=head)
         if done.returncode != 0 or not lines:
             raise WorkspaceError(f"git merge-tree failed: {done.stderr.strip()}")
-        if lines[0] == self.git("rev-parse", f"{head}^{{tree}}"):
+        # One git process for what both commits say: the head's tree, the commit's author and
+        # message (kept when the change is re-created on the head).
+        layout = "--format=%T%x00%an%x00%ae%x00%aI%x00%B%x01"
+        shown = self.git("show", "--no-patch", layout, head, commit)
+        head_info, commit_info = (part.lstrip("\n") for part in shown.split("\x01")[:2])
+        if lines[0] == head_info.split("\0", 1)[0]:
             return Merge(head, previous=head, empty=True)
-        return Merge(self._recreate(commit, lines[0], head), previous=head)
+        _, name, email, date, message = commit_info.split("\0", 4)
+        recreated = self._recreate((name, email, date), message.rstrip("\n"), lines[0], head)
+        return Merge(recreated, previous=head)
 
     def advance(self, merge: Merge) -> None:
         """Move the line to the prepared head (only if nobody moved it meanwhile)."""
@@ -106,12 +115,8 @@ class Integration:
             self.git("update-ref", self.ref, merge.head, merge.previous)
             self._head = merge.head
 
-    def _recreate(self, commit: str, tree: str, head: str) -> str:
-        """`commit`'s change as a new commit on `head`: same message, author and trailers."""
-        name, email, date, message = self.git(
-            "log", "-1", "--format=%an%x00%ae%x00%aI%x00%B", commit
-        ).split("\0", 3)
-        author = (name, email, date)
+    def _recreate(self, author: tuple[str, str, str], message: str, tree: str, head: str) -> str:
+        """A change as a new commit on `head`: the same message, author and trailers."""
         env = {}
         if self._known_identity is None:
             self._known_identity = bool(self._config("user.name") and self._config("user.email"))

@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,10 +113,22 @@ class Worktree:
         self.git("reset", "--quiet", "--hard", self.base)
         self.git("clean", "-fdq")
 
-    def commit(self, paths: Sequence[str], message: str) -> str:
-        """Commit exactly `paths` (the files the edits changed) and return the commit id."""
-        self.git("add", "--", *paths)
-        self.git("commit", "--quiet", "--no-verify", "-m", message, env=self._identity())
+    def commit(self, paths: Sequence[str], message: str) -> str | None:
+        """Commit what changed among `paths` (the files the edits wrote) and return the commit
+        id; None when every one of them is as it was at the base."""
+        if not paths:
+            return None
+        status = self.git("status", "--porcelain", "-z", "--untracked-files=all", "--", *paths)
+        entries = [entry for entry in status.split("\0") if entry]
+        changed = [entry[3:] for entry in entries]
+        if not changed:
+            return None
+        new = [entry[3:] for entry in entries if entry.startswith("??")]
+        if new:
+            self.git("add", "--", *new)
+        # Only these paths, whatever else the index holds; a file deleted by an edit goes too.
+        command = ("commit", "--quiet", "--no-verify", "-m", message, "--", *changed)
+        self.git(*command, env=self._identity())
         return self.git("rev-parse", "HEAD")
 
     def _identity(self) -> dict[str, str]:
@@ -242,21 +255,30 @@ class WorktreePool:
 
     Making a worktree costs a checkout of the whole tree and git's worktree bookkeeping (which
     git 2.39 cannot do for two at once); moving an idle one to a new branch and base costs a
-    checkout of what differs. A task takes an idle worktree or a new one, and gives it back
-    detached, so its branch can go; at the end of the run they are all removed. Build output
-    git ignores (cargo's target/) stays, so later builds are warm.
+    checkout of what differs. A task takes an idle worktree or a new one. Giving one back happens
+    in the background, off the task's time: it is detached (so its branch can go) and cleaned of
+    what the task left, then it is idle again. At the end of the run they are all removed. Build
+    output git ignores (cargo's target/) stays, so later builds are warm.
     """
 
     def __init__(self, repo: Repo, run_id: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.repo = repo
         self.run_id = run_id
         self._idle: list[Path] = []
         self._all: list[Path] = []
         self._made = 0
         self._lock = threading.Lock()
+        self._releasing: dict[str, Future[None]] = {}  # by branch: worktrees being given back
+        self._releaser = ThreadPoolExecutor(1, thread_name_prefix="forge-worktrees")
 
     def acquire(self, task_id: str, base: str) -> Worktree:
         branch = f"forge/{branch_part(self.run_id)}/{branch_part(task_id)}"
+        with self._lock:
+            pending = self._releasing.get(branch)
+        if pending is not None:
+            pending.result()  # the task runs again: its branch must first be free
         with self._lock:
             path = self._idle.pop() if self._idle else None
             if path is None:
@@ -271,26 +293,40 @@ class WorktreePool:
             made = create_worktree(self.repo, self.run_id, task_id, base, path=path)
             return made
         try:
-            tree.git("checkout", "--quiet", "--force", "-B", branch, base)
-            tree.git("clean", "-fdq")
+            tree.git("checkout", "--quiet", "--force", "-B", branch, base)  # cleaned on release
         except WorkspaceError:
-            with self._lock:
-                self._all.remove(path)
-            remove_worktree(self.repo, path)
+            self._give_up(path)
             return self.acquire(task_id, base)
         return tree
 
     def release(self, tree: Worktree) -> None:
-        """Give a worktree back: detached, so the task's branch is free to be deleted."""
+        """Give a worktree back; the work happens in the background."""
+        with self._lock:
+            self._releasing[tree.branch] = self._releaser.submit(self._give_back, tree)
+
+    def _give_back(self, tree: Worktree) -> None:
         try:
-            tree.git("checkout", "--quiet", "--detach")
+            tree.git("checkout", "--quiet", "--force", "--detach")
+            tree.git("clean", "-fdq")
         except WorkspaceError:
+            self._give_up(tree.path)
             with self._lock:
-                self._all.remove(tree.path)
-            remove_worktree(self.repo, tree.path)
+                del self._releasing[tree.branch]
             return
         with self._lock:
             self._idle.append(tree.path)
+            del self._releasing[tree.branch]
+
+    def _give_up(self, path: Path) -> None:
+        """A worktree git cannot move any more is removed now, or with the others at the end."""
+        from git import GitCommandError
+
+        try:
+            remove_worktree(self.repo, path)
+        except GitCommandError:
+            return
+        with self._lock:
+            self._all.remove(path)
 
     def keep(self, tree: Worktree) -> None:
         """--keep-worktrees: the worktree stays as the task left it and is not reused."""
@@ -308,6 +344,7 @@ class WorktreePool:
 
     def close(self) -> None:
         """Remove every worktree: folders first, then git's records of them in one prune."""
+        self._releaser.shutdown(wait=True)
         with self._lock:
             paths, self._all, self._idle = list(self._all), [], []
         for path in paths:

@@ -9,6 +9,7 @@ starts git.
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -53,6 +54,7 @@ class Codebase:
     _tracked: tuple[str, ...] | None = None
     _by_name: dict[str, list[str]] = field(default_factory=dict)
     _facts: dict[str, FileFacts | None] = field(default_factory=dict)
+    _listing: threading.Lock = field(default_factory=threading.Lock)  # tasks route in threads
 
     def facts(self, named: str) -> FileFacts | None:
         """Facts about the tracked file a task calls `named`, or None when none matches."""
@@ -62,12 +64,13 @@ class Codebase:
         return self._facts[named]
 
     def tracked(self) -> tuple[str, ...]:
-        if self._tracked is None:
-            listed = self._git("ls-files", "-z")
-            self._tracked = tuple(p for p in listed.split("\0") if p)
-            for path in self._tracked:
-                self._by_name.setdefault(PurePosixPath(path).name, []).append(path)
-        return self._tracked
+        with self._listing:
+            if self._tracked is None:
+                listed = self._git("ls-files", "-z")
+                for path in (tracked := tuple(p for p in listed.split("\0") if p)):
+                    self._by_name.setdefault(PurePosixPath(path).name, []).append(path)
+                self._tracked = tracked
+            return self._tracked
 
     def _resolve(self, named: str) -> str | None:
         """The tracked path `named` spells out, or the shortest one ending with it."""
