@@ -23,11 +23,13 @@ SKIP_DIRS = {
 
 
 def repository_root(path: Path) -> Path:
-    """The git work tree containing `path`, else `path` itself."""
-    done = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
-    )
-    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else path.resolve()
+    """The git work tree containing `path` (the nearest folder with a `.git` folder or, in a
+    worktree or submodule, a `.git` file), else `path` itself. No git process is needed."""
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+    return resolved
 
 
 def list_files(root: Path) -> tuple[str, ...]:
@@ -45,7 +47,8 @@ def list_files(root: Path) -> tuple[str, ...]:
         names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
         # Build output and bytecode that a project forgot to ignore would change on every run.
         kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
-        return tuple(sorted(n for n in kept if (root / n).is_file()))
+        base = str(root)
+        return tuple(sorted(n for n in kept if os.path.isfile(os.path.join(base, n))))
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
