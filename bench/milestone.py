@@ -25,6 +25,7 @@ subprocess, as a user does, and reports, in this one run:
 A run in which a task fails measures nothing and is reported as such; `--tries N` starts again
 from scratch, showing each failed run, until one finishes every task.
 
+forge's bytecode is compiled first (into forge/__pycache__), as an installed forge's is.
 Everything runs on 127.0.0.1 in a temporary folder (FORGE_HOME included); nothing is downloaded.
 """
 
@@ -580,12 +581,21 @@ def main() -> None:
     raise SystemExit(f"none of {args.tries} run(s) finished every task")
 
 
+def compile_forge() -> None:
+    """forge's bytecode, written once, as an installed forge has it (pip compiles on install).
+    Without it, and with PYTHONDONTWRITEBYTECODE set, every start compiles forge again."""
+    import compileall
+
+    compileall.compile_dir(ROOT / "forge", quiet=1)
+
+
 def bench(graph: Graph, concurrency: int, folder: Path, bare: bool, profile: Path | None) -> None:
     from forge.testing.fake_provider import FakeProvider, Reply
 
     repo, home = folder / "repo", folder / "home"
     home.mkdir()
     base = make_repo(repo, graph)
+    compile_forge()
     with FakeProvider() as fake:
         for task_id in graph.ids:
             reply = Reply(text=answer(task_id), latency=graph.work[task_id])
