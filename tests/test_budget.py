@@ -133,3 +133,47 @@ def test_an_unusable_ledger_location_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "cannot open the ledger" in done.stderr and "FORGE_HOME" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_spend_a_ledger_keeps_matches_a_fresh_count_while_another_process_writes(
+    tmp_path: Path,
+) -> None:
+    """Budget checks use totals each connection keeps up to date; they must always equal what
+    counting the rows again gives, whoever wrote last (another process, a refusal, an expiry)."""
+    import random
+
+    from forge.ledger.store import Limits, Reservation
+    from forge.providers.types import Cost, Target
+
+    path = tmp_path / "l.db"
+    mine, other = Ledger(path), Ledger(path)  # two connections, as two processes have
+    targets = [Target("alpha", "fake", "alpha-1"), Target("beta", "groq", "beta-1")]
+    limits = Limits(day_stop=Decimal("20"), run_stop=Decimal("6"), provider_requests_per_day=30)
+    held: list[tuple[Ledger, Reservation]] = []
+    rng = random.Random(5)
+    refusals = 0
+    for step in range(120):
+        ledger = mine if rng.random() < 0.6 else other
+        if held and rng.random() < 0.45:
+            owner, reservation = held.pop(rng.randrange(len(held)))
+            price = rng.choice([None, Decimal("0"), Decimal("0.125"), Decimal("0.3333")])
+            cost = None if price is None else Cost(price, "computed")
+            owner.settle(reservation, outcome="ok", cost=cost)
+        else:
+            amount = Decimal(rng.choice(["0.05", "0.5", "1.25"]))
+            run = rng.choice(["run-a", "run-b", None])
+            got = ledger.reserve(rng.choice(targets), amount, limits, run_id=run)
+            if isinstance(got, Reservation):
+                held.append((ledger, got))
+            else:
+                refusals += 1
+        if step == 60:  # one holder's hold runs out: expired by whoever looks next
+            with other._write() as db:
+                db.execute("UPDATE attempts SET expires_at = 0 WHERE status = 'reserved'")
+        fresh = Ledger(path)  # a new connection counts every row again
+        for ledger in (mine, other):
+            assert ledger.spend_today() == fresh.spend_today(), f"step {step}"
+            for run in ("run-a", "run-b"):
+                assert ledger.spend_of_run(run) == fresh.spend_of_run(run), f"step {step}"
+        fresh.close()
+    assert refusals > 0, "the limits were reached, so refusals were counted too"

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from forge.errors import ExitCode, ForgeError
 from forge.home import forge_home
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_day ON attempts(day);
 CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
+CREATE INDEX IF NOT EXISTS attempts_held ON attempts(status) WHERE status = 'reserved';
 CREATE TABLE IF NOT EXISTS breakers (
     provider TEXT NOT NULL, model TEXT NOT NULL,
     failures INTEGER NOT NULL, open_until REAL NOT NULL, last_error TEXT,
@@ -139,6 +140,21 @@ class Spend:
     sent_by_provider: dict[str, int] = field(default_factory=dict)
 
 
+def _count(spend: Spend, row: sqlite3.Row, sign: Literal[1, -1]) -> None:
+    """What one attempt row adds to a spend: sent unless refused, then held while reserved,
+    else its cost (or one unpriced call)."""
+    if row["outcome"] == "refused":
+        return
+    provider = row["provider"]
+    spend.sent_by_provider[provider] = spend.sent_by_provider.get(provider, 0) + sign
+    if row["status"] == "reserved":
+        spend.held += sign * Decimal(row["reserved_usd"])
+    elif row["cost_usd"] is not None:
+        spend.settled += sign * Decimal(row["cost_usd"])
+    else:
+        spend.unpriced_calls += sign
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -163,6 +179,11 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # Spend by ("day", day) or ("run", run id), kept up to date by this connection's own
+        # writes and dropped when another connection commits (PRAGMA data_version): a call
+        # costs the same with a thousand rows today as with none.
+        self._totals: dict[tuple[str, str], Spend] = {}
+        self._version: int | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -211,10 +232,12 @@ class Ledger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._totals.clear()  # they may count a change that did not happen
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -260,6 +283,7 @@ class Ledger:
                 "host=? WHERE id=?",
                 (str(amount), now + hold_seconds, os.getpid(), HOST, row),
             )
+            self._account(db, row, +1)
             return Reservation(row, amount)
 
     def _check(
@@ -271,7 +295,7 @@ class Ledger:
         run_id: str | None,
         now: float,
     ) -> Refusal | None:
-        spend = self._spend(db, "day = ?", (today(now),))
+        spend = self._spend(db, "day", today(now))
         if limits.day_stop is not None:
             after = spend.settled + spend.held + amount
             if after > limits.day_stop:
@@ -283,7 +307,7 @@ class Ledger:
                     f"${limits.day_stop}: ${after - limits.day_stop:.4f} more is needed",
                 )
         if limits.run_stop is not None and run_id is not None:
-            run = self._spend(db, "run_id = ?", (run_id,))
+            run = self._spend(db, "run", run_id)
             after = run.settled + run.held + amount
             if after > limits.run_stop:
                 return Refusal(
@@ -303,37 +327,63 @@ class Ledger:
             )
         return None
 
-    def _spend(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> Spend:
-        spend = Spend()
-        rows = db.execute(
-            f"SELECT provider, status, outcome, reserved_usd, cost_usd FROM attempts WHERE {where}",
-            args,
-        )
-        for row in rows:
-            if row["outcome"] == "refused":
-                continue
-            provider = row["provider"]
-            spend.sent_by_provider[provider] = spend.sent_by_provider.get(provider, 0) + 1
-            if row["status"] == "reserved":
-                spend.held += Decimal(row["reserved_usd"])
-            elif row["cost_usd"] is not None:
-                spend.settled += Decimal(row["cost_usd"])
-            else:
-                spend.unpriced_calls += 1
-        return spend
+    def _spend(self, db: sqlite3.Connection, scope: Literal["day", "run"], key: str) -> Spend:
+        """The spend of a day or a run: from the totals this connection keeps, else counted."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:  # another connection committed: count again
+            self._totals.clear()
+            self._version = version
+        spend = self._totals.get((scope, key))
+        if spend is None:
+            spend = Spend()
+            column = "day" if scope == "day" else "run_id"
+            rows = db.execute(
+                "SELECT provider, status, outcome, reserved_usd, cost_usd FROM attempts "
+                f"WHERE {column} = ?",
+                (key,),
+            )
+            for row in rows:
+                _count(spend, row, +1)
+            self._totals[(scope, key)] = spend
+        sent = {provider: n for provider, n in spend.sent_by_provider.items() if n}
+        return Spend(spend.settled, spend.held, spend.unpriced_calls, sent)
+
+    def _account(self, db: sqlite3.Connection, row_id: int, sign: Literal[1, -1]) -> None:
+        """Add (+1) or take away (-1) what row `row_id` counts for in the totals kept: before
+        and after a change of this connection, which `data_version` does not report."""
+        row = db.execute(
+            "SELECT day, run_id, provider, status, outcome, reserved_usd, cost_usd FROM attempts "
+            "WHERE id = ?",
+            (row_id,),
+        ).fetchone()
+        for key in (("day", row["day"]), ("run", row["run_id"])):
+            spend = self._totals.get(key)
+            if spend is not None:
+                _count(spend, row, sign)
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
-        """Stop counting reservations whose process is gone or whose hold ran out."""
+        """Stop counting reservations whose process is gone or whose hold ran out.
+
+        This process's own reservations within their hold are alive by definition; each other
+        process is asked about once."""
         rows = db.execute(
-            "SELECT id, pid, host, expires_at FROM attempts WHERE status = 'reserved'"
+            "SELECT id, pid, host, expires_at FROM attempts WHERE status = 'reserved' "
+            "AND (expires_at IS NULL OR expires_at < ? OR host IS NOT ? OR pid IS NOT ?)",
+            (now, HOST, os.getpid()),
         ).fetchall()
-        dead = [
-            row["id"]
-            for row in rows
-            if (row["expires_at"] or 0) < now
-            or (row["host"] == HOST and row["pid"] and not pid_alive(int(row["pid"])))
-        ]
+        alive: dict[int, bool] = {}
+        dead = []
+        for row in rows:
+            pid = int(row["pid"] or 0)
+            if (row["expires_at"] or 0) < now:
+                dead.append(row["id"])
+            elif row["host"] == HOST and pid:
+                if pid not in alive:
+                    alive[pid] = pid_alive(pid)
+                if not alive[pid]:
+                    dead.append(row["id"])
         for row_id in dead:
+            self._account(db, row_id, -1)
             # What it spent is unknown: count the worst case it reserved, never $0.
             db.execute(
                 "UPDATE attempts SET status='settled', outcome='abandoned', "
@@ -342,6 +392,7 @@ class Ledger:
                 "out); charged at its reservation' WHERE id=?",
                 (row_id,),
             )
+            self._account(db, row_id, +1)
 
     def _insert(
         self,
@@ -389,6 +440,7 @@ class Ledger:
         usage = usage or Usage()
         cost = cost or Cost(Decimal(0), "computed")
         with self._write() as db:
+            self._account(db, reservation.id, -1)
             db.execute(
                 "UPDATE attempts SET status='settled', outcome=?, error_kind=?, error=?, "
                 "latency_s=?, ttft_s=?, input_tokens=?, output_tokens=?, cached_tokens=?, "
@@ -408,8 +460,9 @@ class Ledger:
                     reservation.id,
                 ),
             )
+            self._account(db, reservation.id, +1)
             day = today()
-            spent = self._spend(db, "day = ?", (day,)).settled
+            spent = self._spend(db, "day", day).settled
             warned = False
             if warn_at is not None and spent >= warn_at:
                 flag = f"warned:{day}"
@@ -471,12 +524,12 @@ class Ledger:
         """Today's spend, after letting go of reservations whose holders are gone."""
         with self._write() as db:
             self._expire(db, time.time())
-            return self._spend(db, "day = ?", (today(),))
+            return self._spend(db, "day", today())
 
     def spend_of_run(self, run_id: str) -> Spend:
         with self._write() as db:
             self._expire(db, time.time())
-            return self._spend(db, "run_id = ?", (run_id,))
+            return self._spend(db, "run", run_id)
 
     # -- breakers and discovery ----------------------------------------------------------------
 
