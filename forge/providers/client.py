@@ -8,6 +8,7 @@ next model draw on one attempt budget and one deadline.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import difflib
 import logging
@@ -526,46 +527,44 @@ class ModelClient:
     ) -> AsyncIterator[str]:
         decoder = SSEDecoder()
         state = timing.state
-        # Raw chunks, split into lines here: one timer per network read rather than per line
-        # keeps the client's CPU cost low when a thousand streams arrive at once.
+        # Raw chunks, split into lines here, with one timer for the whole stream rather than
+        # one per read: that keeps the client's CPU cost low when a thousand streams arrive.
         chunks = response.aiter_bytes()
         text_of = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span reads
         pending = ""
-        last_progress = time.monotonic()
-        while True:
-            if timing.first_token is None:
-                by, why = first_by, "no first token within the first-token limit"
-            else:
-                by, why = min(last_progress + idle, end), "stream stalled past the idle limit"
-            if end <= by:
-                why = "answer not finished within the total time limit"
-            with _timer(min(by, end), why):
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-            *lines, pending = (pending + text_of.decode(chunk)).split("\n")
-            texts = []
-            for raw in lines:
-                line = raw.removesuffix("\r")
-                if line.startswith(":"):
-                    continue  # SSE comments keep a connection warm; they are not progress
-                if line:
-                    last_progress = time.monotonic()  # a field; blank lines only end events
-                event = decoder.feed(line)
-                if event is None:
-                    continue
-                text = api.read_event(event, state)
-                if timing.first_token is None and (text or state.tokens_seen):
-                    timing.first_token = time.monotonic()
-                if text:
-                    texts.append(text)
+        clock = _StreamClock(timing, first_by, end, idle)
+        try:
+            while True:
+                with clock:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                *lines, pending = (pending + text_of.decode(chunk)).split("\n")
+                texts = []
+                for raw in lines:
+                    line = raw.removesuffix("\r")
+                    if line.startswith(":"):
+                        continue  # SSE comments keep a connection warm; they are not progress
+                    if line:
+                        clock.progress = time.monotonic()  # blank lines only end events
+                    event = decoder.feed(line)
+                    if event is None:
+                        continue
+                    text = api.read_event(event, state)
+                    if timing.first_token is None and (text or state.tokens_seen):
+                        timing.first_token = time.monotonic()
+                        clock.rearm()  # from the first-token limit to the idle limit
+                    if text:
+                        texts.append(text)
+                    if state.done:
+                        break
+                if texts:
+                    yield "".join(texts)
                 if state.done:
-                    break
-            if texts:
-                yield "".join(texts)
-            if state.done:
-                return
+                    return
+        finally:
+            clock.close()
         if not state.done and state.finish_reason is None:
             raise ProviderError(FailureKind.CONNECTION, "the stream ended before the answer did")
 
@@ -845,6 +844,66 @@ class _Timing:
             usage.reasoning_tokens,
             usage.reported_cost,
         )
+
+
+class _StreamClock:
+    """The time limits of one stream's reads, kept by one timer for the whole stream.
+
+    A timer per network read costs more than the read when a thousand streams arrive at once.
+    Here progress only moves a number; the timer, when it fires, either sets itself again for
+    the deadline as it now stands or cancels the read in progress (or the next one) and says
+    which limit passed. Used as a context manager around each read.
+    """
+
+    def __init__(self, timing: _Timing, first_by: float, end: float, idle: float) -> None:
+        self.timing, self.first_by, self.end, self.idle = timing, first_by, end, idle
+        self.progress = time.monotonic()  # the last line that was not a comment
+        self.expired: str | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._loop = asyncio.get_running_loop()  # its clock is time.monotonic()
+        self._handle = self._loop.call_at(self._due()[0], self._check)
+
+    def _due(self) -> tuple[float, str]:
+        if self.timing.first_token is None:
+            by, why = self.first_by, "no first token within the first-token limit"
+        else:
+            by, why = min(self.progress + self.idle, self.end), "stream stalled past the idle limit"
+        if self.end <= by:
+            why = "answer not finished within the total time limit"
+        return min(by, self.end), why
+
+    def _check(self) -> None:
+        by, why = self._due()
+        if by > time.monotonic():
+            self._handle = self._loop.call_at(by, self._check)
+            return
+        self.expired = why
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def rearm(self) -> None:
+        """The deadline may now be earlier than the one the timer waits for."""
+        self._handle.cancel()
+        self._handle = self._loop.call_at(self._due()[0], self._check)
+
+    def close(self) -> None:
+        self._handle.cancel()
+
+    def __enter__(self) -> None:
+        if self.expired is not None:
+            raise ProviderError(FailureKind.TIMEOUT, self.expired)
+        self._scope = anyio.CancelScope()
+        self._scope.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        scope, self._scope = self._scope, None
+        assert scope is not None
+        swallowed = bool(scope.__exit__(kind, exc, tb))
+        if scope.cancelled_caught and self.expired is not None:
+            raise ProviderError(FailureKind.TIMEOUT, self.expired)
+        return swallowed
 
 
 class _timer:
