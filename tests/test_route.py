@@ -471,11 +471,17 @@ HOLDOUT_FLOORS = {"type": 0.86, "band": 0.66, "tier": 0.7}
 HOLDOUT2 = CASES.with_name("route_cases_holdout2.jsonl")
 HOLDOUT2_FLOORS = {"type": 0.78, "band": 0.6, "tier": 0.66}
 
+# route_cases_holdout3.jsonl was labelled later by a fourth labeller who saw no rules and no
+# other set, and measured once with the rules as they were: type 80.0%, band 56.7%, tier 75.0%.
+# No rule has been changed with it in view: it is the held-out set for the next round.
+HOLDOUT3 = CASES.with_name("route_cases_holdout3.jsonl")
+HOLDOUT3_FLOORS = {"type": 0.78, "band": 0.55, "tier": 0.73}
+
 
 @pytest.mark.parametrize(
     ("path", "floors"),
-    [(HOLDOUT, HOLDOUT_FLOORS), (HOLDOUT2, HOLDOUT2_FLOORS)],
-    ids=["holdout", "holdout2"],
+    [(HOLDOUT, HOLDOUT_FLOORS), (HOLDOUT2, HOLDOUT2_FLOORS), (HOLDOUT3, HOLDOUT3_FLOORS)],
+    ids=["holdout", "holdout2", "holdout3"],
 )
 def test_accuracy_on_held_out_cases(
     path: Path, floors: dict[str, float], capsys: pytest.CaptureFixture[str]
