@@ -581,3 +581,89 @@ def test_apply_leaves_the_branch_alone_when_the_run_did_not_finish_every_task(
     assert done.returncode == 1
     assert "the run is failed, not done; nothing applied" in done.stderr
     assert git(repo, "rev-parse", "HEAD") == head and (repo / "a.txt").read_text() == "a\n"
+
+
+def test_on_budget_cancel_still_merges_work_that_had_finished(tmp_path: Path) -> None:
+    """Cancelling the tasks in flight must not throw away validated, paid-for work: a task that
+    finished before the stop (queued for its merge, or in it) is merged all the same."""
+    import time as clock
+
+    import anyio
+
+    from forge.config.schema import ForgeConfig
+    from forge.errors import ExitCode
+    from forge.execution.engine import TaskOutcome
+    from forge.execution.integration import Merge
+    from forge.execution.scheduler import Scheduler
+    from forge.ledger import Ledger
+    from forge.planning.milestone import Milestone, MilestoneTask
+
+    class Settings:
+        run_id = "r1"
+
+    class Engine:  # a finishes first, b next, then c's next call is refused by the budget
+        settings = Settings()
+
+        async def run(self, task: MilestoneTask, head: str, known: object) -> TaskOutcome:
+            await anyio.sleep({"a": 0.05, "b": 0.1, "c": 0.6}[task.id])
+            if task.id == "c":
+                return TaskOutcome(task, "stopped", ExitCode.BUDGET, "the budget said no")
+            return TaskOutcome(task, "done", ExitCode.OK, "ok", commit=f"c-{task.id}", base=head)
+
+    class Line:  # each merge takes a while, as git's does
+        def __init__(self) -> None:
+            self.merged: list[str] = []
+            self._head = "base"
+
+        def head(self) -> str:
+            return self._head
+
+        def prepare(self, commit: str, parent: str | None = None) -> Merge:
+            clock.sleep(0.5)
+            return Merge(f"m-{commit}", previous=self._head)
+
+        def advance(self, merge: Merge) -> None:
+            assert merge.head is not None
+            self._head = merge.head
+            self.merged.append(merge.head)
+
+    async def adds_nothing(before: str, after: str) -> None:
+        return None
+
+    line = Line()
+    scheduler = Scheduler(
+        plan=Milestone("m", tuple(MilestoneTask(i, i) for i in "abc")),
+        engine=Engine(),  # type: ignore[arg-type]
+        integration=line,  # type: ignore[arg-type]
+        ledger=Ledger(tmp_path / "ledger.db"),
+        config=ForgeConfig.model_validate({"routing": {"max_concurrent_tasks": 3}}),
+        on_budget="cancel",
+    )
+    scheduler._breaks = adds_nothing  # type: ignore[method-assign]
+
+    outcome = anyio.run(scheduler.run, "base")
+
+    states = {task_id: record.state for task_id, record in outcome.records.items()}
+    assert states == {"a": "done", "b": "done", "c": "stopped"}
+    assert line.merged == ["m-c-a", "m-c-b"]
+    assert outcome.exit_code is ExitCode.BUDGET
+
+
+def test_tasks_one_after_another_reuse_one_worktree(tmp_path: Path) -> None:
+    """Giving a worktree back happens in the background; the next task waits for it rather than
+    checking out a whole new tree (and, in a Rust crate, starting a cold target/)."""
+    from git import Repo
+
+    from forge.execution.workspace import WorktreePool, worktrees_home
+
+    repo = text_repo(tmp_path, **{"b.txt": "b\n"})
+    base = git(repo, "rev-parse", "HEAD").strip()
+    pool = WorktreePool(Repo(repo), "run-1")
+    for number in range(6):
+        tree = pool.acquire(f"t{number}", base)
+        (tree.path / "scratch.txt").write_text("left behind by the task\n")
+        pool.release(tree)
+    slots = sorted(p.name for p in (worktrees_home() / "run-1").iterdir())
+    pool.close()
+    assert slots == ["slot-1"]
+    assert not (worktrees_home() / "run-1" / "slot-1").exists()

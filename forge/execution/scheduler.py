@@ -2,11 +2,11 @@
 
 A task is ready when every task it comes after is merged. Up to `max_concurrent_tasks` run at
 once, each through the task engine from the integration head as it stands when the task starts,
-so it sees the work it depends on. Finished work is merged here, in the one loop that also starts
-tasks, so merges never race. A merge conflict re-runs the task once on the new head; a task that
-fails takes its dependents with it (skipped, with the reason) while independent tasks go on.
-When the budget is reached no task or attempt starts; those in flight finish, or are cancelled
-with `on_budget="cancel"`.
+so it sees the work it depends on. Finished work is merged one task at a time by one merger
+beside the loop that starts tasks, so merges never race. A merge conflict re-runs the task once
+on the new head; a task that fails takes its dependents with it (skipped, with the reason) while
+independent tasks go on. When the budget is reached no task or attempt starts; those in flight
+finish, or are cancelled with `on_budget="cancel"` (work already finished is still merged).
 """
 
 from __future__ import annotations
@@ -173,38 +173,63 @@ class Scheduler:
             # the next ready task at once, while its work waits for (or goes through) the merge.
             group.start_soon(self._merger, merge_jobs, send.clone(), done)
             async with to_merge:
-                while True:
-                    if stop is None:
-                        stop = self._start_ready(group, send, done, running)
-                        if stop is not None and self.on_budget == "cancel":
-                            group.cancel_scope.cancel()
-                    if not (running or self.merging):
-                        break
-                    kind, task_id, result = await receive.receive()
-                    record = self.records[task_id]
-                    if kind == "merged":
-                        self.merging.discard(task_id)
-                        if result is False:  # conflict: run again on the new head, first in line
-                            self.again.append(task_id)
-                        continue
-                    running.discard(task_id)
-                    if isinstance(result, Exception):
-                        self._fail(record, _describe(result))
-                        continue
-                    assert isinstance(result, TaskOutcome)
-                    record.outcomes.append(result)
-                    if result.state == "done":
-                        self.merging.add(task_id)  # neither running nor ready until merged
-                        await to_merge.send((record, result))
-                    elif result.state == "stopped":
-                        stop = stop or result.reason
-                        self._set(record, "stopped", result.reason)
-                        self.blocked.add(task_id)
-                        if self.on_budget == "cancel":
-                            group.cancel_scope.cancel()
-                    else:
-                        self._fail(record, result.reason)
+                # The tasks run in a group of their own: `--on-budget cancel` cancels them, not
+                # the merges of work already validated and paid for.
+                async with anyio.create_task_group() as runners:
+                    while True:
+                        if stop is None:
+                            stop = self._start_ready(runners, send, done, running)
+                            if stop is not None and self.on_budget == "cancel":
+                                runners.cancel_scope.cancel()
+                        if not (running or self.merging):
+                            break
+                        message = await receive.receive()
+                        reason = await self._heard(message, running, to_merge)
+                        if reason is not None:
+                            stop = stop or reason
+                            if self.on_budget == "cancel":
+                                runners.cancel_scope.cancel()
+                # Cancelled: what finished before (even unheard yet) is still merged.
+                while self.merging or running:
+                    try:
+                        message = receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        if not self.merging:
+                            break
+                        message = await receive.receive()
+                    await self._heard(message, running, to_merge)
         return self._outcome(base, stop)
+
+    async def _heard(
+        self,
+        message: _Message,
+        running: set[str],
+        to_merge: MemoryObjectSendStream[tuple[TaskRecord, TaskOutcome]],
+    ) -> str | None:
+        """Act on what a task or the merger said; returns why the run must stop, if it must."""
+        kind, task_id, result = message
+        record = self.records[task_id]
+        if kind == "merged":
+            self.merging.discard(task_id)
+            if result is False:  # a conflict: run again on the new head, first in line
+                self.again.append(task_id)
+            return None
+        running.discard(task_id)
+        if isinstance(result, Exception):
+            self._fail(record, _describe(result))
+            return None
+        assert isinstance(result, TaskOutcome)
+        record.outcomes.append(result)
+        if result.state == "done":
+            self.merging.add(task_id)  # neither running nor ready until merged
+            await to_merge.send((record, result))
+        elif result.state == "stopped":
+            self._set(record, "stopped", result.reason)
+            self.blocked.add(task_id)
+            return result.reason
+        else:
+            self._fail(record, result.reason)
+        return None
 
     # -- starting --------------------------------------------------------------------------
 
