@@ -175,6 +175,7 @@ class TaskEngine:
         self.repo_dir = Path(repo.working_dir)
         self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
         self.worktrees = WorktreePool(repo, settings.run_id)
+        self._routing = threading.Lock()  # tasks route in threads; the router counts turns
 
     # -- the route ---------------------------------------------------------------------------
 
@@ -228,6 +229,10 @@ class TaskEngine:
                 await self._finish(job)
         return outcome
 
+    def _route_alone(self, task: MilestoneTask) -> RouteDecision:
+        with self._routing:
+            return self.route(task)
+
     async def _prepare(self, task: MilestoneTask, base: str) -> tuple[RouteDecision, Worktree]:
         """The route and the worktree, side by side: the analysis (and its git grep) takes
         place while git checks the worktree out."""
@@ -243,7 +248,7 @@ class TaskEngine:
         async with anyio.create_task_group() as group:
             group.start_soon(take)
             try:
-                routed = await anyio.to_thread.run_sync(self.route, task)
+                routed = await anyio.to_thread.run_sync(self._route_alone, task)
             except Exception as exc:
                 routed = exc
         tree = taken[0]

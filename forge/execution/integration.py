@@ -98,13 +98,12 @@ class Integration:
         if done.returncode != 0 or not lines:
             raise WorkspaceError(f"git merge-tree failed: {done.stderr.strip()}")
         # One git process for what both commits say: the head's tree, the commit's author and
-        # message (kept when the change is re-created on the head).
-        layout = "--format=%T%x00%an%x00%ae%x00%aI%x00%B%x01"
-        shown = self.git("show", "--no-patch", layout, head, commit)
-        head_info, commit_info = (part.lstrip("\n") for part in shown.split("\x01")[:2])
-        if lines[0] == head_info.split("\0", 1)[0]:
+        # message (kept when the change is re-created on the head). No field can hold a NUL.
+        layout = "--format=%T%x00%an%x00%ae%x00%aI%x00%B%x00"
+        fields = self.git("show", "--no-patch", layout, head, commit).split("\0")
+        if lines[0] == fields[0].strip():
             return Merge(head, previous=head, empty=True)
-        _, name, email, date, message = commit_info.split("\0", 4)
+        name, email, date, message = fields[6:10]
         recreated = self._recreate((name, email, date), message.rstrip("\n"), lines[0], head)
         return Merge(recreated, previous=head)
 

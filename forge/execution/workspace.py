@@ -14,7 +14,7 @@ import re
 import shutil
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,8 +118,13 @@ class Worktree:
         id; None when every one of them is as it was at the base."""
         if not paths:
             return None
-        status = self.git("status", "--porcelain", "-z", "--untracked-files=all", "--", *paths)
+        status = self.git(
+            "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--", *paths
+        )
         entries = [entry for entry in status.split("\0") if entry]
+        ignored = [entry[3:] for entry in entries if entry.startswith("!!")]
+        if ignored:  # never committed silently short of what was validated
+            raise WorkspaceError(f"git ignores {', '.join(ignored)}: forge cannot commit it")
         changed = [entry[3:] for entry in entries]
         if not changed:
             return None
@@ -279,8 +284,15 @@ class WorktreePool:
             pending = self._releasing.get(branch)
         if pending is not None:
             pending.result()  # the task runs again: its branch must first be free
+        while True:
+            with self._lock:
+                path = self._idle.pop() if self._idle else None
+                coming = list(self._releasing.values()) if path is None else []
+            if path is not None or not coming:
+                break
+            # One is on its way back: waiting a moment beats checking out a whole new tree.
+            wait(coming, return_when=FIRST_COMPLETED)
         with self._lock:
-            path = self._idle.pop() if self._idle else None
             if path is None:
                 self._made += 1  # never reused: a slot given up after an error keeps its number
                 path = worktrees_home() / branch_part(self.run_id) / f"slot-{self._made}"
@@ -308,7 +320,7 @@ class WorktreePool:
         try:
             tree.git("checkout", "--quiet", "--force", "--detach")
             tree.git("clean", "-fdq")
-        except WorkspaceError:
+        except Exception:  # git refused, or the folder is gone: not reused
             self._give_up(tree.path)
             with self._lock:
                 del self._releasing[tree.branch]
@@ -323,7 +335,7 @@ class WorktreePool:
 
         try:
             remove_worktree(self.repo, path)
-        except GitCommandError:
+        except (GitCommandError, OSError):
             return
         with self._lock:
             self._all.remove(path)

@@ -891,7 +891,11 @@ class _StreamClock:
 
     def __enter__(self) -> None:
         if self.expired is not None:
-            raise ProviderError(FailureKind.TIMEOUT, self.expired)
+            if self._due()[0] > time.monotonic():  # the read that beat the timer made progress
+                self.expired = None
+                self.rearm()
+            else:
+                raise ProviderError(FailureKind.TIMEOUT, self.expired)
         self._scope = anyio.CancelScope()
         self._scope.__enter__()
 
