@@ -581,15 +581,9 @@ def main() -> None:
     raise SystemExit(f"none of {args.tries} run(s) finished every task")
 
 
-def compile_forge() -> None:
-    """forge's bytecode, written once, as an installed forge has it (pip compiles on install).
-    Without it, and with PYTHONDONTWRITEBYTECODE set, every start compiles forge again."""
-    import compileall
-
-    compileall.compile_dir(ROOT / "forge", quiet=1)
-
-
 def bench(graph: Graph, concurrency: int, folder: Path, bare: bool, profile: Path | None) -> None:
+    from bytecode import compile_forge
+
     from forge.testing.fake_provider import FakeProvider, Reply
 
     repo, home = folder / "repo", folder / "home"
