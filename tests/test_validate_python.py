@@ -179,6 +179,13 @@ def test_cache_answers_an_unchanged_tree_and_reruns_on_relevant_changes(tmp_path
     assert not by_name(added)["pytest"]["cached"]
     assert by_name(added)["pytest"]["tests"]["passed"] == 2
 
+    (root / "tests/test_add.py").unlink()  # a tracked file deleted, not yet committed
+    _, deleted = report(root)
+    assert not by_name(deleted)["pytest"]["cached"]
+    assert by_name(deleted)["pytest"]["tests"]["passed"] == 1
+    _, again_deleted = report(root)
+    assert by_name(again_deleted)["pytest"]["cached"], "the deleted file no longer counts"
+
     config = tmp_path / "forge.toml"
     config.write_text('[validation.commands]\npytest = "python -m pytest -x"\n')
     _, resettled = report(root, "--config", str(config))

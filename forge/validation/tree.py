@@ -38,17 +38,16 @@ def list_files(root: Path) -> tuple[str, ...]:
     Untracked files count because pytest collects them. Outside git: every file, minus the
     usual build and environment folders.
     """
-    done = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-    )
+    # Tagged entries: "H name" tracked, "? name" untracked, "R name" tracked but deleted in the
+    # working tree (it is listed as "H" too); git compares with its index, no stat from here.
+    command = ["git", "ls-files", "-z", "-t", "--cached", "--deleted", "--others"]
+    done = subprocess.run([*command, "--exclude-standard"], cwd=root, capture_output=True)
     if done.returncode == 0:
-        names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
+        entries = [e for e in done.stdout.decode("utf-8", "replace").split("\0") if e]
+        deleted = {e[2:] for e in entries if e.startswith("R ")}
+        names = {e[2:] for e in entries if not e.startswith("R ")} - deleted
         # Build output and bytecode that a project forgot to ignore would change on every run.
-        kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
-        base = str(root)
-        return tuple(sorted(n for n in kept if os.path.isfile(os.path.join(base, n))))
+        return tuple(sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1])))
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
