@@ -459,23 +459,26 @@ def test_accuracy_on_labelled_cases(capsys: pytest.CaptureFixture[str]) -> None:
 # afterwards by someone who saw neither the rules nor the first set, and first measured at type
 # 78.3%, band 50.0%, tier 65.0%. In the next round BOTH files were used for development (general
 # changes only: structural signals, weights, vocabulary, band calibration), so this set is no
-# longer strictly held out; route_cases_holdout2.jsonl is. Measured after that round: type 88.3%,
-# band 68.3%, tier 71.7%; the floors sit one case under, to guard against regressions.
-HOLDOUT_FLOORS = {"type": 0.86, "band": 0.66, "tier": 0.7}
+# longer strictly held out. After that round: type 88.3%, band 68.3%, tier 71.7%; after the third
+# round (below): type 88.3%, band 71.7%, tier 75.0%. The floors sit one case under.
+HOLDOUT_FLOORS = {"type": 0.86, "band": 0.7, "tier": 0.73}
 
 
 # route_cases_holdout2.jsonl was labelled by someone who saw no rules and no other set, and was
 # evaluated once, after the second round of rule changes: type 80.0%, band 61.7%, tier 68.3%
-# (the committed rules before that round scored 80.0%, 55.0%, 63.3% on it). It is the honest
-# estimate of accuracy on new tasks; the next round of rule changes needs a fresh set.
+# (the committed rules before that round scored 80.0%, 55.0%, 63.3% on it). The third round was
+# developed on it and the two sets above (quoted values are not clauses, a pasted run-time trace
+# means tracing a cause, "coverage" is no difficulty for a test task, a refactor or test of one
+# named function stays within it): type 80.0%, band 66.7%, tier 71.7%.
 HOLDOUT2 = CASES.with_name("route_cases_holdout2.jsonl")
-HOLDOUT2_FLOORS = {"type": 0.78, "band": 0.6, "tier": 0.66}
+HOLDOUT2_FLOORS = {"type": 0.78, "band": 0.65, "tier": 0.7}
 
 # route_cases_holdout3.jsonl was labelled later by a fourth labeller who saw no rules and no
-# other set, and measured once with the rules as they were: type 80.0%, band 56.7%, tier 75.0%.
-# No rule has been changed with it in view: it is the held-out set for the next round.
+# other set. Measured once before the third round: type 80.0%, band 56.7%, tier 75.0%; and once
+# after it: type 80.0%, band 58.3%, tier 75.0%. No rule was written with it in view: it is the
+# honest estimate on new tasks, and the next round needs yet another fresh set.
 HOLDOUT3 = CASES.with_name("route_cases_holdout3.jsonl")
-HOLDOUT3_FLOORS = {"type": 0.78, "band": 0.55, "tier": 0.73}
+HOLDOUT3_FLOORS = {"type": 0.78, "band": 0.56, "tier": 0.73}
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,9 @@ MANY_ERRORS, MANY_ERRORS_DELTA = 3, 0.05
 # A lone compiler or type-checker error names the file and line: the fix is usually local.
 POINTED_ERRORS = ("rustc error", "TypeScript error", "compiler error", "tool error", "shell error")
 POINTED_ERROR_DELTA = -0.08
+# A failure at run time shows where it surfaced, not where it started: finding the cause is work.
+RUNTIME_TRACES = ("Python traceback", "Java stack trace", "Go panic", "Rust panic", "test failures")
+RUNTIME_TRACE_DELTA = 0.06
 PART_STEP, PART_CAP = 0.05, 0.15
 # Parts add work to a task that does them; a plan or a review of many items is still one plan.
 ACTION_TYPES = frozenset({"simple_edit", "bug_fix", "refactor", "feature", "test", "docs"})
@@ -72,10 +75,15 @@ MANY_FILES = re.compile(
 )
 MANY_FILES_DELTA = 0.08
 PASTED_CODE_DELTA = 0.05
+# A refactor or a test of one named function, in at most one file, stays within it.
+ONE_SYMBOL_DELTA = -0.05
 # Each clause ("toggle on the settings page, persist it, respect the OS setting") is one more
-# requirement; asides in parentheses, brackets or backticks are not.
+# requirement; asides in parentheses, brackets or backticks, and quoted values, are not.
 CLAUSE_STEP, CLAUSE_CAP = 0.025, 0.1
-ASIDE = re.compile(r"\([^()]*\)|`[^`]*`|\[[^\]]*\]|\{[^{}]*\}")
+ASIDE = re.compile(
+    r"\([^()]*\)|`[^`]*`|\[[^\]]*\]|\{[^{}]*\}"
+    r"|(?:(?<!\w)'[^'\n]{0,40}'(?!\w)|\"[^\"\n]{0,40}\")(?:\s*,)?"
+)
 # Stated counts, by kind: (at least, added complexity), largest first.
 QUANTITY_KINDS = {
     **dict.fromkeys(["lines"], "lines"),
@@ -131,11 +139,14 @@ def complexity(
         (min(LENGTH_MAX, max(LENGTH_MIN, length)), f"{prose_tokens} tokens"),
     ]
     terms += _cue_terms(reading, parts)
-    terms += _shape_terms(task_type, signals, words)
+    terms += _shape_terms(task_type, signals, words, reading)
     if len(signals.errors) >= MANY_ERRORS:
         terms.append((MANY_ERRORS_DELTA, f"{len(signals.errors)} kinds of pasted error"))
     elif len(signals.errors) == 1 and signals.errors[0].startswith(POINTED_ERRORS):
         terms.append((POINTED_ERROR_DELTA, f"one {signals.errors[0]} points at the line"))
+    elif any(e.startswith(RUNTIME_TRACES) for e in signals.errors):
+        trace = next(e for e in signals.errors if e.startswith(RUNTIME_TRACES))
+        terms.append((RUNTIME_TRACE_DELTA, f"a {trace} to trace back to its cause"))
     terms += _size_terms(task_type, signals, reading, files, parts)
     score = round(min(1.0, max(0.0, sum(delta for delta, _ in terms))), 3)
     shown = [terms[1][1]] + [reason for delta, reason in terms[2:] if delta]
@@ -186,7 +197,7 @@ def _size_terms(
 
 
 def _shape_terms(
-    task_type: TaskType, signals: TextSignals, words: Words
+    task_type: TaskType, signals: TextSignals, words: Words, reading: CueReading
 ) -> list[tuple[float, str]]:
     terms: list[tuple[float, str]] = []
     if task_type == "simple_edit" and value_change(signals.prose):
@@ -196,6 +207,13 @@ def _shape_terms(
         terms.append((CHOICE_DELTA, "a choice between named options"))
     if signals.has_code and task_type in ("review", "question") and not signals.errors:
         terms.append((PASTED_CODE_DELTA, "pasted code to read"))
+    if (
+        task_type in ("refactor", "test")
+        and len(signals.symbols) == 1
+        and len(signals.files) <= 1
+        and not reading.breadth
+    ):
+        terms.append((ONE_SYMBOL_DELTA, f"about one piece of code ({signals.symbols[0]})"))
     return terms
 
 

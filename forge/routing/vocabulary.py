@@ -411,7 +411,7 @@ COMPLEXITY_CUES: tuple[tuple[float, str], ...] = (
         "queue|integration|pagination|timeout|timeouts|network|http|sql|interface|trait|macro|"
         "macros|recursion|recursive|edge cases|error handling|logging|config|configuration|"
         "modules|components|endpoints|workflow|ci|docker|kubernetes|regression|flaky|deploy|"
-        "deployment|retry logic|safely|safe|keep the signature|without breaking|must not|coverage",
+        "deployment|retry logic|safely|safe|keep the signature|without breaking|must not",
     ),
     (
         0.08,
