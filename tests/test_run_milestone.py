@@ -369,6 +369,32 @@ def test_a_format_error_is_repaired_by_asking_again_for_the_failed_block_only(
     assert [(r.kind, r.well_formed) for r in rows] == [("repair", True), ("attempt", True)]
 
 
+def test_a_repair_shows_the_file_as_the_answer_s_earlier_blocks_left_it(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path, calc=CALC_BUGGY + "\n\ndef double(x: int) -> int:\n    return x\n")
+    first = "calc.py\n<<<<<<< SEARCH\n    return x\n=======\n    return x  # twice\n"
+    first += ">>>>>>> REPLACE\n"
+    wrong = "calc.py\n<<<<<<< SEARCH\n    return y  # twice\n=======\n    return 2 * x\n"
+    wrong += ">>>>>>> REPLACE\n"
+    fixed = "calc.py\n<<<<<<< SEARCH\n    return x  # twice\n=======\n    return 2 * x\n"
+    fixed += ">>>>>>> REPLACE\n"
+    add = "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n"
+    fake.script("alpha-1", Reply(text=f"{add}\n{first}\n{wrong}"), Reply(text=fixed))
+    cfg = config(tmp_path, fake.url)
+
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] dbl: Fix add, make double return twice x (files: calc.py)\n")
+    code, report, stderr = forge_run(repo, cfg, str(milestone), "--tier", "free")
+
+    repair = fake.requests_for("alpha-1")[1].body["messages"][-1]["content"]
+    shown = repair.split("The current text of calc.py there:")[1]
+    assert "return x  # twice" in shown, "the region as the first block left it, not the disk's"
+    assert code == 0, stderr
+    final = git(repo, "show", f"{report['branch']}:calc.py")
+    assert "return 2 * x" in final and "# twice" not in final
+
+
 # -- targets and background ---------------------------------------------------------------------
 
 OTHER_FAILING = """\

@@ -111,7 +111,8 @@ def repair_prompt(errors: Sequence[EditError], root: Path) -> str:
 def _region(root: Path, error: EditError) -> str | None:
     if error.path is None or error.lines is None:
         return None
-    text = read_text(root, error.path)
+    # The text the edits saw: earlier blocks of the answer may have changed the file in memory.
+    text = error.current if error.current is not None else read_text(root, error.path)
     if text is None:
         return None
     rows = text.splitlines()

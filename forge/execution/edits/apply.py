@@ -241,6 +241,7 @@ def _ambiguous(file: _File, starts: tuple[int, ...], length: int) -> EditRefused
             "ambiguous",
             path=file.relative,
             lines=(starts[0] + 1, starts[-1] + length),
+            current=file.text,
         )
     )
 
@@ -262,7 +263,9 @@ def _no_match(file: _File, lines: list[str], search: list[str]) -> EditRefused:
         "Copy the SEARCH text exactly from the current file, every space, comment and blank "
         "line (an earlier block may have changed it)."
     )
-    return EditRefused(EditError(message, "no_match", path=file.relative, lines=span))
+    return EditRefused(
+        EditError(message, "no_match", path=file.relative, lines=span, current=file.text)
+    )
 
 
 def _is_marker(line: str) -> bool:

@@ -40,6 +40,9 @@ class EditError:
     path: str | None = None  # repository-relative normalised path when known
     # 1-based inclusive region of the current file worth showing the model when re-asking.
     lines: tuple[int, int] | None = None
+    # The file as the edits found it (earlier blocks of the same answer applied, in memory):
+    # what `lines` count in, and what the model must copy from.
+    current: str | None = field(default=None, repr=False)
 
 
 class EditRefused(Exception):
