@@ -49,7 +49,6 @@ class RunResult:
     outcome: PlanOutcome
     dirty: bool  # the user had uncommitted changes, which the base does not contain
     resumed: bool = False
-    # USD per million input and output tokens of the top tier's dearest model, if priced.
     # The top tier's dearest model, and the run's tokens at its prices, when it is priced.
     top_tier: tuple[str, Decimal] | None = None
 
