@@ -667,3 +667,94 @@ def test_tasks_one_after_another_reuse_one_worktree(tmp_path: Path) -> None:
     pool.close()
     assert slots == ["slot-1"]
     assert not (worktrees_home() / "run-1" / "slot-1").exists()
+
+
+def _batch_scheduler(tmp_path: Path, breaks: Any) -> tuple[Any, Any, list[tuple[str, str]]]:
+    """A scheduler over stub tasks and a stub line: a finishes first, and b, c, d finish while
+    a's merge is being validated, so they wait for the merger together."""
+    import anyio
+
+    from forge.config.schema import ForgeConfig
+    from forge.errors import ExitCode
+    from forge.execution.engine import TaskOutcome
+    from forge.execution.integration import Merge
+    from forge.execution.scheduler import Scheduler
+    from forge.planning.milestone import Milestone, MilestoneTask
+
+    class Settings:
+        run_id = "r1"
+
+    class Engine:
+        settings = Settings()
+
+        def __init__(self) -> None:
+            self.runs: dict[str, int] = {}
+
+        async def run(self, task: MilestoneTask, head: str, known: object) -> TaskOutcome:
+            self.runs[task.id] = self.runs.get(task.id, 0) + 1
+            await anyio.sleep(0.05 if task.id == "a" else 0.1)
+            commit = task.id if self.runs[task.id] == 1 else f"{task.id}-again"
+            return TaskOutcome(task, "done", ExitCode.OK, "ok", commit=commit, base=head)
+
+    class Line:  # a head is the list of changes on it: "base|a|b"
+        def __init__(self) -> None:
+            self._head = "base"
+
+        def head(self) -> str:
+            return self._head
+
+        def prepare(self, commit: str, parent: str | None = None, onto: str | None = None) -> Merge:
+            on = onto or self._head
+            return Merge(f"{on}|{commit}", previous=on)
+
+        def advance(self, merge: Merge) -> None:
+            assert merge.head is not None and merge.previous == self._head
+            self._head = merge.head
+
+    checked: list[tuple[str, str]] = []
+
+    async def validated(before: str, after: str) -> str | None:
+        checked.append((before, after))
+        await anyio.sleep(0.5)  # the merged tree's tests
+        return breaks(after.split("|"))
+
+    line = Line()
+    scheduler = Scheduler(
+        plan=Milestone("m", tuple(MilestoneTask(i, i) for i in "abcd")),
+        engine=Engine(),  # type: ignore[arg-type]
+        integration=line,  # type: ignore[arg-type]
+        ledger=Ledger(tmp_path / "ledger.db"),
+        config=ForgeConfig.model_validate({"routing": {"max_concurrent_tasks": 4}}),
+    )
+    scheduler._breaks = validated  # type: ignore[method-assign]
+    return scheduler, line, checked
+
+
+def test_work_that_finishes_during_a_merge_is_merged_as_one_batch_validated_once(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    scheduler, line, checked = _batch_scheduler(tmp_path, lambda changes: None)
+    outcome = anyio.run(scheduler.run, "base")
+    assert {r.state for r in outcome.records.values()} == {"done"}
+    assert line.head() == "base|a|b|c|d"
+    # a alone, then b, c and d together: two validations where one at a time takes four.
+    assert checked == [("base", "base|a"), ("base|a", "base|a|b|c|d")]
+
+
+def test_a_batch_that_fails_validation_is_merged_one_at_a_time_to_find_the_culprit(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    def breaks(changes: list[str]) -> str | None:  # b and c cannot live together
+        return "b and c clash" if "b" in changes and "c" in changes else None
+
+    scheduler, line, checked = _batch_scheduler(tmp_path, breaks)
+    outcome = anyio.run(scheduler.run, "base")
+    assert {r.state for r in outcome.records.values()} == {"done"}
+    assert outcome.records["c"].conflicts == 1, "c ran again on the new head"
+    assert line.head() == "base|a|b|d|c-again"
+    assert ("base|a", "base|a|b|c|d") in checked  # the batch, then one by one
+    assert ("base|a|b", "base|a|b|c") in checked

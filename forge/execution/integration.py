@@ -82,10 +82,11 @@ class Integration:
             self.git("branch", "-D", self.branch)
         return self.head()
 
-    def prepare(self, commit: str, parent: str | None = None) -> Merge:
+    def prepare(self, commit: str, parent: str | None = None, onto: str | None = None) -> Merge:
         """The commit that would put `commit`'s change on the line; the ref does not move.
-        `parent`, when the caller knows it, is `commit`'s parent (the head its task started on)."""
-        head = self.head()
+        `parent`, when the caller knows it, is `commit`'s parent (the head its task started on);
+        `onto` is a head prepared but not yet advanced to (a batch of merges), else the line's."""
+        head = onto or self.head()
         if parent is None:
             parent = self.git("rev-parse", f"{commit}^")
         if parent == head:

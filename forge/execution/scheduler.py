@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from forge.errors import ExitCode, ForgeError
 from forge.execution.engine import TaskEngine, TaskOutcome
-from forge.execution.integration import Integration
+from forge.execution.integration import Integration, Merge
 from forge.execution.store import RunStore, RunTaskRow, TaskAttemptRow
 from forge.planning.graph import dependents, ready, task_graph
 from forge.planning.milestone import Milestone, MilestoneTask
@@ -277,11 +277,60 @@ class Scheduler:
         send: MemoryObjectSendStream[_Message],
         done: set[str],
     ) -> None:
-        """Merge finished work in the order it finished, one at a time, and say so."""
+        """Merge finished work in the order it finished, and say so. Work that finished while
+        a merge was going on is merged as one batch, validated once (as a merge queue does)."""
         async with jobs, send:
-            async for record, outcome in jobs:
-                merged = await self._merge(record, outcome, done)
-                await send.send(("merged", record.task.id, merged))
+            async for first in jobs:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(jobs.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                if len(batch) == 1:
+                    merged = {first[0].task.id: await self._merge(*first, done)}
+                else:
+                    merged = await self._merge_batch(batch, done)
+                for record, _ in batch:
+                    await send.send(("merged", record.task.id, merged[record.task.id]))
+
+    async def _merge_batch(
+        self, batch: list[tuple[TaskRecord, TaskOutcome]], done: set[str]
+    ) -> dict[str, bool]:
+        """Several tasks' work put on the line together and validated once; when that fails,
+        they are merged one at a time, so the one that breaks is found (and runs again)."""
+        start = tip = self.integration.head()
+        prepared: list[tuple[TaskRecord, Merge]] = []
+        later: list[tuple[TaskRecord, TaskOutcome]] = []  # conflicts with the batch: one by one
+        for record, outcome in batch:
+            assert outcome.commit is not None
+            merge = await anyio.to_thread.run_sync(
+                self.integration.prepare, outcome.commit, outcome.base, tip
+            )
+            if merge.head is None:
+                later.append((record, outcome))
+                continue
+            if merge.fast_forward and outcome.report is not None:
+                self._reports[merge.head] = outcome.report  # that very tree, just validated
+            prepared.append((record, merge))
+            tip = merge.head
+        problem: str | None = None
+        if any(not (m.fast_forward or m.empty) for _, m in prepared):
+            for record, _ in prepared:
+                self.on_event(RunEvent(record.task.id, "running", "validating the merged result"))
+            problem = await self._breaks(start, tip)
+        merged: dict[str, bool] = {}
+        if problem is None and prepared:
+            await anyio.to_thread.run_sync(self.integration.advance, Merge(tip, previous=start))
+            for record, merge in prepared:
+                assert merge.head is not None
+                self._merged(record, merge, done)
+                merged[record.task.id] = True
+        else:
+            later = [job for job in batch if job[0].task.id not in merged]
+        for record, outcome in later:
+            merged[record.task.id] = await self._merge(record, outcome, done)
+        return merged
 
     def _budget_reached(self) -> str | None:
         """Why no task may start now: the run's or the day's budget is used up."""
@@ -325,13 +374,7 @@ class Scheduler:
         if problem is None:
             assert merge.head is not None
             await anyio.to_thread.run_sync(self.integration.advance, merge)
-            record.commit = merge.head
-            record.finished = time.monotonic()
-            done.add(record.task.id)
-            if merge.empty:
-                self._set(record, "done", "its change was already on the integration line")
-            else:
-                self._set(record, "done", f"merged as {merge.head[:10]}")
+            self._merged(record, merge, done)
             return True
         record.conflicts += 1
         self._log_conflict(record, outcome, problem)
@@ -340,6 +383,16 @@ class Scheduler:
             return True
         self._set(record, "running", f"{problem}: running again on the new head")
         return False
+
+    def _merged(self, record: TaskRecord, merge: Merge, done: set[str]) -> None:
+        assert merge.head is not None
+        record.commit = merge.head
+        record.finished = time.monotonic()
+        done.add(record.task.id)
+        if merge.empty:
+            self._set(record, "done", "its change was already on the integration line")
+        else:
+            self._set(record, "done", f"merged as {merge.head[:10]}")
 
     async def _breaks(self, before: str, after: str) -> str | None:
         """What merging adds to validation, as a short reason; None when it adds nothing."""
