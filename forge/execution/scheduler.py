@@ -2,8 +2,9 @@
 
 A task is ready when every task it comes after is merged. Up to `max_concurrent_tasks` run at
 once, each through the task engine from the integration head as it stands when the task starts,
-so it sees the work it depends on. Finished work is merged one task at a time by one merger
-beside the loop that starts tasks, so merges never race. A merge conflict re-runs the task once
+so it sees the work it depends on. Finished work is merged by one merger beside the loop that
+starts tasks, so merges never race; work that finished during a merge goes on next as one batch,
+validated once (one task at a time if that fails). A merge conflict re-runs the task once
 on the new head; a task that fails takes its dependents with it (skipped, with the reason) while
 independent tasks go on. When the budget is reached no task or attempt starts; those in flight
 finish, or are cancelled with `on_budget="cancel"` (work already finished is still merged).
