@@ -343,3 +343,29 @@ def test_the_example_in_each_format_parses() -> None:
     for fmt in (SearchReplaceFormat(), WholeFileFormat()):
         blocks, errors = fmt.parse(fmt.instructions())
         assert errors == [] and [b.path for b in blocks] == ["src/greet.py"]
+
+
+def test_a_failed_block_is_shown_against_the_file_as_the_whole_answer_leaves_it(
+    tmp_path: Path,
+) -> None:
+    """The repair is applied after every good block of the answer, later ones included, so the
+    lines quoted for the failed block must already carry their changes."""
+    from forge.execution.prompt import repair_prompt
+
+    root = make_repo(tmp_path, {"m.py": "def f():\n    a = 1\n    b = 2\n    return a + b\n"})
+    answer = (
+        "m.py\n<<<<<<< SEARCH\n    a = 9\n=======\n    a = 10\n>>>>>>> REPLACE\n\n"
+        "m.py\n<<<<<<< SEARCH\n    b = 2\n=======\n    b = 3\n>>>>>>> REPLACE\n"
+    )
+    application = apply_answer(answer, SearchReplaceFormat(), EditPolicy(root=root))
+
+    assert [b.index for b in application.applied] == [2]
+    prompt = repair_prompt(application.errors, root)
+    assert "b = 3" in prompt and "b = 2" not in prompt
+    fix = "m.py\n<<<<<<< SEARCH\n    a = 1\n    b = 3\n=======\n    a = 10\n    b = 3\n"
+    fix += ">>>>>>> REPLACE\n"
+    repaired = apply_answer(
+        fix, SearchReplaceFormat(), EditPolicy(root=root), extra_blocks=application.applied
+    )
+    assert repaired.ok
+    assert repaired.changes["m.py"] == "def f():\n    a = 10\n    b = 3\n    return a + b\n"

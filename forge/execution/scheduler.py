@@ -289,17 +289,20 @@ class Scheduler:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 if len(batch) == 1:
-                    merged = {first[0].task.id: await self._merge(*first, done)}
+                    merged = await self._merge(*first, done)
+                    await send.send(("merged", first[0].task.id, merged))
                 else:
-                    merged = await self._merge_batch(batch, done)
-                for record, _ in batch:
-                    await send.send(("merged", record.task.id, merged[record.task.id]))
+                    await self._merge_batch(batch, done, send)
 
     async def _merge_batch(
-        self, batch: list[tuple[TaskRecord, TaskOutcome]], done: set[str]
-    ) -> dict[str, bool]:
+        self,
+        batch: list[tuple[TaskRecord, TaskOutcome]],
+        done: set[str],
+        send: MemoryObjectSendStream[_Message],
+    ) -> None:
         """Several tasks' work put on the line together and validated once; when that fails,
-        they are merged one at a time, so the one that breaks is found (and runs again)."""
+        they are merged one at a time, so the one that breaks is found (and runs again). Each
+        task's result is said as soon as it is known."""
         start = tip = self.integration.head()
         prepared: list[tuple[TaskRecord, Merge]] = []
         later: list[tuple[TaskRecord, TaskOutcome]] = []  # conflicts with the batch: one by one
@@ -316,22 +319,24 @@ class Scheduler:
             prepared.append((record, merge))
             tip = merge.head
         problem: str | None = None
-        if any(not (m.fast_forward or m.empty) for _, m in prepared):
-            for record, _ in prepared:
+        recreated = [record for record, m in prepared if not (m.fast_forward or m.empty)]
+        if recreated:
+            for record in recreated:
                 self.on_event(RunEvent(record.task.id, "running", "validating the merged result"))
             problem = await self._breaks(start, tip)
-        merged: dict[str, bool] = {}
         if problem is None and prepared:
             await anyio.to_thread.run_sync(self.integration.advance, Merge(tip, previous=start))
             for record, merge in prepared:
-                assert merge.head is not None
                 self._merged(record, merge, done)
-                merged[record.task.id] = True
+                await send.send(("merged", record.task.id, True))
         else:
-            later = [job for job in batch if job[0].task.id not in merged]
+            if problem is not None:
+                why = f"together with {len(batch) - 1} other task(s): {problem}; one at a time"
+                for record, _ in batch:
+                    self.on_event(RunEvent(record.task.id, "running", why))
+            later = list(batch)
         for record, outcome in later:
-            merged[record.task.id] = await self._merge(record, outcome, done)
-        return merged
+            await send.send(("merged", record.task.id, await self._merge(record, outcome, done)))
 
     def _budget_reached(self) -> str | None:
         """Why no task may start now: the run's or the day's budget is used up."""

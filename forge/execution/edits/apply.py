@@ -67,6 +67,8 @@ def apply_answer(
             application.applied.append(block)
         else:
             application.already_present.append(block)
+    # A repair is asked for against the files as every good block leaves them, later ones too.
+    application.errors = [_as_left(error, files) for error in application.errors]
     application.changes = {
         relative: file.rendered() for relative, file in files.items() if file.changed
     }
@@ -145,6 +147,21 @@ class _File:
         if not self.final_newline and text.endswith("\n"):
             text = text[:-1]
         return text.replace("\n", "\r\n") if self.crlf else text
+
+
+def _as_left(error: EditError, files: dict[str, _File]) -> EditError:
+    """A block's error told against its file as the whole answer leaves it: a later block of
+    the answer may have changed the lines around the place it failed."""
+    file = files.get(error.path or "")
+    if error.block is None or error.current is None or file is None or file.text == error.current:
+        return error
+    try:
+        _apply_block(error.block, replace(file))  # on a copy: the block failed, it stays out
+    except EditRefused as refused:
+        again = refused.error
+        message = f"Block {error.block.index}: {again.message}"
+        return replace(again, message=message, block=error.block)
+    return replace(error, current=file.text)
 
 
 def _apply_block(block: EditBlock, file: _File) -> Literal["applied", "present"]:
