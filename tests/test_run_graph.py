@@ -758,3 +758,39 @@ def test_a_batch_that_fails_validation_is_merged_one_at_a_time_to_find_the_culpr
     assert line.head() == "base|a|b|d|c-again"
     assert ("base|a", "base|a|b|c|d") in checked  # the batch, then one by one
     assert ("base|a|b", "base|a|b|c") in checked
+
+
+def test_resume_does_not_redo_a_task_whose_change_was_already_on_the_line(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Two tasks make the same change: the second merge adds nothing, so no commit names it.
+    A resumed run must still count it as done, not ask its model again."""
+    repo = text_repo(tmp_path, **{"b.txt": "b\n", "c.txt": "c\n"})
+    fake.script("m1-1", Reply(text=edit("b.txt", "b", "B")))
+    fake.script("m2-1", Reply(text=edit("b.txt", "b", "B"), ttft=1.0))
+    fake.script("m3-1", Reply(text=edit("c.txt", "no such line", "C")))
+    plan = milestone(
+        tmp_path,
+        {"id": "a", "title": "Capitalise b.txt", "tier": "t1"},
+        {"id": "same", "title": "Capitalise b.txt as well", "tier": "t2"},
+        {"id": "c", "title": "Capitalise c.txt", "tier": "t3"},
+    )
+    cfg = graph_config(tmp_path, fake.url)
+    code, report, stderr = run(repo, cfg, str(plan))
+    assert code == 1, stderr
+    states = {t["id"]: (t["state"], t["reason"]) for t in report["tasks"]}
+    assert states["same"] == ("done", "its change was already on the integration line")
+    assert states["c"][0] == "failed"
+    asked = {model: len(fake.requests_for(model)) for model in ("m1-1", "m2-1")}
+
+    fake.script("m3-1", Reply(text=edit("c.txt", "c", "C")))
+    code, resumed, stderr = run(repo, cfg, "--resume", report["run"])
+
+    assert code == 0, stderr
+    assert {model: len(fake.requests_for(model)) for model in asked} == asked
+    assert {t["id"]: t["state"] for t in resumed["tasks"]} == {
+        "a": "done",
+        "same": "done",
+        "c": "done",
+    }
+    assert git(repo, "show", f"{resumed['branch']}:c.txt") == "C\n"

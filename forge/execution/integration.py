@@ -133,6 +133,10 @@ class Integration:
         )
         return {line.strip() for line in text.splitlines() if line.strip()}
 
+    def on_line(self, base: str) -> set[str]:
+        """The commits of the integration line, its base included."""
+        return {base, *self.git("rev-list", f"{base}..{self.ref}").split()}
+
     def finish(self, keep_worktrees: tuple[Path, ...] = ()) -> str:
         """Task branches removed, `forge/<run>` at the integration head; returns the branch."""
         for tree in keep_worktrees:

@@ -168,7 +168,8 @@ async def run_plan(
         plan, options = _saved_plan(saved.options, source), _saved_options(saved.options)
         integration = Integration(setup.root, run_id)
         integration.resume()
-        merged = frozenset(integration.merged_tasks(base))
+        on_line = integration.on_line(base)
+        merged = frozenset(integration.merged_tasks(base) | _done_on(on_line, store, run_id))
         earlier = _earlier_work(store, run_id, merged)
         store.set_run_state(run_id, "running")
     else:
@@ -293,6 +294,16 @@ def _resumable(saved: RunRow, root: Path) -> None:
         raise UsageError(f"run {saved.run_id} is still running (process {saved.pid})")
     if saved.state == "done":
         raise UsageError(f"run {saved.run_id} is already done: every task was merged")
+
+
+def _done_on(line: set[str], store: RunStore, run_id: str) -> set[str]:
+    """Tasks saved as done at a commit of the line. Most are named by their commit's trailer
+    too; one whose change was already on the line (a merge that added nothing) is not."""
+    return {
+        row.task_id
+        for row in store.tasks(run_id)
+        if row.state == "done" and row.commit_id is not None and row.commit_id in line
+    }
 
 
 def _earlier_work(
