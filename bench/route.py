@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bytecode import compile_forge
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "tests" / "data" / "route_cases.jsonl"
 SUFFIXES = (
@@ -144,6 +146,7 @@ def main() -> None:
     count = max(3_000, args.tasks)
     runs = max(10, args.runs)
     batch = tasks(count)
+    compile_forge()  # forge's bytecode, as an installed forge has it
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         config = home / "forge.toml"
