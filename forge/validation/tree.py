@@ -39,13 +39,14 @@ def list_files(root: Path) -> tuple[str, ...]:
     usual build and environment folders.
     """
     # Tagged entries: "H name" tracked, "? name" untracked, "R name" tracked but deleted in the
-    # working tree (it is listed as "H" too); git compares with its index, no stat from here.
+    # working tree (it is listed as "H" too), "S name" outside a sparse checkout (lower case:
+    # marked assume-unchanged); git compares with its index, no stat from here.
     command = ["git", "ls-files", "-z", "-t", "--cached", "--deleted", "--others"]
     done = subprocess.run([*command, "--exclude-standard"], cwd=root, capture_output=True)
     if done.returncode == 0:
         entries = [e for e in done.stdout.decode("utf-8", "replace").split("\0") if e]
-        deleted = {e[2:] for e in entries if e.startswith("R ")}
-        names = {e[2:] for e in entries if not e.startswith("R ")} - deleted
+        absent = {e[2:] for e in entries if e[:1] in ("R", "r", "S", "s")}
+        names = {e[2:] for e in entries} - absent
         # Build output and bytecode that a project forgot to ignore would change on every run.
         return tuple(sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1])))
     found = []
