@@ -252,6 +252,7 @@ class Scheduler:
             record = self.records[task_id]
             if task_id in self.again:
                 self.again.remove(task_id)
+                self._set(record, "running", "running again on the new head")
             else:
                 record.started = time.monotonic()
                 self._set(record, "running", "started")
@@ -387,7 +388,7 @@ class Scheduler:
         if record.conflicts > MAX_CONFLICT_RERUNS:
             self._fail(record, f"its change still does not merge: {problem}")
             return True
-        self._set(record, "running", f"{problem}: running again on the new head")
+        self._set(record, "waiting", f"{problem}: to run again on the new head")
         return False
 
     def _merged(self, record: TaskRecord, merge: Merge, done: set[str]) -> None:
@@ -452,11 +453,11 @@ class Scheduler:
 
     def _outcome(self, base: str, stop: str | None) -> PlanOutcome:
         for record in self.records.values():
-            if record.state == "waiting":
+            if record.task.id in self.again:  # a conflict's re-run the budget kept from starting
+                self._set(record, "not_started", "the budget stopped the run before it ran again")
+            elif record.state == "waiting":
                 why = "the budget stopped the run first" if stop else "not reached"
                 self._set(record, "not_started", why)
-            elif record.task.id in self.again:  # a conflict's re-run the budget kept from starting
-                self._set(record, "not_started", "the budget stopped the run before it ran again")
             elif record.state == "running":  # in flight when --on-budget cancel stopped it
                 record.finished = time.monotonic()
                 self._set(record, "interrupted", "cancelled when the budget stopped the run")
