@@ -121,3 +121,35 @@ def test_a_cache_folder_that_cannot_be_written_costs_speed_not_results(tmp_path:
     done = run_forge("validate", str(project), env={"FORGE_HOME": str(home)})
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_files_a_validation_looks_at_are_files_that_are_here(tmp_path: Path) -> None:
+    """What git lists but is not a file in the working tree is left out: a deleted tracked file,
+    a nested repository, a broken link, a file outside a sparse checkout."""
+    import os
+    import subprocess
+
+    from forge.validation.tree import list_files
+
+    def git(*args: str, cwd: Path = tmp_path) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    for name in ("kept.py", "gone.py", "far/away.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "start")
+    (tmp_path / "gone.py").unlink()
+    (tmp_path / "new.py").write_text("y = 2\n")
+    (tmp_path / "nested").mkdir()
+    git("init", "-q", cwd=tmp_path / "nested")
+    os.symlink(tmp_path / "missing.py", tmp_path / "dangling.py")
+    git("sparse-checkout", "set", "--no-cone", "/*.py", "/*.toml")
+
+    assert list_files(tmp_path) == ("kept.py", "new.py")

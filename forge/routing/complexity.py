@@ -81,7 +81,7 @@ ONE_SYMBOL_DELTA = -0.05
 # requirement; asides in parentheses, brackets or backticks, and quoted values, are not.
 CLAUSE_STEP, CLAUSE_CAP = 0.025, 0.1
 ASIDE = re.compile(
-    r"\([^()]*\)|`[^`]*`|\[[^\]]*\]|\{[^{}]*\}"
+    r"\([^()]*\)|`[^`]*`|\[[^\[\]]*\]|\{[^{}]*\}"
     r"|(?:(?<!\w)'[^'\n]{0,40}'(?!\w)|\"[^\"\n]{0,40}\")(?:\s*,)?"
 )
 # Stated counts, by kind: (at least, added complexity), largest first.
@@ -182,7 +182,8 @@ def _size_terms(
         terms.append((min(BREADTH_CAP, reading.breadth_score), f"breadth word{plural} {quoted}"))
     terms += _file_terms(files)
     terms += _quantity_terms(signals.quantities)
-    clauses = sum(ASIDE.sub(" ", signals.prose).count(mark) for mark in ",;")
+    plain = ASIDE.sub(" ", signals.prose)
+    clauses = plain.count(",") + plain.count(";")
     if clauses and task_type in ACTION_TYPES:
         terms.append((min(CLAUSE_CAP, CLAUSE_STEP * clauses), f"{clauses + 1} clauses"))
     many = MANY_FILES.search(signals.prose) if "/" in signals.prose else None

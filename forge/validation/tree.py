@@ -38,17 +38,19 @@ def list_files(root: Path) -> tuple[str, ...]:
     Untracked files count because pytest collects them. Outside git: every file, minus the
     usual build and environment folders.
     """
-    # Tagged entries: "H name" tracked, "? name" untracked, "R name" tracked but deleted in the
-    # working tree (it is listed as "H" too), "S name" outside a sparse checkout (lower case:
-    # marked assume-unchanged); git compares with its index, no stat from here.
-    command = ["git", "ls-files", "-z", "-t", "--cached", "--deleted", "--others"]
-    done = subprocess.run([*command, "--exclude-standard"], cwd=root, capture_output=True)
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+    )
     if done.returncode == 0:
-        entries = [e for e in done.stdout.decode("utf-8", "replace").split("\0") if e]
-        absent = {e[2:] for e in entries if e[:1] in ("R", "r", "S", "s")}
-        names = {e[2:] for e in entries} - absent
+        names = {n for n in done.stdout.decode("utf-8", "replace").split("\0") if n}
         # Build output and bytecode that a project forgot to ignore would change on every run.
-        return tuple(sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1])))
+        kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
+        # Only what is a file here: not a deleted one, a submodule, a nested repository, a file
+        # outside a sparse checkout or a broken link.
+        base = str(root)
+        return tuple(sorted(n for n in kept if os.path.isfile(os.path.join(base, n))))
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]

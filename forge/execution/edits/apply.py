@@ -161,7 +161,8 @@ def _as_left(error: EditError, files: dict[str, _File]) -> EditError:
         again = refused.error
         message = f"Block {error.block.index}: {again.message}"
         return replace(again, message=message, block=error.block)
-    return replace(error, current=file.text)
+    # It fits once the later blocks are in: the error stands as it was found, where it failed.
+    return error
 
 
 def _apply_block(block: EditBlock, file: _File) -> Literal["applied", "present"]:
