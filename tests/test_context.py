@@ -524,3 +524,20 @@ def test_go_and_typescript_definitions_are_found_by_the_line_scanner(tmp_path: P
     assert next_.signature == "func (l *Lexer) Next() (Token, error)"
     [tokenize] = index.definitions("tokenize")
     assert tokenize.signature == ("export async function tokenize(src: string): Promise<Token[]>")
+
+
+def test_the_index_sees_a_file_as_it_is_now_after_an_earlier_task_indexed_it(
+    tmp_path: Path,
+) -> None:
+    """Scans are kept between tasks by path and text: an unchanged file is not scanned again,
+    a changed one is."""
+    old = "def old_name():\n    pass\n"
+    root = make_repo(tmp_path / "repo", {"pkg/__init__.py": "", "pkg/a.py": old})
+    files = list_files(root)
+    before = SymbolIndex.build(root, files)
+    assert [d.path for d in before.definitions("old_name")] == ["pkg/a.py"]
+
+    (root / "pkg/a.py").write_text("def new_name():\n    pass\n")
+    after = SymbolIndex.build(root, files)
+    assert after.definitions("old_name") == []
+    assert [d.path for d in after.definitions("new_name")] == ["pkg/a.py"]

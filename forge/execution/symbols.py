@@ -309,6 +309,12 @@ def module_name(path: str) -> str:
     return stem if len(stem) >= MIN_STEM_LENGTH and stem.isidentifier() else ""
 
 
+# Scans by path and text, for the life of the process: each task of a run indexes its whole
+# worktree, and from one task to the next nearly every file is the same (a 5,000-file repository
+# takes seconds to scan, and moments to read).
+_SCANNED: dict[tuple[str, str], _Source] = {}
+
+
 def _read_source(root: Path, path: str) -> _Source | None:
     language = language_of(path)
     if language is None:
@@ -316,9 +322,13 @@ def _read_source(root: Path, path: str) -> _Source | None:
     text = read_text(root, path)
     if text is None:
         return None
-    spots = SCANNERS.get(language, _scan_keywords)(text, language)
-    found_words = frozenset(text.translate(_NOT_WORD).split())
-    return _Source(path, language, text, module_name(path), spots, found_words)
+    source = _SCANNED.get((path, text))
+    if source is None:
+        spots = SCANNERS.get(language, _scan_keywords)(text, language)
+        found_words = frozenset(text.translate(_NOT_WORD).split())
+        source = _Source(path, language, text, module_name(path), spots, found_words)
+        _SCANNED[(path, text)] = source
+    return source
 
 
 def _links_files(name: str) -> bool:
