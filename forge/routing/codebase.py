@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from forge.validation.tree import git_root
+
 # File stems too common to count references by ("mod.rs", "__init__.py"): the folder names them.
 GENERIC_STEMS = frozenset({"mod", "lib", "main", "index", "__init__", "__main__", "init", "app"})
 MIN_STEM_LENGTH = 3
@@ -38,14 +40,6 @@ class NamedFile:
     lines: int | None
     referenced_by: int | None
     tokens: int
-
-
-def repository_root(start: Path) -> Path | None:
-    """The nearest folder holding `.git`, walking up from `start`; no subprocess needed."""
-    for folder in [start, *start.parents]:
-        if (folder / ".git").exists():
-            return folder
-    return None
 
 
 @dataclass
@@ -119,7 +113,7 @@ _CODEBASES: dict[Path, Codebase] = {}
 
 def codebase_at(start: Path) -> Codebase | None:
     """The cached index of the repository that holds `start`, or None outside a repository."""
-    root = repository_root(start.resolve())
+    root = git_root(start)
     if root is None:
         return None
     if root not in _CODEBASES:

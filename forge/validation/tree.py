@@ -22,14 +22,19 @@ SKIP_DIRS = {
 }
 
 
-def repository_root(path: Path) -> Path:
-    """The git work tree containing `path` (the nearest folder with a `.git` folder or, in a
-    worktree or submodule, a `.git` file), else `path` itself. No git process is needed."""
-    resolved = path.resolve()
+def git_root(start: Path) -> Path | None:
+    """The git work tree containing `start` (the nearest folder with a `.git` folder or, in a
+    worktree or submodule, a `.git` file), None outside one. No git process is needed."""
+    resolved = start.resolve()
     for folder in (resolved, *resolved.parents):
         if os.path.exists(os.path.join(folder, ".git")):
             return folder
-    return resolved
+    return None
+
+
+def repository_root(path: Path) -> Path:
+    """The git work tree containing `path`, else `path` itself."""
+    return git_root(path) or path.resolve()
 
 
 def list_files(root: Path) -> tuple[str, ...]:
