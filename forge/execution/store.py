@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from forge.ledger.store import Ledger, connect
+from forge.ledger.store import SideTables
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -97,15 +95,8 @@ class RunTaskRow:
     reason: str | None
 
 
-class RunStore:
-    def __init__(self, ledger: Ledger) -> None:
-        self.path = ledger.path
-        with self._connect() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+class RunStore(SideTables):
+    SCHEMA = SCHEMA
 
     # -- runs --------------------------------------------------------------------------------
 

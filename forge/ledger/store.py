@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -590,6 +590,22 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
         raise LedgerError(f"the ledger at {path} failed: {exc}") from None
     finally:
         db.close()
+
+
+class SideTables:
+    """Tables another module keeps in the ledger's file (runs, routes): created on first use,
+    each operation on a short-lived connection (`connect`)."""
+
+    SCHEMA: tuple[str, ...] = ()
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.path = ledger.path
+        with self._connect() as db:
+            for statement in self.SCHEMA:
+                db.execute(statement)
+
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
 
 def _row(r: sqlite3.Row) -> AttemptRow:

@@ -12,13 +12,11 @@ the ledger has outcome `ok`.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from forge.ledger.store import Ledger, connect
+from forge.ledger.store import Ledger, SideTables
 
 if TYPE_CHECKING:
     from forge.routing.decision import RouteDecision
@@ -87,17 +85,10 @@ class HistoryRates:
         return None
 
 
-class RouteHistory:
+class RouteHistory(SideTables):
     """The `routes` table in the ledger's database file."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.path = ledger.path
-        with self._connect() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+    SCHEMA = SCHEMA
 
     def record(
         self,
