@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+from forge.validation.projects import cargo_env
 from tests.conftest import run_forge
 from tests.test_validate_python import PACKAGE, by_name, make_repo, report
 
@@ -153,3 +158,46 @@ def test_the_files_a_validation_looks_at_are_files_that_are_here(tmp_path: Path)
     git("sparse-checkout", "set", "--no-cone", "/*.py", "/*.toml")
 
     assert list_files(tmp_path) == ("kept.py", "new.py")
+
+
+def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
+    tmp_path: Path,
+) -> None:
+    """A CI job builds from cold: incremental state is written for nobody and costs time."""
+    root = make_repo(
+        tmp_path / "repo",
+        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": LIB.replace("return x + 1;", "x + 1")},
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "CARGO_INCREMENTAL")}
+
+    def validate(env: dict[str, str]) -> set[str]:
+        shutil.rmtree(root / "target", ignore_errors=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "forge", "validate", str(root), "--no-cache"],
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        # cargo makes the folder either way; with incremental compilation it fills it.
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.glob("target/**/incremental")
+            if any(p.iterdir())
+        }
+
+    assert validate({"CI": "true"}) == set()
+    # The user's own setting wins, in CI or not.
+    assert validate({"CI": "true", "CARGO_INCREMENTAL": "1"}) == {
+        "target/debug/incremental",
+        "target/forge-test/debug/incremental",
+    }
+
+
+def test_what_counts_as_ci() -> None:
+    assert cargo_env({"CI": "true"}) == {"CARGO_TERM_COLOR": "never", "CARGO_INCREMENTAL": "0"}
+    assert cargo_env({"CI": "1", "CARGO_INCREMENTAL": "1"}) == {"CARGO_TERM_COLOR": "never"}
+    for value in ("", "0", "false", "False", "no"):
+        assert cargo_env({"CI": value}) == {"CARGO_TERM_COLOR": "never"}, value
+    assert cargo_env({}) == {"CARGO_TERM_COLOR": "never"}
