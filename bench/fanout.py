@@ -9,7 +9,11 @@ N this one run measures, as a ratio to the ideal (one model's wall time, alone):
   - gather: a plain `asyncio.gather` over raw httpx streaming calls on one `AsyncClient`, the
     way one would write it by hand;
   - pooled gather: the same over `AsyncClient`s of 50 connections each (httpcore's pool slows
-    with the square of its connections), the floor for Python on this machine;
+    with the square of its connections), the floor for Python with httpx;
+  - bare asyncio: each call on a connection of its own, through an `asyncio.Protocol` that
+    collects the whole response and only then parses it (chunked encoding, events, one
+    `json.loads` per answer), with no HTTP library and no per-event work: the floor for Python
+    on this machine, whatever the client;
   - sequential: the same calls one after another (at N above 10, a sample of 10 is measured
     and multiplied out; the table says so).
 
@@ -162,6 +166,61 @@ async def gather(url: str, models: int, pool: int | None = None) -> float:
             await client.aclose()
 
 
+class _Collect(asyncio.Protocol):
+    """One raw HTTP/1.1 exchange: the whole chunked response, then the answer's events."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[int]) -> None:
+        self.request, self.done, self.buffer = request, done, bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.buffer.endswith(b"\r\n0\r\n\r\n"):
+            self.transport.close()
+            self.done.set_result(_events(bytes(self.buffer)))
+
+
+def _events(response: bytes) -> int:
+    _, _, body = response.partition(b"\r\n\r\n")
+    pieces, at = [], 0
+    while (size := int(body[at : body.index(b"\r\n", at)], 16)) > 0:
+        start = body.index(b"\r\n", at) + 2
+        pieces.append(body[start : start + size])
+        at = start + size + 2
+    data = [
+        line[6:]
+        for line in b"".join(pieces).split(b"\n")
+        if line.startswith(b"data: ") and line != b"data: [DONE]"
+    ]
+    return len(json.loads(b"[" + b",".join(data) + b"]"))
+
+
+async def bare(url: str, models: int) -> float:
+    """Every call at once, each on a connection of its own, with no HTTP library."""
+    host, port = url.split("//", 1)[1].split(":")
+    loop = asyncio.get_running_loop()
+
+    async def call(model: str) -> int:
+        body = json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        ).encode()
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        done: asyncio.Future[int] = loop.create_future()
+        await loop.create_connection(lambda: _Collect(head.encode() + body, done), host, int(port))
+        return await done
+
+    started = time.perf_counter()
+    await asyncio.gather(*(call(f"m{i}") for i in range(models)))
+    return time.perf_counter() - started
+
+
 async def sequential(url: str, models: int) -> float:
     import httpx
 
@@ -191,7 +250,8 @@ def main() -> None:
         )
         header = (
             f"{'N':>5}  {'forge':>14}  {'gather':>14}  {'forge/gather':>12}  "
-            f"{'pooled gather':>14}  {'sequential':>22}  {'forge peak RSS':>14}"
+            f"{'pooled gather':>14}  {'bare asyncio':>14}  {'sequential':>22}  "
+            f"{'forge peak RSS':>14}"
         )
         print(header)
         print("-" * len(header))
@@ -207,6 +267,7 @@ def row(url: str, n: int, ideal: float) -> None:
     forge = measure_forge(url, n)
     plain = asyncio.run(gather(url, n))
     pooled = asyncio.run(gather(url, n, POOLED))
+    floor = asyncio.run(bare(url, n))
     if n <= SEQUENTIAL_SAMPLE:
         one_by_one = asyncio.run(sequential(url, n))
         note = "measured"
@@ -217,6 +278,7 @@ def row(url: str, n: int, ideal: float) -> None:
         f"{n:>5}  {forge['wall']:>6.2f}s {forge['wall'] / ideal:>5.2f}x  "
         f"{plain:>6.2f}s {plain / ideal:>5.2f}x  {forge['wall'] / plain:>11.2f}x  "
         f"{pooled:>6.2f}s {pooled / ideal:>5.2f}x  "
+        f"{floor:>6.2f}s {floor / ideal:>5.2f}x  "
         f"{one_by_one:>7.1f}s {one_by_one / ideal:>6.0f}x {note:>8}  "
         f"{forge['rss_mb']:>11.0f} MB",
         flush=True,

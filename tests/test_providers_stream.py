@@ -184,3 +184,39 @@ async def test_non_ascii_answers_arrive_whole(fake: FakeProvider, tmp_path: Path
     async with client(fake, tmp_path) as c:
         done = await c.complete("alpha", "hi")
     assert done.text == text
+
+
+async def test_a_stream_timer_leaves_the_task_free_of_its_cancellation() -> None:
+    """The read a limit stops fails as a timeout, and the task goes on with no cancel pending."""
+    import asyncio
+
+    from forge.providers.client import _StreamClock, _Timing
+    from forge.providers.failures import ProviderError
+
+    now = time.monotonic()
+    clock = _StreamClock(_Timing(start=now), first_by=now + 0.05, end=now + 10, idle=1)
+    with pytest.raises(ProviderError, match="first-token"), clock:
+        await asyncio.Event().wait()
+    clock.close()
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # would raise CancelledError if a cancellation were left over
+
+
+async def test_a_cancellation_from_outside_at_the_same_moment_stays_a_cancellation() -> None:
+    """Ctrl-C or a fanout deadline that lands with a stream limit is not turned into a timeout."""
+    import asyncio
+
+    import anyio
+
+    from forge.providers.client import _StreamClock, _Timing
+
+    now = time.monotonic()
+    with anyio.CancelScope() as outer:
+        clock = _StreamClock(_Timing(start=now), first_by=now, end=now + 10, idle=1)
+        asyncio.get_running_loop().call_soon(outer.cancel)  # in the loop turn the timer fires in
+        with clock:
+            await asyncio.Event().wait()
+    clock.close()
+    assert outer.cancelled_caught
+    assert clock.expired is not None, "the limit had passed too"
