@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -201,3 +202,71 @@ def test_what_counts_as_ci() -> None:
     for value in ("", "0", "false", "False", "no"):
         assert cargo_env({"CI": value}) == {"CARGO_TERM_COLOR": "never"}, value
     assert cargo_env({}) == {"CARGO_TERM_COLOR": "never"}
+
+
+UNUSED_AND_NEEDLESS = """\
+pub fn inc(x: i32) -> i32 {
+    let unused = 1;
+    return x + 1;
+}
+
+#[test]
+fn adds() {
+    assert_eq!(inc(1), 2);
+}
+"""
+
+
+def test_one_clippy_run_answers_cargo_check_and_clippy(tmp_path: Path) -> None:
+    """clippy compiles what cargo check does: rustc's findings go to check, lints to clippy."""
+    root = make_repo(
+        tmp_path / "repo",
+        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": UNUSED_AND_NEEDLESS},
+    )
+    code, data = report(root)
+    assert code == 0, data
+    found = by_name(data)
+    check, clippy = found["cargo check"], found["cargo clippy"]
+    assert check["command"][:2] == ["cargo", "clippy"] == clippy["command"][:2]
+    assert [(d["code"], d["tool"], d["line"]) for d in check["diagnostics"]] == [
+        ("unused_variables", "cargo check", 2)
+    ]
+    assert ("clippy::needless_return", "cargo clippy", 3) in [
+        (d["code"], d["tool"], d["line"]) for d in clippy["diagnostics"]
+    ]
+    assert check["status"] == clippy["status"] == "passed"
+
+
+def test_a_lint_denied_as_an_error_does_not_fail_cargo_check(tmp_path: Path) -> None:
+    """A denied lint stops cargo early, so cargo check then runs by itself to stay exact."""
+    lib = "#![deny(clippy::needless_return)]\n" + UNUSED_AND_NEEDLESS.replace(
+        "    let unused = 1;\n", ""
+    )
+    root = make_repo(tmp_path / "repo", {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": lib})
+    code, data = report(root)
+    assert code == 1
+    found = by_name(data)
+    assert found["cargo check"]["status"] == "passed"
+    assert found["cargo check"]["command"][:2] == ["cargo", "check"]
+    assert found["cargo clippy"]["status"] == "failed"
+    assert [(d["code"], d["severity"]) for d in found["cargo clippy"]["diagnostics"]] == [
+        ("clippy::needless_return", "error")
+    ]
+
+
+def test_with_lints_switched_off_cargo_check_runs_itself(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": UNUSED_AND_NEEDLESS},
+    )
+    done = run_forge(
+        "validate",
+        str(root),
+        "--format",
+        "json",
+        env={"FORGE_VALIDATION__ENABLE_LINT_CHECK": "false"},
+    )
+    found = by_name(json.loads(done.stdout))
+    assert found["cargo check"]["command"][:2] == ["cargo", "check"]
+    assert [d["code"] for d in found["cargo check"]["diagnostics"]] == ["unused_variables"]
+    assert found["cargo clippy"]["status"] == "skipped"

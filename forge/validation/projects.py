@@ -13,8 +13,8 @@ from forge.config.schema import ValidationConfig
 from forge.validation.custom import custom_validator
 from forge.validation.process import ProcessOutput
 from forge.validation.python import python_validators
-from forge.validation.types import Stage, Status
-from forge.validation.validator import Context, Parsed, Validator
+from forge.validation.types import Diagnostic, Stage, Status
+from forge.validation.validator import Context, Parsed, Shared, Validator
 
 PYTHON_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py")
 
@@ -107,6 +107,42 @@ def rust_validators(
 
         return parse
 
+    def rustc_part(out: ProcessOutput, ctx: Context) -> Parsed:
+        """cargo check's findings in a clippy run: everything but clippy's own lints."""
+        found = [
+            d
+            for d in rust.parse_compiler_messages(out.stdout, ctx.repo_root, "cargo check")
+            if not _clippy_lint(d)
+        ]
+        if ctx.only is not None:
+            found = [d for d in found if d.file in ctx.only]
+        if out.exit_code not in (0, 101) and not found:
+            return Parsed(Status.ERROR, reason=_last_line(out.stderr))
+        failed = any(d.severity == "error" for d in found) or out.exit_code != 0
+        return Parsed(Status.FAILED if failed else Status.PASSED, found)
+
+    def lints_stopped_the_build(out: ProcessOutput) -> bool:
+        """A clippy lint denied as an error stops cargo before the crates that depend on it."""
+        return out.exit_code != 0 and any(
+            d.severity == "error" and _clippy_lint(d)
+            for d in rust.parse_compiler_messages(out.stdout, Path("."), "cargo clippy")
+        )
+
+    clippy_argv = argv("cargo clippy", rust.CLIPPY_ARGS)
+    clippy_probe = ("cargo", "clippy", "--version")
+    # One clippy pass answers cargo check too, unless either command is the user's own.
+    shared = (
+        None
+        if "cargo check" in commands or "cargo clippy" in commands
+        else Shared(
+            partner="cargo clippy",
+            argv=clippy_argv,
+            probe=clippy_probe,
+            parse=rustc_part,
+            falls_back=lints_stopped_the_build,
+        )
+    )
+
     def tests(out: ProcessOutput, ctx: Context) -> Parsed:
         found = rust.parse_compiler_messages(out.stdout, ctx.repo_root, "cargo test")
         results = rust.parse_test_output(out.stdout, out.stderr, ctx.repo_root)
@@ -128,16 +164,18 @@ def rust_validators(
             probe=("cargo", "--version"),
             env=env,
             timeout=timeouts.get("cargo check", default_timeout),
+            shared=shared,
         ),
         Validator(
             name="cargo clippy",
             tool="clippy",
             stage=Stage.LINT,
-            argv=argv("cargo clippy", rust.CLIPPY_ARGS),
+            argv=clippy_argv,
             parse=messages("cargo clippy"),  # type: ignore[arg-type]
-            probe=("cargo", "clippy", "--version"),
-            # After cargo check, in the same target folder: clippy reuses the dependencies'
-            # check results instead of building them again.
+            probe=clippy_probe,
+            # After cargo check: in the same target folder, clippy reuses the dependencies'
+            # check results instead of building them again; and when clippy's run stood in for
+            # cargo check, clippy reads that run's output.
             after=("cargo check",),
             env=env,
             timeout=timeouts.get("cargo clippy", default_timeout),
@@ -159,6 +197,10 @@ def rust_validators(
             timeout=timeouts.get("cargo test", default_timeout),
         ),
     ]
+
+
+def _clippy_lint(diagnostic: Diagnostic) -> bool:
+    return (diagnostic.code or "").startswith("clippy::")
 
 
 def cargo_env(environ: Mapping[str, str]) -> dict[str, str]:
