@@ -190,12 +190,14 @@ async def test_a_stream_timer_leaves_the_task_free_of_its_cancellation() -> None
     """The read a limit stops fails as a timeout, and the task goes on with no cancel pending."""
     import asyncio
 
+    import anyio
+
     from forge.providers.client import _StreamClock, _Timing
     from forge.providers.failures import ProviderError
 
     now = time.monotonic()
     clock = _StreamClock(_Timing(start=now), first_by=now + 0.05, end=now + 10, idle=1)
-    with pytest.raises(ProviderError, match="first-token"), clock:
+    with anyio.fail_after(5), pytest.raises(ProviderError, match="first-token"), clock:
         await asyncio.Event().wait()
     clock.close()
     task = asyncio.current_task()
@@ -220,3 +222,19 @@ async def test_a_cancellation_from_outside_at_the_same_moment_stays_a_cancellati
     clock.close()
     assert outer.cancelled_caught
     assert clock.expired is not None, "the limit had passed too"
+
+
+async def test_a_token_that_came_in_time_counts_even_when_the_loop_was_busy(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The second token arrives within the idle limit while the loop is held up past that limit:
+    it is read as the progress it was, not dropped by a timeout."""
+    fake.script("alpha-1", Reply(text="one two", tokens_per_second=5))  # a token every 0.2 s
+    async with client(fake, tmp_path, TIMERS.format(first=5, idle=0.25, total=10)) as c:
+        texts = []
+        async for event in c.stream("alpha", "count"):
+            if isinstance(event, TextDelta):
+                texts.append(event.text)
+                if len(texts) == 1:
+                    time.sleep(0.4)  # another part of the program holds the loop
+    assert "".join(texts) == "one two"

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from forge.validation.projects import cargo_env
+from forge.config.schema import ValidationConfig
+from forge.validation.projects import Project, cargo_env, in_ci, validators_for
 from tests.conftest import run_forge
 from tests.test_validate_python import PACKAGE, by_name, make_repo, report
 
@@ -197,11 +198,26 @@ def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
 
 
 def test_what_counts_as_ci() -> None:
-    assert cargo_env({"CI": "true"}) == {"CARGO_TERM_COLOR": "never", "CARGO_INCREMENTAL": "0"}
-    assert cargo_env({"CI": "1", "CARGO_INCREMENTAL": "1"}) == {"CARGO_TERM_COLOR": "never"}
+    assert in_ci({"CI": "true"}) and in_ci({"CI": "1"})
     for value in ("", "0", "false", "False", "no"):
-        assert cargo_env({"CI": value}) == {"CARGO_TERM_COLOR": "never"}, value
-    assert cargo_env({}) == {"CARGO_TERM_COLOR": "never"}
+        assert not in_ci({"CI": value}), value
+    assert not in_ci({})
+
+
+def test_only_cold_builds_go_without_incremental_state() -> None:
+    """A CI job's `forge validate` and fanout's scratch copies build from nothing; run-milestone's
+    worktrees keep their target folder from task to task, where incremental state pays."""
+    assert cargo_env({}, cold_builds=True) == {
+        "CARGO_TERM_COLOR": "never",
+        "CARGO_INCREMENTAL": "0",
+    }
+    assert cargo_env({"CARGO_INCREMENTAL": "1"}, cold_builds=True) == {"CARGO_TERM_COLOR": "never"}
+    assert cargo_env({"CI": "true"}, cold_builds=False) == {"CARGO_TERM_COLOR": "never"}
+    rust = Project("rust", Path("/repo"))
+    warm = validators_for(rust, ValidationConfig())
+    cold = validators_for(rust, ValidationConfig(), cold_builds=True)
+    assert all("CARGO_INCREMENTAL" not in v.env for v in warm)
+    assert all(v.env.get("CARGO_INCREMENTAL") == "0" for v in cold)
 
 
 UNUSED_AND_NEEDLESS = """\

@@ -58,6 +58,7 @@ def validate(
 
     Exit codes: 0 all passed, 1 a check failed, 2 usage or configuration error.
     """
+    import os
     import sys
 
     # --changed and --baseline depend on git refs, so only whole-tree runs are replayed.
@@ -71,6 +72,7 @@ def validate(
         raise typer.Exit(hit.exit_code)
 
     from forge.config import load_config
+    from forge.validation.projects import in_ci
     from forge.validation.runner import Options
     from forge.validation.runner import validate as run_validation
 
@@ -80,6 +82,7 @@ def validate(
         changed_since=base if changed else None,
         baseline=baseline,
         jobs=jobs,
+        cold_builds=in_ci(os.environ),  # a CI job builds from nothing
     )
     report = run_validation(path, settings, options)
     shown, written = _render(report, fmt, output)

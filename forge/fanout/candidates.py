@@ -181,8 +181,8 @@ def _validate(
         scratch = Path(holder) / "work"
         _prepare(scratch, workspace, code)
         # A cache folder of its own: validation names its cache files per process, and the
-        # candidates run side by side in one process.
-        options = Options(cache_dir=Path(holder) / "cache")
+        # candidates run side by side in one process. Each build starts from nothing.
+        options = Options(cache_dir=Path(holder) / "cache", cold_builds=True)
         try:
             return validate(scratch, settings, options)
         except ForgeError as err:

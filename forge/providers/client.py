@@ -849,25 +849,17 @@ class _Timing:
 class _StreamClock:
     """The time limits of one stream's reads, kept by one timer for the whole stream.
 
-    A timer or a cancel scope per network read costs more than the read when a thousand streams
-    arrive at once. Here progress only moves a number, and a read only marks itself as under
-    way. The timer, when it fires, either sets itself again for the deadline as it now stands,
-    or says which limit passed and cancels the task if it is waiting in a read (else the next
-    read fails at once). Cancelling is asyncio's own, counted the way `asyncio.timeout` counts
-    it: a cancellation that came from elsewhere as well goes on as a cancellation.
-    Used as a context manager around each read.
+    A timer per network read costs more than the read when a thousand streams arrive at once.
+    Here progress only moves a number; the timer, when it fires, either sets itself again for
+    the deadline as it now stands or cancels the read in progress (or the next one) and says
+    which limit passed. Used as a context manager around each read.
     """
 
     def __init__(self, timing: _Timing, first_by: float, end: float, idle: float) -> None:
         self.timing, self.first_by, self.end, self.idle = timing, first_by, end, idle
         self.progress = time.monotonic()  # the last line that was not a comment
         self.expired: str | None = None
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._reading = False
-        self._cancelled = False  # this clock asked for the task to be cancelled
-        self._cancelling = 0  # the task's pending cancellations when the read began
+        self._scope: anyio.CancelScope | None = None
         self._loop = asyncio.get_running_loop()  # its clock is time.monotonic()
         self._handle = self._loop.call_at(self._due()[0], self._check)
 
@@ -886,9 +878,8 @@ class _StreamClock:
             self._handle = self._loop.call_at(by, self._check)
             return
         self.expired = why
-        if self._reading and not self._cancelled:
-            self._cancelled = True
-            self._task.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     def rearm(self) -> None:
         """The deadline may now be earlier than the one the timer waits for."""
@@ -905,21 +896,18 @@ class _StreamClock:
                 self.rearm()
             else:
                 raise ProviderError(FailureKind.TIMEOUT, self.expired)
-        self._cancelling = self._task.cancelling()
-        self._reading = True
+        self._scope = anyio.CancelScope()
+        self._scope.__enter__()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._reading = False
-        if not self._cancelled:
-            return
-        self._cancelled = False
-        # The cancellation is delivered at the read it was aimed at, even when the read had
-        # just finished: its result is dropped and the read fails with CancelledError.
-        if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
-            assert self.expired is not None
-            raise ProviderError(FailureKind.TIMEOUT, self.expired) from None
+    ) -> bool:
+        scope, self._scope = self._scope, None
+        assert scope is not None
+        swallowed = bool(scope.__exit__(kind, exc, tb))
+        if scope.cancelled_caught and self.expired is not None:
+            raise ProviderError(FailureKind.TIMEOUT, self.expired)
+        return swallowed
 
 
 class _timer:

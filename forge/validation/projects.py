@@ -72,10 +72,12 @@ def _member_of_workspace(repo_root: Path, workspace: Path, folder: str) -> bool:
     return "workspace" in manifest
 
 
-def validators_for(project: Project, settings: ValidationConfig) -> list[Validator]:
+def validators_for(
+    project: Project, settings: ValidationConfig, cold_builds: bool = False
+) -> list[Validator]:
     limit = settings.timeout_seconds
     if project.kind == "rust":
-        return rust_validators(dict(settings.commands), dict(settings.timeouts), limit)
+        return rust_validators(dict(settings.commands), dict(settings.timeouts), limit, cold_builds)
     if project.kind == "python":
         return python_validators(
             project.root, dict(settings.commands), dict(settings.timeouts), limit
@@ -84,13 +86,16 @@ def validators_for(project: Project, settings: ValidationConfig) -> list[Validat
 
 
 def rust_validators(
-    commands: dict[str, str], timeouts: dict[str, float], default_timeout: float
+    commands: dict[str, str],
+    timeouts: dict[str, float],
+    default_timeout: float,
+    cold_builds: bool = False,
 ) -> list[Validator]:
     import shlex
 
     from forge.validation import rust
 
-    env = cargo_env(os.environ)
+    env = cargo_env(os.environ, cold_builds)
 
     def argv(name: str, default: list[str]) -> tuple[str, ...]:
         return tuple(shlex.split(commands[name])) if name in commands else tuple(default)
@@ -203,20 +208,21 @@ def _clippy_lint(diagnostic: Diagnostic) -> bool:
     return (diagnostic.code or "").startswith("clippy::")
 
 
-def cargo_env(environ: Mapping[str, str]) -> dict[str, str]:
+def cargo_env(environ: Mapping[str, str], cold_builds: bool) -> dict[str, str]:
     """What forge adds to the environment of the cargo commands it runs.
 
-    In CI (`CI` set, as GitHub Actions, GitLab and most others do) every build starts cold, and
+    Where builds start from nothing (`Options.cold_builds`: a CI job, a scratch copy),
     incremental compilation only writes state that no later build reads: a cold `cargo test`
-    took twice as long with it. So there forge turns it off, unless CARGO_INCREMENTAL is set.
+    took twice as long with it. There forge turns it off, unless CARGO_INCREMENTAL is set.
     """
     env = {"CARGO_TERM_COLOR": "never"}
-    if "CARGO_INCREMENTAL" not in environ and in_ci(environ):
+    if cold_builds and "CARGO_INCREMENTAL" not in environ:
         env["CARGO_INCREMENTAL"] = "0"
     return env
 
 
 def in_ci(environ: Mapping[str, str]) -> bool:
+    """`CI` set, as GitHub Actions, GitLab CI and most other CI services set it."""
     return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 

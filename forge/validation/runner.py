@@ -52,6 +52,9 @@ class Options:
     # Set by a caller that no longer wants the result (Ctrl-C in run-milestone): every running
     # validator is killed with its process group, and nothing more starts.
     stop: threading.Event | None = None
+    # Builds here start from nothing (a CI job, a scratch copy): cargo runs without incremental
+    # compilation, whose state no later build would read, unless CARGO_INCREMENTAL is set.
+    cold_builds: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def validate(
             "or tests folder was found, and [validation] configures no custom validator"
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
-    plan = _plan(projects, settings)
+    plan = _plan(projects, settings, options.cold_builds)
     runner = _Runner(repo_root, files, settings, options, only)
     results = runner.run_all(plan)
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
@@ -95,10 +98,10 @@ def validate(
     return report
 
 
-def _plan(projects: list[Project], settings: ValidationConfig) -> list[Planned]:
+def _plan(projects: list[Project], settings: ValidationConfig, cold: bool) -> list[Planned]:
     plan: list[Planned] = []
     for project in projects:
-        for validator in validators_for(project, settings):
+        for validator in validators_for(project, settings, cold):
             after = tuple((str(project.root), name) for name in validator.after)
             plan.append(Planned(project, validator, after))
     gates = tuple(p.id for p in plan if p.validator.stage in (Stage.SYNTAX, Stage.BUILD))
