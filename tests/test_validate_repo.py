@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from forge.config.schema import ValidationConfig
-from forge.validation.projects import Project, cargo_env, in_ci, validators_for
+from forge.validation.projects import Project, cargo_env, detect, in_ci, validators_for
 from tests.conftest import run_forge
 from tests.test_validate_python import PACKAGE, by_name, make_repo, report
 
@@ -204,7 +205,7 @@ def test_what_counts_as_ci() -> None:
     assert not in_ci({})
 
 
-def test_only_cold_builds_go_without_incremental_state() -> None:
+def test_only_cold_builds_go_without_incremental_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CI job's `forge validate` and fanout's scratch copies build from nothing; run-milestone's
     worktrees keep their target folder from task to task, where incremental state pays."""
     assert cargo_env({}, cold_builds=True) == {
@@ -213,6 +214,7 @@ def test_only_cold_builds_go_without_incremental_state() -> None:
     }
     assert cargo_env({"CARGO_INCREMENTAL": "1"}, cold_builds=True) == {"CARGO_TERM_COLOR": "never"}
     assert cargo_env({"CI": "true"}, cold_builds=False) == {"CARGO_TERM_COLOR": "never"}
+    monkeypatch.delenv("CARGO_INCREMENTAL", raising=False)  # the user's own would win
     rust = Project("rust", Path("/repo"))
     warm = validators_for(rust, ValidationConfig())
     cold = validators_for(rust, ValidationConfig(), cold_builds=True)
@@ -220,69 +222,26 @@ def test_only_cold_builds_go_without_incremental_state() -> None:
     assert all(v.env.get("CARGO_INCREMENTAL") == "0" for v in cold)
 
 
-UNUSED_AND_NEEDLESS = """\
-pub fn inc(x: i32) -> i32 {
-    let unused = 1;
-    return x + 1;
-}
-
-#[test]
-fn adds() {
-    assert_eq!(inc(1), 2);
-}
-"""
-
-
-def test_one_clippy_run_answers_cargo_check_and_clippy(tmp_path: Path) -> None:
-    """clippy compiles what cargo check does: rustc's findings go to check, lints to clippy."""
-    root = make_repo(
-        tmp_path / "repo",
-        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": UNUSED_AND_NEEDLESS},
+def test_a_workspace_at_the_root_is_one_project_whatever_its_members_are_called(
+    tmp_path: Path,
+) -> None:
+    """Outermost first means by depth: "." and a one-letter member folder are the same length."""
+    files = (
+        "Cargo.toml",
+        "a/Cargo.toml",
+        "b/Cargo.toml",
+        "a/src/lib.rs",
+        "b/src/lib.rs",
+        "tools/x/pyproject.toml",
+        "tools/pyproject.toml",
     )
-    code, data = report(root)
-    assert code == 0, data
-    found = by_name(data)
-    check, clippy = found["cargo check"], found["cargo clippy"]
-    assert check["command"][:2] == ["cargo", "clippy"] == clippy["command"][:2]
-    assert [(d["code"], d["tool"], d["line"]) for d in check["diagnostics"]] == [
-        ("unused_variables", "cargo check", 2)
+    root = tmp_path / "repo"
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    (root / "Cargo.toml").write_text('[workspace]\nmembers = ["a", "b"]\n')
+    found = detect(root, root, files)
+    assert [(p.kind, p.root.relative_to(root.resolve()).as_posix()) for p in found] == [
+        ("rust", "."),
+        ("python", "tools"),
     ]
-    assert ("clippy::needless_return", "cargo clippy", 3) in [
-        (d["code"], d["tool"], d["line"]) for d in clippy["diagnostics"]
-    ]
-    assert check["status"] == clippy["status"] == "passed"
-
-
-def test_a_lint_denied_as_an_error_does_not_fail_cargo_check(tmp_path: Path) -> None:
-    """A denied lint stops cargo early, so cargo check then runs by itself to stay exact."""
-    lib = "#![deny(clippy::needless_return)]\n" + UNUSED_AND_NEEDLESS.replace(
-        "    let unused = 1;\n", ""
-    )
-    root = make_repo(tmp_path / "repo", {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": lib})
-    code, data = report(root)
-    assert code == 1
-    found = by_name(data)
-    assert found["cargo check"]["status"] == "passed"
-    assert found["cargo check"]["command"][:2] == ["cargo", "check"]
-    assert found["cargo clippy"]["status"] == "failed"
-    assert [(d["code"], d["severity"]) for d in found["cargo clippy"]["diagnostics"]] == [
-        ("clippy::needless_return", "error")
-    ]
-
-
-def test_with_lints_switched_off_cargo_check_runs_itself(tmp_path: Path) -> None:
-    root = make_repo(
-        tmp_path / "repo",
-        {**GITIGNORE, "Cargo.toml": CARGO, "src/lib.rs": UNUSED_AND_NEEDLESS},
-    )
-    done = run_forge(
-        "validate",
-        str(root),
-        "--format",
-        "json",
-        env={"FORGE_VALIDATION__ENABLE_LINT_CHECK": "false"},
-    )
-    found = by_name(json.loads(done.stdout))
-    assert found["cargo check"]["command"][:2] == ["cargo", "check"]
-    assert [d["code"] for d in found["cargo check"]["diagnostics"]] == ["unused_variables"]
-    assert found["cargo clippy"]["status"] == "skipped"

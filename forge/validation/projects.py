@@ -13,8 +13,8 @@ from forge.config.schema import ValidationConfig
 from forge.validation.custom import custom_validator
 from forge.validation.process import ProcessOutput
 from forge.validation.python import python_validators
-from forge.validation.types import Diagnostic, Stage, Status
-from forge.validation.validator import Context, Parsed, Shared, Validator
+from forge.validation.types import Stage, Status
+from forge.validation.validator import Context, Parsed, Validator
 
 PYTHON_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py")
 
@@ -35,11 +35,13 @@ def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project
     projects: list[Project] = []
     # Plain string work per file: a Path per file costs more than the rest of the detection.
     named = [f.rpartition("/") for f in inside]  # (folder, "/", name)
-    cargo = sorted({folder or "." for folder, _, name in named if name == "Cargo.toml"}, key=len)
+    cargo = sorted({folder or "." for folder, _, name in named if name == "Cargo.toml"}, key=_depth)
     for folder in cargo:
         if not any(_member_of_workspace(repo_root, p.root, folder) for p in projects):
             projects.append(Project("rust", (repo_root / folder).resolve()))
-    python = sorted({folder or "." for folder, _, name in named if name in PYTHON_MARKERS}, key=len)
+    python = sorted(
+        {folder or "." for folder, _, name in named if name in PYTHON_MARKERS}, key=_depth
+    )
     roots: list[str] = []
     for folder in python:
         if not any(folder == r or folder.startswith(r + "/") or r == "." for r in roots):
@@ -54,6 +56,11 @@ def detect(repo_root: Path, scope: Path, files: tuple[str, ...]) -> list[Project
         roots.append(scope_rel)
     projects += [Project("python", (repo_root / r).resolve()) for r in roots]
     return projects
+
+
+def _depth(folder: str) -> tuple[int, str]:
+    """Outermost first: the root, then by how deep (not how long: "." and "a" are both short)."""
+    return (0 if folder == "." else folder.count("/") + 1, folder)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -112,42 +119,6 @@ def rust_validators(
 
         return parse
 
-    def rustc_part(out: ProcessOutput, ctx: Context) -> Parsed:
-        """cargo check's findings in a clippy run: everything but clippy's own lints."""
-        found = [
-            d
-            for d in rust.parse_compiler_messages(out.stdout, ctx.repo_root, "cargo check")
-            if not _clippy_lint(d)
-        ]
-        if ctx.only is not None:
-            found = [d for d in found if d.file in ctx.only]
-        if out.exit_code not in (0, 101) and not found:
-            return Parsed(Status.ERROR, reason=_last_line(out.stderr))
-        failed = any(d.severity == "error" for d in found) or out.exit_code != 0
-        return Parsed(Status.FAILED if failed else Status.PASSED, found)
-
-    def lints_stopped_the_build(out: ProcessOutput) -> bool:
-        """A clippy lint denied as an error stops cargo before the crates that depend on it."""
-        return out.exit_code != 0 and any(
-            d.severity == "error" and _clippy_lint(d)
-            for d in rust.parse_compiler_messages(out.stdout, Path("."), "cargo clippy")
-        )
-
-    clippy_argv = argv("cargo clippy", rust.CLIPPY_ARGS)
-    clippy_probe = ("cargo", "clippy", "--version")
-    # One clippy pass answers cargo check too, unless either command is the user's own.
-    shared = (
-        None
-        if "cargo check" in commands or "cargo clippy" in commands
-        else Shared(
-            partner="cargo clippy",
-            argv=clippy_argv,
-            probe=clippy_probe,
-            parse=rustc_part,
-            falls_back=lints_stopped_the_build,
-        )
-    )
-
     def tests(out: ProcessOutput, ctx: Context) -> Parsed:
         found = rust.parse_compiler_messages(out.stdout, ctx.repo_root, "cargo test")
         results = rust.parse_test_output(out.stdout, out.stderr, ctx.repo_root)
@@ -169,18 +140,16 @@ def rust_validators(
             probe=("cargo", "--version"),
             env=env,
             timeout=timeouts.get("cargo check", default_timeout),
-            shared=shared,
         ),
         Validator(
             name="cargo clippy",
             tool="clippy",
             stage=Stage.LINT,
-            argv=clippy_argv,
+            argv=argv("cargo clippy", rust.CLIPPY_ARGS),
             parse=messages("cargo clippy"),  # type: ignore[arg-type]
-            probe=clippy_probe,
-            # After cargo check: in the same target folder, clippy reuses the dependencies'
-            # check results instead of building them again; and when clippy's run stood in for
-            # cargo check, clippy reads that run's output.
+            probe=("cargo", "clippy", "--version"),
+            # After cargo check, in the same target folder: clippy reuses the dependencies'
+            # check results instead of building them again.
             after=("cargo check",),
             env=env,
             timeout=timeouts.get("cargo clippy", default_timeout),
@@ -202,10 +171,6 @@ def rust_validators(
             timeout=timeouts.get("cargo test", default_timeout),
         ),
     ]
-
-
-def _clippy_lint(diagnostic: Diagnostic) -> bool:
-    return (diagnostic.code or "").startswith("clippy::")
 
 
 def cargo_env(environ: Mapping[str, str], cold_builds: bool) -> dict[str, str]:

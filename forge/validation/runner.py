@@ -21,12 +21,12 @@ from forge.config.schema import ValidationConfig
 from forge.errors import UsageError
 from forge.home import forge_home
 from forge.validation.cache import ResultCache
-from forge.validation.process import ProcessOutput, run
+from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
 from forge.validation.tools import ToolVersions
 from forge.validation.tree import list_files, repository_root
 from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
-from forge.validation.validator import Context, Parsed, Shared, Validator
+from forge.validation.validator import Context, Parsed, Validator
 
 STAGE_SWITCH = {
     Stage.SYNTAX: "enable_syntax_check",
@@ -131,9 +131,6 @@ class _Runner:
         home = options.cache_dir or forge_home() / "validate"
         self.cache = ResultCache(home / "results")
         self.versions = ToolVersions(home / "tools.json")
-        self.planned: dict[tuple[str, str], Planned] = {}
-        # Output of a shared run, waiting for the partner that reads it (Validator.shared).
-        self.handed: dict[tuple[str, str], ProcessOutput] = {}
 
     def run_all(self, plan: list[Planned]) -> list[ValidatorResult]:
         """Every validator as soon as the ones it waits for are done, several at a time.
@@ -141,7 +138,6 @@ class _Runner:
         A speculative validator (cargo test, clippy) starts at once beside the build check it
         depends on; if that check fails, it is killed and reported as skipped because of it.
         """
-        self.planned = {p.id: p for p in plan}
         done: dict[tuple[str, str], ValidatorResult] = {}
         early: dict[tuple[str, str], ValidatorResult] = {}  # speculative, deps not yet known
         cancels = {p.id: threading.Event() for p in plan}
@@ -207,10 +203,6 @@ class _Runner:
                     base, reason=f"{validator.tool} is not installed (`{command}` failed)"
                 )
             version = found
-        if (shared := self._shared(item)) is not None:
-            result = self._run_shared(item, *shared, cancel)
-            if result is not None:
-                return result
         ctx = self._context(item)
         argv = list(validator.argv)
         if self.only is not None and validator.lints_files:
@@ -223,96 +215,43 @@ class _Runner:
         key = self.cache.key(replace(validator, argv=tuple(argv)), ctx, version)
         if self.options.use_cache and (hit := self.cache.get(key)) is not None:
             return hit
-        handed = self.handed.pop(item.id, None)
-        if handed is not None:  # its command already ran, standing in for another validator
-            result = self._read(item, validator, ctx, handed, argv)
-        else:
-            result, _ = self._run(item, validator, ctx, argv, cancel)
+        result = self._run(item, ctx, argv, cancel)
         if cancel is None or not cancel.is_set():
             self.cache.put(key, result)
         return result
 
-    def _shared(self, item: Planned) -> tuple[Shared, str] | None:
-        """The shared command to run for `item`, and its tool's version, if its partner runs."""
-        shared = item.validator.shared
-        if shared is None:
-            return None
-        partner = self.planned.get((str(item.project.root), shared.partner))
-        if partner is None or not getattr(self.settings, STAGE_SWITCH[partner.validator.stage]):
-            return None
-        version = self.versions.version(shared.probe, dict(item.validator.env))
-        return None if version is None else (shared, version)
-
-    def _run_shared(
-        self, item: Planned, shared: Shared, version: str, cancel: threading.Event | None
-    ) -> ValidatorResult | None:
-        """Run the shared command for `item` and keep its output for the partner.
-
-        None when the output cannot stand in for the validator's own command.
-        """
-        validator = replace(item.validator, argv=shared.argv, parse=shared.parse)
-        ctx = self._context(item)
-        key = self.cache.key(validator, ctx, version)
-        if self.options.use_cache and (hit := self.cache.get(key)) is not None:
-            return hit  # the partner then runs its own command, or finds its own result
-        result, out = self._run(item, validator, ctx, list(shared.argv), cancel)
-        stopped = cancel is not None and cancel.is_set()
-        if out is not None and not out.timed_out and not stopped:
-            self.handed[(str(item.project.root), shared.partner)] = out
-            if shared.falls_back(out):
-                return None
-        if not stopped:
-            self.cache.put(key, result)
-        return result
-
     def _run(
-        self,
-        item: Planned,
-        validator: Validator,
-        ctx: Context,
-        argv: list[str],
-        cancel: threading.Event | None,
-    ) -> tuple[ValidatorResult, ProcessOutput | None]:
+        self, item: Planned, ctx: Context, argv: list[str], cancel: threading.Event | None
+    ) -> ValidatorResult:
+        validator = item.validator
         with tempfile.TemporaryDirectory(prefix="forge-validate-") as scratch:
             ctx = replace(ctx, scratch=Path(scratch))
             started = time.monotonic()
             if validator.run_in_process is not None:
                 parsed = validator.run_in_process(ctx)
-                return self._result(item, parsed, time.monotonic() - started), None
+                return self._result(item, parsed, time.monotonic() - started)
             command = [part.replace("{scratch}", scratch) for part in argv]
             try:
                 out = run(command, item.project.root, validator.timeout, validator.env, cancel)
             except OSError as exc:
-                parsed = Parsed(Status.ERROR, reason=f"cannot start: {exc}")
-                return self._result(item, parsed), None
+                return self._result(item, Parsed(Status.ERROR, reason=f"cannot start: {exc}"))
             if cancel is not None and cancel.is_set():
-                return self._result(item, Parsed(Status.SKIPPED, reason="cancelled")), out
-            return self._read(item, validator, ctx, out, command), out
-
-    def _read(
-        self,
-        item: Planned,
-        validator: Validator,
-        ctx: Context,
-        out: ProcessOutput,
-        command: list[str],
-    ) -> ValidatorResult:
-        """A finished command's result, as `validator` reads its output."""
-        if out.timed_out:
-            parsed = Parsed(
-                Status.TIMEOUT,
-                reason=f"killed after {validator.timeout:g}s, past its time limit",
-            )
-        else:
-            assert validator.parse is not None
-            try:
-                parsed = validator.parse(out, ctx)
-            except Exception as exc:  # a parser bug must not hide the tool's result
-                parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
-        result = self._result(item, parsed, out.duration, command, out.exit_code)
-        if result.status in (Status.ERROR, Status.TIMEOUT):
-            result.output_tail = out.tail()
-        return result
+                return self._result(item, Parsed(Status.SKIPPED, reason="cancelled"))
+            if out.timed_out:
+                parsed = Parsed(
+                    Status.TIMEOUT,
+                    reason=f"killed after {validator.timeout:g}s, past its time limit",
+                )
+            else:
+                assert validator.parse is not None
+                try:
+                    parsed = validator.parse(out, ctx)
+                except Exception as exc:  # a parser bug must not hide the tool's result
+                    parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
+            result = self._result(item, parsed, out.duration, command, out.exit_code)
+            if result.status in (Status.ERROR, Status.TIMEOUT):
+                result.output_tail = out.tail()
+            return result
 
     def _context(self, item: Planned) -> Context:
         root = item.project.root

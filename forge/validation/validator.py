@@ -40,24 +40,6 @@ InProcess = Callable[[Context], Parsed]
 
 
 @dataclass(frozen=True)
-class Shared:
-    """A command that does a validator's work and a partner's too: run once, read by both.
-
-    `cargo clippy` compiles everything `cargo check` does and reports rustc's findings along
-    with its lints, so one clippy pass can stand in for both, instead of cargo compiling the
-    crates twice, one pass after the other behind its lock.
-    """
-
-    partner: str  # the validator of the same project that reads this run's output after it
-    argv: tuple[str, ...]
-    probe: tuple[str, ...]  # the partner's tool: without it, the validator runs its own command
-    parse: Parser  # this validator's part of the shared output
-    # The output cannot stand in for the validator's own run (clippy's lints stopped the build
-    # early): the validator then runs its own command too.
-    falls_back: Callable[[ProcessOutput], bool] = lambda out: False
-
-
-@dataclass(frozen=True)
 class Validator:
     name: str
     tool: str
@@ -74,7 +56,6 @@ class Validator:
     settings: str = ""  # anything else that changes the result, for the cache key
     lints_files: bool = False  # takes a file list under --changed
     file_suffixes: tuple[str, ...] = ()  # which files matter to it (empty: every file)
-    shared: Shared | None = None  # when its partner runs too, one command serves both
 
     def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
         if not self.file_suffixes:
