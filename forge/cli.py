@@ -152,7 +152,16 @@ app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The command is over. At exit the interpreter runs full garbage collections over every
+        # object still alive (0.3 s after a 40-task run); frozen, they are skipped and the memory
+        # goes back with the process. forge closes what it opens itself, and Python does not
+        # promise to finalize objects still alive at exit in any case.
+        import gc
+
+        gc.freeze()
 
 
 if __name__ == "__main__":
