@@ -157,8 +157,8 @@ def main() -> None:
     finally:
         # The command is over. At exit the interpreter runs full garbage collections over every
         # object still alive (0.3 s after a 40-task run); frozen, they are skipped and the memory
-        # goes back with the process. forge closes what it opens itself, and Python does not
-        # promise to finalize objects still alive at exit in any case.
+        # goes back with the process. Python does not promise to finalize objects alive at exit
+        # anyway; what must be closed is closed at exit explicitly (the ledger: store.py).
         import gc
 
         gc.freeze()

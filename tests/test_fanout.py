@@ -450,3 +450,26 @@ def test_a_proxy_on_an_ipv6_base_url_does_not_break_the_client(tmp_path: Path) -
     done = run_forge("fanout", "hi", "-m", "six", "--attempts", "1", "--config", str(config))
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 4, done.stderr
+
+
+def test_after_a_fanout_the_ledger_file_alone_holds_every_row(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The write-ahead log is folded back into ledger.db when the command ends, so a copy of the
+    file (a backup, a move to another machine) loses nothing."""
+    import os
+    import shutil
+    import sqlite3
+
+    names = ["m0", "m1", "m2"]
+    for name in names:
+        fake.script(f"{name}-1", Reply(text="an answer"))
+    config = write(tmp_path, fanout_config(fake.url, names))
+    done = run_forge("fanout", "Say something.", "-m", ",".join(names), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    ledger = Path(os.environ["FORGE_HOME"]) / "ledger.db"
+    assert not ledger.with_name("ledger.db-wal").exists()
+    copy = tmp_path / "copy.db"
+    shutil.copy(ledger, copy)
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 3

@@ -9,6 +9,7 @@ counting and is marked `abandoned`, never deleted.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import sqlite3
 import statistics
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -175,6 +177,26 @@ class LedgerError(ForgeError):
     exit_code = ExitCode.USAGE
 
 
+def _close_open_ledgers() -> None:
+    """At exit, every ledger still open is closed: its WAL goes back into `ledger.db`.
+
+    An open connection refers to itself, so only the cyclic garbage collector would close it,
+    and the command line freezes what is alive at exit rather than collect it.
+    """
+    for ledger in list(_OPEN):
+        # A daemon thread stopped mid-write would hold the lock for ever; its ledger stays as a
+        # killed process leaves it, which SQLite recovers from on the next open.
+        if ledger._lock.acquire(timeout=1.0):
+            try:
+                ledger._db.close()
+            finally:
+                ledger._lock.release()
+
+
+_OPEN: weakref.WeakSet[Ledger] = weakref.WeakSet()
+atexit.register(_close_open_ledgers)
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -196,6 +218,7 @@ class Ledger:
             raise LedgerError(
                 f"cannot open the ledger at {path}: {exc} (set FORGE_HOME to a writable folder)"
             ) from None
+        _OPEN.add(self)
 
     def _prepare(self, attempts: int = 200) -> None:
         """Switch to WAL and create the tables.
