@@ -9,7 +9,6 @@ counting and is marked `abandoned`, never deleted.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
@@ -177,24 +176,19 @@ class LedgerError(ForgeError):
     exit_code = ExitCode.USAGE
 
 
-def _close_open_ledgers() -> None:
-    """At exit, every ledger still open is closed: its WAL goes back into `ledger.db`.
+def _close_connection(db: sqlite3.Connection, lock: threading.Lock) -> None:
+    """Close a ledger's connection when the ledger is gone or the process exits.
 
-    An open connection refers to itself, so only the cyclic garbage collector would close it,
-    and the command line freezes what is alive at exit rather than collect it.
+    An open connection refers to itself, so without this only the cyclic garbage collector would
+    close it (and fold its write-ahead log back into `ledger.db`), and the command line freezes
+    what is alive at exit rather than collect it. A daemon thread stopped mid-write would hold
+    the lock for ever: then the file stays as a killed process leaves it, which SQLite recovers.
     """
-    for ledger in list(_OPEN):
-        # A daemon thread stopped mid-write would hold the lock for ever; its ledger stays as a
-        # killed process leaves it, which SQLite recovers from on the next open.
-        if ledger._lock.acquire(timeout=1.0):
-            try:
-                ledger._db.close()
-            finally:
-                ledger._lock.release()
-
-
-_OPEN: weakref.WeakSet[Ledger] = weakref.WeakSet()
-atexit.register(_close_open_ledgers)
+    if lock.acquire(timeout=1.0):
+        try:
+            db.close()
+        finally:
+            lock.release()
 
 
 class Ledger:
@@ -218,7 +212,7 @@ class Ledger:
             raise LedgerError(
                 f"cannot open the ledger at {path}: {exc} (set FORGE_HOME to a writable folder)"
             ) from None
-        _OPEN.add(self)
+        self._closer = weakref.finalize(self, _close_connection, self._db, self._lock)
 
     def _prepare(self, attempts: int = 200) -> None:
         """Switch to WAL and create the tables.
@@ -246,6 +240,7 @@ class Ledger:
 
     def close(self) -> None:
         with self._lock:
+            self._closer.detach()
             self._db.close()
 
     @contextmanager
