@@ -222,9 +222,11 @@ async def run_plan(
             try:
                 outcome = await scheduler.run(base, merged, earlier)
             finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(scheduler.close)
-                    await anyio.to_thread.run_sync(engine.worktrees.close)
+                # On the event loop's own thread, without an await: a Ctrl-C here cancels the
+                # main task through any shield, and the worktrees must not be left half removed.
+                # Nothing else runs by now, so blocking the loop for it costs nothing.
+                scheduler.close()
+                engine.worktrees.close()
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(kept)
         outcome.head = integration.head()
