@@ -590,13 +590,10 @@ def test_on_budget_cancel_still_merges_work_that_had_finished(tmp_path: Path) ->
 
     import anyio
 
-    from forge.config.schema import ForgeConfig
     from forge.errors import ExitCode
     from forge.execution.engine import TaskOutcome
     from forge.execution.integration import Merge
-    from forge.execution.scheduler import Scheduler
-    from forge.ledger import Ledger
-    from forge.planning.milestone import Milestone, MilestoneTask
+    from forge.planning.milestone import MilestoneTask
 
     class Settings:
         run_id = "r1"
@@ -631,15 +628,7 @@ def test_on_budget_cancel_still_merges_work_that_had_finished(tmp_path: Path) ->
         return None
 
     line = Line()
-    scheduler = Scheduler(
-        plan=Milestone("m", tuple(MilestoneTask(i, i) for i in "abc")),
-        engine=Engine(),  # type: ignore[arg-type]
-        integration=line,  # type: ignore[arg-type]
-        ledger=Ledger(tmp_path / "ledger.db"),
-        config=ForgeConfig.model_validate({"routing": {"max_concurrent_tasks": 3}}),
-        on_budget="cancel",
-    )
-    scheduler._breaks = adds_nothing  # type: ignore[method-assign]
+    scheduler = _stub_scheduler(tmp_path, Engine(), line, "abc", adds_nothing, on_budget="cancel")
 
     outcome = anyio.run(scheduler.run, "base")
 
@@ -674,12 +663,10 @@ def _batch_scheduler(tmp_path: Path, breaks: Any) -> tuple[Any, Any, list[tuple[
     a's merge is being validated, so they wait for the merger together."""
     import anyio
 
-    from forge.config.schema import ForgeConfig
     from forge.errors import ExitCode
     from forge.execution.engine import TaskOutcome
     from forge.execution.integration import Merge
-    from forge.execution.scheduler import Scheduler
-    from forge.planning.milestone import Milestone, MilestoneTask
+    from forge.planning.milestone import MilestoneTask
 
     class Settings:
         run_id = "r1"
@@ -719,15 +706,28 @@ def _batch_scheduler(tmp_path: Path, breaks: Any) -> tuple[Any, Any, list[tuple[
         return breaks(after.split("|"))
 
     line = Line()
+    return _stub_scheduler(tmp_path, Engine(), line, "abcd", validated), line, checked
+
+
+def _stub_scheduler(
+    tmp_path: Path, engine: Any, line: Any, tasks: str, breaks: Any, **options: Any
+) -> Any:
+    """A Scheduler over stub tasks and a stub line, all tasks at once, its check of a merged
+    tree replaced by `breaks`."""
+    from forge.config.schema import ForgeConfig
+    from forge.execution.scheduler import Scheduler
+    from forge.planning.milestone import Milestone, MilestoneTask
+
     scheduler = Scheduler(
-        plan=Milestone("m", tuple(MilestoneTask(i, i) for i in "abcd")),
-        engine=Engine(),  # type: ignore[arg-type]
-        integration=line,  # type: ignore[arg-type]
+        plan=Milestone("m", tuple(MilestoneTask(i, i) for i in tasks)),
+        engine=engine,
+        integration=line,
         ledger=Ledger(tmp_path / "ledger.db"),
-        config=ForgeConfig.model_validate({"routing": {"max_concurrent_tasks": 4}}),
+        config=ForgeConfig.model_validate({"routing": {"max_concurrent_tasks": len(tasks)}}),
+        **options,
     )
-    scheduler._breaks = validated  # type: ignore[method-assign]
-    return scheduler, line, checked
+    scheduler._breaks = breaks  # type: ignore[method-assign]
+    return scheduler
 
 
 def test_work_that_finishes_during_a_merge_is_merged_as_one_batch_validated_once(
