@@ -656,9 +656,9 @@ class _Exchange:
         side of a thousand streams at once.
         """
         marker = "\x00token\x00"
-        template = self.dialect.stream_token(self.turn, marker)
-        head, found, tail = template.partition(json.dumps(marker).encode())
-        if not found or json.dumps(marker).encode() in tail:
+        encoded = json.dumps(marker).encode()
+        head, found, tail = self.dialect.stream_token(self.turn, marker).partition(encoded)
+        if not found or encoded in tail:
             return [self.dialect.stream_token(self.turn, t) for t in tokens]
         return [head + json.dumps(t).encode() + tail for t in tokens]
 
