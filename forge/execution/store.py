@@ -156,13 +156,11 @@ class RunStore(SideTables):
     def add_waiting(self, run_id: str, tasks: list[tuple[str, str]]) -> None:
         """Rows for (task id, title) pairs not started yet, in one transaction."""
         with self._connect() as db:
-            db.execute("BEGIN")
             db.executemany(
                 "INSERT INTO run_tasks (run_id, task_id, title, state) VALUES (?, ?, ?, 'waiting') "
                 "ON CONFLICT (run_id, task_id) DO UPDATE SET state = 'waiting'",
                 [(run_id, task_id, title) for task_id, title in tasks],
             )
-            db.execute("COMMIT")
 
     def tasks(self, run_id: str) -> list[RunTaskRow]:
         with self._connect() as db:

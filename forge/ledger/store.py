@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -200,6 +200,7 @@ class Ledger:
         # costs the same with a thousand rows today as with none.
         self._totals: dict[tuple[str, str], Spend] = {}
         self._version: int | None = None
+        self._side_tables: set[str] = set()  # SideTables whose tables this ledger has made
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -256,6 +257,24 @@ class Ledger:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the ledger's own connection, for the tables other modules
+        keep in its file (SideTables). One connection for all of them: opening one per row cost
+        the event loop a millisecond or more, and another connection's commit made this one
+        drop its spend totals (PRAGMA data_version) and count them again on the next call."""
+        with self._write() as db:
+            yield db
+
+    def create_tables(self, name: str, statements: Sequence[str]) -> None:
+        """Run `statements` (CREATE ... IF NOT EXISTS) once per ledger for the tables `name`."""
+        if name in self._side_tables:
+            return
+        with self._write() as db:
+            for statement in statements:
+                db.execute(statement)
+        self._side_tables.add(name)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -612,18 +631,17 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 class SideTables:
     """Tables another module keeps in the ledger's file (runs, routes): created on first use,
-    each operation on a short-lived connection (`connect`)."""
+    each operation one transaction on the ledger's connection."""
 
     SCHEMA: tuple[str, ...] = ()
 
     def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
         self.path = ledger.path
-        with self._connect() as db:
-            for statement in self.SCHEMA:
-                db.execute(statement)
+        ledger.create_tables(type(self).__qualname__, self.SCHEMA)
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+        return self.ledger.transaction()
 
 
 def _row(r: sqlite3.Row) -> AttemptRow:
