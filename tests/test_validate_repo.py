@@ -163,6 +163,62 @@ def test_the_files_a_validation_looks_at_are_files_that_are_here(tmp_path: Path)
     assert list_files(tmp_path) == ("kept.py", "new.py")
 
 
+def test_the_cache_sees_every_edit_git_s_index_does_not_record(tmp_path: Path) -> None:
+    """Unchanged files are keyed by git's ids without being read; nothing else is: a same-size
+    edit in the second git wrote its index, a file marked assume-unchanged, a file reached
+    through a link, an untracked file."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("GOOD\n")
+    script = tmp_path / "no_bad.py"  # fails when a .txt file here says BAD
+    script.write_text(
+        "import pathlib, sys\n"
+        "sys.exit(any('BAD' in p.read_text() for p in pathlib.Path('.').glob('*.txt')))\n"
+    )
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[[validation.custom]]\nname = "no-bad"\nparser = "exit_code"\n'
+        f'command = "{sys.executable} {script}"\n'
+    )
+    root = make_repo(tmp_path / "repo", {"a.txt": "GOOD\n", "b.txt": "GOOD\n"})
+    os.symlink(outside, root / "linked.txt")
+    subprocess.run(["git", "add", "linked.txt"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "link"], cwd=root, check=True)
+
+    def status() -> tuple[str, bool]:
+        code, data = report(root, "--config", str(config))
+        found = by_name(data)["no-bad"]
+        assert code == (1 if found["status"] == "failed" else 0)
+        return found["status"], found["cached"]
+
+    def edit(path: Path, text: str) -> None:
+        path.write_text(text)
+        assert status() == ("failed", False), path.name
+        path.write_text("GOOD\n")
+        assert status()[0] == "passed"
+
+    assert status() == ("passed", False)
+    assert status() == ("passed", True)
+    edit(root / "a.txt", "BAD\n\n")  # same size, same second as the index git just wrote
+    subprocess.run(["git", "update-index", "--assume-unchanged", "b.txt"], cwd=root, check=True)
+    edit(root / "b.txt", "BAD\n\n")
+    edit(outside, "BAD\n")
+    edit(root / "c.txt", "BAD\n")
+
+
+def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(tmp_path: Path) -> None:
+    from forge.validation.tree import listing
+
+    root = make_repo(tmp_path / "repo", {"same.py": "x = 1\n", "edited.py": "y = 1\n"})
+    (root / "edited.py").write_text("y = 2\n")
+    (root / "new.py").write_text("z = 1\n")
+    listed = listing(root)
+    assert listed.files == ("edited.py", "new.py", "same.py")
+    blob = subprocess.run(
+        ["git", "hash-object", "same.py"], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert dict(listed.ids) == {"same.py": blob.stdout.strip()}
+
+
 def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
     tmp_path: Path,
 ) -> None:

@@ -2,7 +2,8 @@
 
 The key covers the validator (name, command, settings, environment), the tool's version, the
 files it may read (every file git tracks or would track in the project, by content) and, under
-`--changed`, the file list. An unchanged tree answers at once; any relevant edit reruns.
+`--changed`, the file list. An unchanged tree answers at once; any relevant edit reruns. Files
+the work tree holds as git's index does are keyed by git's ids for them, without being read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.validation.atomic import write_cache_entry
+from forge.validation.tree import content_key
 from forge.validation.types import Diagnostic, Stage, Status, TestResult, ValidatorResult
 from forge.validation.validator import Context, Validator
 
@@ -38,10 +40,7 @@ class ResultCache:
             digest.update(part.encode() + b"\0")
         for name in validator.relevant(ctx.files):
             digest.update(name.encode() + b"\0")
-            try:
-                digest.update(hashlib.sha256((ctx.repo_root / name).read_bytes()).digest())
-            except OSError:
-                digest.update(b"unreadable")
+            digest.update(content_key(ctx.repo_root, name, ctx.ids))
         return digest.hexdigest()
 
     def get(self, key: str) -> ValidatorResult | None:

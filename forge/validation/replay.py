@@ -3,9 +3,10 @@
 The per-validator cache already skips the tools; this skips forge's own start-up work too
 (pydantic for the configuration, Rich for the summary) by storing what the command printed.
 The key covers everything the output depends on: the command's options, the configuration
-files, the environment that reaches the tools, every file git tracks or would track, and the
-installed tools (re-checked by path, size and mtime on every lookup). Only the standard library
-is imported here, because this runs before anything else.
+files, the environment that reaches the tools, every file git tracks or would track (by git's
+id when it is as git's index has it), and the installed tools (re-checked by path, size and
+mtime on every lookup). Only the standard library is imported here, because this runs before
+anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from forge import __version__
 from forge.validation.atomic import write_cache_entry
 from forge.validation.tools import ToolVersions
-from forge.validation.tree import list_files, repository_root
+from forge.validation.tree import content_key, listing, repository_root
 
 # What reaches the tools or changes the rendering; FORGE_HOME only says where this store is.
 ENV_KEYS = ("PATH", "NO_COLOR", "COLUMNS", "TERM", "VIRTUAL_ENV", "PYTHONPATH", "CARGO_TARGET_DIR")
@@ -64,12 +65,10 @@ class ReplayStore:
         for path in config_files:
             part(str(path))
             part(path.read_bytes())
-        for name in list_files(root):
+        listed = listing(root)
+        for name in listed.files:
             part(name)
-            try:
-                part(hashlib.sha256((root / name).read_bytes()).digest())
-            except OSError:
-                part("unreadable")
+            part(content_key(root, name, listed.ids))
         return digest.hexdigest()
 
     def lookup(self, key: str) -> Replay | None:

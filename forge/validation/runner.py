@@ -24,7 +24,7 @@ from forge.validation.cache import ResultCache
 from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
 from forge.validation.tools import ToolVersions
-from forge.validation.tree import list_files, repository_root
+from forge.validation.tree import Listing, listing, repository_root
 from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
 from forge.validation.validator import Context, Parsed, Validator
 
@@ -77,8 +77,8 @@ def validate(
     if not scope.is_dir():
         raise UsageError(f"{path} is not a folder")
     repo_root = repository_root(scope)
-    files = list_files(repo_root)
-    projects = detect(repo_root, scope, files)
+    listed = listing(repo_root)
+    projects = detect(repo_root, scope, listed.files)
     if settings.custom:
         projects.append(Project("custom", repo_root))
     if not projects:
@@ -88,7 +88,7 @@ def validate(
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
     plan = _plan(projects, settings, options.cold_builds)
-    runner = _Runner(repo_root, files, settings, options, only)
+    runner = _Runner(repo_root, listed, settings, options, only)
     results = runner.run_all(plan)
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
     report.tool_stamps = dict(runner.versions.used)
@@ -118,13 +118,14 @@ class _Runner:
     def __init__(
         self,
         repo_root: Path,
-        files: tuple[str, ...],
+        listed: Listing,
         settings: ValidationConfig,
         options: Options,
         only: tuple[str, ...] | None,
     ) -> None:
         self.repo_root = repo_root
-        self.files = files
+        self.files = listed.files
+        self.ids = listed.ids
         self.settings = settings
         self.options = options
         self.only = only
@@ -262,7 +263,7 @@ class _Runner:
             else tuple(f for f in self.files if f.startswith(prefix + "/"))
         )
         only = None if self.only is None else tuple(f for f in self.only if f in set(files))
-        return Context(self.repo_root, root, files, only)
+        return Context(self.repo_root, root, files, only, ids=self.ids)
 
     def _result(
         self,

@@ -33,6 +33,7 @@ class Context:
     files: tuple[str, ...]  # repository-relative files of this project (tracked or would be)
     only: tuple[str, ...] | None = None  # --changed: lint only these files
     scratch: Path | None = None  # a private folder for report files (JUnit, SARIF)
+    ids: Mapping[str, str] = field(default_factory=dict)  # git's ids of unchanged files
 
 
 Parser = Callable[[ProcessOutput, Context], Parsed]
