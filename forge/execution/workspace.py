@@ -118,23 +118,34 @@ class Worktree:
         id; None when every one of them is as it was at the base."""
         if not paths:
             return None
+        # No automatic maintenance after each of a run's commits: the user's next git command
+        # does it. Only these paths are committed, whatever else the index holds.
+        command = ("-c", "maintenance.auto=false", "commit", "--quiet", "--no-verify", "-m")
+        try:
+            # Most often every path is a file git tracks, edited or deleted: one git process.
+            self.git(*command, message, "--", *paths, env=self._identity())
+        except WorkspaceError:
+            # A new file, an ignored one, or nothing changed: git status says which.
+            changed = self._stage(paths)
+            if not changed:
+                return None
+            self.git(*command, message, "--", *changed, env=self._identity())
+        return self.git("rev-parse", "HEAD")
+
+    def _stage(self, paths: Sequence[str]) -> list[str]:
+        """Add the new files among `paths`; returns the ones that changed. Raises when git
+        ignores one, so a commit is never silently short of what was validated."""
         status = self.git(
             "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--", *paths
         )
         entries = [entry for entry in status.split("\0") if entry]
         ignored = [entry[3:] for entry in entries if entry.startswith("!!")]
-        if ignored:  # never committed silently short of what was validated
+        if ignored:
             raise WorkspaceError(f"git ignores {', '.join(ignored)}: forge cannot commit it")
-        changed = [entry[3:] for entry in entries]
-        if not changed:
-            return None
         new = [entry[3:] for entry in entries if entry.startswith("??")]
         if new:
             self.git("add", "--", *new)
-        # Only these paths, whatever else the index holds; a file deleted by an edit goes too.
-        command = ("commit", "--quiet", "--no-verify", "-m", message, "--", *changed)
-        self.git(*command, env=self._identity())
-        return self.git("rev-parse", "HEAD")
+        return [entry[3:] for entry in entries]
 
     def _identity(self) -> dict[str, str]:
         """Nothing when git knows who the user is; forge's identity, for this commit only, else."""
@@ -261,9 +272,10 @@ class WorktreePool:
     Making a worktree costs a checkout of the whole tree and git's worktree bookkeeping (which
     git 2.39 cannot do for two at once); moving an idle one to a new branch and base costs a
     checkout of what differs. A task takes an idle worktree or a new one. Giving one back happens
-    in the background, off the task's time: it is detached (so its branch can go) and cleaned of
-    what the task left, then it is idle again. At the end of the run they are all removed. Build
-    output git ignores (cargo's target/) stays, so later builds are warm.
+    in the background, off the task's time: it is cleaned of what the task left, then it is idle
+    again, still on the task's branch (which git lets the run delete or check out elsewhere). At
+    the end of the run they are all removed. Build output git ignores (cargo's target/) stays, so
+    later builds are warm.
     """
 
     def __init__(self, repo: Repo, run_id: str) -> None:
@@ -275,19 +287,15 @@ class WorktreePool:
         self._all: list[Path] = []
         self._made = 0
         self._lock = threading.Lock()
-        self._releasing: dict[str, Future[None]] = {}  # by branch: worktrees being given back
+        self._releasing: set[Future[None]] = set()  # worktrees being given back
         self._releaser = ThreadPoolExecutor(1, thread_name_prefix="forge-worktrees")
 
     def acquire(self, task_id: str, base: str) -> Worktree:
         branch = f"forge/{branch_part(self.run_id)}/{branch_part(task_id)}"
-        with self._lock:
-            pending = self._releasing.get(branch)
-        if pending is not None:
-            pending.result()  # the task runs again: its branch must first be free
         while True:
             with self._lock:
                 path = self._idle.pop() if self._idle else None
-                coming = list(self._releasing.values()) if path is None else []
+                coming = list(self._releasing) if path is None else []
             if path is not None or not coming:
                 break
             # One is on its way back: waiting a moment beats checking out a whole new tree.
@@ -305,7 +313,10 @@ class WorktreePool:
             made = create_worktree(self.repo, self.run_id, task_id, base, path=path)
             return made
         try:
-            tree.git("checkout", "--quiet", "--force", "-B", branch, base)  # cleaned on release
+            # An idle worktree still has the branch of its last task checked out, and a task
+            # that runs again may find its own branch there: neither is in use any more.
+            command = ("checkout", "--quiet", "--force", "--ignore-other-worktrees", "-B")
+            tree.git(*command, branch, base)  # cleaned on release
         except WorkspaceError:
             self._give_up(path)
             return self.acquire(task_id, base)
@@ -313,21 +324,25 @@ class WorktreePool:
 
     def release(self, tree: Worktree) -> None:
         """Give a worktree back; the work happens in the background."""
+        future = self._releaser.submit(self._give_back, tree)
         with self._lock:
-            self._releasing[tree.branch] = self._releaser.submit(self._give_back, tree)
+            self._releasing.add(future)
+        future.add_done_callback(self._released)
+
+    def _released(self, future: Future[None]) -> None:
+        with self._lock:
+            self._releasing.discard(future)
 
     def _give_back(self, tree: Worktree) -> None:
+        """What the task left that git does not track goes; then the worktree is idle again.
+        (Its files are as the task's commit or its base has them: see TaskEngine._finish.)"""
         try:
-            tree.git("checkout", "--quiet", "--force", "--detach")
             tree.git("clean", "-fdq")
         except Exception:  # git refused, or the folder is gone: not reused
             self._give_up(tree.path)
-            with self._lock:
-                del self._releasing[tree.branch]
             return
         with self._lock:
             self._idle.append(tree.path)
-            del self._releasing[tree.branch]
 
     def _give_up(self, path: Path) -> None:
         """A worktree git cannot move any more is removed now, or with the others at the end."""

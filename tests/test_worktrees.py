@@ -1,0 +1,114 @@
+"""A task's worktree commits exactly what its edits changed, on real git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forge.execution.workspace import WorkspaceError, Worktree, create_worktree, open_repository
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Worktree:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Dev")
+    git(root, "config", "user.email", "dev@example.com")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (root / name).write_text(f"{name}\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    repo = open_repository(root)
+    return create_worktree(repo, "run", "task", git(root, "rev-parse", "HEAD"))
+
+
+def committed(tree: Worktree, commit: str) -> dict[str, str]:
+    """What the commit changed against its parent: path -> status letter."""
+    lines = git(tree.path, "diff", "--name-status", f"{commit}^", commit).splitlines()
+    return {line.split("\t")[1]: line.split("\t")[0] for line in lines}
+
+
+def test_edited_new_and_deleted_files_are_committed_on_the_task_branch(tree: Worktree) -> None:
+    (tree.path / "a.txt").write_text("edited\n")
+    (tree.path / "new.txt").write_text("new\n")
+    (tree.path / "b.txt").unlink()
+    commit = tree.commit(["a.txt", "b.txt", "new.txt"], "Task\n\nForge-Task: task\n")
+    assert commit is not None
+    assert git(tree.path, "rev-parse", tree.branch) == commit
+    assert git(tree.path, "rev-parse", f"{commit}^") == tree.base
+    assert committed(tree, commit) == {"a.txt": "M", "b.txt": "D", "new.txt": "A"}
+    assert git(tree.path, "log", "-1", "--format=%(trailers:key=Forge-Task,valueonly)") == "task"
+
+
+def test_only_the_named_paths_are_committed(tree: Worktree) -> None:
+    (tree.path / "a.txt").write_text("edited\n")
+    (tree.path / "c.txt").write_text("staged by someone else\n")
+    git(tree.path, "add", "c.txt")
+    commit = tree.commit(["a.txt"], "Task")
+    assert commit is not None
+    assert committed(tree, commit) == {"a.txt": "M"}
+
+
+def test_a_file_made_and_removed_again_is_left_out(tree: Worktree) -> None:
+    """An earlier attempt wrote `gone.txt`, a later one removed it: git never knew it."""
+    (tree.path / "a.txt").write_text("edited\n")
+    commit = tree.commit(["a.txt", "gone.txt"], "Task")
+    assert commit is not None
+    assert committed(tree, commit) == {"a.txt": "M"}
+
+
+def test_edits_that_change_nothing_make_no_commit(tree: Worktree) -> None:
+    (tree.path / "a.txt").write_text("a.txt\n")
+    assert tree.commit(["a.txt"], "Task") is None
+    assert git(tree.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_a_file_the_edits_made_git_ignore_is_refused_not_dropped(tree: Worktree) -> None:
+    (tree.path / ".gitignore").write_text("secret.txt\n")
+    (tree.path / "secret.txt").write_text("validated with this file\n")
+    with pytest.raises(WorkspaceError, match=r"git ignores secret\.txt"):
+        tree.commit([".gitignore", "secret.txt"], "Task")
+    assert git(tree.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_the_pool_reuses_a_worktree_clean_and_gives_a_task_its_branch_again(
+    tree: Worktree,
+) -> None:
+    """A worktree given back is cleaned and reused; a task that runs again (after a merge
+    conflict) gets its branch at the new base, though an idle worktree still has it."""
+    from forge.execution.workspace import WorktreePool
+
+    repo = open_repository(tree.repo_dir)
+    pool = WorktreePool(repo, "pooled")
+    first = pool.acquire("task", tree.base)
+    (first.path / "a.txt").write_text("first try\n")
+    (first.path / "junk.txt").write_text("left by a validator\n")
+    assert first.commit(["a.txt"], "First try") is not None
+    pool.release(first)
+
+    other = pool.acquire("other", tree.base)
+    assert other.path == first.path, "the idle worktree is reused"
+    assert not (other.path / "junk.txt").exists()
+    assert (other.path / "a.txt").read_text() == "a.txt\n"
+    pool.release(other)
+
+    (tree.repo_dir / "c.txt").write_text("moved on\n")
+    git(tree.repo_dir, "commit", "-qam", "the line moved on")
+    head = git(tree.repo_dir, "rev-parse", "HEAD")
+    again = pool.acquire("task", head)
+    assert again.branch == first.branch
+    assert git(again.path, "rev-parse", "HEAD") == git(again.path, "rev-parse", again.branch)
+    assert git(again.path, "rev-parse", "HEAD") == head
+    assert git(again.path, "status", "--porcelain") == ""
+    pool.release(again)
+    pool.close()
+    assert not again.path.exists()
+    assert len(git(tree.repo_dir, "worktree", "list").splitlines()) == 2  # main and `tree`
