@@ -182,6 +182,20 @@ def worktree(repo: Repo, *args: str) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def add_worktree(repo: Repo, path: Path, *args: str) -> None:
+    """`git worktree add ARGS` for a worktree at `path`: git's bookkeeping one at a time (see
+    `worktree`), the checkout of its files after, so worktrees made at once (the first tasks of
+    a run) check out side by side instead of queueing behind each other's checkout."""
+    from git import Git, GitCommandError
+
+    worktree(repo, "add", "--quiet", "--no-checkout", *args)
+    try:
+        Git(str(path)).execute(["git", "reset", "--quiet", "--hard"])
+    except GitCommandError:
+        remove_worktree(repo, path)  # not left half made
+        raise
+
+
 def worktrees_home() -> Path:
     return forge_home() / "worktrees"
 
@@ -205,7 +219,7 @@ def create_worktree(
         ) from None
     try:
         # -B: a resumed run re-creates the task's branch at the base it starts from.
-        worktree(repo, "add", "--quiet", "-B", branch, str(path), base)
+        add_worktree(repo, path, "-B", branch, str(path), base)
     except GitCommandError as exc:
         message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
         raise WorkspaceError(message) from None
@@ -234,7 +248,7 @@ def validate_commit(
 
     with tempfile.TemporaryDirectory(prefix="forge-check-") as scratch:
         path = Path(scratch) / "tree"
-        worktree(repo, "add", "--quiet", "--detach", str(path), commit)
+        add_worktree(repo, path, "--detach", str(path), commit)
         try:
             return validate(path, settings, Options(stop=stop))
         except NothingToValidate:
@@ -253,7 +267,7 @@ def checking_worktree(repo: Repo, run_id: str, commit: str, current: Path | None
             remove_worktree(repo, current)
         current.parent.mkdir(parents=True, exist_ok=True)
         try:
-            worktree(repo, "add", "--quiet", "--detach", str(current), commit)
+            add_worktree(repo, current, "--detach", str(current), commit)
         except GitCommandError as exc:
             raise WorkspaceError(f"cannot make the merge-checking worktree: {exc.stderr}") from None
         return current
