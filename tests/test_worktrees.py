@@ -112,3 +112,36 @@ def test_the_pool_reuses_a_worktree_clean_and_gives_a_task_its_branch_again(
     pool.close()
     assert not again.path.exists()
     assert len(git(tree.repo_dir, "worktree", "list").splitlines()) == 2  # main and `tree`
+
+
+def test_worktrees_made_ahead_are_what_the_first_tasks_take(tree: Worktree) -> None:
+    from forge.execution.workspace import WorktreePool
+
+    repo = open_repository(tree.repo_dir)
+    pool = WorktreePool(repo, "ahead")
+    pool.prepare(2, tree.base)
+    first, second = pool.acquire("one", tree.base), pool.acquire("two", tree.base)
+    assert {first.path.name, second.path.name} == {"slot-1", "slot-2"}, "none made on demand"
+    for made in (first, second):
+        assert git(made.path, "symbolic-ref", "--short", "HEAD") == made.branch
+        assert git(made.path, "rev-parse", "HEAD") == tree.base
+        assert (made.path / "a.txt").read_text() == "a.txt\n"
+        assert git(made.path, "status", "--porcelain") == ""
+    pool.close()
+    assert not first.path.exists() and not second.path.exists()
+
+
+def test_a_worktree_that_cannot_be_made_ahead_is_made_when_a_task_needs_it(
+    tree: Worktree,
+) -> None:
+    from forge.execution.workspace import WorktreePool
+
+    repo = open_repository(tree.repo_dir)
+    pool = WorktreePool(repo, "broken")
+    pool.prepare(1, "0" * 40)  # no such commit
+    made = pool.acquire("one", tree.base)
+    assert made.path.name == "slot-2"
+    assert git(made.path, "rev-parse", "HEAD") == tree.base
+    pool.close()
+    assert not made.path.exists()
+    assert len(git(tree.repo_dir, "worktree", "list").splitlines()) == 2  # main and `tree`

@@ -162,6 +162,7 @@ class TaskEngine:
         codebase: Codebase | None,
         settings: EngineSettings,
         on_event: Callable[[TaskEvent], None] = lambda event: None,
+        worktrees: WorktreePool | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -174,7 +175,7 @@ class TaskEngine:
         self.store = RunStore(ledger)
         self.repo_dir = Path(repo.working_dir)
         self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
-        self.worktrees = WorktreePool(repo, settings.run_id)
+        self.worktrees = worktrees or WorktreePool(repo, settings.run_id)
         self._routing = threading.Lock()  # tasks route in threads; the router counts turns
 
     # -- the route ---------------------------------------------------------------------------

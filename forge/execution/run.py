@@ -20,8 +20,8 @@ import anyio.to_thread
 
 from forge.errors import UsageError
 from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent
-from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler
-from forge.execution.workspace import resolve_base
+from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler, first_wave
+from forge.execution.workspace import WorktreePool, resolve_base
 from forge.planning.milestone import Milestone, MilestoneTask
 from forge.routing.decision import Pins
 
@@ -182,51 +182,56 @@ async def run_plan(
         store.start_run(
             run_id, repo=str(setup.root), base=base, source=source, options=saved_options
         )
-    dirty = setup.repo.is_dirty(untracked_files=True)
-    cost = setup.config.cost
-    on_start(
-        run_id, plan, cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop
-    )
-    settings = EngineSettings(
-        run_id=run_id,
-        require_green=options.require_green,
-        strict_files=options.strict_files,
-        keep_worktrees=options.keep_worktrees,
-        pins=options.pins,
-    )
     state = "interrupted"
+    worktrees = WorktreePool(setup.repo, run_id)
     try:
-        async with ModelClient(setup.config, ledger=setup.ledger, run_id=run_id) as client:
-            engine = TaskEngine(
-                config=setup.config,
-                ledger=setup.ledger,
-                client=client,
-                router=setup.router,
-                repo=setup.repo,
-                codebase=setup.codebase,
-                settings=settings,
-                on_event=on_event,
-            )
-            scheduler = Scheduler(
-                plan=plan,
-                engine=engine,
-                integration=integration,
-                ledger=setup.ledger,
-                config=setup.config,
-                on_event=on_event,
-                on_budget=options.on_budget,
-            )
-            if resume is not None:
-                await anyio.to_thread.run_sync(engine.worktrees.clear_stale)
-            _check_tiers(plan, setup.router, options.pins)
-            try:
-                outcome = await scheduler.run(base, merged, earlier)
-            finally:
-                # On the event loop's own thread, without an await: a Ctrl-C here cancels the
-                # main task through any shield, and the worktrees must not be left half removed.
-                # Nothing else runs by now, so blocking the loop for it costs nothing.
-                scheduler.close()
-                engine.worktrees.close()
+        _check_tiers(plan, setup.router, options.pins)
+        if resume is not None:
+            await anyio.to_thread.run_sync(worktrees.clear_stale)
+        # The first tasks' worktrees are checked out while the run starts up.
+        worktrees.prepare(first_wave(plan, merged, setup.config), base)
+        dirty = setup.repo.is_dirty(untracked_files=True)
+        cost = setup.config.cost
+        budget = cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop
+        on_start(run_id, plan, budget)
+        settings = EngineSettings(
+            run_id=run_id,
+            require_green=options.require_green,
+            strict_files=options.strict_files,
+            keep_worktrees=options.keep_worktrees,
+            pins=options.pins,
+        )
+        try:
+            async with ModelClient(setup.config, ledger=setup.ledger, run_id=run_id) as client:
+                engine = TaskEngine(
+                    config=setup.config,
+                    ledger=setup.ledger,
+                    client=client,
+                    router=setup.router,
+                    repo=setup.repo,
+                    codebase=setup.codebase,
+                    settings=settings,
+                    on_event=on_event,
+                    worktrees=worktrees,
+                )
+                scheduler = Scheduler(
+                    plan=plan,
+                    engine=engine,
+                    integration=integration,
+                    ledger=setup.ledger,
+                    config=setup.config,
+                    on_event=on_event,
+                    on_budget=options.on_budget,
+                )
+                try:
+                    outcome = await scheduler.run(base, merged, earlier)
+                finally:
+                    scheduler.close()
+        finally:
+            # On the event loop's own thread, without an await: a Ctrl-C here cancels the main
+            # task through any shield, and the worktrees must not be left half removed. Nothing
+            # else runs by now, so blocking the loop for it costs nothing.
+            worktrees.close()
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(kept)
         outcome.head = integration.head()

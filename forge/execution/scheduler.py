@@ -140,9 +140,7 @@ class Scheduler:
         self.again: list[str] = []  # tasks to run again on the new head after a conflict
         self._checking: Path | None = None  # where merged trees are validated
         self._reports: dict[str, ValidationReport | None] = {}  # by commit, the latest few
-        self.limit = config.routing.max_concurrent_tasks
-        if not config.routing.enable_parallel_execution:
-            self.limit = 1
+        self.limit = concurrency(config)
 
     async def run(
         self,
@@ -520,6 +518,19 @@ class Scheduler:
                 duration_s=0.0,
             )
         )
+
+
+def concurrency(config: ForgeConfig) -> int:
+    """How many tasks run at once."""
+    routing = config.routing
+    return routing.max_concurrent_tasks if routing.enable_parallel_execution else 1
+
+
+def first_wave(plan: Milestone, merged: frozenset[str], config: ForgeConfig) -> int:
+    """How many tasks start together when the run starts: those ready, up to the limit."""
+    done = {t.id for t in plan.tasks if t.done or t.id in merged}
+    ready = [t for t in plan.tasks if t.id not in done and all(a in done for a in t.after)]
+    return min(concurrency(config), len(ready))
 
 
 def _describe(error: Exception) -> str:

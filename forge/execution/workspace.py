@@ -301,27 +301,64 @@ class WorktreePool:
         self._all: list[Path] = []
         self._made = 0
         self._lock = threading.Lock()
-        self._releasing: set[Future[None]] = set()  # worktrees being given back
+        self._coming: set[Future[None]] = set()  # worktrees being given back or made ahead
         self._releaser = ThreadPoolExecutor(1, thread_name_prefix="forge-worktrees")
+        self._makers: ThreadPoolExecutor | None = None
+
+    def prepare(self, count: int, base: str) -> None:
+        """Start making `count` worktrees at `base` in the background, for the run's first
+        tasks: their checkouts overlap the run's start-up instead of holding back its first
+        model calls. A task takes one as soon as it is ready (see `acquire`)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if count < 1:
+            return
+        self._makers = ThreadPoolExecutor(count, thread_name_prefix="forge-worktrees-new")
+        for _ in range(count):
+            path = self._new_path()
+            self._expect(self._makers.submit(self._make, path, base))
+
+    def _new_path(self) -> Path:
+        with self._lock:
+            self._made += 1  # never reused: a slot given up after an error keeps its number
+            path = worktrees_home() / branch_part(self.run_id) / f"slot-{self._made}"
+            self._all.append(path)
+        return path
+
+    def _make(self, path: Path, base: str) -> None:
+        from git import GitCommandError
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            add_worktree(self.repo, path, "--detach", str(path), base)
+        except (GitCommandError, OSError):  # a task makes its own instead, and says why
+            self._give_up(path)
+            return
+        with self._lock:
+            self._idle.append(path)
+
+    def _expect(self, future: Future[None]) -> None:
+        with self._lock:
+            self._coming.add(future)
+        future.add_done_callback(self._arrived)
+
+    def _arrived(self, future: Future[None]) -> None:
+        with self._lock:
+            self._coming.discard(future)
 
     def acquire(self, task_id: str, base: str) -> Worktree:
         branch = f"forge/{branch_part(self.run_id)}/{branch_part(task_id)}"
         while True:
             with self._lock:
                 path = self._idle.pop() if self._idle else None
-                coming = list(self._releasing) if path is None else []
+                coming = [f for f in self._coming if not f.done()] if path is None else []
             if path is not None or not coming:
                 break
-            # One is on its way back: waiting a moment beats checking out a whole new tree.
+            # One is on its way: waiting a moment beats checking out a whole new tree.
             wait(coming, return_when=FIRST_COMPLETED)
-        with self._lock:
-            if path is None:
-                self._made += 1  # never reused: a slot given up after an error keeps its number
-                path = worktrees_home() / branch_part(self.run_id) / f"slot-{self._made}"
-                self._all.append(path)
-                fresh = True
-            else:
-                fresh = False
+        fresh = path is None
+        if path is None:
+            path = self._new_path()
         tree = Worktree(path=path, branch=branch, base=base, repo_dir=Path(self.repo.working_dir))
         if fresh:
             made = create_worktree(self.repo, self.run_id, task_id, base, path=path)
@@ -338,14 +375,7 @@ class WorktreePool:
 
     def release(self, tree: Worktree) -> None:
         """Give a worktree back; the work happens in the background."""
-        future = self._releaser.submit(self._give_back, tree)
-        with self._lock:
-            self._releasing.add(future)
-        future.add_done_callback(self._released)
-
-    def _released(self, future: Future[None]) -> None:
-        with self._lock:
-            self._releasing.discard(future)
+        self._expect(self._releaser.submit(self._give_back, tree))
 
     def _give_back(self, tree: Worktree) -> None:
         """What the task left that git does not track goes; then the worktree is idle again.
@@ -386,6 +416,8 @@ class WorktreePool:
     def close(self) -> None:
         """Remove every worktree: folders first, then git's records of them in one prune."""
         self._releaser.shutdown(wait=True)
+        if self._makers is not None:
+            self._makers.shutdown(wait=True)
         with self._lock:
             paths, self._all, self._idle = list(self._all), [], []
         for path in paths:
