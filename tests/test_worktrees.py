@@ -15,9 +15,7 @@ def git(root: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Worktree:
-    root = tmp_path / "repo"
+def make_repo(root: Path) -> Path:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "Dev")
@@ -26,8 +24,13 @@ def tree(tmp_path: Path) -> Worktree:
         (root / name).write_text(f"{name}\n")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "start")
-    repo = open_repository(root)
-    return create_worktree(repo, "run", "task", git(root, "rev-parse", "HEAD"))
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Worktree:
+    root = make_repo(tmp_path / "repo")
+    return create_worktree(open_repository(root), "run", "task", git(root, "rev-parse", "HEAD"))
 
 
 def committed(tree: Worktree, commit: str) -> dict[str, str]:
@@ -145,3 +148,53 @@ def test_a_worktree_that_cannot_be_made_ahead_is_made_when_a_task_needs_it(
     pool.close()
     assert not made.path.exists()
     assert len(git(tree.repo_dir, "worktree", "list").splitlines()) == 2  # main and `tree`
+
+
+def test_a_second_worktree_can_take_a_branch_an_idle_one_still_has(tree: Worktree) -> None:
+    """A task that runs again may need a new worktree while its old one still has its branch."""
+    repo = open_repository(tree.repo_dir)
+    again = create_worktree(repo, "run", "task", tree.base, path=tree.path.parent / "again")
+    assert again.branch == tree.branch
+    assert git(again.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_worktrees_of_a_repository_with_submodules_and_submodule_recurse(tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    git(sub, "init", "-q", "-b", "main")
+    (sub / "lib.txt").write_text("lib\n")
+    git(sub, "add", "-A")
+    git(sub, "-c", "user.name=Dev", "-c", "user.email=d@e", "commit", "-qm", "lib")
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Dev")
+    git(root, "config", "user.email", "dev@example.com")
+    (root / "a.txt").write_text("a\n")
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "vendor")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    git(root, "config", "submodule.recurse", "true")
+    base = git(root, "rev-parse", "HEAD")
+
+    from forge.execution.workspace import WorktreePool
+
+    pool = WorktreePool(open_repository(root), "subs")
+    pool.prepare(1, base)
+    first = pool.acquire("one", base)
+    assert (first.path / "a.txt").read_text() == "a\n"
+    pool.release(first)
+    second = pool.acquire("two", base)
+    assert second.path == first.path
+    fresh = pool.acquire("three", base)
+    assert (fresh.path / "a.txt").read_text() == "a\n"
+    pool.close()
+
+
+def test_a_post_checkout_hook_runs_in_a_new_worktree(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "hooked")
+    hook = root / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\necho ran > hook-ran.txt\n")
+    hook.chmod(0o755)
+    made = create_worktree(open_repository(root), "run", "task", git(root, "rev-parse", "HEAD"))
+    assert (made.path / "hook-ran.txt").read_text() == "ran\n"

@@ -189,7 +189,7 @@ async def run_plan(
         if resume is not None:
             await anyio.to_thread.run_sync(worktrees.clear_stale)
         # The first tasks' worktrees are checked out while the run starts up.
-        worktrees.prepare(first_wave(plan, merged, setup.config), base)
+        worktrees.prepare(first_wave(plan, merged, setup.config), integration.head())
         dirty = setup.repo.is_dirty(untracked_files=True)
         cost = setup.config.cost
         budget = cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop

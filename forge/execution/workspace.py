@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from forge.errors import ForgeError, UsageError
 from forge.home import forge_home
+from forge.validation.tree import GIT_LOCATION
 
 if TYPE_CHECKING:
     from git import Repo
@@ -41,6 +42,11 @@ BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 WORKTREE_LOCK = threading.Lock()
 WORKTREE_TRIES = 5
 KNOWN_IDENTITY: dict[Path, bool] = {}  # per repository: whether git knows the user (asked once)
+# A worktree to a task's branch, at a commit: what the last task changed is undone, submodules
+# are left as they are, and a branch another (idle) worktree still has is taken all the same.
+SWITCH: tuple[str, ...] = ("checkout", "--quiet", "--force", "--no-recurse-submodules")
+SWITCH += ("--ignore-other-worktrees", "-B")
+POST_CHECKOUT_HOOK: dict[Path, bool] = {}  # per repository: whether it has one (asked once)
 
 
 class WorkspaceError(ForgeError):
@@ -185,15 +191,36 @@ def worktree(repo: Repo, *args: str) -> None:
 def add_worktree(repo: Repo, path: Path, *args: str) -> None:
     """`git worktree add ARGS` for a worktree at `path`: git's bookkeeping one at a time (see
     `worktree`), the checkout of its files after, so worktrees made at once (the first tasks of
-    a run) check out side by side instead of queueing behind each other's checkout."""
-    from git import Git, GitCommandError
+    a run) check out side by side instead of queueing behind each other's checkout.
 
+    A repository with a post-checkout hook gets git's own `worktree add`, checkout included,
+    which runs the hook as it always has."""
+    import subprocess
+
+    from git import GitCommandError
+
+    if _post_checkout_hook(repo):
+        worktree(repo, "add", "--quiet", *args)
+        return
     worktree(repo, "add", "--quiet", "--no-checkout", *args)
-    try:
-        Git(str(path)).execute(["git", "reset", "--quiet", "--hard"])
-    except GitCommandError:
+    # As `worktree add` checks out: submodules are not filled in, and git finds the repository
+    # from the folder, whatever GIT_DIR a hook that started forge may have set.
+    command = ["git", "reset", "--quiet", "--hard", "--no-recurse-submodules"]
+    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION}
+    done = subprocess.run(command, cwd=path, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
         remove_worktree(repo, path)  # not left half made
-        raise
+        raise GitCommandError(command, done.returncode, done.stderr)
+
+
+def _post_checkout_hook(repo: Repo) -> bool:
+    """Whether git would run a post-checkout hook here (core.hooksPath included); asked once."""
+    root = Path(repo.working_dir)
+    known = POST_CHECKOUT_HOOK.get(root)
+    if known is None:
+        hook = root / repo.git.rev_parse("--git-path", "hooks/post-checkout")
+        known = POST_CHECKOUT_HOOK[root] = os.access(hook, os.X_OK)
+    return known
 
 
 def worktrees_home() -> Path:
@@ -218,12 +245,15 @@ def create_worktree(
             "(set FORGE_HOME to a writable folder)"
         ) from None
     try:
-        # -B: a resumed run re-creates the task's branch at the base it starts from.
-        add_worktree(repo, path, "-B", branch, str(path), base)
+        add_worktree(repo, path, "--detach", str(path), base)
     except GitCommandError as exc:
         message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
         raise WorkspaceError(message) from None
-    return Worktree(path=path, branch=branch, base=base, repo_dir=Path(repo.working_dir))
+    made = Worktree(path=path, branch=branch, base=base, repo_dir=Path(repo.working_dir))
+    # -B: a resumed run re-creates the task's branch at the base it starts from, and an idle
+    # worktree of the run's may still have it checked out (`worktree add -B` would refuse).
+    made.git(*SWITCH, branch)
+    return made
 
 
 def remove_worktree(repo: Repo, path: Path) -> None:
@@ -287,7 +317,8 @@ class WorktreePool:
     git 2.39 cannot do for two at once); moving an idle one to a new branch and base costs a
     checkout of what differs. A task takes an idle worktree or a new one. Giving one back happens
     in the background, off the task's time: it is cleaned of what the task left, then it is idle
-    again, still on the task's branch (which git lets the run delete or check out elsewhere). At
+    again, still on the task's branch (the run checks that branch out elsewhere, when the task
+    runs again, and deletes it at the end regardless). At
     the end of the run they are all removed. Build output git ignores (cargo's target/) stays, so
     later builds are warm.
     """
@@ -366,8 +397,7 @@ class WorktreePool:
         try:
             # An idle worktree still has the branch of its last task checked out, and a task
             # that runs again may find its own branch there: neither is in use any more.
-            command = ("checkout", "--quiet", "--force", "--ignore-other-worktrees", "-B")
-            tree.git(*command, branch, base)  # cleaned on release
+            tree.git(*SWITCH, branch, base)  # cleaned on release
         except WorkspaceError:
             self._give_up(path)
             return self.acquire(task_id, base)
