@@ -205,6 +205,68 @@ def test_the_cache_sees_every_edit_git_s_index_does_not_record(tmp_path: Path) -
     edit(root / "c.txt", "BAD\n")
 
 
+def custom_checks(tmp_path: Path, checks: dict[str, tuple[str, str]]) -> Path:
+    """A forge.toml with custom validators: name -> (stage, Python code run in the repo)."""
+    parts = []
+    for name, (stage, code) in checks.items():
+        script = tmp_path / f"{name}.py"
+        script.write_text(code)
+        parts.append(
+            f'[[validation.custom]]\nname = "{name}"\nparser = "exit_code"\nstage = "{stage}"\n'
+            f'command = "{sys.executable} {script}"\n'
+        )
+    config = tmp_path / "forge.toml"
+    config.write_text("\n".join(parts))
+    return config
+
+
+def test_the_cache_tells_apart_files_line_ending_conversion_makes_alike(tmp_path: Path) -> None:
+    """With core.autocrlf, git calls a file unchanged when it converts to the same blob; the
+    validator still reads the bytes."""
+    config = custom_checks(
+        tmp_path,
+        {
+            "no-crlf-b": (
+                "lint",
+                "import sys\nsys.exit(b'b\\r\\n' in open('data.txt', 'rb').read())\n",
+            )
+        },
+    )
+    root = make_repo(tmp_path / "repo", {"data.txt": "a\nb\n"})
+    subprocess.run(["git", "config", "core.autocrlf", "true"], cwd=root, check=True)
+    (root / "data.txt").write_bytes(b"a\r\nb\n")
+    subprocess.run(["git", "add", "data.txt"], cwd=root, check=True)
+    code, _ = report(root, "--config", str(config))
+    assert code == 0
+    (root / "data.txt").write_bytes(b"a\nb\r\n")  # same size, same blob once converted
+    code, data = report(root, "--config", str(config))
+    assert (code, by_name(data)["no-crlf-b"]["cached"]) == (1, False)
+
+
+def test_a_file_a_validator_rewrites_is_keyed_by_what_the_next_one_reads(tmp_path: Path) -> None:
+    """Git's ids are taken once, before the validators run; a file an earlier validator
+    rewrote is read again for the later ones' keys (the library, below the whole-run replay)."""
+    from forge.config.loader import load_config
+    from forge.validation.runner import Options, validate
+
+    config = custom_checks(
+        tmp_path,
+        {
+            "spoil": ("build", "open('data.txt', 'w').write('BAD\\n')\n"),
+            "no-bad": ("test", "import sys\nsys.exit('BAD' in open('data.txt').read())\n"),
+        },
+    )
+    settings = load_config(config).config.validation
+    root = make_repo(tmp_path / "repo", {"data.txt": "GOOD\n"})
+    options = Options(cache_dir=tmp_path / "cache")
+    first = {r.name: r for r in validate(root, settings, options).results}
+    assert first["no-bad"].status.value == "failed", "spoil ran first, no-bad saw BAD"
+    subprocess.run(["git", "checkout", "data.txt"], cwd=root, check=True)
+    again = {r.name: r for r in validate(root, settings, options).results}
+    assert again["spoil"].cached, "its key is the same: it is not run again"
+    assert (again["no-bad"].status.value, again["no-bad"].cached) == ("passed", False)
+
+
 def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(tmp_path: Path) -> None:
     from forge.validation.tree import listing
 
@@ -216,7 +278,9 @@ def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(tmp_path: 
     blob = subprocess.run(
         ["git", "hash-object", "same.py"], cwd=root, capture_output=True, text=True, check=True
     )
-    assert dict(listed.ids) == {"same.py": blob.stdout.strip()}
+    assert {name: entry.object_id for name, entry in listed.known.items()} == {
+        "same.py": blob.stdout.strip()
+    }
 
 
 def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
@@ -301,3 +365,21 @@ def test_a_workspace_at_the_root_is_one_project_whatever_its_members_are_called(
         ("rust", "."),
         ("python", "tools"),
     ]
+
+
+def test_no_git_id_is_trusted_where_the_repository_s_attributes_may_convert_files(
+    tmp_path: Path,
+) -> None:
+    from forge.validation.tree import listing
+
+    root = make_repo(tmp_path / "repo", {"a.txt": "x\n"})
+    assert set(listing(root).known) == {"a.txt"}
+    info = root / ".git" / "info" / "attributes"
+    info.parent.mkdir(exist_ok=True)
+    info.write_text("*.txt text eol=crlf\n")
+    assert listing(root).known == {}
+    info.unlink()
+    (root / "sub").mkdir()
+    (root / "sub" / ".gitattributes").write_text("*.txt ident\n")
+    assert listing(root).known == {}
+    assert listing(root).files == ("a.txt", "sub/.gitattributes")

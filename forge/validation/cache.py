@@ -40,7 +40,7 @@ class ResultCache:
             digest.update(part.encode() + b"\0")
         for name in validator.relevant(ctx.files):
             digest.update(name.encode() + b"\0")
-            digest.update(content_key(ctx.repo_root, name, ctx.ids))
+            digest.update(content_key(ctx.repo_root, name, ctx.known))
         return digest.hexdigest()
 
     def get(self, key: str) -> ValidatorResult | None:

@@ -68,7 +68,7 @@ class ReplayStore:
         listed = listing(root)
         for name in listed.files:
             part(name)
-            part(content_key(root, name, listed.ids))
+            part(content_key(root, name, listed.known))
         return digest.hexdigest()
 
     def lookup(self, key: str) -> Replay | None:

@@ -125,7 +125,7 @@ class _Runner:
     ) -> None:
         self.repo_root = repo_root
         self.files = listed.files
-        self.ids = listed.ids
+        self.known = listed.known
         self.settings = settings
         self.options = options
         self.only = only
@@ -263,7 +263,7 @@ class _Runner:
             else tuple(f for f in self.files if f.startswith(prefix + "/"))
         )
         only = None if self.only is None else tuple(f for f in self.only if f in set(files))
-        return Context(self.repo_root, root, files, only, ids=self.ids)
+        return Context(self.repo_root, root, files, only, known=self.known)
 
     def _result(
         self,

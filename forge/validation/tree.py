@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ SKIP_DIRS = {
 }
 
 
+# Variables that point git at a repository elsewhere than the folder it runs in.
+GIT_LOCATION = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR"})
+
+
 def git_root(start: Path) -> Path | None:
     """The git work tree containing `start` (the nearest folder with a `.git` folder or, in a
     worktree or submodule, a `.git` file), None outside one. No git process is needed."""
@@ -40,14 +45,25 @@ def repository_root(path: Path) -> Path:
     return git_root(path) or path.resolve()
 
 
+Stamp = tuple[int, int, int, int]  # size, mtime and ctime in ns, inode: what a rewrite changes
+
+
+@dataclass(frozen=True)
+class Known:
+    """A file as git's index has it, and its stat when the listing was taken."""
+
+    object_id: str
+    stamp: Stamp
+
+
 @dataclass(frozen=True)
 class Listing:
     """The files a validation looks at, and the content ids git already holds for them."""
 
     files: tuple[str, ...]
-    # Git's blob id of each regular file the work tree holds exactly as git's index does: the
-    # validation cache keys those by it instead of reading them.
-    ids: Mapping[str, str] = field(default_factory=dict)
+    # Each regular file the work tree holds byte for byte as git's index does: the validation
+    # cache keys it by git's id instead of reading it, while its stat stays the same.
+    known: Mapping[str, Known] = field(default_factory=dict)
 
 
 def list_files(root: Path) -> tuple[str, ...]:
@@ -63,13 +79,16 @@ def listing(root: Path) -> Listing:
     usual build and environment folders, and no ids.
     """
     # -v: lower-case tags for files marked assume-unchanged, whose ids are not to be trusted;
-    # -m: files whose content differs from the index ("C"), which git compares when a time
-    # stamp alone cannot tell.
-    command = ["git", "ls-files", "-z", "-v", "-s", "--cached", "--modified", "--others"]
+    # -m: files whose content differs from the index ("C"): when a stat alone cannot tell, git
+    # compares the bytes, here with no line-ending or attribute conversion (so two files that
+    # convert to the same content never pass for each other); see `_converts`.
+    command = ["git", "-c", "core.autocrlf=false", "-c", f"core.attributesFile={os.devnull}"]
+    command += ["ls-files", "-z", "-v", "-s", "--cached", "--modified", "--others"]
     done = subprocess.run(
         [*command, "--exclude-standard"],
         cwd=root,
         capture_output=True,
+        env={**os.environ, "GIT_ATTR_NOSYSTEM": "1"},
     )
     if done.returncode != 0:
         return Listing(_walk(root))
@@ -92,26 +111,71 @@ def listing(root: Path) -> Listing:
         # Only plain files: a link's id is its target's name, not the content read through it.
         if tag == "H" and stage == "0" and mode in ("100644", "100755"):
             ids[name] = object_id
+    if _converts(root, names):
+        ids = {}
     # Build output and bytecode that a project forgot to ignore would change on every run.
-    kept = (n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
+    kept = sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
     # Only what is a file here: not a deleted one, a submodule, a nested repository, a file
     # outside a sparse checkout or a broken link.
-    base = str(root)
-    files = tuple(sorted(n for n in kept if os.path.isfile(os.path.join(base, n))))
-    return Listing(files, {n: ids[n] for n in files if n in ids and n not in changed})
+    files: list[str] = []
+    known: dict[str, Known] = {}
+    for name in kept:
+        try:
+            found = os.stat(os.path.join(root, name))
+        except OSError:
+            continue
+        if stat.S_ISREG(found.st_mode):
+            files.append(name)
+            if name in ids and name not in changed:
+                known[name] = Known(ids[name], _stamp(found))
+    return Listing(tuple(files), known)
 
 
-def content_key(root: Path, name: str, ids: Mapping[str, str]) -> bytes:
-    """What a cache key holds for a file's content: git's id when the listing has one (nothing
-    is read), else a hash of the bytes. The two kinds never meet, so a line-ending filter that
-    makes git's id differ from the bytes cannot make two different files look the same."""
-    known = ids.get(name)
-    if known is not None:
-        return b"git " + known.encode()
+def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
+    """What a cache key holds for a file's content: git's id when the listing has one and the
+    file has not been touched since (nothing is read), else a hash of its bytes."""
+    path = root / name
+    entry = known.get(name)
+    if entry is not None:
+        try:
+            same = _stamp(os.stat(path)) == entry.stamp
+        except OSError:
+            same = False
+        if same:
+            return b"git " + entry.object_id.encode()
     try:
-        return b"file " + hashlib.sha256((root / name).read_bytes()).digest()
+        return b"file " + hashlib.sha256(path.read_bytes()).digest()
     except OSError:
         return b"unreadable"
+
+
+def _stamp(found: os.stat_result) -> Stamp:
+    return (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
+
+
+def _converts(root: Path, names: set[str]) -> bool:
+    """Whether git may convert files here (attributes: text, eol, filters, ident...): then a
+    file git calls unchanged may still differ from its blob byte for byte. The listing switched
+    off core.autocrlf and the user's and system's attribute files; what is left are the
+    repository's own: `.gitattributes` files and `info/attributes`. True when unsure."""
+    if any(n == ".gitattributes" or n.endswith("/.gitattributes") for n in names):
+        return True
+    if (root / ".gitattributes").exists() or GIT_LOCATION.intersection(os.environ):
+        return True  # an ignored one still counts; a moved repository cannot be told
+    try:
+        dot = root / ".git"
+        if dot.is_dir():
+            common = dot
+        else:
+            pointer = dot.read_text(encoding="utf-8").strip()
+            if not pointer.startswith("gitdir:"):
+                return True
+            gitdir = root / pointer.removeprefix("gitdir:").strip()
+            shared = gitdir / "commondir"
+            common = gitdir / shared.read_text().strip() if shared.exists() else gitdir
+        return (common / "info" / "attributes").exists()
+    except OSError:
+        return True
 
 
 def _walk(root: Path) -> tuple[str, ...]:

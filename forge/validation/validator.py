@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge.validation.process import ProcessOutput
+from forge.validation.tree import Known
 from forge.validation.types import Diagnostic, Stage, Status, TestResult
 
 
@@ -33,7 +34,7 @@ class Context:
     files: tuple[str, ...]  # repository-relative files of this project (tracked or would be)
     only: tuple[str, ...] | None = None  # --changed: lint only these files
     scratch: Path | None = None  # a private folder for report files (JUnit, SARIF)
-    ids: Mapping[str, str] = field(default_factory=dict)  # git's ids of unchanged files
+    known: Mapping[str, Known] = field(default_factory=dict)  # files as git's index has them
 
 
 Parser = Callable[[ProcessOutput, Context], Parsed]
