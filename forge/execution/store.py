@@ -118,7 +118,7 @@ class RunStore(SideTables):
             )
 
     def run(self, run_id: str) -> RunRow | None:
-        with self._connect() as db:
+        with self._reading() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -163,7 +163,7 @@ class RunStore(SideTables):
             )
 
     def tasks(self, run_id: str) -> list[RunTaskRow]:
-        with self._connect() as db:
+        with self._reading() as db:
             rows = db.execute(
                 "SELECT * FROM run_tasks WHERE run_id = ? ORDER BY rowid", (run_id,)
             ).fetchall()
@@ -219,7 +219,7 @@ class RunStore(SideTables):
         if task_id is not None:
             sql += " AND task_id = ?"
             args += (task_id,)
-        with self._connect() as db:
+        with self._reading() as db:
             rows = db.execute(sql + " ORDER BY id", args).fetchall()
         return [
             TaskAttemptRow(

@@ -267,6 +267,13 @@ class Ledger:
         with self._write() as db:
             yield db
 
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The ledger's connection for reads only: no transaction, so nothing waits on them
+        (in WAL mode a read takes no lock other writers would wait for)."""
+        with self._read() as db:
+            yield db
+
     def create_tables(self, name: str, statements: Sequence[str]) -> None:
         """Run `statements` (CREATE ... IF NOT EXISTS) once per ledger for the tables `name`."""
         if name in self._side_tables:
@@ -631,7 +638,8 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 class SideTables:
     """Tables another module keeps in the ledger's file (runs, routes): created on first use,
-    each operation one transaction on the ledger's connection."""
+    each write one transaction on the ledger's connection (`_connect`), reads on it without
+    one (`_reading`)."""
 
     SCHEMA: tuple[str, ...] = ()
 
@@ -642,6 +650,9 @@ class SideTables:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return self.ledger.transaction()
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.ledger.reading()
 
 
 def _row(r: sqlite3.Row) -> AttemptRow:

@@ -118,7 +118,7 @@ class RouteHistory(SideTables):
 
     def rates(self, repo: str) -> HistoryRates:
         counts: dict[tuple[str, str, str], tuple[int, int]] = {}
-        with self._connect() as db:
+        with self._reading() as db:
             rows = db.execute(RATES, (repo,)).fetchall()
         for task_type, band, tier, validated, first_outcome in rows:
             if validated is None and first_outcome is None:
