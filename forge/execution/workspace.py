@@ -344,7 +344,10 @@ class WorktreePool:
 
         if count < 1:
             return
-        self._makers = ThreadPoolExecutor(count, thread_name_prefix="forge-worktrees-new")
+        # As many at once as there are cores: checkouts side by side on more than that only
+        # contend in the kernel, and one ready early lets a task start early.
+        workers = min(count, os.cpu_count() or 1)
+        self._makers = ThreadPoolExecutor(workers, thread_name_prefix="forge-worktrees-new")
         for _ in range(count):
             path = self._new_path()
             self._expect(self._makers.submit(self._make, path, base))
