@@ -473,6 +473,26 @@ def test_an_edit_outside_the_repository_is_refused_and_nothing_is_written(
     assert "outside" in first["headline"] or "repository" in first["headline"]
 
 
+def test_an_answer_that_writes_a_file_git_ignores_is_refused_before_anything_is_written(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """forge never writes what it could not commit; an edit to a tracked file next to it is
+    written on the next attempt, alone."""
+    repo = python_repo(tmp_path, extra={".gitignore": "__pycache__/\n.pytest_cache/\n*.log\n"})
+    log = "debug.log\n<<<<<<< SEARCH\n=======\nnotes\n>>>>>>> REPLACE\n"
+    fake.script("alpha-1", Reply(text=FIX_ADD + "\n" + log), Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+
+    code, report, _ = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--model", "alpha")
+
+    assert code == 0
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["refused", "passed"]
+    assert attempts[0]["headline"].startswith("debug.log: ignored by git")
+    changed = git(repo, "diff", "--name-only", f"{report['branch']}~1", report["branch"])
+    assert changed.split() == ["calc.py"]
+
+
 def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
     fake: FakeProvider, tmp_path: Path
 ) -> None:

@@ -139,6 +139,9 @@ class _Job:
     baseline: Baseline | None = None
     summarize: bool = False  # summaries instead of bodies in the context
     earlier: list[str] = field(default_factory=list)  # what failed on earlier rungs
+    # The files git tracks or would track, as the attempt's context found them: git ignores
+    # none of them, so only the other paths an answer writes need asking about.
+    listed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -491,9 +494,10 @@ class TaskEngine:
         self, job: _Job, application: Application, summary: AttemptSummary
     ) -> Application | None:
         """The application, unless it changes nothing or writes where git would not look."""
-        ignored = await anyio.to_thread.run_sync(
-            partial(_ignored, job.tree.path, sorted(application.changes))
-        )
+        unknown = sorted(path for path in application.changes if path not in job.listed)
+        ignored = []
+        if unknown:
+            ignored = await anyio.to_thread.run_sync(partial(_ignored, job.tree.path, unknown))
         if ignored:
             summary.outcome = "refused"
             summary.headline = (
@@ -505,13 +509,17 @@ class TaskEngine:
 
     def _context(self, job: _Job) -> str:
         from forge.execution.context import select_context
+        from forge.validation.tree import list_files
 
+        listed = list_files(job.tree.path)
+        job.listed = frozenset(listed)
         selected = select_context(
             job.tree.path,
             job.task.text,
             named_files=job.task.files,
             budget_tokens=self.config.context.max_context_tokens,
             summarize=job.summarize,
+            files=listed,
         )
         return selected.render()
 
