@@ -190,11 +190,23 @@ def test_worktrees_of_a_repository_with_submodules_and_submodule_recurse(tmp_pat
     assert (fresh.path / "a.txt").read_text() == "a\n"
     pool.close()
 
+    from forge.execution.workspace import checking_worktree, remove_worktree
+
+    (root / "a.txt").write_text("a2\n")
+    git(root, "commit", "-qam", "next")
+    checking = checking_worktree(open_repository(root), "subs", base, None)
+    moved = checking_worktree(
+        open_repository(root), "subs", git(root, "rev-parse", "HEAD"), checking
+    )
+    assert (moved / "a.txt").read_text() == "a2\n"
+    remove_worktree(open_repository(root), moved)
+
 
 def test_a_post_checkout_hook_runs_in_a_new_worktree(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "hooked")
     hook = root / ".git" / "hooks" / "post-checkout"
-    hook.write_text("#!/bin/sh\necho ran > hook-ran.txt\n")
+    hook.write_text("#!/bin/sh\necho ran >> hook-ran.txt\n")
     hook.chmod(0o755)
     made = create_worktree(open_repository(root), "run", "task", git(root, "rev-parse", "HEAD"))
-    assert (made.path / "hook-ran.txt").read_text() == "ran\n"
+    assert (made.path / "hook-ran.txt").read_text() == "ran\n", "once, as git runs it"
+    assert git(made.path, "symbolic-ref", "--short", "HEAD") == made.branch

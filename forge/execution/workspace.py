@@ -116,7 +116,7 @@ class Worktree:
 
         Ignored build output (cargo's target/, caches) stays, so the next build is warm.
         """
-        self.git("reset", "--quiet", "--hard", self.base)
+        self.git("reset", "--quiet", "--hard", "--no-recurse-submodules", self.base)
         self.git("clean", "-fdq")
 
     def commit(self, paths: Sequence[str], message: str) -> str | None:
@@ -250,9 +250,12 @@ def create_worktree(
         message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
         raise WorkspaceError(message) from None
     made = Worktree(path=path, branch=branch, base=base, repo_dir=Path(repo.working_dir))
-    # -B: a resumed run re-creates the task's branch at the base it starts from, and an idle
-    # worktree of the run's may still have it checked out (`worktree add -B` would refuse).
-    made.git(*SWITCH, branch)
+    # The task's branch, (re-)made at the base: a resumed run re-creates it where the task now
+    # starts, and an idle worktree of the run's may still have it checked out (`worktree add
+    # -B` would refuse). Without a checkout, so a post-checkout hook runs once, as for any
+    # worktree made.
+    made.git("update-ref", f"refs/heads/{branch}", base)
+    made.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
     return made
 
 
@@ -274,11 +277,17 @@ def validate_commit(
     when there is nothing to validate."""
     import tempfile
 
+    from git import GitCommandError
+
     from forge.validation.runner import NothingToValidate, Options, validate
 
     with tempfile.TemporaryDirectory(prefix="forge-check-") as scratch:
         path = Path(scratch) / "tree"
-        add_worktree(repo, path, "--detach", str(path), commit)
+        try:
+            add_worktree(repo, path, "--detach", str(path), commit)
+        except GitCommandError as exc:
+            message = f"cannot make a worktree to validate {commit}: {exc.stderr}"
+            raise WorkspaceError(message) from None
         try:
             return validate(path, settings, Options(stop=stop))
         except NothingToValidate:
@@ -303,7 +312,8 @@ def checking_worktree(repo: Repo, run_id: str, commit: str, current: Path | None
         return current
     git = Git(str(current))
     try:
-        git.execute(["git", "checkout", "--quiet", "--detach", "--force", commit])
+        switch = ["git", "checkout", "--quiet", "--detach", "--force", "--no-recurse-submodules"]
+        git.execute([*switch, commit])
         git.execute(["git", "clean", "-fdq"])
     except GitCommandError as exc:
         raise WorkspaceError(f"cannot move the merge-checking worktree: {exc.stderr}") from None
