@@ -221,26 +221,34 @@ def custom_checks(tmp_path: Path, checks: dict[str, tuple[str, str]]) -> Path:
 
 
 def test_the_cache_tells_apart_files_line_ending_conversion_makes_alike(tmp_path: Path) -> None:
-    """With core.autocrlf, git calls a file unchanged when it converts to the same blob; the
-    validator still reads the bytes."""
+    """Two clones of one commit, one checked out with core.autocrlf: git's ids are the same,
+    the bytes are not, and the result of one is never served for the other."""
+    import time
+
     config = custom_checks(
         tmp_path,
         {
-            "no-crlf-b": (
+            "no-crlf": (
                 "lint",
-                "import sys\nsys.exit(b'b\\r\\n' in open('data.txt', 'rb').read())\n",
+                "import sys\nsys.exit(b'\\r\\n' in open('data.txt', 'rb').read())\n",
             )
         },
     )
-    root = make_repo(tmp_path / "repo", {"data.txt": "a\nb\n"})
-    subprocess.run(["git", "config", "core.autocrlf", "true"], cwd=root, check=True)
-    (root / "data.txt").write_bytes(b"a\r\nb\n")
-    subprocess.run(["git", "add", "data.txt"], cwd=root, check=True)
-    code, _ = report(root, "--config", str(config))
-    assert code == 0
-    (root / "data.txt").write_bytes(b"a\nb\r\n")  # same size, same blob once converted
-    code, data = report(root, "--config", str(config))
-    assert (code, by_name(data)["no-crlf-b"]["cached"]) == (1, False)
+    origin = make_repo(tmp_path / "origin", {"data.txt": "a\nb\n"})
+    plain, converted = tmp_path / "plain", tmp_path / "converted"
+    subprocess.run(["git", "clone", "-q", str(origin), str(plain)], check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "-c", "core.autocrlf=true", str(origin), str(converted)], check=True
+    )
+    assert (converted / "data.txt").read_bytes() == b"a\r\nb\r\n"
+    time.sleep(1.1)
+    for clone in (plain, converted):  # a later index: git trusts the stat, as after any status
+        subprocess.run(["git", "status", "--porcelain"], cwd=clone, check=True)
+    time.sleep(1.1)  # settled: files changed just before a listing are read whatever git says
+    code, data = report(plain, "--config", str(config))
+    assert (code, by_name(data)["no-crlf"]["cached"]) == (0, False)
+    code, data = report(converted, "--config", str(config))
+    assert (code, by_name(data)["no-crlf"]["cached"]) == (1, False)
 
 
 def test_a_file_a_validator_rewrites_is_keyed_by_what_the_next_one_reads(tmp_path: Path) -> None:
@@ -267,13 +275,17 @@ def test_a_file_a_validator_rewrites_is_keyed_by_what_the_next_one_reads(tmp_pat
     assert (again["no-bad"].status.value, again["no-bad"].cached) == ("passed", False)
 
 
-def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(tmp_path: Path) -> None:
-    from forge.validation.tree import listing
+def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forge.validation import tree
 
     root = make_repo(tmp_path / "repo", {"same.py": "x = 1\n", "edited.py": "y = 1\n"})
     (root / "edited.py").write_text("y = 2\n")
     (root / "new.py").write_text("z = 1\n")
-    listed = listing(root)
+    assert tree.listing(root).known == {}, "all changed just now: git may have seen them before"
+    monkeypatch.setattr(tree, "RACY_NS", 0)  # as if they had settled
+    listed = tree.listing(root)
     assert listed.files == ("edited.py", "new.py", "same.py")
     blob = subprocess.run(
         ["git", "hash-object", "same.py"], cwd=root, capture_output=True, text=True, check=True
@@ -367,13 +379,23 @@ def test_a_workspace_at_the_root_is_one_project_whatever_its_members_are_called(
     ]
 
 
-def test_no_git_id_is_trusted_where_the_repository_s_attributes_may_convert_files(
-    tmp_path: Path,
+def test_no_git_id_is_trusted_where_checkouts_may_convert_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from forge.validation import tree
     from forge.validation.tree import listing
 
+    monkeypatch.setattr(tree, "RACY_NS", 0)
     root = make_repo(tmp_path / "repo", {"a.txt": "x\n"})
     assert set(listing(root).known) == {"a.txt"}
+    subprocess.run(["git", "config", "core.autocrlf", "input"], cwd=root, check=True)
+    assert listing(root).known == {}
+    subprocess.run(["git", "config", "core.autocrlf", "false"], cwd=root, check=True)
+    assert set(listing(root).known) == {"a.txt"}
+    (tmp_path / "home" / ".config" / "git").mkdir(parents=True)
+    (tmp_path / "home" / ".config" / "git" / "attributes").write_text("*.txt text\n")
+    assert listing(root).known == {}
+    (tmp_path / "home" / ".config" / "git" / "attributes").unlink()
     info = root / ".git" / "info" / "attributes"
     info.parent.mkdir(exist_ok=True)
     info.write_text("*.txt text eol=crlf\n")

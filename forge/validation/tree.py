@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ def repository_root(path: Path) -> Path:
     return git_root(path) or path.resolve()
 
 
+RACY_NS = 2_000_000_000
 Stamp = tuple[int, int, int, int]  # size, mtime and ctime in ns, inode: what a rewrite changes
 
 
@@ -82,6 +84,14 @@ def listing(root: Path) -> Listing:
     # -m: files whose content differs from the index ("C"): when a stat alone cannot tell, git
     # compares the bytes, here with no line-ending or attribute conversion (so two files that
     # convert to the same content never pass for each other); see `_converts`.
+    started = time.time_ns()
+    # What decides whether checkouts here convert files, asked beside the listing.
+    asked = subprocess.Popen(
+        ["git", "config", "-z", "--get-regexp", r"^core\.(autocrlf|attributesfile)$"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     command = ["git", "-c", "core.autocrlf=false", "-c", f"core.attributesFile={os.devnull}"]
     command += ["ls-files", "-z", "-v", "-s", "--cached", "--modified", "--others"]
     done = subprocess.run(
@@ -90,6 +100,7 @@ def listing(root: Path) -> Listing:
         capture_output=True,
         env={**os.environ, "GIT_ATTR_NOSYSTEM": "1"},
     )
+    settings = asked.communicate()[0].decode("utf-8", "replace")
     if done.returncode != 0:
         return Listing(_walk(root))
     names: set[str] = set()
@@ -111,8 +122,12 @@ def listing(root: Path) -> Listing:
         # Only plain files: a link's id is its target's name, not the content read through it.
         if tag == "H" and stage == "0" and mode in ("100644", "100755"):
             ids[name] = object_id
-    if _converts(root, names):
+    if _converts(root, names, settings):
         ids = {}
+    # git's racy-entry rule: a file changed just before or while git looked may have been
+    # seen by git in its old state and by os.stat in its new one. Time stamps can lag the
+    # clock, by up to 2 s on some file systems.
+    settled = started - RACY_NS
     # Build output and bytecode that a project forgot to ignore would change on every run.
     kept = sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
     # Only what is a file here: not a deleted one, a submodule, a nested repository, a file
@@ -126,8 +141,9 @@ def listing(root: Path) -> Listing:
             continue
         if stat.S_ISREG(found.st_mode):
             files.append(name)
-            if name in ids and name not in changed:
-                known[name] = Known(ids[name], _stamp(found))
+            stamp = _stamp(found)
+            if name in ids and name not in changed and max(stamp[1], stamp[2]) < settled:
+                known[name] = Known(ids[name], stamp)
     return Listing(tuple(files), known)
 
 
@@ -153,11 +169,22 @@ def _stamp(found: os.stat_result) -> Stamp:
     return (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
 
 
-def _converts(root: Path, names: set[str]) -> bool:
-    """Whether git may convert files here (attributes: text, eol, filters, ident...): then a
-    file git calls unchanged may still differ from its blob byte for byte. The listing switched
-    off core.autocrlf and the user's and system's attribute files; what is left are the
-    repository's own: `.gitattributes` files and `info/attributes`. True when unsure."""
+def _converts(root: Path, names: set[str], settings: str) -> bool:
+    """Whether checkouts here may convert files (core.autocrlf; attributes: text, eol, filters,
+    ident...): then the bytes of a file git calls unchanged need not be its blob's, and two
+    work trees may hold different bytes for one id. `settings` is `git config -z
+    --get-regexp` output for core.autocrlf and core.attributesFile. True when unsure."""
+    for entry in settings.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key == "core.autocrlf" and value.strip().lower() not in ("false", "no", "off", "0"):
+            return True
+        if key == "core.attributesfile" and Path(value).expanduser().exists():
+            return True
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    if (config_home / "git" / "attributes").exists():
+        return True
+    if not os.environ.get("GIT_ATTR_NOSYSTEM") and Path("/etc/gitattributes").exists():
+        return True
     if any(n == ".gitattributes" or n.endswith("/.gitattributes") for n in names):
         return True
     if (root / ".gitattributes").exists() or GIT_LOCATION.intersection(os.environ):
