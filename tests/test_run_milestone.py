@@ -493,6 +493,32 @@ def test_an_answer_that_writes_a_file_git_ignores_is_refused_before_anything_is_
     assert changed.split() == ["calc.py"]
 
 
+def test_a_run_started_with_git_dir_set_is_refused_and_touches_nothing(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Inside a git hook GIT_DIR is set; every worktree command would act on the user's
+    repository instead."""
+    repo = python_repo(tmp_path)
+    before = user_state(repo)
+    cfg = config(tmp_path, fake.url)
+    done = run_forge(
+        "run-milestone",
+        "--goal",
+        "Fix add in calc.py",
+        "--model",
+        "alpha",
+        "-c",
+        str(cfg),
+        cwd=repo,
+        env={"GIT_DIR": str(repo / ".git")},
+    )
+    assert done.returncode == 2
+    assert "GIT_DIR is set" in done.stderr and "Traceback" not in done.stderr
+    assert user_state(repo) == before
+    assert git(repo, "branch", "--list", "forge/*") == ""
+    assert fake.requests == []
+
+
 def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
     fake: FakeProvider, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ task rows in the ledger. `--resume RUN` reads them back and runs what is not mer
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -155,7 +156,13 @@ async def run_plan(
     from forge.execution.integration import Integration
     from forge.execution.store import RunStore
     from forge.providers.client import ModelClient
+    from forge.validation.tree import GIT_LOCATION
 
+    if found := sorted(GIT_LOCATION.intersection(os.environ)):
+        raise UsageError(
+            f"{', '.join(found)} is set (as inside a git hook): git would act on that repository "
+            "instead of the run's own worktrees; run forge run-milestone without it"
+        )
     setup = _open(config_path, options.pins)
     store = RunStore(setup.ledger)
     if resume is not None:
