@@ -210,3 +210,28 @@ def test_a_post_checkout_hook_runs_in_a_new_worktree(tmp_path: Path) -> None:
     made = create_worktree(open_repository(root), "run", "task", git(root, "rev-parse", "HEAD"))
     assert (made.path / "hook-ran.txt").read_text() == "ran\n", "once, as git runs it"
     assert git(made.path, "symbolic-ref", "--short", "HEAD") == made.branch
+
+
+def test_a_run_does_not_resume_while_the_user_has_one_of_its_task_branches(
+    tmp_path: Path,
+) -> None:
+    """The task would start over by re-making its branch: under the user's checkout of it."""
+    from forge.errors import UsageError
+    from forge.execution.integration import Integration
+    from forge.execution.workspace import worktrees_home
+
+    root = make_repo(tmp_path / "repo")
+    base = git(root, "rev-parse", "HEAD")
+    integration = Integration(root, "r1")
+    integration.start(base)
+    git(root, "branch", "forge/r1/t1", base)
+    mine = tmp_path / "mine"
+    git(root, "worktree", "add", "-q", str(mine), "forge/r1/t1")
+    with pytest.raises(UsageError, match=f"forge/r1/t1 is checked out in {mine}"):
+        integration.resume()
+    git(root, "worktree", "remove", str(mine))
+    # A worktree the crashed run left under forge's home is the run's own, not the user's.
+    own = worktrees_home() / "r1" / "slot-1"
+    own.parent.mkdir(parents=True)
+    git(root, "worktree", "add", "-q", str(own), "forge/r1/t1")
+    assert integration.resume() == base

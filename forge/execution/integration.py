@@ -71,12 +71,17 @@ class Integration:
 
     def resume(self) -> str:
         """Before tasks run again: the finished branch goes, so task branches can exist."""
-        checked_out = self.run("symbolic-ref", "--quiet", "HEAD").stdout.strip()
-        if checked_out == f"refs/heads/{self.branch}":
-            raise UsageError(
-                f"{self.branch} is checked out; switch to another branch to resume the run "
-                "(forge re-creates that branch when the run ends)"
-            )
+        for path, branch in self._checked_out():
+            if branch == self.branch:
+                raise UsageError(
+                    f"{self.branch} is checked out; switch to another branch to resume the run "
+                    "(forge re-creates that branch when the run ends)"
+                )
+            if branch.startswith(f"{self.branch}/"):
+                raise UsageError(
+                    f"{branch} is checked out in {path}; switch to another branch to resume "
+                    "the run (the task's branch is made again where the task starts over)"
+                )
         if self._exists(f"refs/heads/{self.branch}"):
             self.git("update-ref", self.ref, self.git("rev-parse", f"refs/heads/{self.branch}"))
             self.git("branch", "-D", self.branch)
@@ -158,6 +163,22 @@ class Integration:
                 raise WorkspaceError(f"git update-ref failed: {done.stderr.strip()}")
         self.git("branch", "-f", self.branch, self.head())
         return self.branch
+
+    def _checked_out(self) -> list[tuple[str, str]]:
+        """(folder, branch) of every worktree of the user's with a branch checked out; the
+        run's own worktrees (under forge's home, left by a crashed process) are not theirs."""
+        from forge.execution.workspace import worktrees_home
+
+        home = worktrees_home().resolve()
+        found, path = [], ""
+        for line in self.git("worktree", "list", "--porcelain").splitlines():
+            if line.startswith("worktree "):
+                path = line.removeprefix("worktree ")
+            elif line.startswith("branch refs/heads/") and not Path(path).resolve().is_relative_to(
+                home
+            ):
+                found.append((path, line.removeprefix("branch refs/heads/")))
+        return found
 
     def _exists(self, ref: str) -> bool:
         try:
