@@ -70,12 +70,13 @@ class Listing:
 
 def list_files(root: Path) -> tuple[str, ...]:
     """Files git tracks or would track (untracked but not ignored), relative, sorted."""
-    return listing(root).files
+    return listing(root, with_ids=False).files
 
 
-def listing(root: Path) -> Listing:
+def listing(root: Path, *, with_ids: bool = True) -> Listing:
     """Files git tracks or would track (untracked but not ignored), relative, sorted, with the
-    ids git knows for the unchanged ones; one git process.
+    ids git knows for the unchanged ones (`with_ids`: the configuration that decides whether
+    they can be trusted is asked of git beside the listing).
 
     Untracked files count because pytest collects them. Outside git: every file, minus the
     usual build and environment folders, and no ids.
@@ -86,12 +87,14 @@ def listing(root: Path) -> Listing:
     # convert to the same content never pass for each other); see `_converts`.
     started = time.time_ns()
     # What decides whether checkouts here convert files, asked beside the listing.
-    asked = subprocess.Popen(
-        ["git", "config", "-z", "--get-regexp", r"^core\.(autocrlf|attributesfile)$"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    asked = None
+    if with_ids:
+        asked = subprocess.Popen(
+            ["git", "config", "-z", "--get-regexp", r"^core\.(autocrlf|attributesfile)$"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
     command = ["git", "-c", "core.autocrlf=false", "-c", f"core.attributesFile={os.devnull}"]
     command += ["ls-files", "-z", "-v", "-s", "--cached", "--modified", "--others"]
     done = subprocess.run(
@@ -100,7 +103,7 @@ def listing(root: Path) -> Listing:
         capture_output=True,
         env={**os.environ, "GIT_ATTR_NOSYSTEM": "1"},
     )
-    settings = asked.communicate()[0].decode("utf-8", "replace")
+    settings = asked.communicate()[0].decode("utf-8", "replace") if asked else ""
     if done.returncode != 0:
         return Listing(_walk(root))
     names: set[str] = set()
@@ -122,7 +125,7 @@ def listing(root: Path) -> Listing:
         # Only plain files: a link's id is its target's name, not the content read through it.
         if tag == "H" and stage == "0" and mode in ("100644", "100755"):
             ids[name] = object_id
-    if _converts(root, names, settings):
+    if not with_ids or _converts(root, names, settings):
         ids = {}
     # git's racy-entry rule: a file changed just before or while git looked may have been
     # seen by git in its old state and by os.stat in its new one. Time stamps can lag the
