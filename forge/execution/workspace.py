@@ -44,8 +44,14 @@ WORKTREE_TRIES = 5
 KNOWN_IDENTITY: dict[Path, bool] = {}  # per repository: whether git knows the user (asked once)
 # A worktree to a task's branch, at a commit: what the last task changed is undone, submodules
 # are left as they are, and a branch another (idle) worktree still has is taken all the same.
-SWITCH: tuple[str, ...] = ("checkout", "--quiet", "--force", "--no-recurse-submodules")
-SWITCH += ("--ignore-other-worktrees", "-B")
+SWITCH = (
+    "checkout",
+    "--quiet",
+    "--force",
+    "--no-recurse-submodules",
+    "--ignore-other-worktrees",
+    "-B",
+)
 POST_CHECKOUT_HOOK: dict[Path, bool] = {}  # per repository: whether it has one (asked once)
 
 
@@ -328,9 +334,8 @@ class WorktreePool:
     checkout of what differs. A task takes an idle worktree or a new one. Giving one back happens
     in the background, off the task's time: it is cleaned of what the task left, then it is idle
     again, still on the task's branch (the run checks that branch out elsewhere, when the task
-    runs again, and deletes it at the end regardless). At
-    the end of the run they are all removed. Build output git ignores (cargo's target/) stays, so
-    later builds are warm.
+    runs again, and deletes it at the end regardless). At the end of the run they are all
+    removed. Build output git ignores (cargo's target/) stays, so later builds are warm.
     """
 
     def __init__(self, repo: Repo, run_id: str) -> None:

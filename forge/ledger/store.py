@@ -258,21 +258,17 @@ class Ledger:
                     self._db.execute("ROLLBACK")
                 raise
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction on the ledger's own connection, for the tables other modules
         keep in its file (SideTables). One connection for all of them: opening one per row cost
         the event loop a millisecond or more, and another connection's commit made this one
         drop its spend totals (PRAGMA data_version) and count them again on the next call."""
-        with self._write() as db:
-            yield db
+        return self._write()
 
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
         """The ledger's connection for reads only: no transaction, so nothing waits on them
         (in WAL mode a read takes no lock other writers would wait for)."""
-        with self._read() as db:
-            yield db
+        return self._read()
 
     def create_tables(self, name: str, statements: Sequence[str]) -> None:
         """Run `statements` (CREATE ... IF NOT EXISTS) once per ledger for the tables `name`."""
