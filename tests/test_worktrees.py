@@ -74,6 +74,22 @@ def test_edits_that_change_nothing_make_no_commit(tree: Worktree) -> None:
     assert git(tree.path, "rev-parse", "HEAD") == tree.base
 
 
+def test_the_commit_id_is_the_branch_tip_whatever_holds_the_ref(tree: Worktree) -> None:
+    """The id comes from the ref file git wrote; with the refs packed by a `git gc` that ran
+    meanwhile, it is asked of git instead."""
+    (tree.path / "a.txt").write_text("one\n")
+    first = tree.commit(["a.txt"], "One")
+    assert first == git(tree.path, "rev-parse", tree.branch)
+    assert tree.git_dir is not None
+    ref = tree.git_dir / "refs" / "heads" / tree.branch
+    git(tree.path, "pack-refs", "--all")
+    assert not ref.exists()
+    assert tree._tip() == first
+    (tree.path / "b.txt").write_text("two\n")
+    second = tree.commit(["b.txt"], "Two")
+    assert second == git(tree.path, "rev-parse", tree.branch) != first
+
+
 def test_a_file_the_edits_made_git_ignore_is_refused_not_dropped(tree: Worktree) -> None:
     (tree.path / ".gitignore").write_text("secret.txt\n")
     (tree.path / "secret.txt").write_text("validated with this file\n")

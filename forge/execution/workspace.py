@@ -37,6 +37,7 @@ FALLBACK_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "forge@localhost",
 }
 BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256
 # git 2.39 races when worktrees are added or removed at once ("failed to read
 # .git/worktrees/X/commondir"): one at a time within a process, and a retry for other processes.
 WORKTREE_LOCK = threading.Lock()
@@ -104,6 +105,7 @@ class Worktree:
     branch: str
     base: str
     repo_dir: Path  # the user's repository
+    git_dir: Path | None = None  # the repository's own (common) git folder, where refs live
 
     def git(self, *args: str, env: dict[str, str] | None = None) -> str:
         from git import Git, GitCommandError
@@ -142,6 +144,18 @@ class Worktree:
             if not changed:
                 return None
             self.git(*command, message, "--", *changed, env=self._identity())
+        return self._tip()
+
+    def _tip(self) -> str:
+        """The commit the branch points at: read from the ref file git just wrote when there is
+        one (no process), else asked of git (packed refs, another ref format)."""
+        if self.git_dir is not None:
+            try:
+                found = (self.git_dir / "refs" / "heads" / self.branch).read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                found = ""
+            if OBJECT_ID.fullmatch(found):
+                return found
         return self.git("rev-parse", "HEAD")
 
     def _stage(self, paths: Sequence[str]) -> list[str]:
@@ -255,7 +269,7 @@ def create_worktree(
     except GitCommandError as exc:
         message = f"cannot create a worktree for task {task_id!r}: {exc.stderr}"
         raise WorkspaceError(message) from None
-    made = Worktree(path=path, branch=branch, base=base, repo_dir=Path(repo.working_dir))
+    made = Worktree(path, branch, base, Path(repo.working_dir), Path(repo.common_dir))
     # The task's branch, (re-)made at the base: a resumed run re-creates it where the task now
     # starts, and an idle worktree of the run's may still have it checked out (`worktree add
     # -B` would refuse). Without a checkout, so a post-checkout hook runs once, as for any
@@ -343,6 +357,7 @@ class WorktreePool:
 
         self.repo = repo
         self.run_id = run_id
+        self._git_dir = Path(repo.common_dir)
         self._idle: list[Path] = []
         self._all: list[Path] = []
         self._made = 0
@@ -408,7 +423,7 @@ class WorktreePool:
         fresh = path is None
         if path is None:
             path = self._new_path()
-        tree = Worktree(path=path, branch=branch, base=base, repo_dir=Path(self.repo.working_dir))
+        tree = Worktree(path, branch, base, Path(self.repo.working_dir), self._git_dir)
         if fresh:
             made = create_worktree(self.repo, self.run_id, task_id, base, path=path)
             return made
