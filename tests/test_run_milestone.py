@@ -493,6 +493,35 @@ def test_an_answer_that_writes_a_file_git_ignores_is_refused_before_anything_is_
     assert changed.split() == ["calc.py"]
 
 
+def test_a_file_an_answer_creates_is_validated_not_answered_from_the_cache(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The base passed and its results are cached; an answer that adds a failing test must
+    fail, so the file it made counts in what the validation looks at."""
+    repo = python_repo(tmp_path, calc=CALC_OK)
+    new_test = "from calc import add\n\n\ndef test_negative():\n    assert add(-1, -1) == 0\n"
+    create = (
+        "tests/test_negative.py\n```python\n<<<<<<< SEARCH\n=======\n"
+        f"{new_test}>>>>>>> REPLACE\n```\n"
+    )
+    fix = (
+        "tests/test_negative.py\n```python\n<<<<<<< SEARCH\n    assert add(-1, -1) == 0\n"
+        "=======\n    assert add(-1, -1) == -2\n>>>>>>> REPLACE\n```\n"
+    )
+    fake.script("alpha-1", Reply(text=create), Reply(text=fix))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] neg: Test add with negative numbers\n")
+
+    code, report, stderr = forge_run(repo, cfg, str(milestone), "--model", "alpha")
+
+    assert code == 0, stderr
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "passed"]
+    assert "test_negative" in prompt_of(fake.requests_for("alpha-1")[1])  # the failure
+    assert "== -2" in git(repo, "show", f"{report['branch']}:tests/test_negative.py")
+
+
 def test_a_run_started_with_git_dir_set_is_refused_and_touches_nothing(
     fake: FakeProvider, tmp_path: Path
 ) -> None:

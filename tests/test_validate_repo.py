@@ -295,6 +295,28 @@ def test_listing_gives_git_s_ids_only_for_files_as_the_index_has_them(
     }
 
 
+def test_a_listing_after_the_caller_s_writes_holds_new_files_and_no_stale_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What run-milestone validates an attempt with: its context's listing plus its edits."""
+    from forge.validation import tree
+
+    root = make_repo(tmp_path / "repo", {"same.py": "x = 1\n", "edited.py": "y = 1\n"})
+    monkeypatch.setattr(tree, "RACY_NS", 0)
+    before = tree.listing(root)
+    assert set(before.known) == {"same.py", "edited.py"}
+    (root / "edited.py").write_text("y = 2\n")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "new.py").write_text("z = 1\n")
+    (root / "build").mkdir()
+    (root / "build" / "out.py").write_text("generated = 1\n")
+    written = ["edited.py", "pkg/new.py", "build/out.py", "never-made.py"]
+    after = before.with_written(root, written)
+    assert after.files == ("edited.py", "pkg/new.py", "same.py")
+    assert set(after.known) == {"same.py"}
+    assert after.files == tree.listing(root).files  # what git lists now, without asking it
+
+
 def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
     tmp_path: Path,
 ) -> None:

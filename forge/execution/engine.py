@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from forge.config.schema import ForgeConfig
     from forge.ledger.store import Ledger
     from forge.routing.codebase import Codebase
+    from forge.validation.tree import Listing
     from forge.validation.types import ValidationReport
 
 TaskState = Literal["done", "failed", "stopped", "interrupted"]
@@ -142,6 +143,7 @@ class _Job:
     # The files git tracks or would track, as the attempt's context found them: git ignores
     # none of them, so only the other paths an answer writes need asking about.
     listed: frozenset[str] = frozenset()
+    listing: Listing | None = None  # the latest attempt's, taken before its edits
 
 
 @dataclass
@@ -372,11 +374,14 @@ class TaskEngine:
         fix_all = fixes_everything(task.text, named)
         return Baseline.of(report, named, fix_all=fix_all)
 
-    async def _validate(self, tree: Worktree) -> ValidationReport | None:
+    async def _validate(
+        self, tree: Worktree, listed: Listing | None = None
+    ) -> ValidationReport | None:
+        """`listed`: the worktree's files when the engine knows them (see `_context`)."""
         from forge.validation.runner import NothingToValidate, Options, validate
 
         stop = threading.Event()
-        options = Options(stop=stop)
+        options = Options(stop=stop, listing=listed)
         try:
             # Abandoned on cancel: Ctrl-C must not wait for a test suite; `stop` kills it.
             return await anyio.to_thread.run_sync(
@@ -482,7 +487,9 @@ class TaskEngine:
         if job.baseline is None:
             summary.outcome, summary.headline = "passed", "edits applied (nothing to validate)"
         else:
-            report = await self._validate(tree)
+            # The files as the context's listing found them, plus what the edits wrote.
+            written = job.listing.with_written(tree.path, summary.files) if job.listing else None
+            report = await self._validate(tree, written)
             assert report is not None
             verdict = judge(job.baseline, report, require_green=self.settings.require_green)
             summary.outcome, summary.headline = verdict.outcome, verdict.headline()
@@ -509,9 +516,12 @@ class TaskEngine:
 
     def _context(self, job: _Job) -> str:
         from forge.execution.context import select_context
-        from forge.validation.tree import list_files
+        from forge.validation.tree import listing
 
-        listed = list_files(job.tree.path)
+        # With git's ids: nothing but this attempt's edits changes the tree before it is
+        # validated, so the validation takes this listing instead of asking git again.
+        job.listing = listing(job.tree.path)
+        listed = job.listing.files
         job.listed = frozenset(listed)
         selected = select_context(
             job.tree.path,

@@ -55,6 +55,9 @@ class Options:
     # Builds here start from nothing (a CI job, a scratch copy): cargo runs without incremental
     # compilation, whose state no later build would read, unless CARGO_INCREMENTAL is set.
     cold_builds: bool = False
+    # The repository's files as the caller already knows them (forge's own worktree, listed
+    # before the caller wrote its edits): not listed again. None: asked of git.
+    listing: Listing | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def validate(
     if not scope.is_dir():
         raise UsageError(f"{path} is not a folder")
     repo_root = repository_root(scope)
-    listed = listing(repo_root)
+    listed = options.listing if options.listing is not None else listing(repo_root)
     projects = detect(repo_root, scope, listed.files)
     if settings.custom:
         projects.append(Project("custom", repo_root))

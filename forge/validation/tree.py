@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,16 @@ class Listing:
     # Each regular file the work tree holds byte for byte as git's index does: the validation
     # cache keys it by git's id instead of reading it, while its stat stays the same.
     known: Mapping[str, Known] = field(default_factory=dict)
+
+    def with_written(self, root: Path, written: Iterable[str]) -> Listing:
+        """This listing of `root` after its taker wrote the files `written` (repository paths)
+        and nothing else changed the tree: new files join it, and none of the written ones is
+        keyed by the id git holds for its old content."""
+        changed = set(written)
+        names = set(self.files) | {n for n in changed if _kept(n)}
+        files = tuple(sorted(n for n in names if n not in changed or _is_file(root / n)))
+        known = {n: k for n, k in self.known.items() if n not in changed}
+        return Listing(files, known)
 
 
 def list_files(root: Path) -> tuple[str, ...]:
@@ -132,7 +142,7 @@ def listing(root: Path, *, with_ids: bool = True) -> Listing:
     # clock, by up to 2 s on some file systems.
     settled = started - RACY_NS
     # Build output and bytecode that a project forgot to ignore would change on every run.
-    kept = sorted(n for n in names if not SKIP_DIRS.intersection(n.split("/")[:-1]))
+    kept = sorted(n for n in names if _kept(n))
     # Only what is a file here: not a deleted one, a submodule, a nested repository, a file
     # outside a sparse checkout or a broken link.
     files: list[str] = []
@@ -166,6 +176,18 @@ def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
         return b"file " + hashlib.sha256(path.read_bytes()).digest()
     except OSError:
         return b"unreadable"
+
+
+def _kept(name: str) -> bool:
+    """Not inside a build, cache or environment folder."""
+    return not SKIP_DIRS.intersection(name.split("/")[:-1])
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _stamp(found: os.stat_result) -> Stamp:
