@@ -150,6 +150,32 @@ def test_worktrees_made_ahead_are_what_the_first_tasks_take(tree: Worktree) -> N
     assert not first.path.exists() and not second.path.exists()
 
 
+def test_idle_worktrees_no_task_will_take_are_removed_before_the_end(tree: Worktree) -> None:
+    """Near a run's end: of three idle worktrees, one more task will take one, and it takes
+    the one kept; even a task nobody expected (a merge conflict's re-run) still gets one."""
+    from forge.execution.workspace import WorktreePool
+
+    repo = open_repository(tree.repo_dir)
+    pool = WorktreePool(repo, "tail")
+    taken = [pool.acquire(name, tree.base) for name in ("one", "two", "three")]
+    for made in taken:
+        pool.release(made)
+    pool.shrink(1)
+    pool._releaser.submit(lambda: None).result()  # what was queued before it is done
+    left = [made.path for made in taken if made.path.exists()]
+    assert len(left) == 1
+    last = pool.acquire("four", tree.base)
+    assert last.path == left[0]
+    unexpected = pool.acquire("one", tree.base)
+    assert git(unexpected.path, "rev-parse", "HEAD") == tree.base
+    pool.release(last)
+    pool.release(unexpected)
+    pool.shrink(0)  # the run's last task is done: the end has nothing left to remove
+    pool.close()
+    assert not any(made.path.exists() for made in (*taken, unexpected))
+    assert len(git(tree.repo_dir, "worktree", "list").splitlines()) == 2  # main and `tree`
+
+
 def test_a_worktree_that_cannot_be_made_ahead_is_made_when_a_task_needs_it(
     tree: Worktree,
 ) -> None:

@@ -229,6 +229,7 @@ async def run_plan(
                     config=setup.config,
                     on_event=on_event,
                     on_budget=options.on_budget,
+                    worktrees=worktrees,
                 )
                 try:
                     outcome = await scheduler.run(base, merged, earlier)

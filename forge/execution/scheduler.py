@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from forge.config.schema import ForgeConfig
+    from forge.execution.workspace import WorktreePool
     from forge.ledger.store import Ledger
     from forge.validation.types import ValidationReport
 
@@ -123,8 +124,10 @@ class Scheduler:
         config: ForgeConfig,
         on_event: Callable[[RunEvent], None] = lambda event: None,
         on_budget: Literal["finish", "cancel"] = "finish",
+        worktrees: WorktreePool | None = None,
     ) -> None:
         self.plan = plan
+        self.worktrees = worktrees  # the engine's, made smaller near the end
         self.engine = engine
         self.integration = integration
         self.ledger = ledger
@@ -180,6 +183,7 @@ class Scheduler:
                             stop = self._start_ready(runners, send, done, running)
                             if stop is not None and self.on_budget == "cancel":
                                 runners.cancel_scope.cancel()
+                        self._spare_worktrees(stop, running)
                         if not (running or self.merging):
                             break
                         message = await receive.receive()
@@ -256,6 +260,13 @@ class Scheduler:
                 self._set(record, "running", "started")
             group.start_soon(self._one, record.task, send.clone())
         return None
+
+    def _spare_worktrees(self, stop: str | None, running: set[str]) -> None:
+        """Near the end, worktrees no task will take again are removed while the last tasks
+        run, not after them. A task running may not have taken its worktree yet: it counts."""
+        left = 0 if stop is not None else sum(r.state == "waiting" for r in self.records.values())
+        if self.worktrees is not None and left + len(running) < self.limit:
+            self.worktrees.shrink(left + len(running))
 
     async def _one(
         self,

@@ -348,8 +348,9 @@ class WorktreePool:
     checkout of what differs. A task takes an idle worktree or a new one. Giving one back happens
     in the background, off the task's time: it is cleaned of what the task left, then it is idle
     again, still on the task's branch (the run checks that branch out elsewhere, when the task
-    runs again, and deletes it at the end regardless). At the end of the run they are all
-    removed. Build output git ignores (cargo's target/) stays, so later builds are warm.
+    runs again, and deletes it at the end regardless). Those no task will take any more are
+    removed while the last tasks run (`shrink`), the rest at the end of the run. Build output
+    git ignores (cargo's target/) stays, so later builds are warm.
     """
 
     def __init__(self, repo: Repo, run_id: str) -> None:
@@ -361,6 +362,7 @@ class WorktreePool:
         self._idle: list[Path] = []
         self._all: list[Path] = []
         self._made = 0
+        self._dropped = False  # idle ones removed before the end: git's records go at the end
         self._lock = threading.Lock()
         self._coming: set[Future[None]] = set()  # worktrees being given back or made ahead
         self._releaser = ThreadPoolExecutor(1, thread_name_prefix="forge-worktrees")
@@ -451,6 +453,21 @@ class WorktreePool:
         with self._lock:
             self._idle.append(tree.path)
 
+    def shrink(self, needed: int) -> None:
+        """At most `needed` more tasks will take a worktree: idle ones beyond that are removed
+        now, in the background (after the releases before it), instead of at the end."""
+        self._releaser.submit(self._shrink, needed)
+
+    def _shrink(self, needed: int) -> None:
+        with self._lock:
+            surplus = self._idle[needed:]
+            del self._idle[needed:]
+            for path in surplus:
+                self._all.remove(path)
+            self._dropped = self._dropped or bool(surplus)
+        for path in surplus:
+            shutil.rmtree(path, ignore_errors=True)
+
     def _give_up(self, path: Path) -> None:
         """A worktree git cannot move any more is removed now, or with the others at the end."""
         from git import GitCommandError
@@ -485,5 +502,5 @@ class WorktreePool:
             paths, self._all, self._idle = list(self._all), [], []
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)
-        if paths:
+        if paths or self._dropped:
             worktree(self.repo, "prune")
