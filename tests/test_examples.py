@@ -8,36 +8,17 @@ answers scripted per task, validated by the real pytest, ruff, mypy and cargo.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from forge.testing.fake_provider import FakeProvider, Reply
 from tests.conftest import run_forge
+from tests.test_run_milestone import git
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "qwen2.5-coder:7b"  # what the README pulls
-AUTHOR = {
-    "GIT_AUTHOR_NAME": "Dev",
-    "GIT_AUTHOR_EMAIL": "dev@example.com",
-    "GIT_COMMITTER_NAME": "Dev",
-    "GIT_COMMITTER_EMAIL": "dev@example.com",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **AUTHOR},
-        check=True,
-    )
-    return done.stdout
 
 
 def example(name: str, tmp_path: Path) -> Path:
