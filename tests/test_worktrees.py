@@ -74,17 +74,28 @@ def test_edits_that_change_nothing_make_no_commit(tree: Worktree) -> None:
     assert git(tree.path, "rev-parse", "HEAD") == tree.base
 
 
-def test_the_commit_id_is_the_branch_tip_whatever_holds_the_ref(tree: Worktree) -> None:
-    """The id comes from the ref file git wrote; with the refs packed by a `git gc` that ran
-    meanwhile, it is asked of git instead."""
+def test_the_commit_id_is_the_branch_tip_whatever_holds_the_ref(
+    tree: Worktree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id is read from the ref file git wrote, without asking git; with the refs packed
+    by a `git gc` that ran meanwhile, it is asked of git instead."""
+    asked: list[tuple[str, ...]] = []
+    run_git = Worktree.git
+
+    def spy(self: Worktree, *args: str, env: dict[str, str] | None = None) -> str:
+        asked.append(args)
+        return run_git(self, *args, env=env)
+
+    monkeypatch.setattr(Worktree, "git", spy)
     (tree.path / "a.txt").write_text("one\n")
     first = tree.commit(["a.txt"], "One")
     assert first == git(tree.path, "rev-parse", tree.branch)
+    assert [a for a in asked if "rev-parse" in a] == []
     assert tree.git_dir is not None
-    ref = tree.git_dir / "refs" / "heads" / tree.branch
     git(tree.path, "pack-refs", "--all")
-    assert not ref.exists()
+    assert not (tree.git_dir / "refs" / "heads" / tree.branch).exists()
     assert tree._tip() == first
+    assert [a for a in asked if "rev-parse" in a] == [("rev-parse", "HEAD")]
     (tree.path / "b.txt").write_text("two\n")
     second = tree.commit(["b.txt"], "Two")
     assert second == git(tree.path, "rev-parse", tree.branch) != first
@@ -163,7 +174,7 @@ def test_idle_worktrees_no_task_will_take_are_removed_before_the_end(tree: Workt
     pool.shrink(1)
     pool._releaser.submit(lambda: None).result()  # what was queued before it is done
     left = [made.path for made in taken if made.path.exists()]
-    assert len(left) == 1
+    assert left == [taken[2].path], "the one given back last is kept: nearest the line's head"
     last = pool.acquire("four", tree.base)
     assert last.path == left[0]
     unexpected = pool.acquire("one", tree.base)

@@ -263,10 +263,12 @@ class Scheduler:
 
     def _spare_worktrees(self, stop: str | None, running: set[str]) -> None:
         """Near the end, worktrees no task will take again are removed while the last tasks
-        run, not after them. A task running may not have taken its worktree yet: it counts."""
+        run, not after them. A task running may not have taken its worktree yet, and one
+        waiting for its merge may conflict and run again: both count."""
         left = 0 if stop is not None else sum(r.state == "waiting" for r in self.records.values())
-        if self.worktrees is not None and left + len(running) < self.limit:
-            self.worktrees.shrink(left + len(running))
+        needed = left + len(running) + len(self.merging)
+        if self.worktrees is not None and needed < self.limit:
+            self.worktrees.shrink(needed)
 
     async def _one(
         self,

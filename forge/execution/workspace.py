@@ -455,13 +455,14 @@ class WorktreePool:
 
     def shrink(self, needed: int) -> None:
         """At most `needed` more tasks will take a worktree: idle ones beyond that are removed
-        now, in the background (after the releases before it), instead of at the end."""
+        now, in the background (after the releases before it), instead of at the end. The
+        ones kept are those given back last, whose checkouts are nearest the line's head."""
         self._releaser.submit(self._shrink, needed)
 
     def _shrink(self, needed: int) -> None:
         with self._lock:
-            surplus = self._idle[needed:]
-            del self._idle[needed:]
+            surplus = self._idle[: max(0, len(self._idle) - needed)]
+            del self._idle[: len(surplus)]
             for path in surplus:
                 self._all.remove(path)
             self._dropped = self._dropped or bool(surplus)

@@ -332,7 +332,7 @@ def _against_baseline(
         old = validate(
             tree / scope.relative_to(repo_root),
             settings,
-            replace(options, baseline=None, changed_since=None),
+            replace(options, baseline=None, changed_since=None, listing=None),
         )
     except NothingToValidate:
         old = ValidationReport(str(tree), [])

@@ -67,11 +67,14 @@ class Listing:
     # cache keys it by git's id instead of reading it, while its stat stays the same.
     known: Mapping[str, Known] = field(default_factory=dict)
 
-    def with_written(self, root: Path, written: Iterable[str]) -> Listing:
+    def with_written(self, root: Path, written: Iterable[str]) -> Listing | None:
         """This listing of `root` after its taker wrote the files `written` (repository paths)
         and nothing else changed the tree: new files join it, and none of the written ones is
-        keyed by the id git holds for its old content."""
+        keyed by the id git holds for its old content. None when a written file may change
+        what git lists (a `.gitignore`, or `.gitattributes` and the ids): list again then."""
         changed = set(written)
+        if any(n.rpartition("/")[2] in (".gitignore", ".gitattributes") for n in changed):
+            return None
         names = set(self.files) | {n for n in changed if _kept(n)}
         files = tuple(sorted(n for n in names if n not in changed or _is_file(root / n)))
         known = {n: k for n, k in self.known.items() if n not in changed}
