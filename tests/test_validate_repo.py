@@ -315,6 +315,8 @@ def test_a_listing_after_the_caller_s_writes_holds_new_files_and_no_stale_ids(
     assert after.files == ("edited.py", "pkg/new.py", "same.py")
     assert set(after.known) == {"same.py"}
     assert after.files == tree.listing(root).files  # what git lists now, without asking it
+    # A written .gitignore may hide or reveal files: the caller lists again.
+    assert before.with_written(root, ["edited.py", "pkg/.gitignore"]) is None
 
 
 def test_in_ci_cargo_builds_without_incremental_state_unless_the_user_asks(
@@ -427,3 +429,36 @@ def test_no_git_id_is_trusted_where_checkouts_may_convert_files(
     (root / "sub" / ".gitattributes").write_text("*.txt ident\n")
     assert listing(root).known == {}
     assert listing(root).files == ("a.txt", "sub/.gitattributes")
+
+
+def test_a_failure_no_finding_explains_shows_the_end_of_the_tool_s_output(tmp_path: Path) -> None:
+    """A validator that fails without a finding forge can read (a custom check's exit code,
+    cargo stopping before it tests) says why in its own words, on the terminal and in JSON."""
+    gate = (
+        '[[validation.custom]]\nname = "gate"\n'
+        "command = \"echo 'the schema has no version field' >&2; exit 3\"\n"
+        'parser = "exit_code"\n'
+    )
+    root = make_repo(tmp_path / "repo", {"forge.toml": gate, "a.txt": "x\n"})
+
+    shown = run_forge("validate", "--no-cache", cwd=root)
+    code, data = report(root, "--no-cache", "-c", str(root / "forge.toml"))
+
+    assert shown.returncode == 1
+    assert "the schema has no version field" in shown.stdout
+    assert code == 1
+    assert "the schema has no version field" in by_name(data)["gate"]["output_tail"]
+
+
+def test_cargo_s_target_folder_is_made_before_cargo_test_starts_beside_cargo_check(
+    tmp_path: Path,
+) -> None:
+    """Two cargos that each find `target/` missing race to make it, and cargo test lost now
+    and then ("No such file or directory", exit 101). forge makes it first, as cargo would."""
+    from forge.validation.projects import CACHEDIR_TAG, make_target_folder
+
+    make_target_folder(tmp_path)
+    assert (tmp_path / "target" / "CACHEDIR.TAG").read_text(encoding="utf-8") == CACHEDIR_TAG
+    (tmp_path / "target" / "CACHEDIR.TAG").unlink()
+    make_target_folder(tmp_path)  # one already there is left as it is
+    assert list((tmp_path / "target").iterdir()) == []

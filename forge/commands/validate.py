@@ -209,7 +209,7 @@ def _validator(out: Console, report: ValidationReport, result: ValidatorResult) 
             f"  [red]FAILED[/] {escape(test.name)} {escape(location)} "
             f"{escape(message[0] if message else '')}"
         )
-    if result.output_tail and result.status.value in ("error", "timeout"):
+    if result.output_tail:  # set when nothing above says what went wrong
         out.print(f"[dim]{escape(result.output_tail[-800:])}[/]")
 
 

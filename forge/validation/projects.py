@@ -168,9 +168,30 @@ def rust_validators(
             # is stopped and reported as skipped because of that.
             speculative=True,
             env={**env, "CARGO_TARGET_DIR": "target/forge-test"},
+            prepare=make_target_folder,
             timeout=timeouts.get("cargo test", default_timeout),
         ),
     ]
+
+
+# What cargo writes into a target folder it makes, so that backup tools skip it.
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by cargo.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+def make_target_folder(project: Path) -> None:
+    """`target/`, made before cargo test starts beside cargo check. A cargo that finds its
+    target folder missing makes it by renaming a new folder into place; cargo test (in
+    `target/forge-test`) makes `target/` first, and cargo check's rename can then replace
+    that empty folder under it: cargo test stops at once ("No such file or directory", exit
+    101). With `target/` there, neither makes it."""
+    target = project / "target"
+    if not target.exists():
+        target.mkdir(exist_ok=True)
+        (target / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="utf-8")
 
 
 def cargo_env(environ: Mapping[str, str], cold_builds: bool) -> dict[str, str]:

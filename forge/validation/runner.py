@@ -236,6 +236,8 @@ class _Runner:
                 return self._result(item, parsed, time.monotonic() - started)
             command = [part.replace("{scratch}", scratch) for part in argv]
             try:
+                if validator.prepare is not None:
+                    validator.prepare(item.project.root)
                 out = run(command, item.project.root, validator.timeout, validator.env, cancel)
             except OSError as exc:
                 return self._result(item, Parsed(Status.ERROR, reason=f"cannot start: {exc}"))
@@ -253,8 +255,10 @@ class _Runner:
                 except Exception as exc:  # a parser bug must not hide the tool's result
                     parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
             result = self._result(item, parsed, out.duration, command, out.exit_code)
-            if result.status in (Status.ERROR, Status.TIMEOUT):
-                result.output_tail = out.tail()
+            if result.status in (Status.ERROR, Status.TIMEOUT) or (
+                result.status is Status.FAILED and not (result.diagnostics or result.tests)
+            ):
+                result.output_tail = out.tail()  # nothing else would say what went wrong
             return result
 
     def _context(self, item: Planned) -> Context:

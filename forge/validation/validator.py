@@ -58,6 +58,7 @@ class Validator:
     settings: str = ""  # anything else that changes the result, for the cache key
     lints_files: bool = False  # takes a file list under --changed
     file_suffixes: tuple[str, ...] = ()  # which files matter to it (empty: every file)
+    prepare: Callable[[Path], None] | None = None  # run on the project's folder first
 
     def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
         if not self.file_suffixes:
