@@ -2,7 +2,8 @@
 
 `forge init` finds the "Ollama" models (forge's fake provider speaking Ollama's discovery API on
 127.0.0.1) and writes forge.toml; `forge run-milestone` then runs each example's milestone with
-answers scripted per task, validated by the real pytest, ruff, mypy and cargo.
+answers scripted per task, validated by the real tools: a wrong first answer is caught (by
+pytest, by cargo's doc-tests) and the task tried again.
 """
 
 from __future__ import annotations
@@ -149,8 +150,18 @@ def test_the_python_package_milestone_runs_as_the_readme_walks_through_it(
     """triangle and square both rewrite the same two files on the base, side by side; their
     changes merge, and the docstrings task sees both."""
     project = example("python-package", tmp_path)
+    wrong = TRIANGLE.replace("base * height / 2", "base * height")
     fake.script(
         MODEL,
+        Reply(
+            text=whole("shapes/__init__.py", "python", SHAPES_START + wrong + CIRCLE_RECTANGLE)
+            + whole(
+                "tests/test_shapes.py",
+                "python",
+                TESTS_START + TRIANGLE_TEST + CIRCLE_RECTANGLE_TESTS,
+            ),
+            when="Add triangle_area(base, height)",
+        ),
         Reply(
             text=whole("shapes/__init__.py", "python", SHAPES_START + TRIANGLE + CIRCLE_RECTANGLE)
             + whole(
@@ -178,6 +189,10 @@ def test_the_python_package_milestone_runs_as_the_readme_walks_through_it(
         ("square", "done", "local"),
         ("docstrings", "done", "local"),
     ]
+    attempts = [a["outcome"] for a in report["tasks"][0]["attempts"]]
+    assert attempts == ["failed", "passed"], "pytest caught the first triangle_area"
+    retry = [r for r in fake.requests_for(MODEL) if "Add triangle_area" in _prompt(r)][1]
+    assert "test_triangle" in _prompt(retry) and "assert 12.0 == 6.0" in _prompt(retry)
     branch = report["branch"]
     assert trailers(project, branch) == ["docstrings", "square", "triangle"]
     assert git(project, "show", f"{branch}:shapes/__init__.py") == DOCUMENTED
@@ -289,8 +304,13 @@ def test_the_rust_crate_milestone_runs_as_the_readme_walks_through_it(
     """kelvin first, then rankine and round-trip side by side, each checked by cargo check,
     clippy and cargo test (doc-tests included)."""
     project = example("rust-crate", tmp_path)
+    wrong = KELVIN.replace("celsius + 273.15", "celsius + 273.0")
     fake.script(
         MODEL,
+        Reply(
+            text=whole("src/lib.rs", "rust", LIB_START + wrong + LIB_TESTS),
+            when="Add to_kelvin and from_kelvin",
+        ),
         Reply(
             text=whole("src/lib.rs", "rust", LIB_START + KELVIN + LIB_TESTS),
             when="Add to_kelvin and from_kelvin",
@@ -310,6 +330,10 @@ def test_the_rust_crate_milestone_runs_as_the_readme_walks_through_it(
         ("rankine", "done"),
         ("round-trip", "done"),
     ]
+    attempts = [a["outcome"] for a in report["tasks"][0]["attempts"]]
+    assert attempts == ["failed", "passed"], "cargo's doc-test caught the first to_kelvin"
+    retry = [r for r in fake.requests_for(MODEL) if "Add to_kelvin" in _prompt(r)][1]
+    assert "to_kelvin" in _prompt(retry) and "273.15" in _prompt(retry)
     branch = report["branch"]
     assert trailers(project, branch) == ["kelvin", "rankine", "round-trip"]
     assert git(project, "show", f"{branch}:src/lib.rs") == LIB_START + KELVIN + RANKINE + LIB_TESTS
