@@ -462,3 +462,35 @@ def test_cargo_s_target_folder_is_made_before_cargo_test_starts_beside_cargo_che
     (tmp_path / "target" / "CACHEDIR.TAG").unlink()
     make_target_folder(tmp_path)  # one already there is left as it is
     assert list((tmp_path / "target").iterdir()) == []
+
+
+def test_cargo_test_makes_the_target_folder_before_it_starts() -> None:
+    from forge.validation.projects import make_target_folder
+
+    found = {v.name: v for v in validators_for(Project("rust", Path("crate")), ValidationConfig())}
+    assert found["cargo test"].prepare is make_target_folder
+    assert found["cargo check"].prepare is None  # it starts first, on its own
+
+
+def test_a_tool_s_output_never_shows_a_key(tmp_path: Path) -> None:
+    """Validators see the whole environment; what they print about it is masked: the keys the
+    configuration names, and every variable named like a credential."""
+    leak = (
+        '[providers.llm]\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "LLM_CREDS"\n\n'
+        '[[validation.custom]]\nname = "leaky"\n'
+        'command = "echo \\"key $LLM_CREDS token $CI_DEPLOY_TOKEN\\" >&2; exit 3"\n'
+        'parser = "exit_code"\n'
+    )
+    root = make_repo(tmp_path / "repo", {"forge.toml": leak, "a.txt": "x\n"})
+    env = {"LLM_CREDS": "sk-sentinel-4242-abcdefgh", "CI_DEPLOY_TOKEN": "tok-sentinel-9999-xyz"}
+
+    shown = run_forge("validate", cwd=root, env=env)
+    as_json = run_forge("validate", "--format", "json", cwd=root, env=env)
+
+    assert shown.returncode == as_json.returncode == 1
+    for text in (shown.stdout, as_json.stdout):
+        assert "key [redacted] token [redacted]" in text
+        assert "sentinel" not in text
+    home = Path(os.environ["FORGE_HOME"])
+    stored = [p.read_text(errors="replace") for p in home.rglob("*") if p.is_file()]
+    assert stored and not any("sentinel" in text for text in stored if text)

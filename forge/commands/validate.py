@@ -72,12 +72,15 @@ def validate(
         raise typer.Exit(hit.exit_code)
 
     from forge.config import load_config
+    from forge.providers.secrets import key_names
     from forge.validation.projects import in_ci
     from forge.validation.runner import Options
     from forge.validation.runner import validate as run_validation
 
-    settings = load_config(config).config.validation
+    loaded = load_config(config).config
+    settings = loaded.validation
     options = Options(
+        secrets=tuple(sorted(key_names(loaded))),
         use_cache=not no_cache,
         changed_since=base if changed else None,
         baseline=baseline,

@@ -180,6 +180,9 @@ class TaskEngine:
         self.store = RunStore(ledger)
         self.repo_dir = Path(repo.working_dir)
         self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
+        from forge.providers.secrets import key_names
+
+        self._secrets = tuple(sorted(key_names(config)))  # kept out of validators' output
         self.worktrees = worktrees or WorktreePool(repo, settings.run_id)
         self._routing = threading.Lock()  # tasks route in threads; the router counts turns
 
@@ -381,7 +384,7 @@ class TaskEngine:
         from forge.validation.runner import NothingToValidate, Options, validate
 
         stop = threading.Event()
-        options = Options(stop=stop, listing=listed)
+        options = Options(stop=stop, listing=listed, secrets=self._secrets)
         try:
             # Abandoned on cancel: Ctrl-C must not wait for a test suite; `stop` kills it.
             return await anyio.to_thread.run_sync(

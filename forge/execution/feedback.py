@@ -93,7 +93,8 @@ def _of_result(result: ValidatorResult) -> list[Finding]:
     ]
     if not found and (result.status in BROKEN or result.status is Status.NO_TESTS):
         # A tool that failed without saying where (a crash, a timeout, nothing collected).
-        tail = result.reason or result.output_tail or ""
+        # Its reason, else the last line it printed (where tools say why they stopped).
+        tail = result.reason or _last_line(result.output_tail or "")
         found.append(
             Finding(
                 key=("validator", result.name, result.status.value),
@@ -284,3 +285,8 @@ def code_around(root: Path, file: str | None, line: int | None) -> list[str]:
     return [
         f"{'>' if n == line else ' '} {n:>{width}} | {rows[n - 1]}" for n in range(start, end + 1)
     ]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

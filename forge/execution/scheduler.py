@@ -436,11 +436,13 @@ class Scheduler:
         """Validate `commit` in the run's one checking worktree: moving it costs a checkout,
         not a new worktree, and unchanged files keep their validation cache."""
         from forge.execution.workspace import checking_worktree
-        from forge.validation.runner import NothingToValidate, validate
+        from forge.providers.secrets import key_names
+        from forge.validation.runner import NothingToValidate, Options, validate
 
         self._checking = checking_worktree(self.engine.repo, self.run_id, commit, self._checking)
+        options = Options(secrets=tuple(sorted(key_names(self.config))))
         try:
-            return validate(self._checking, self.config.validation)
+            return validate(self._checking, self.config.validation, options)
         except NothingToValidate:
             return None
 

@@ -11,6 +11,8 @@ MASK = "[redacted]"
 MIN_SECRET = 8
 # Providers often echo part of a key ("sk-abc...wxyz"): any long run shared with a key goes too.
 FRAGMENT = 12
+# Variables that hold a credential by the usual naming (GROQ_API_KEY, GITHUB_TOKEN, ...).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
 class Redactor:
@@ -27,14 +29,26 @@ class Redactor:
     @classmethod
     def for_config(cls, config: ForgeConfig, env: Mapping[str, str]) -> Redactor:
         """Every value of every key variable the configuration names, plus header secrets."""
-        names = {p.api_key_env for p in config.providers.values() if p.api_key_env}
-        for provider in config.providers.values():
-            for header in provider.headers.values():
-                names.update(re.findall(r"\$\{(\w+)\}", header))
-        return cls(env[name] for name in names if env.get(name))
+        return cls(env[name] for name in key_names(config) if env.get(name))
+
+    @classmethod
+    def for_tools(cls, env: Mapping[str, str], names: Iterable[str] = ()) -> Redactor:
+        """For what other programs print (a validator's output): the variables `names` and
+        every one named like a credential, since those programs see the whole environment."""
+        wanted = set(names)
+        return cls(v for k, v in env.items() if k in wanted or SECRET_NAME.search(k))
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern else text
+
+
+def key_names(config: ForgeConfig) -> set[str]:
+    """The variables the configuration takes keys from: `api_key_env` and `${VAR}` in headers."""
+    names = {p.api_key_env for p in config.providers.values() if p.api_key_env}
+    for provider in config.providers.values():
+        for header in provider.headers.values():
+            names.update(re.findall(r"\$\{(\w+)\}", header))
+    return names
 
 
 def expand_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:

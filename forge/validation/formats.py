@@ -234,7 +234,9 @@ JSON_SCHEMA: dict[str, Any] = {
                 "duration_s": _field("number", "Seconds the validator took.", minimum=0),
                 "cached": _field("boolean", "True when answered from the result cache."),
                 "output_tail": _optional(
-                    "string", "The end of the tool's output when it broke or timed out."
+                    "string",
+                    "The end of the tool's output when nothing else says what went wrong (it "
+                    "broke, timed out, or failed without a finding).",
                 ),
                 "tests": {"$ref": "#/$defs/test_counts"},
                 "diagnostics": {"type": "array", "items": {"$ref": "#/$defs/diagnostic"}},

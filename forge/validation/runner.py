@@ -58,6 +58,9 @@ class Options:
     # The repository's files as the caller already knows them (forge's own worktree, listed
     # before the caller wrote its edits): not listed again. None: asked of git.
     listing: Listing | None = None
+    # Variables whose values never appear in a report (the configuration's API keys), besides
+    # every one named like a credential: validators see the whole environment.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ class _Runner:
         home = options.cache_dir or forge_home() / "validate"
         self.cache = ResultCache(home / "results")
         self.versions = ToolVersions(home / "tools.json")
+        from forge.providers.secrets import Redactor
+
+        self.redact = Redactor.for_tools(os.environ, options.secrets)
 
     def run_all(self, plan: list[Planned]) -> list[ValidatorResult]:
         """Every validator as soon as the ones it waits for are done, several at a time.
@@ -258,7 +264,7 @@ class _Runner:
             if result.status in (Status.ERROR, Status.TIMEOUT) or (
                 result.status is Status.FAILED and not (result.diagnostics or result.tests)
             ):
-                result.output_tail = out.tail()  # nothing else would say what went wrong
+                result.output_tail = self.redact(out.tail())  # nothing else says what went wrong
             return result
 
     def _context(self, item: Planned) -> Context:

@@ -73,7 +73,7 @@ class ValidatorResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     tests: list[TestResult] = field(default_factory=list)
     cached: bool = False
-    output_tail: str | None = None  # the end of the tool's output when it broke or timed out
+    output_tail: str | None = None  # the end of the tool's output, when nothing else says why
 
     def count(self, outcome: TestOutcome) -> int:
         return sum(1 for t in self.tests if t.outcome == outcome)
