@@ -333,7 +333,8 @@ def test_the_rust_crate_milestone_runs_as_the_readme_walks_through_it(
     attempts = [a["outcome"] for a in report["tasks"][0]["attempts"]]
     assert attempts == ["failed", "passed"], "cargo's doc-test caught the first to_kelvin"
     retry = [r for r in fake.requests_for(MODEL) if "Add to_kelvin" in _prompt(r)][1]
-    assert "to_kelvin" in _prompt(retry) and "273.15" in _prompt(retry)
+    assert "src/lib.rs - to_kelvin (line 19) failed" in _prompt(retry)  # the doc-test
+    assert "left: 273.0" in _prompt(retry)
     branch = report["branch"]
     assert trailers(project, branch) == ["kelvin", "rankine", "round-trip"]
     assert git(project, "show", f"{branch}:src/lib.rs") == LIB_START + KELVIN + RANKINE + LIB_TESTS

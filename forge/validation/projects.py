@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -187,11 +188,22 @@ def make_target_folder(project: Path) -> None:
     target folder missing makes it by renaming a new folder into place; cargo test (in
     `target/forge-test`) makes `target/` first, and cargo check's rename can then replace
     that empty folder under it: cargo test stops at once ("No such file or directory", exit
-    101). With `target/` there, neither makes it."""
+    101). forge makes it the way cargo does, tag included, so it is never there empty."""
+    import tempfile
+
     target = project / "target"
-    if not target.exists():
-        target.mkdir(exist_ok=True)
-        (target / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="utf-8")
+    if target.exists():
+        return
+    made = Path(tempfile.mkdtemp(prefix="target.", dir=project))
+    try:
+        (made / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="utf-8")
+        made.rename(target)
+    except OSError:
+        if not target.is_dir():  # not made by a cargo meanwhile
+            raise
+    finally:
+        if made.exists():
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def cargo_env(environ: Mapping[str, str], cold_builds: bool) -> dict[str, str]:
