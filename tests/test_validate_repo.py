@@ -494,3 +494,20 @@ def test_a_tool_s_output_never_shows_a_key(tmp_path: Path) -> None:
     home = Path(os.environ["FORGE_HOME"])
     stored = [p.read_text(errors="replace") for p in home.rglob("*") if p.is_file()]
     assert stored and not any("sentinel" in text for text in stored if text)
+
+
+def test_a_failure_no_finding_explains_is_not_answered_from_the_cache(tmp_path: Path) -> None:
+    """It may have been the machine (a race, a full disk): the next run runs the check again."""
+    flaky = (
+        '[[validation.custom]]\nname = "flaky"\n'
+        "command = \"test -f seen || { touch seen; echo 'disk full' >&2; exit 1; }\"\n"
+        'parser = "exit_code"\n'
+    )
+    root = make_repo(tmp_path / "repo", {"forge.toml": flaky, ".gitignore": "seen\n"})
+
+    first = run_forge("validate", cwd=root)
+    second = run_forge("validate", cwd=root)
+
+    assert first.returncode == 1 and "disk full" in first.stdout
+    assert second.returncode == 0, second.stdout
+    assert "cached" not in second.stdout

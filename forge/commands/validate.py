@@ -124,7 +124,7 @@ def _replayable(report: ValidationReport) -> bool:
     from forge.validation.types import Status
 
     steady = {Status.PASSED, Status.FAILED, Status.NO_TESTS, Status.SKIPPED}
-    return all(r.status in steady for r in report.results)
+    return all(r.status in steady and not r.unexplained for r in report.results)
 
 
 def _render(

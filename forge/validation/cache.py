@@ -53,7 +53,7 @@ class ResultCache:
         return result
 
     def put(self, key: str, result: ValidatorResult) -> None:
-        if result.status not in CACHEABLE:
+        if result.status not in CACHEABLE or result.unexplained:
             return
         write_cache_entry(self.folder / f"{key}.json", json.dumps(asdict(result)))
 

@@ -261,9 +261,7 @@ class _Runner:
                 except Exception as exc:  # a parser bug must not hide the tool's result
                     parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
             result = self._result(item, parsed, out.duration, command, out.exit_code)
-            if result.status in (Status.ERROR, Status.TIMEOUT) or (
-                result.status is Status.FAILED and not (result.diagnostics or result.tests)
-            ):
+            if result.status in (Status.ERROR, Status.TIMEOUT) or result.unexplained:
                 result.output_tail = self.redact(out.tail())  # nothing else says what went wrong
             return result
 

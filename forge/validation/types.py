@@ -82,6 +82,12 @@ class ValidatorResult:
     def ok(self) -> bool:
         return self.status in (Status.PASSED, Status.SKIPPED)
 
+    @property
+    def unexplained(self) -> bool:
+        """Failed without a finding forge could read: the cause may be the machine, not the
+        code (a race between tools, a full disk), so it is never answered from a cache."""
+        return self.status is Status.FAILED and not (self.diagnostics or self.tests)
+
 
 @dataclass
 class ValidationReport:
