@@ -511,3 +511,25 @@ def test_a_failure_no_finding_explains_is_not_answered_from_the_cache(tmp_path: 
     assert first.returncode == 1 and "disk full" in first.stdout
     assert second.returncode == 0, second.stdout
     assert "cached" not in second.stdout
+
+
+def test_a_file_keys_the_same_whether_git_vouched_for_it_or_it_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file changed in the 2 s before a listing is read; a moment later git's id stands for
+    it: both must give the same cache key, or every validation right after an edit misses."""
+    from forge.validation import tree
+
+    root = make_repo(tmp_path / "repo", {"a.py": "x = 1\n", "b.py": "y = 2\n"})
+    read = tree.listing(root)
+    assert read.known == {}
+    monkeypatch.setattr(tree, "RACY_NS", 0)
+    vouched = tree.listing(root)
+    assert set(vouched.known) == {"a.py", "b.py"}
+    for name in ("a.py", "b.py"):
+        assert tree.content_key(root, name, read.known) == tree.content_key(
+            root, name, vouched.known
+        )
+    before = tree.content_key(root, "a.py", vouched.known)
+    (root / "a.py").write_text("x = 3\n")  # its stat no longer matches: read, new content
+    assert tree.content_key(root, "a.py", vouched.known) != before

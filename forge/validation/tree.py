@@ -164,8 +164,10 @@ def listing(root: Path, *, with_ids: bool = True) -> Listing:
 
 
 def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
-    """What a cache key holds for a file's content: git's id when the listing has one and the
-    file has not been touched since (nothing is read), else a hash of its bytes."""
+    """What a cache key holds for a file's content: its git blob id, as the listing has it
+    when the file has not been touched since (nothing is read), else computed from its bytes.
+    Both give one key for one content, so a file keys the same whether git vouched for it or
+    it had to be read (it changed in the 2 s before the listing, say)."""
     path = root / name
     entry = known.get(name)
     if entry is not None:
@@ -174,11 +176,18 @@ def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
         except OSError:
             same = False
         if same:
-            return b"git " + entry.object_id.encode()
+            return b"blob " + entry.object_id.encode()
     try:
-        return b"file " + hashlib.sha256(path.read_bytes()).digest()
+        return b"blob " + blob_id(path.read_bytes()).encode()
     except OSError:
         return b"unreadable"
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives these bytes as a blob (SHA-1, git's default object format; in a
+    SHA-256 repository a file read here keys apart from one git vouched for)."""
+    header = b"blob %d\0" % len(data)
+    return hashlib.sha1(header + data, usedforsecurity=False).hexdigest()
 
 
 def _kept(name: str) -> bool:
