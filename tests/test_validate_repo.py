@@ -479,7 +479,11 @@ def test_a_tool_s_output_never_shows_a_key(tmp_path: Path) -> None:
         '[providers.llm]\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "LLM_CREDS"\n\n'
         '[[validation.custom]]\nname = "leaky"\n'
         'command = "echo \\"key $LLM_CREDS token $CI_DEPLOY_TOKEN\\" >&2; exit 3"\n'
-        'parser = "exit_code"\n'
+        'parser = "exit_code"\n\n'
+        '[[validation.custom]]\nname = "finding"\n'
+        'command = "echo \\"a.txt:1: key $LLM_CREDS token $CI_DEPLOY_TOKEN\\"; exit 1"\n'
+        'parser = "regex"\n'
+        "pattern = '^(?P<file>[^:]+):(?P<line>\\d+): (?P<message>.*)$'\n"
     )
     root = make_repo(tmp_path / "repo", {"forge.toml": leak, "a.txt": "x\n"})
     env = {"LLM_CREDS": "sk-sentinel-4242-abcdefgh", "CI_DEPLOY_TOKEN": "tok-sentinel-9999-xyz"}
@@ -488,9 +492,9 @@ def test_a_tool_s_output_never_shows_a_key(tmp_path: Path) -> None:
     as_json = run_forge("validate", "--format", "json", cwd=root, env=env)
 
     assert shown.returncode == as_json.returncode == 1
-    for text in (shown.stdout, as_json.stdout):
-        assert "key [redacted] token [redacted]" in text
-        assert "sentinel" not in text
+    assert "key [redacted] token [redacted]" in shown.stdout
+    assert as_json.stdout.count("key [redacted] token [redacted]") == 3  # tail, message, rendered
+    assert "sentinel" not in shown.stdout + as_json.stdout
     home = Path(os.environ["FORGE_HOME"])
     stored = [p.read_text(errors="replace") for p in home.rglob("*") if p.is_file()]
     assert not any("sentinel" in text for text in stored)  # nor in a cache or replay entry
@@ -533,3 +537,48 @@ def test_a_file_keys_the_same_whether_git_vouched_for_it_or_it_was_read(
     before = tree.content_key(root, "a.py", vouched.known)
     (root / "a.py").write_text("x = 3\n")  # its stat no longer matches: read, new content
     assert tree.content_key(root, "a.py", vouched.known) != before
+
+
+def test_a_credential_variable_holding_a_path_or_a_name_like_one_is_not_masked() -> None:
+    from forge.providers.secrets import Redactor
+
+    redact = Redactor.for_tools(
+        {
+            "GOOGLE_APPLICATION_CREDENTIALS": "/home/runner/work/_temp/gha-creds-1234.json",
+            "PIP_KEYRING_PROVIDER": "subprocess",
+            "HF_TOKEN": "hf_abcdefghijklmnop",
+        }
+    )
+    text = "/home/runner/work/proj/src/lib.rs: subprocess.CalledProcessError hf_abcdefghijklmnop"
+    assert redact(text) == (
+        "/home/runner/work/proj/src/lib.rs: subprocess.CalledProcessError [redacted]"
+    )
+
+
+def test_a_file_made_executable_or_not_is_validated_again(tmp_path: Path) -> None:
+    """A check that runs a script passes or fails by its mode, which git's id does not hold."""
+    check = '[[validation.custom]]\nname = "script"\ncommand = "./check.sh"\nparser = "exit_code"\n'
+    root = make_repo(
+        tmp_path / "repo", {"forge.toml": check, "check.sh": "#!/bin/sh\nexit 0\n"}, commit=False
+    )
+    (root / "check.sh").chmod(0o755)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "start"], cwd=root, check=True)
+    assert run_forge("validate", cwd=root).returncode == 0
+    (root / "check.sh").chmod(0o644)
+
+    again = run_forge("validate", cwd=root)
+
+    assert again.returncode == 1, again.stdout
+    assert "cached" not in again.stdout
+
+
+def test_baseline_keeps_a_new_failure_nothing_explains(tmp_path: Path) -> None:
+    """The base passed; now the check fails without a finding: that failure is new."""
+    gate = '[[validation.custom]]\nname = "gate"\ncommand = "test ! -f bad"\nparser = "exit_code"\n'
+    root = make_repo(tmp_path / "repo", {"forge.toml": gate, "a.txt": "x\n"})
+    (root / "bad").write_text("")
+
+    done = run_forge("validate", "--baseline", "HEAD", cwd=root)
+
+    assert done.returncode == 1, done.stdout

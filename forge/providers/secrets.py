@@ -11,8 +11,11 @@ MASK = "[redacted]"
 MIN_SECRET = 8
 # Providers often echo part of a key ("sk-abc...wxyz"): any long run shared with a key goes too.
 FRAGMENT = 12
-# Variables that hold a credential by the usual naming (GROQ_API_KEY, GITHUB_TOKEN, ...).
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# Variables that hold a credential by the usual naming (GROQ_API_KEY, GITHUB_TOKEN, ...): one
+# of these words between underscores, not inside another (PIP_KEYRING_PROVIDER).
+SECRET_NAME = re.compile(
+    r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(?:$|_)", re.IGNORECASE
+)
 
 
 class Redactor:
@@ -36,10 +39,20 @@ class Redactor:
         """For what other programs print (a validator's output): the variables `names` and
         every one named like a credential, since those programs see the whole environment."""
         wanted = set(names)
-        return cls(v for k, v in env.items() if k in wanted or SECRET_NAME.search(k))
+        return cls(
+            value
+            for name, value in env.items()
+            if name in wanted or (SECRET_NAME.search(name) and not _path_like(value))
+        )
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern else text
+
+
+def _path_like(value: str) -> bool:
+    """A file's path (GOOGLE_APPLICATION_CREDENTIALS): the secret is in the file, and masking
+    the path's pieces would mask the home folder in everything."""
+    return value.startswith(("/", "~", "./")) or bool(re.match(r"[A-Za-z]:[\\/]", value))
 
 
 def key_names(config: ForgeConfig) -> set[str]:

@@ -49,6 +49,8 @@ class ResultCache:
             result = result_from_dict(data)
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if result.unexplained:  # stored by an older forge: never answered from the cache
+            return None
         result.cached = True
         return result
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,9 @@ class ProcessOutput:
     duration: float
     timed_out: bool = False
 
-    def tail(self) -> str:
-        text = (self.stdout + "\n" + self.stderr).strip()
+    def tail(self, redact: Callable[[str], str] = str) -> str:
+        """The end of what it printed, `redact`ed whole first (a secret is never cut in two)."""
+        text = redact((self.stdout + "\n" + self.stderr).strip())
         return text[-TAIL:]
 
 

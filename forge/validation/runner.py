@@ -262,7 +262,7 @@ class _Runner:
                     parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
             result = self._result(item, parsed, out.duration, command, out.exit_code)
             if result.status in (Status.ERROR, Status.TIMEOUT) or result.unexplained:
-                result.output_tail = self.redact(out.tail())  # nothing else says what went wrong
+                result.output_tail = out.tail(self.redact)  # nothing else says what went wrong
             return result
 
     def _context(self, item: Planned) -> Context:
@@ -286,6 +286,7 @@ class _Runner:
     ) -> ValidatorResult:
         if isinstance(parsed, Status):
             parsed = Parsed(parsed)
+        redact = self.redact
         return ValidatorResult(
             name=item.validator.name,
             tool=item.validator.tool,
@@ -293,11 +294,15 @@ class _Runner:
             project=item.project.root.relative_to(self.repo_root).as_posix(),
             status=parsed.status,
             command=command or list(item.validator.argv),
-            reason=parsed.reason,
+            reason=parsed.reason and redact(parsed.reason),
             exit_code=exit_code,
             duration=duration,
-            diagnostics=parsed.diagnostics,
-            tests=parsed.tests,
+            # What tools print is theirs to word, and may quote the environment they were given.
+            diagnostics=[
+                replace(d, message=redact(d.message), rendered=d.rendered and redact(d.rendered))
+                for d in parsed.diagnostics
+            ],
+            tests=[replace(t, message=t.message and redact(t.message)) for t in parsed.tests],
         )
 
     def _blocked(self, item: Planned, blockers: list[ValidatorResult]) -> ValidatorResult:
@@ -374,6 +379,8 @@ def _only_new(result: ValidatorResult, before: ValidatorResult | None, ref: str)
         if t.outcome in ("failed", "error") and (t.suite, t.name) not in failed_before
     ]
     still_failing = any(d.severity == "error" for d in fresh) or bool(new_failures)
+    # A failure nothing explains is new unless the baseline failed too.
+    still_failing = still_failing or (result.unexplained and before.status is not Status.FAILED)
     status = result.status
     reason = result.reason
     if status is Status.FAILED and not still_failing:

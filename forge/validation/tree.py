@@ -169,16 +169,17 @@ def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
     Both give one key for one content, so a file keys the same whether git vouched for it or
     it had to be read (it changed in the 2 s before the listing, say)."""
     path = root / name
-    entry = known.get(name)
-    if entry is not None:
-        try:
-            same = _stamp(os.stat(path)) == entry.stamp
-        except OSError:
-            same = False
-        if same:
-            return b"blob " + entry.object_id.encode()
     try:
-        return b"blob " + blob_id(path.read_bytes()).encode()
+        found = os.stat(path)
+    except OSError:
+        return b"unreadable"
+    # The executable bit counts: a check that runs the file passes or fails by it.
+    kind = b"blob+x " if found.st_mode & stat.S_IXUSR else b"blob "
+    entry = known.get(name)
+    if entry is not None and _stamp(found) == entry.stamp:
+        return kind + entry.object_id.encode()
+    try:
+        return kind + blob_id(path.read_bytes()).encode()
     except OSError:
         return b"unreadable"
 
@@ -186,8 +187,9 @@ def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
 def blob_id(data: bytes) -> str:
     """The id git gives these bytes as a blob (SHA-1, git's default object format; in a
     SHA-256 repository a file read here keys apart from one git vouched for)."""
-    header = b"blob %d\0" % len(data)
-    return hashlib.sha1(header + data, usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def _kept(name: str) -> bool:
