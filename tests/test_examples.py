@@ -150,27 +150,19 @@ def test_the_python_package_milestone_runs_as_the_readme_walks_through_it(
     """triangle and square both rewrite the same two files on the base, side by side; their
     changes merge, and the docstrings task sees both."""
     project = example("python-package", tmp_path)
-    wrong = TRIANGLE.replace("base * height / 2", "base * height")
+
+    def triangle(function: str) -> Reply:
+        tests = TESTS_START + TRIANGLE_TEST + CIRCLE_RECTANGLE_TESTS
+        return Reply(
+            text=whole("shapes/__init__.py", "python", SHAPES_START + function + CIRCLE_RECTANGLE)
+            + whole("tests/test_shapes.py", "python", tests),
+            when="Add triangle_area(base, height)",
+        )
+
     fake.script(
         MODEL,
-        Reply(
-            text=whole("shapes/__init__.py", "python", SHAPES_START + wrong + CIRCLE_RECTANGLE)
-            + whole(
-                "tests/test_shapes.py",
-                "python",
-                TESTS_START + TRIANGLE_TEST + CIRCLE_RECTANGLE_TESTS,
-            ),
-            when="Add triangle_area(base, height)",
-        ),
-        Reply(
-            text=whole("shapes/__init__.py", "python", SHAPES_START + TRIANGLE + CIRCLE_RECTANGLE)
-            + whole(
-                "tests/test_shapes.py",
-                "python",
-                TESTS_START + TRIANGLE_TEST + CIRCLE_RECTANGLE_TESTS,
-            ),
-            when="Add triangle_area(base, height)",
-        ),
+        triangle(TRIANGLE.replace("base * height / 2", "base * height")),  # wrong first
+        triangle(TRIANGLE),
         Reply(
             text=whole("shapes/__init__.py", "python", SHAPES_START + CIRCLE_RECTANGLE + SQUARE)
             + whole(

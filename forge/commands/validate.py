@@ -80,7 +80,7 @@ def validate(
     loaded = load_config(config).config
     settings = loaded.validation
     options = Options(
-        secrets=tuple(sorted(key_names(loaded))),
+        secrets=key_names(loaded),
         use_cache=not no_cache,
         changed_since=base if changed else None,
         baseline=baseline,

@@ -182,7 +182,7 @@ class TaskEngine:
         self._spent: dict[str, tuple[int, Decimal]] = {}  # per task: tokens, cost, for events
         from forge.providers.secrets import key_names
 
-        self._secrets = tuple(sorted(key_names(config)))  # kept out of validators' output
+        self._secrets = key_names(config)  # kept out of validators' output
         self.worktrees = worktrees or WorktreePool(repo, settings.run_id)
         self._routing = threading.Lock()  # tasks route in threads; the router counts turns
 

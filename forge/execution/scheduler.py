@@ -440,7 +440,7 @@ class Scheduler:
         from forge.validation.runner import NothingToValidate, Options, validate
 
         self._checking = checking_worktree(self.engine.repo, self.run_id, commit, self._checking)
-        options = Options(secrets=tuple(sorted(key_names(self.config))))
+        options = Options(secrets=key_names(self.config))
         try:
             return validate(self._checking, self.config.validation, options)
         except NothingToValidate:

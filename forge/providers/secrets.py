@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from forge.config.schema import ForgeConfig
+if TYPE_CHECKING:
+    from forge.config.schema import ForgeConfig
 
 MASK = "[redacted]"
 MIN_SECRET = 8
@@ -55,13 +57,13 @@ def _path_like(value: str) -> bool:
     return value.startswith(("/", "~", "./")) or bool(re.match(r"[A-Za-z]:[\\/]", value))
 
 
-def key_names(config: ForgeConfig) -> set[str]:
+def key_names(config: ForgeConfig) -> tuple[str, ...]:
     """The variables the configuration takes keys from: `api_key_env` and `${VAR}` in headers."""
     names = {p.api_key_env for p in config.providers.values() if p.api_key_env}
     for provider in config.providers.values():
         for header in provider.headers.values():
             names.update(re.findall(r"\$\{(\w+)\}", header))
-    return names
+    return tuple(sorted(names))
 
 
 def expand_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
