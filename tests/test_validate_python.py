@@ -146,7 +146,7 @@ def _alive(pid: int) -> bool:
     return status.exists() and "State:\tZ" not in status.read_text()
 
 
-def test_a_missing_tool_is_skipped_with_the_reason(tmp_path: Path) -> None:
+def test_a_missing_cargo_could_not_run_and_fails_unless_allowed(tmp_path: Path) -> None:
     root = make_repo(
         tmp_path / "repo",
         {
@@ -154,13 +154,28 @@ def test_a_missing_tool_is_skipped_with_the_reason(tmp_path: Path) -> None:
             "src/lib.rs": "pub fn f() {}\n",
         },
     )
-    done = run_forge("validate", str(root), "--format", "json", env={"PATH": "/usr/bin:/bin"})
-    data = json.loads(done.stdout)
-    check = by_name(data)["cargo check"]
-    assert check["status"] == "skipped"
-    assert "cargo is not installed" in check["reason"]
-    assert done.returncode == 0, "skipped is reported as skipped, and not as a failure"
+    for ci in ("", "true"):
+        env = {"PATH": "/usr/bin:/bin", "CI": ci}
+        done = run_forge("validate", str(root), "--format", "json", env=env)
+        data = json.loads(done.stdout)
+        check = by_name(data)["cargo check"]
+        assert check["status"] == "could_not_run"
+        assert "cargo is not installed" in check["reason"]
+        assert done.returncode == 1, "a gate that could not check has not passed"
+        assert not data["passed"]
+    shown = run_forge("validate", str(root), env={"PATH": "/usr/bin:/bin"})
+    assert shown.returncode == 1
+    assert "cargo check could not run: cargo is not installed" in shown.stdout
+    assert "3 could not run" in shown.stdout
+
+    allowed = run_forge(
+        "validate", str(root), "--format", "json", "--allow-missing", "cargo,clippy",
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    data = json.loads(allowed.stdout)
+    assert allowed.returncode == 0, "the user said cargo may be missing"
     assert data["summary"]["skipped"] == 3
+    assert by_name(data)["cargo test"]["reason"].endswith("; optional")
 
 
 def test_cache_answers_an_unchanged_tree_and_reruns_on_relevant_changes(tmp_path: Path) -> None:

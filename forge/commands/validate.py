@@ -53,18 +53,30 @@ def validate(
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", min=1, help="Validators run at once.")
     ] = None,
+    allow_missing: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-missing",
+            metavar="TOOL",
+            help="Skip TOOL (ruff, mypy, pytest, cargo, clippy, or a validator's name) when it "
+            "is not installed, instead of failing; repeat or separate with commas.",
+        ),
+    ] = None,
 ) -> None:
     """Run the project's checks in stages: syntax, build, lint, test.
 
-    Exit codes: 0 all passed, 1 a check failed, 2 usage or configuration error.
+    Exit codes: 0 all passed, 1 a check failed or a tool it needs could not run, 2 usage or
+    configuration error.
     """
     import os
     import sys
 
+    allowed = _tool_names(allow_missing or [])
     # --changed and --baseline depend on git refs, so only whole-tree runs are replayed.
     replay = None
     if not changed and baseline is None:
-        replay = _replay_store(path, config, [fmt.value, str(output), str(jobs)])
+        key = [fmt.value, str(output), str(jobs), ",".join(allowed)]
+        replay = _replay_store(path, config, key)
     if replay is not None and not no_cache and (hit := replay[0].lookup(replay[1])) is not None:
         sys.stdout.write(hit.stdout)
         if output is not None and hit.output_file is not None:
@@ -86,6 +98,7 @@ def validate(
         baseline=baseline,
         jobs=jobs,
         cold_builds=in_ci(os.environ),  # a CI job builds from nothing
+        allow_missing=allowed,
     )
     report = run_validation(path, settings, options)
     shown, written = _render(report, fmt, output)
@@ -100,6 +113,24 @@ def validate(
         shown, written = _render(report, fmt, output, replayed=True)
         replay[0].save(replay[1], Replay(report.exit_code, shown, written, report.tool_stamps))
     raise typer.Exit(report.exit_code)
+
+
+KNOWN_TOOLS = ("python", "ruff", "mypy", "pytest", "cargo", "clippy")
+
+
+def _tool_names(values: list[str]) -> tuple[str, ...]:
+    """--allow-missing values, split on commas. A name forge does not know may be a custom
+    validator's, so it is kept; a near miss of a built-in tool is refused as a typo."""
+    import difflib
+
+    from forge.errors import UsageError
+
+    names = tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+    for name in names:
+        close = difflib.get_close_matches(name, KNOWN_TOOLS, n=1, cutoff=0.75)
+        if name not in KNOWN_TOOLS and close:
+            raise UsageError(f"--allow-missing {name}: no such tool; did you mean {close[0]}?")
+    return names
 
 
 def _replay_store(
@@ -149,6 +180,13 @@ def _render(
 
 
 def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> None:
+    from rich.markup import escape
+
+    from forge.validation.types import Status
+
+    for project, python in sorted(report.interpreters.items()):
+        where = "" if project == "." else f" for {project}"
+        out.print(f"[dim]Python{escape(where)}: {escape(python.description)}[/]")
     for result in report.results:
         _validator(out, report, result)
     diagnostics = report.diagnostics
@@ -157,9 +195,11 @@ def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> 
     verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
     against = f" (new since {report.baseline})" if report.baseline else ""
     timing = "answered from the cache" if replayed else f"in {report.duration:.1f}s"
+    missing = sum(1 for r in report.results if r.status is Status.COULD_NOT_RUN)
+    could_not = f", {missing} could not run" if missing else ""
     out.print(
-        f"\n{verdict}: {len(report.results)} validators, {errors} errors, {warnings} warnings"
-        f"{against}, {timing}"
+        f"\n{verdict}: {len(report.results)} validators{could_not}, {errors} errors, "
+        f"{warnings} warnings{against}, {timing}"
     )
 
 
@@ -170,6 +210,7 @@ ICONS = {
     "timeout": "[red]⏱[/]",
     "error": "[red]![/]",
     "no_tests": "[red]∅[/]",
+    "could_not_run": "[red]![/]",
 }
 
 
@@ -190,7 +231,7 @@ def _validator(out: Console, report: ValidationReport, result: ValidatorResult) 
     reason = f": {escape(result.reason)}" if result.reason else ""
     out.print(
         f"{ICONS[result.status.value]} [bold]{escape(result.name)}[/]{escape(where)} "
-        f"{result.status.value}{reason}{escape(counts)}{extra}"
+        f"{result.status.value.replace('_', ' ')}{reason}{escape(counts)}{extra}"
     )
     if result.diagnostics:
         table = Table(show_header=True, box=None, padding=(0, 1))

@@ -171,6 +171,9 @@ class ValidationConfig(Section):
     custom: list[CustomValidator] = []
     timeout_seconds: PositiveFloat = 600.0
     timeouts: dict[str, PositiveFloat] = {}
+    # Tools (ruff, mypy, pytest, cargo, clippy) or validator names that may be missing: skipped
+    # with the reason instead of failing the gate as "could not run".
+    optional: list[str] = []
 
 
 class ContextConfig(Section):

@@ -21,7 +21,7 @@ from forge.validation.types import Status, ValidationReport, ValidatorResult
 FEEDBACK_LIMIT_CHARS = 6_000
 CODE_AROUND_LINES = 3
 DETAIL_LINES = 12
-BROKEN = {Status.FAILED, Status.ERROR, Status.TIMEOUT}
+BROKEN = {Status.FAILED, Status.ERROR, Status.TIMEOUT, Status.COULD_NOT_RUN}
 # "Fix the build", "fix all compile errors", "repair the failing tests", "fix lint warnings",
 # "make the tests pass": a fix verb whose object is the build, the tests or the linters.
 FIX_EVERYTHING = re.compile(

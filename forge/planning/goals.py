@@ -67,7 +67,7 @@ Validate = Callable[[Path, ValidationConfig], ValidationReport]
 MAX_FINDINGS_PER_TASK = 20
 MAX_LINE = 200
 MAX_ID_PATH = 60
-BROKEN = frozenset({Status.FAILED, Status.TIMEOUT, Status.ERROR})
+BROKEN = frozenset({Status.FAILED, Status.TIMEOUT, Status.ERROR, Status.COULD_NOT_RUN})
 STAGES: dict[FixKind, tuple[Stage, ...]] = {
     "build": (Stage.SYNTAX, Stage.BUILD),
     "tests": (Stage.TEST,),

@@ -1,15 +1,19 @@
 """Validator results keyed by everything that can change them.
 
 The key covers the validator (name, command, settings, environment), the tool's version, the
-files it may read (every file git tracks or would track in the project, by content) and, under
-`--changed`, the file list. An unchanged tree answers at once; any relevant edit reruns. Files
-the work tree holds as git's index does are keyed by git's ids for them, without being read.
+environment variables the tools read (TOOL_ENVIRONMENT), what is installed in the project's
+Python (part of the Python validators' settings), the files it may read (every file git tracks
+or would track in the project, by content, and the ones it reads though git ignores them, such
+as a Cargo.lock) and, under `--changed`, the file list. An unchanged tree answers at once; any
+relevant edit reruns. Files the work tree holds as git's index does are keyed by git's ids for
+them, without being read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from typing import Any
 from forge.validation.atomic import write_cache_entry
 from forge.validation.tree import content_key
 from forge.validation.types import Diagnostic, Stage, Status, TestResult, ValidatorResult
-from forge.validation.validator import Context, Validator
+from forge.validation.validator import Context, Validator, tool_environment
 
 CACHEABLE = {Status.PASSED, Status.FAILED, Status.NO_TESTS}
 
@@ -36,11 +40,18 @@ class ResultCache:
             tool_version or "",
             ctx.project.relative_to(ctx.repo_root).as_posix(),
             json.dumps(ctx.only),
+            json.dumps(tool_environment(os.environ)),
         ):
             digest.update(part.encode() + b"\0")
         for name in validator.relevant(ctx.files):
             digest.update(name.encode() + b"\0")
             digest.update(content_key(ctx.repo_root, name, ctx.known))
+        listed = set(ctx.files)
+        for extra in validator.extra_files:
+            name = (ctx.project / extra).relative_to(ctx.repo_root).as_posix()
+            if name not in listed:  # ignored by git, read by the tool all the same
+                digest.update(b"extra\0" + name.encode() + b"\0")
+                digest.update(content_key(ctx.repo_root, name, ctx.known))
         return digest.hexdigest()
 
     def get(self, key: str) -> ValidatorResult | None:

@@ -74,6 +74,10 @@ def to_json(report: ValidationReport) -> str:
         "duration_s": _seconds(report.duration),
         "baseline": report.baseline,
         "summary": _summary(report),
+        "interpreters": [
+            {"project": project, "path": used.path, "version": used.version, "source": used.source}
+            for project, used in sorted(report.interpreters.items())
+        ],
         "validators": [_validator_document(result) for result in report.results],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -183,6 +187,24 @@ JSON_SCHEMA: dict[str, Any] = {
                 "string", "The ref findings were compared with (--baseline), else null."
             ),
             "summary": {"$ref": "#/$defs/summary"},
+            "interpreters": {
+                "type": "array",
+                "description": "The Python each Python project's checks ran under.",
+                "items": _closed_object(
+                    {
+                        "project": _field("string", 'Project folder ("." for the root).'),
+                        "path": _field("string", "The interpreter run."),
+                        "version": _field("string", 'Its version, e.g. "3.12.1".'),
+                        "source": _field(
+                            "string",
+                            "How forge chose it: the active virtual environment, the "
+                            "project's .venv/venv, the first Python on PATH, or forge's own.",
+                            enum=["VIRTUAL_ENV", "project", "PATH", "forge"],
+                        ),
+                    },
+                    "One project's interpreter.",
+                ),
+            },
             "validators": {
                 "type": "array",
                 "description": "One entry per validator, in the order they were planned.",
@@ -343,7 +365,7 @@ def _status_case(suite: ET.Element, result: ValidatorResult) -> None:
     case = _child(suite, "testcase", classname=result.tool, name=result.name)
     if status == Status.SKIPPED:
         _child(case, "skipped", message=reason or "skipped")
-    elif status in (Status.TIMEOUT, Status.ERROR):
+    elif status in (Status.TIMEOUT, Status.ERROR, Status.COULD_NOT_RUN):
         _child(case, "error", tail, message=reason or status.value, type=status.value)
     elif status == Status.NO_TESTS:
         _child(case, "failure", tail, message=reason or "no tests were collected", type="no_tests")
@@ -468,6 +490,8 @@ def _status_annotation(result: ValidatorResult, label: str) -> _Annotation | Non
     status = result.status
     if status == Status.SKIPPED:
         return _Annotation("notice", label, f"skipped: {result.reason or 'no reason given'}")
+    if status is Status.COULD_NOT_RUN:
+        return _Annotation("error", label, f"could not run: {result.reason}")
     if status in (Status.TIMEOUT, Status.ERROR, Status.NO_TESTS):
         return _Annotation("error", label, f"{status.value}: {result.reason or status.value}")
     has_errors = any(d.severity == "error" for d in result.diagnostics) or any(

@@ -12,6 +12,7 @@ from typing import Literal
 
 from forge.config.schema import ValidationConfig
 from forge.validation.custom import custom_validator
+from forge.validation.interpreter import Interpreter
 from forge.validation.process import ProcessOutput
 from forge.validation.python import python_validators
 from forge.validation.types import Stage, Status
@@ -81,14 +82,19 @@ def _member_of_workspace(repo_root: Path, workspace: Path, folder: str) -> bool:
 
 
 def validators_for(
-    project: Project, settings: ValidationConfig, cold_builds: bool = False
+    project: Project,
+    settings: ValidationConfig,
+    cold_builds: bool = False,
+    interpreter: Interpreter | None = None,
 ) -> list[Validator]:
+    """`interpreter`: the Python a Python project's checks run under (see interpreter.py)."""
     limit = settings.timeout_seconds
     if project.kind == "rust":
         return rust_validators(dict(settings.commands), dict(settings.timeouts), limit, cold_builds)
     if project.kind == "python":
+        assert interpreter is not None
         return python_validators(
-            project.root, dict(settings.commands), dict(settings.timeouts), limit
+            project.root, interpreter, dict(settings.commands), dict(settings.timeouts), limit
         )
     return [custom_validator(spec, limit) for spec in settings.custom]
 
@@ -104,6 +110,8 @@ def rust_validators(
     from forge.validation import rust
 
     env = cargo_env(os.environ, cold_builds)
+    # Read by cargo whether git tracks them or not (a library's Cargo.lock is often ignored).
+    extra = ("Cargo.lock", "rust-toolchain", "rust-toolchain.toml", ".cargo/config.toml")
 
     def argv(name: str, default: list[str]) -> tuple[str, ...]:
         return tuple(shlex.split(commands[name])) if name in commands else tuple(default)
@@ -141,6 +149,7 @@ def rust_validators(
             probe=("cargo", "--version"),
             env=env,
             timeout=timeouts.get("cargo check", default_timeout),
+            extra_files=extra,
         ),
         Validator(
             name="cargo clippy",
@@ -155,6 +164,7 @@ def rust_validators(
             env=env,
             timeout=timeouts.get("cargo clippy", default_timeout),
             lints_files=True,
+            extra_files=extra,
         ),
         Validator(
             name="cargo test",
@@ -171,6 +181,7 @@ def rust_validators(
             env={**env, "CARGO_TARGET_DIR": "target/forge-test"},
             prepare=make_target_folder,
             timeout=timeouts.get("cargo test", default_timeout),
+            extra_files=extra,
         ),
     ]
 

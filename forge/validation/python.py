@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from forge.validation.interpreter import Interpreter, environment_stamp
 from forge.validation.process import ProcessOutput
 from forge.validation.types import Diagnostic, Stage, Status, TestResult
-from forge.validation.validator import Context, Parsed, Validator
+from forge.validation.validator import Context, InProcess, Parsed, Validator
 
 PYTEST_NO_TESTS = 5
-RUFF_FILES = (".py", ".pyi", "pyproject.toml", "ruff.toml", ".ruff.toml")
-MYPY_FILES = (".py", ".pyi", "pyproject.toml", "mypy.ini", ".mypy.ini", "setup.cfg")
-
-
-def find_tool(name: str) -> str | None:
-    """On PATH, or beside the running Python (a virtualenv that is not activated)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    sibling = Path(sys.executable).parent / name
-    return str(sibling) if sibling.exists() else None
+# What each tool reads: ruff lints notebooks too; mypy reads stubs, py.typed markers and its
+# configuration wherever it lives.
+RUFF_FILES = (".py", ".pyi", ".ipynb", "pyproject.toml", "ruff.toml", ".ruff.toml")
+MYPY_FILES = (
+    ".py",
+    ".pyi",
+    "py.typed",
+    "pyproject.toml",
+    "mypy.ini",
+    ".mypy.ini",
+    "setup.cfg",
+)
 
 
 def rel(path: str | Path, ctx: Context) -> str:
@@ -40,6 +46,69 @@ def rel(path: str | Path, ctx: Context) -> str:
 
 
 # -- syntax ------------------------------------------------------------------------------------
+
+
+def syntax_check(interpreter: Interpreter) -> InProcess:
+    """The syntax check for a project that runs under `interpreter`: in forge's own process
+    when it is the same Python version, else by that interpreter (3.12 syntax is valid on a
+    project that runs 3.12, whatever forge runs under)."""
+    if interpreter.minor == sys.version_info[:2]:
+        return check_syntax
+
+    def check(ctx: Context) -> Parsed:
+        return _syntax_by(interpreter.path, ctx)
+
+    return check
+
+
+# Run by another interpreter: compile each file named on stdin, print the errors as JSON.
+_COMPILE_EACH = """\
+import json, sys
+found = []
+for name in sys.stdin.read().split("\\0"):
+    if not name:
+        continue
+    try:
+        with open(name, "rb") as source:
+            compile(source.read(), name, "exec", dont_inherit=True)
+    except SyntaxError as err:
+        found.append([name, err.msg, err.lineno, err.offset, type(err).__name__])
+    except ValueError as err:
+        found.append([name, str(err), None, None, "ValueError"])
+    except OSError:
+        pass
+print(json.dumps(found))
+"""
+
+
+def _syntax_by(python: str, ctx: Context) -> Parsed:
+    names = [n for n in ctx.files if n.endswith(".py")]
+    try:
+        done = subprocess.run(
+            [python, "-c", _COMPILE_EACH],
+            input="\0".join(names),
+            capture_output=True,
+            text=True,
+            cwd=ctx.repo_root,
+            timeout=600,
+        )
+        errors = json.loads(done.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return Parsed(Status.ERROR, reason=f"{python} could not compile the project's files")
+    found = [
+        Diagnostic(
+            tool="python",
+            severity="error",
+            message=str(message),
+            file=str(name),
+            line=line,
+            column=column,
+            code=str(code),
+            rendered=f"{name}:{line}:{column}: {code}: {message}",
+        )
+        for name, message, line, column, code in errors
+    ]
+    return Parsed(Status.FAILED if found else Status.PASSED, found)
 
 
 def check_syntax(ctx: Context) -> Parsed:
@@ -222,10 +291,48 @@ def _junit_case(case: ET.Element, ctx: Context) -> TestResult:
 # -- building the validators for a Python project ---------------------------------------------
 
 
+def locate(name: str, interpreter: Interpreter, environ: Mapping[str, str]) -> Located:
+    """A console script (ruff, mypy): in the project's virtual environment, else on PATH, else
+    beside the Python forge runs under. Returns the path (None: nowhere) and where it looked."""
+    places: list[tuple[str, str | None]] = []
+    if interpreter.source in ("VIRTUAL_ENV", "project"):
+        places.append((interpreter.scripts, None))
+    places += [
+        (environ.get("PATH", os.defpath), "PATH"),
+        (str(Path(sys.executable).parent), None),
+    ]
+    looked: list[str] = []
+    for place, label in places:
+        found = shutil.which(name, path=place)
+        if found is not None:
+            return Located(found, in_environment=place == interpreter.scripts)
+        looked.append(label or place)
+    return Located(None, looked=tuple(dict.fromkeys(looked)))
+
+
+@dataclass(frozen=True)
+class Located:
+    path: str | None
+    in_environment: bool = False
+    looked: tuple[str, ...] = ()
+
+    def missing(self, tool: str) -> str | None:
+        if self.path is not None:
+            return None
+        return f"{tool} is not installed (looked in {', '.join(self.looked)})"
+
+
 def python_validators(
-    project: Path, commands: dict[str, str], timeouts: dict[str, float], default_timeout: float
+    project: Path,
+    interpreter: Interpreter,
+    commands: dict[str, str],
+    timeouts: dict[str, float],
+    default_timeout: float,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Validator]:
     import shlex
+
+    environ = os.environ if environ is None else environ
 
     def argv(name: str, default: list[str]) -> tuple[str, ...]:
         return tuple(shlex.split(commands[name])) if name in commands else tuple(default)
@@ -233,34 +340,41 @@ def python_validators(
     def limit(name: str) -> float:
         return timeouts.get(name, default_timeout)
 
-    ruff = find_tool("ruff") or "ruff"
-    mypy = find_tool("mypy") or "mypy"
+    python = interpreter.path
+    # What is installed in the project's environment changes what pytest and mypy find.
+    environment = f"{python}|{interpreter.version}|{environment_stamp(interpreter.sites)}"
+    ruff = locate("ruff", interpreter, environ)
+    ruff_argv = [ruff.path or "ruff", "check", "--output-format=json", "--no-fix", "."]
+    pytest_missing = None
+    if "pytest" not in commands and interpreter.distribution("pytest") is None:
+        pytest_missing = interpreter.lacks("pytest")
     found = [
         Validator(
             name="python syntax",
             tool="python",
             stage=Stage.SYNTAX,
-            run_in_process=check_syntax,
+            run_in_process=syntax_check(interpreter),
             file_suffixes=(".py",),
-            settings=sys.version,
+            settings=f"{python}|{interpreter.version}",
         ),
         Validator(
             name="ruff",
             tool="ruff",
             stage=Stage.LINT,
-            argv=argv("ruff", [ruff, "check", "--output-format=json", "--no-fix", "."]),
+            argv=argv("ruff", ruff_argv),
             parse=parse_ruff,
-            probe=(ruff, "--version"),
+            probe=(ruff.path, "--version") if ruff.path and "ruff" not in commands else None,
             timeout=limit("ruff"),
             lints_files=True,
             file_suffixes=RUFF_FILES,
+            unavailable=None if "ruff" in commands else ruff.missing("ruff"),
         ),
         Validator(
             name="pytest",
             tool="pytest",
             stage=Stage.TEST,
             argv=(
-                *argv("pytest", [sys.executable, "-m", "pytest"]),
+                *argv("pytest", [python, "-m", "pytest"]),
                 "-q",
                 "-p",
                 "no:cacheprovider",
@@ -269,14 +383,17 @@ def python_validators(
                 "--junitxml={scratch}/pytest-junit.xml",
             ),
             parse=parse_pytest,
-            probe=(sys.executable, "-m", "pytest", "--version")
-            if "pytest" not in commands
-            else None,
             after=("python syntax",),
             timeout=limit("pytest"),
+            settings=environment,
+            unavailable=pytest_missing,
         ),
     ]
     if mypy_configured(project):
+        mypy = locate("mypy", interpreter, environ)
+        # A mypy from elsewhere is pointed at the project's environment, where the project's
+        # dependencies and their type information are installed.
+        elsewhere = () if mypy.in_environment else ("--python-executable", python)
         found.insert(
             2,
             Validator(
@@ -284,7 +401,7 @@ def python_validators(
                 tool="mypy",
                 stage=Stage.LINT,
                 argv=(
-                    *argv("mypy", [mypy]),
+                    *argv("mypy", [mypy.path or "mypy", *elsewhere]),
                     "--show-column-numbers",
                     "--show-error-codes",
                     "--no-error-summary",
@@ -293,10 +410,12 @@ def python_validators(
                     *(() if _mypy_lists_files(project) else (".",)),
                 ),
                 parse=parse_mypy,
-                probe=(mypy, "--version"),
+                probe=(mypy.path, "--version") if mypy.path and "mypy" not in commands else None,
                 timeout=limit("mypy"),
                 lints_files=True,
                 file_suffixes=MYPY_FILES,
+                settings=environment,
+                unavailable=None if "mypy" in commands else mypy.missing("mypy"),
             ),
         )
     return found

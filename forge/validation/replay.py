@@ -22,9 +22,11 @@ from forge import __version__
 from forge.validation.atomic import write_cache_entry
 from forge.validation.tools import ToolVersions
 from forge.validation.tree import content_key, listing, repository_root
+from forge.validation.validator import tool_environment
 
-# What reaches the tools or changes the rendering; FORGE_HOME only says where this store is.
-ENV_KEYS = ("PATH", "NO_COLOR", "COLUMNS", "TERM", "VIRTUAL_ENV", "PYTHONPATH", "CARGO_TARGET_DIR")
+# What changes the rendering; what reaches the tools is TOOL_ENVIRONMENT. FORGE_HOME only says
+# where this store is.
+ENV_KEYS = ("NO_COLOR", "COLUMNS", "TERM")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ReplayStore:
             part(option)
         for name in ENV_KEYS:
             part(f"{name}={env.get(name, '')}")
+        for name, value in tool_environment(env):
+            part(f"{name}={value}")
         for name in sorted(k for k in env if k.startswith("FORGE_") and k != "FORGE_HOME"):
             part(f"{name}={env[name]}")
         for path in config_files:

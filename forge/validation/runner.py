@@ -21,11 +21,19 @@ from forge.config.schema import ValidationConfig
 from forge.errors import UsageError
 from forge.home import forge_home
 from forge.validation.cache import ResultCache
+from forge.validation.interpreter import Interpreter, Interpreters, environment_stamp
 from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
-from forge.validation.tools import ToolVersions
+from forge.validation.tools import (
+    ToolVersions,
+    file_probe,
+    file_stamp,
+    python_choice_probe,
+    python_choice_stamp,
+    python_environment_probe,
+)
 from forge.validation.tree import Listing, listing, repository_root
-from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
+from forge.validation.types import PythonUsed, Stage, Status, ValidationReport, ValidatorResult
 from forge.validation.validator import Context, Parsed, Validator
 
 STAGE_SWITCH = {
@@ -61,6 +69,9 @@ class Options:
     # Variables whose values never appear in a report (the configuration's API keys), besides
     # every one named like a credential: validators see the whole environment.
     secrets: tuple[str, ...] = ()
+    # Tools (or validator names) that may be missing: skipped then, instead of failing the
+    # gate as "could not run" (--allow-missing, besides [validation] optional).
+    allow_missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,21 +104,74 @@ def validate(
             "or tests folder was found, and [validation] configures no custom validator"
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
-    plan = _plan(projects, settings, options.cold_builds)
+    home = options.cache_dir or forge_home() / "validate"
+    pythons = _interpreters(projects, repo_root, Interpreters(home / "interpreters.json"))
+    plan = _plan(projects, settings, options.cold_builds, pythons)
     runner = _Runner(repo_root, listed, settings, options, only)
     results = runner.run_all(plan)
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
-    report.tool_stamps = dict(runner.versions.used)
+    report.tool_stamps = {
+        **runner.versions.used,
+        **_python_stamps(pythons, repo_root),
+        **_extra_file_stamps(plan, listed.files, repo_root),
+    }
+    report.interpreters = {
+        _relative(root, repo_root): PythonUsed(p.path, p.version, p.source, p.describe())
+        for root, p in pythons.items()
+    }
     if options.baseline:
         report = _against_baseline(report, scope, repo_root, settings, options)
     report.duration = time.monotonic() - started
     return report
 
 
-def _plan(projects: list[Project], settings: ValidationConfig, cold: bool) -> list[Planned]:
+def _interpreters(
+    projects: list[Project], repo_root: Path, known: Interpreters
+) -> dict[Path, Interpreter]:
+    """The Python each Python project's checks run under."""
+    return {
+        p.root: known.find(p.root, repo_root, os.environ) for p in projects if p.kind == "python"
+    }
+
+
+def _python_stamps(pythons: dict[Path, Interpreter], repo_root: Path) -> dict[str, str | None]:
+    """What a replay of this run must find unchanged: which interpreter each project would
+    get now (a `.venv` made since, another VIRTUAL_ENV), and what is installed in each."""
+    stamps: dict[str, str | None] = {}
+    for root, python in pythons.items():
+        stamps[python_choice_probe(root, repo_root)] = python_choice_stamp(root, repo_root)
+        stamps[python_environment_probe(python.sites)] = environment_stamp(python.sites)
+    return stamps
+
+
+def _extra_file_stamps(
+    plan: list[Planned], listed: tuple[str, ...], repo_root: Path
+) -> dict[str, str | None]:
+    """Files the tools read that git does not list (an ignored Cargo.lock): a replay of this
+    run must find them as they were."""
+    files = set(listed)
+    stamps: dict[str, str | None] = {}
+    for item in plan:
+        for extra in item.validator.extra_files:
+            path = item.project.root / extra
+            if _relative(path, repo_root) not in files:
+                stamps[file_probe(path)] = file_stamp(path)
+    return stamps
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _plan(
+    projects: list[Project],
+    settings: ValidationConfig,
+    cold: bool,
+    pythons: dict[Path, Interpreter],
+) -> list[Planned]:
     plan: list[Planned] = []
     for project in projects:
-        for validator in validators_for(project, settings, cold):
+        for validator in validators_for(project, settings, cold, pythons.get(project.root)):
             after = tuple((str(project.root), name) for name in validator.after)
             plan.append(Planned(project, validator, after))
     gates = tuple(p.id for p in plan if p.validator.stage in (Stage.SYNTAX, Stage.BUILD))
@@ -204,13 +268,15 @@ class _Runner:
         switch = STAGE_SWITCH[validator.stage]
         if not getattr(self.settings, switch):
             return replace(base, reason=f"switched off by [validation] {switch} = false")
+        if validator.unavailable is not None:
+            return self._missing(item, validator.unavailable)
         version = ""
         if validator.probe is not None:
             found = self.versions.version(validator.probe, dict(validator.env))
             if found is None:
                 command = " ".join(validator.probe)
-                return replace(
-                    base, reason=f"{validator.tool} is not installed (`{command}` failed)"
+                return self._missing(
+                    item, f"{validator.tool} is not installed (`{command}` failed; looked on PATH)"
                 )
             version = found
         ctx = self._context(item)
@@ -304,6 +370,14 @@ class _Runner:
             ],
             tests=[replace(t, message=t.message and redact(t.message)) for t in parsed.tests],
         )
+
+    def _missing(self, item: Planned, why: str) -> ValidatorResult:
+        """A tool the project needs is not there: a failure, unless the user made it optional."""
+        validator = item.validator
+        allowed = {*self.settings.optional, *self.options.allow_missing}
+        if allowed.intersection({validator.tool, validator.name}):
+            return replace(self._result(item, Status.SKIPPED), reason=f"{why}; optional")
+        return replace(self._result(item, Status.COULD_NOT_RUN), reason=why)
 
     def _blocked(self, item: Planned, blockers: list[ValidatorResult]) -> ValidatorResult:
         names = ", ".join(sorted({b.name for b in blockers}))

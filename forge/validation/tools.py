@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 from forge.validation.atomic import write_cache_entry
+from forge.validation.interpreter import candidate, environment_stamp
+from forge.validation.tree import blob_id
 
 
 class ToolVersions:
@@ -55,12 +57,20 @@ class ToolVersions:
 
     @staticmethod
     def stamp(probe: tuple[str, ...]) -> str | None:
-        """What identifies the installed tool: its path, size and mtime (None if missing)."""
+        """What identifies the installed tool: its path, size and mtime (None if missing).
+        Two pseudo-probes stand for a project's Python: which interpreter it gets, and what is
+        installed in that interpreter's environment (see `python_choice_probe`)."""
+        if probe[0] == PYTHON_CHOICE:
+            return python_choice_stamp(Path(probe[1]), Path(probe[2]))
+        if probe[0] == PYTHON_ENVIRONMENT:
+            return environment_stamp(probe[1:])
+        if probe[0] == FILE_READ:
+            return file_stamp(Path(probe[1]))
         binary = shutil.which(probe[0])
         if binary is None:
             return None
         info = os.stat(binary)
-        extra = ""
+        extra = _rustup_stamp() if probe[0] == "cargo" else ""
         if probe[0] == sys.executable and len(probe) > 2 and probe[1] == "-m":
             # A module run by this interpreter: its installed file identifies its version
             # (cheaper than importlib.metadata, which matters on the replay path).
@@ -73,3 +83,46 @@ class ToolVersions:
 
     def _save(self) -> None:
         write_cache_entry(self.path, json.dumps(self._known, indent=1))
+
+
+FILE_READ = "@file"
+PYTHON_CHOICE = "@python-choice"
+PYTHON_ENVIRONMENT = "@python-environment"
+
+
+def python_choice_probe(project: Path, repo_root: Path) -> str:
+    return json.dumps([PYTHON_CHOICE, str(project), str(repo_root)])
+
+
+def python_choice_stamp(project: Path, repo_root: Path) -> str:
+    chosen = candidate(project, repo_root, os.environ)
+    return f"{chosen.source}|{chosen.path}"
+
+
+def python_environment_probe(sites: tuple[str, ...]) -> str:
+    return json.dumps([PYTHON_ENVIRONMENT, *sites])
+
+
+def file_probe(path: Path) -> str:
+    return json.dumps([FILE_READ, str(path)])
+
+
+def file_stamp(path: Path) -> str | None:
+    """A file a tool reads though git does not list it (an ignored Cargo.lock), by content."""
+    try:
+        return blob_id(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _rustup_stamp() -> str:
+    """Under rustup, `cargo` is a proxy that stays the same file when a toolchain is installed,
+    updated or made the default: the toolchains folder and rustup's settings change then."""
+    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    parts = []
+    for path in (home / "toolchains", home / "settings.toml"):
+        try:
+            parts.append(str(os.stat(path).st_mtime_ns))
+        except OSError:
+            parts.append("-")
+    return "rustup:" + ",".join(parts)

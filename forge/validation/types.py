@@ -22,7 +22,8 @@ class Stage(StrEnum):
 class Status(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
-    SKIPPED = "skipped"  # not run: tool missing, stage switched off, or an earlier stage failed
+    SKIPPED = "skipped"  # not run, as asked: stage switched off, optional tool missing, ...
+    COULD_NOT_RUN = "could_not_run"  # a tool the project needs is missing: never a pass
     TIMEOUT = "timeout"  # killed, with its whole process group, past its time limit
     ERROR = "error"  # the tool itself broke (crash, unreadable output)
     NO_TESTS = "no_tests"  # the test runner collected nothing: never counted as a pass
@@ -89,6 +90,16 @@ class ValidatorResult:
         return self.status is Status.FAILED and not (self.diagnostics or self.tests)
 
 
+@dataclass(frozen=True)
+class PythonUsed:
+    """The interpreter a project's Python checks ran under, and how forge chose it."""
+
+    path: str
+    version: str
+    source: str  # VIRTUAL_ENV, project (.venv/venv), PATH or forge
+    description: str
+
+
 @dataclass
 class ValidationReport:
     root: str  # absolute path of the repository (or project) root
@@ -97,6 +108,8 @@ class ValidationReport:
     baseline: str | None = None  # the ref findings were compared with, if any
     # The tools this run depended on (probe -> installed stamp), for replaying it later.
     tool_stamps: dict[str, str | None] = field(default_factory=dict)
+    # The Python each Python project's checks ran under, by project folder.
+    interpreters: dict[str, PythonUsed] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -6,6 +6,7 @@ Built-in validators (cargo, ruff, mypy, pytest, the syntax check) and custom one
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,35 @@ class Context:
     known: Mapping[str, Known] = field(default_factory=dict)  # files as git's index has them
 
 
+# The environment variables the tools read (their flags, paths and plug-ins): part of every
+# cache key, so `RUSTFLAGS="-D warnings"` or a new PYTHONPATH is never answered from a run
+# made without it. A pattern ending in "*" is a prefix.
+TOOL_ENVIRONMENT = (
+    "PATH",
+    "VIRTUAL_ENV",
+    "PYTHON*",
+    "PYTEST_*",
+    "MYPY*",
+    "RUFF_*",
+    "CARGO*",
+    "RUST*",
+    "CC",
+    "CXX",
+    "CFLAGS",
+    "CXXFLAGS",
+    "LDFLAGS",
+)
+
+
+def tool_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The variables of TOOL_ENVIRONMENT that are set, sorted, with their values."""
+    return sorted(
+        (name, value)
+        for name, value in environ.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in TOOL_ENVIRONMENT)
+    )
+
+
 Parser = Callable[[ProcessOutput, Context], Parsed]
 InProcess = Callable[[Context], Parsed]
 
@@ -59,6 +89,11 @@ class Validator:
     lints_files: bool = False  # takes a file list under --changed
     file_suffixes: tuple[str, ...] = ()  # which files matter to it (empty: every file)
     prepare: Callable[[Path], None] | None = None  # run on the project's folder first
+    # Why it cannot run, found when it was built (the tool is not installed where forge
+    # looked): the gate fails as "could not run" unless the user made the tool optional.
+    unavailable: str | None = None
+    # Files it reads that git may not list (an ignored Cargo.lock), relative to the project.
+    extra_files: tuple[str, ...] = ()
 
     def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
         if not self.file_suffixes:

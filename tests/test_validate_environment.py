@@ -1,0 +1,315 @@
+"""`forge validate` runs each project's checks in the project's environment, fails when a tool
+the project needs cannot run, and never answers from a cache made in another environment."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_forge
+from tests.test_validate_python import by_name, make_repo, write
+
+SITE = Path(sysconfig.get_paths()["purelib"])
+# What a forge installed on its own (pipx, a venv of its own) does not have.
+TEST_TOOLS = ("pytest", "_pytest", "py.py", "ruff", "mypy", "xdist", "pluggy", "iniconfig")
+
+FAILING_PROJECT = {
+    "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\n',
+    "pkg/__init__.py": "def add(a, b):\n    return a - b\n",
+    "tests/test_add.py": "from pkg import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n",
+}
+
+
+def make_venv(where: Path, python: str = sys.executable) -> Path:
+    """A virtual environment without pip; returns its site-packages folder."""
+    subprocess.run([python, "-m", "venv", "--without-pip", str(where)], check=True)
+    (site,) = glob.glob(str(where / "lib" / "python3*" / "site-packages"))
+    return Path(site)
+
+
+def forge_alone(tmp_path: Path) -> Path:
+    """A Python that has forge and its dependencies but no test tools: forge installed on its
+    own. Returns its interpreter."""
+    env = tmp_path / "forge-env"
+    site = make_venv(env)
+    for entry in SITE.iterdir():
+        if not entry.name.lower().startswith(TEST_TOOLS):
+            (site / entry.name).symlink_to(entry)
+    return env / "bin" / "python"
+
+
+def project_venv(root: Path) -> Path:
+    """A `.venv` in the project that holds pytest (and what the tests import)."""
+    site = make_venv(root / ".venv")
+    (site / "test-tools.pth").write_text(f"{SITE}\n")
+    return site
+
+
+def only_git(tmp_path: Path) -> str:
+    """A PATH with git on it and nothing else: no python, no ruff, no cargo."""
+    folder = tmp_path / "only-git"
+    folder.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (folder / "git").symlink_to(git)
+    return str(folder)
+
+
+def forge_in(
+    python: Path, *args: str, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    done = subprocess.run(
+        [str(python), "-m", "forge", "validate", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    data = json.loads(done.stdout) if "json" in args else None
+    return done, data
+
+
+def test_missing_pytest_and_ruff_fail_the_gate_and_say_where_forge_looked(tmp_path: Path) -> None:
+    python = forge_alone(tmp_path)
+    root = make_repo(tmp_path / "repo", FAILING_PROJECT)
+    env = {"PATH": only_git(tmp_path)}
+
+    for ci in ("", "true"):
+        done, data = forge_in(python, str(root), "--format", "json", env={**env, "CI": ci})
+        assert done.returncode == 1, "a failing test suite that could not run is not a pass"
+        found = by_name(data)
+        assert found["pytest"]["status"] == "could_not_run"
+        assert found["pytest"]["reason"].startswith("pytest is not installed in the environment")
+        assert str(SITE) not in found["pytest"]["reason"], "forge's own site is not the project's"
+        assert found["ruff"]["status"] == "could_not_run"
+        assert "looked in PATH" in found["ruff"]["reason"]
+        assert data["interpreters"][0]["source"] == "forge"
+
+    shown, _ = forge_in(python, str(root), env=env)
+    assert shown.returncode == 1
+    assert "pytest could not run: pytest is not installed" in shown.stdout
+    assert "2 could not run" in shown.stdout
+
+    allowed, data = forge_in(
+        python, str(root), "--format", "json", "--allow-missing", "pytest",
+        "--allow-missing", "ruff", env=env,
+    )  # fmt: skip
+    assert allowed.returncode == 0, "the user said both may be missing"
+    assert by_name(data)["pytest"]["status"] == "skipped"
+
+    config = tmp_path / "forge.toml"
+    config.write_text('[validation]\noptional = ["ruff"]\n')
+    partly, data = forge_in(python, str(root), "--format", "json", "--config", str(config), env=env)
+    assert partly.returncode == 1, "pytest is still needed"
+    assert by_name(data)["ruff"]["status"] == "skipped"
+    assert by_name(data)["pytest"]["status"] == "could_not_run"
+
+
+def test_pytest_runs_in_the_projects_venv_when_forge_has_none(tmp_path: Path) -> None:
+    python = forge_alone(tmp_path)
+    root = make_repo(tmp_path / "repo", FAILING_PROJECT)
+    project_venv(root)
+    env = {"PATH": only_git(tmp_path), "VIRTUAL_ENV": ""}
+    done, data = forge_in(python, str(root), "--format", "json", "--allow-missing", "ruff", env=env)
+    assert done.returncode == 1
+    pytest_result = by_name(data)["pytest"]
+    assert pytest_result["status"] == "failed", pytest_result
+    assert pytest_result["tests"]["failed"] == 1
+    assert pytest_result["command"][0] == str(root / ".venv" / "bin" / "python")
+    (used,) = data["interpreters"]
+    assert used["source"] == "project"
+    assert used["path"] == str(root / ".venv" / "bin" / "python")
+
+    shown, _ = forge_in(python, str(root), "--allow-missing", "ruff", env=env)
+    assert f"Python: {root / '.venv' / 'bin' / 'python'}" in shown.stdout
+    assert "the project's environment" in shown.stdout
+
+    # An activated environment comes first.
+    other = tmp_path / "activated"
+    (make_venv(other) / "test-tools.pth").write_text(f"{SITE}\n")
+    _, data = forge_in(
+        python, str(root), "--format", "json", "--allow-missing", "ruff",
+        env={**env, "VIRTUAL_ENV": str(other)},
+    )  # fmt: skip
+    assert data["interpreters"][0]["path"] == str(other / "bin" / "python")
+    assert data["interpreters"][0]["source"] == "VIRTUAL_ENV"
+
+
+def wheel(folder: Path, name: str, version: str, module: str) -> Path:
+    """A pure-Python wheel of one module, made by hand (pip installs it from the file)."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": module,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
+    made = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(made, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return made
+
+
+def test_uninstalling_a_dependency_is_never_answered_from_the_cache(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "app"\nversion = "0.1.0"\n',
+            "tests/test_dep.py": "import dep\n\n\ndef test_dep():\n    assert dep.VALUE == 1\n",
+        },
+    )
+    project_venv(root)
+    venv_python = str(root / ".venv" / "bin" / "python")
+    package = wheel(tmp_path, "dep", "1.0", "VALUE = 1\n")
+    pip = [venv_python, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--no-index", "--no-deps", str(package)], check=True)
+
+    env = {"VIRTUAL_ENV": ""}
+    first = run_forge("validate", str(root), "--format", "json", env=env)
+    assert first.returncode == 0, first.stdout
+    again = run_forge("validate", str(root), "--format", "json", env=env)
+    assert by_name(json.loads(again.stdout))["pytest"]["cached"]
+    run_forge("validate", str(root), env=env)
+    assert "answered from the cache" in run_forge("validate", str(root), env=env).stdout
+
+    subprocess.run([*pip, "uninstall", "-y", "dep"], check=True)
+    summary = run_forge("validate", str(root), env=env)
+    assert summary.returncode == 1, "dep is gone: the tests cannot import it"
+    assert "answered from the cache" not in summary.stdout
+    after = run_forge("validate", str(root), "--format", "json", "--no-cache", env=env)
+    assert by_name(json.loads(after.stdout))["pytest"]["status"] == "failed"
+
+
+def test_a_new_rustflags_is_never_answered_from_the_cache(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "Cargo.toml": '[package]\nname = "w"\nversion = "0.1.0"\nedition = "2021"\n',
+            "src/lib.rs": "pub fn f() -> u32 {\n    let unused = 1;\n    2\n}\n\n"
+            "#[test]\nfn two() {\n    assert_eq!(f(), 2);\n}\n",
+            ".gitignore": "/target\nCargo.lock\n",
+        },
+    )
+    first = run_forge("validate", str(root), "--format", "json")
+    assert first.returncode == 0, "warnings alone pass"
+    assert by_name(json.loads(first.stdout))["cargo check"]["diagnostics"]
+
+    strict = run_forge("validate", str(root), "--format", "json", env={"RUSTFLAGS": "-D warnings"})
+    check = by_name(json.loads(strict.stdout))["cargo check"]
+    assert not check["cached"]
+    assert strict.returncode == 1, "with -D warnings the warning is an error"
+    assert check["status"] == "failed"
+    shown = run_forge("validate", str(root), env={"RUSTFLAGS": "-D warnings"})
+    assert shown.returncode == 1
+
+    # Cargo.lock is ignored by git here, but cargo reads it: a change to it is not cached over.
+    lock = root / "Cargo.lock"
+    assert lock.exists()
+    again = run_forge("validate", str(root), "--format", "json")
+    assert by_name(json.loads(again.stdout))["cargo check"]["cached"]
+    lock.write_text(lock.read_text() + "\n")
+    edited = run_forge("validate", str(root), "--format", "json")
+    assert not by_name(json.loads(edited.stdout))["cargo check"]["cached"]
+
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["import os\n", "print('hi')\n"],
+        }
+    ],
+    "metadata": {"language_info": {"name": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def test_a_notebook_with_a_lint_error_is_linted_after_a_clean_run(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\n',
+            "pkg/__init__.py": "VALUE = 1\n",
+            "tests/test_value.py": "from pkg import VALUE\n\n\ndef test_value():\n"
+            "    assert VALUE == 1\n",
+        },
+    )
+    clean = run_forge("validate", str(root), "--format", "json")
+    assert clean.returncode == 0, clean.stdout
+    write(root, {"analysis.ipynb": json.dumps(NOTEBOOK)})
+    dirty = run_forge("validate", str(root), "--format", "json")
+    ruff = by_name(json.loads(dirty.stdout))["ruff"]
+    assert not ruff["cached"]
+    assert ("analysis.ipynb", "F401") in [(d["file"], d["code"]) for d in ruff["diagnostics"]]
+    assert dirty.returncode == 1
+
+
+def other_python() -> str:
+    """An installed Python of another minor version than the one running the tests."""
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv"), "/root/.pyenv"]
+    for version in ("3.13", "3.12"):
+        if version == mine:
+            continue
+        for root in roots:
+            found = sorted(glob.glob(f"{root}/versions/{version}*/bin/python{version}"))
+            if found:
+                return found[-1]
+        on_path = shutil.which(f"python{version}")
+        if on_path and subprocess.run([on_path, "-V"], capture_output=True).returncode == 0:
+            return on_path
+    pytest.fail("this test needs a Python 3.12 or 3.13 besides the one running it")
+
+
+def test_the_syntax_check_compiles_with_the_projects_interpreter(tmp_path: Path) -> None:
+    newer = other_python()
+    files = {
+        "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\nrequires-python = ">=3.12"\n',
+        "pkg/__init__.py": "type Pair = tuple[int, int]\n\n\ndef first[T](items: list[T]) -> T:\n"
+        "    return items[0]\n",
+    }
+    plain = make_repo(tmp_path / "plain", files)
+    done = run_forge("validate", str(plain), "--format", "json", "--allow-missing", "pytest")
+    syntax = by_name(json.loads(done.stdout))["python syntax"]
+    if sys.version_info < (3, 12):
+        assert syntax["status"] == "failed", "3.12 syntax does not compile on this Python"
+
+    root = make_repo(tmp_path / "repo", files)
+    make_venv(root / ".venv", newer)
+    done = run_forge(
+        "validate", str(root), "--format", "json", "--allow-missing", "pytest",
+        env={"VIRTUAL_ENV": ""},
+    )  # fmt: skip
+    data = json.loads(done.stdout)
+    assert by_name(data)["python syntax"]["status"] == "passed"
+    assert data["interpreters"][0]["version"].startswith(Path(newer).name.removeprefix("python"))
+    broken = make_repo(tmp_path / "broken", {**files, "pkg/bad.py": "def f(:\n    pass\n"})
+    make_venv(broken / ".venv", newer)
+    done = run_forge("validate", str(broken), "--format", "json", "--allow-missing", "pytest")
+    syntax = by_name(json.loads(done.stdout))["python syntax"]
+    assert done.returncode == 1
+    assert [(d["file"], d["line"]) for d in syntax["diagnostics"]] == [("pkg/bad.py", 1)]
