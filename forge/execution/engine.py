@@ -384,7 +384,12 @@ class TaskEngine:
         from forge.validation.runner import NothingToValidate, Options, validate
 
         stop = threading.Event()
-        options = Options(stop=stop, listing=listed, secrets=self._secrets)
+        options = Options(
+            stop=stop,
+            listing=listed,
+            secrets=self._secrets,
+            environment_root=Path(self.repo.working_dir),
+        )
         try:
             # Abandoned on cancel: Ctrl-C must not wait for a test suite; `stop` kills it.
             return await anyio.to_thread.run_sync(

@@ -440,7 +440,8 @@ class Scheduler:
         from forge.validation.runner import NothingToValidate, Options, validate
 
         self._checking = checking_worktree(self.engine.repo, self.run_id, commit, self._checking)
-        options = Options(secrets=key_names(self.config))
+        checkout = Path(self.engine.repo.working_dir)
+        options = Options(secrets=key_names(self.config), environment_root=checkout)
         try:
             return validate(self._checking, self.config.validation, options)
         except NothingToValidate:

@@ -309,7 +309,8 @@ def validate_commit(
             message = f"cannot make a worktree to validate {commit}: {exc.stderr}"
             raise WorkspaceError(message) from None
         try:
-            return validate(path, settings, Options(stop=stop))
+            checkout = Path(repo.working_dir)
+            return validate(path, settings, Options(stop=stop, environment_root=checkout))
         except NothingToValidate:
             return None
         finally:

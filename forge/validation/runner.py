@@ -72,6 +72,9 @@ class Options:
     # Tools (or validator names) that may be missing: skipped then, instead of failing the
     # gate as "could not run" (--allow-missing, besides [validation] optional).
     allow_missing: tuple[str, ...] = ()
+    # The user's checkout when the folder validated is a copy of it (a worktree of forge's, a
+    # baseline): its project environment (.venv) is looked for there.
+    environment_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def validate(
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
     home = options.cache_dir or forge_home() / "validate"
-    pythons = _interpreters(projects, repo_root, Interpreters(home / "interpreters.json"))
+    known = Interpreters(home / "interpreters.json")
+    pythons = _interpreters(projects, repo_root, known, options.environment_root)
     plan = _plan(projects, settings, options.cold_builds, pythons)
     runner = _Runner(repo_root, listed, settings, options, only)
     results = runner.run_all(plan)
@@ -126,11 +130,15 @@ def validate(
 
 
 def _interpreters(
-    projects: list[Project], repo_root: Path, known: Interpreters
+    projects: list[Project], repo_root: Path, known: Interpreters, checkout: Path | None
 ) -> dict[Path, Interpreter]:
-    """The Python each Python project's checks run under."""
+    """The Python each Python project's checks run under; in a copy of the user's `checkout`,
+    the environment the checkout has."""
+    home = checkout.resolve() if checkout is not None else repo_root
     return {
-        p.root: known.find(p.root, repo_root, os.environ) for p in projects if p.kind == "python"
+        p.root: known.find(home / p.root.relative_to(repo_root), home, os.environ)
+        for p in projects
+        if p.kind == "python"
     }
 
 
@@ -419,7 +427,13 @@ def _against_baseline(
         old = validate(
             tree / scope.relative_to(repo_root),
             settings,
-            replace(options, baseline=None, changed_since=None, listing=None),
+            replace(
+                options,
+                baseline=None,
+                changed_since=None,
+                listing=None,
+                environment_root=options.environment_root or repo_root,
+            ),
         )
     except NothingToValidate:
         old = ValidationReport(str(tree), [])
