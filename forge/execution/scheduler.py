@@ -440,6 +440,8 @@ class Scheduler:
         from forge.validation.runner import NothingToValidate, Options, validate
 
         self._checking = checking_worktree(self.engine.repo, self.run_id, commit, self._checking)
+        from pathlib import Path
+
         checkout = Path(self.engine.repo.working_dir)
         options = Options(secrets=key_names(self.config), environment_root=checkout)
         try:

@@ -182,7 +182,12 @@ def _validate(
         _prepare(scratch, workspace, code)
         # A cache folder of its own: validation names its cache files per process, and the
         # candidates run side by side in one process. Each build starts from nothing.
-        options = Options(cache_dir=Path(holder) / "cache", cold_builds=True)
+        # The copy of a project is validated with the project's own environment (its .venv).
+        options = Options(
+            cache_dir=Path(holder) / "cache",
+            cold_builds=True,
+            environment_root=workspace.project,
+        )
         try:
             return validate(scratch, settings, options)
         except ForgeError as err:
