@@ -89,6 +89,15 @@ class ValidatorResult:
         return self.status is Status.FAILED and not (self.diagnostics or self.tests)
 
 
+@dataclass(frozen=True)
+class ProjectNote:
+    """A project forge found and says something about: why it was not validated, or how it was."""
+
+    path: str  # the project folder relative to the repository root ("." for the root)
+    kind: Literal["rust", "python"]
+    reason: str
+
+
 @dataclass
 class ValidationReport:
     root: str  # absolute path of the repository (or project) root
@@ -97,6 +106,9 @@ class ValidationReport:
     baseline: str | None = None  # the ref findings were compared with, if any
     # The tools this run depended on (probe -> installed stamp), for replaying it later.
     tool_stamps: dict[str, str | None] = field(default_factory=dict)
+    # Every Cargo.toml and Python project found is either validated or listed here with why.
+    not_validated: list[ProjectNote] = field(default_factory=list)
+    notes: list[ProjectNote] = field(default_factory=list)  # validated, but not as one expects
 
     @property
     def passed(self) -> bool:
