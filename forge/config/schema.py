@@ -171,6 +171,9 @@ class ValidationConfig(Section):
     custom: list[CustomValidator] = []
     timeout_seconds: PositiveFloat = 600.0
     timeouts: dict[str, PositiveFloat] = {}
+    # Folders (fnmatch patterns, relative to the repository root) whose projects and files are
+    # not validated; each is listed in the report as "not validated".
+    exclude: list[str] = []
 
 
 class ContextConfig(Section):
