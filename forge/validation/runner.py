@@ -84,13 +84,15 @@ def validate(
         raise UsageError(f"{path} is not a folder")
     repo_root = repository_root(scope)
     listed = options.listing if options.listing is not None else listing(repo_root)
-    projects = detect(repo_root, scope, listed.files)
+    found = detect(repo_root, scope, listed.files, tuple(settings.exclude))
+    projects = found.projects
     if settings.custom:
         projects.append(Project("custom", repo_root))
     if not projects:
+        left = "".join(f"; not validated: {n.path} — {n.reason}" for n in found.not_validated)
         raise NothingToValidate(
             f"nothing to validate in {path}: no Cargo.toml, pyproject.toml, setup.cfg, setup.py "
-            "or tests folder was found, and [validation] configures no custom validator"
+            f"or tests folder was found, and [validation] configures no custom validator{left}"
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
     plan = _plan(projects, settings, options.cold_builds)
@@ -98,6 +100,7 @@ def validate(
     results = runner.run_all(plan)
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
     report.tool_stamps = dict(runner.versions.used)
+    report.not_validated, report.notes = found.not_validated, found.notes
     if options.baseline:
         report = _against_baseline(report, scope, repo_root, settings, options)
     report.duration = time.monotonic() - started
@@ -273,7 +276,11 @@ class _Runner:
             if prefix == "."
             else tuple(f for f in self.files if f.startswith(prefix + "/"))
         )
-        only = None if self.only is None else tuple(f for f in self.only if f in set(files))
+        # The folders it leaves alone (uv workspace members, [validation] exclude) are every
+        # file's business for the cache key, but --changed names none of their files to it.
+        skip = tuple(s if prefix == "." else f"{prefix}/{s}" for s in item.project.skip)
+        mine = {f for f in files if not f.startswith(tuple(f"{s}/" for s in skip))}
+        only = None if self.only is None else tuple(f for f in self.only if f in mine)
         return Context(self.repo_root, root, files, only, known=self.known)
 
     def _result(
@@ -356,9 +363,7 @@ def _against_baseline(
         shutil.rmtree(holder, ignore_errors=True)
     previous = {(r.project, r.name): r for r in old.results}
     results = [_only_new(r, previous.get((r.project, r.name)), ref) for r in report.results]
-    return ValidationReport(
-        report.root, results, report.duration, baseline=ref, tool_stamps=report.tool_stamps
-    )
+    return replace(report, results=results, baseline=ref)
 
 
 def _only_new(result: ValidatorResult, before: ValidatorResult | None, ref: str) -> ValidatorResult:
