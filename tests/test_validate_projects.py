@@ -153,6 +153,18 @@ def test_crates_cargo_would_not_build_here_are_listed_with_why(tmp_path: Path) -
     assert "not validated: plugins/demo — inside the workspace at ." in shown.stdout
 
 
+def test_a_tree_whose_only_crate_is_not_validated_says_so(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo", {"fuzz/Cargo.toml": FUZZ_MANIFEST, "fuzz/fuzz_targets/parse.rs": ""}
+    )
+
+    done = run_forge("validate", str(root))
+
+    assert done.returncode == 2
+    assert "nothing to validate" in done.stderr
+    assert "not validated: fuzz — a cargo-fuzz crate" in done.stderr
+
+
 def test_workspace_membership_as_cargo_reads_it(tmp_path: Path) -> None:
     """Globs match one folder level per `*`; a literal member wins over `exclude`; path
     dependencies inside the workspace folder are members, a nested [workspace] is its own."""

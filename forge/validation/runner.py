@@ -88,11 +88,13 @@ def validate(
     projects = found.projects
     if settings.custom:
         projects.append(Project("custom", repo_root))
+    if not projects and found.not_validated:
+        left = "; ".join(f"{n.path} — {n.reason}" for n in found.not_validated)
+        raise NothingToValidate(f"nothing to validate in {path}: not validated: {left}")
     if not projects:
-        left = "".join(f"; not validated: {n.path} — {n.reason}" for n in found.not_validated)
         raise NothingToValidate(
             f"nothing to validate in {path}: no Cargo.toml, pyproject.toml, setup.cfg, setup.py "
-            f"or tests folder was found, and [validation] configures no custom validator{left}"
+            "or tests folder was found, and [validation] configures no custom validator"
         )
     only = _changed_files(repo_root, options.changed_since) if options.changed_since else None
     plan = _plan(projects, settings, options.cold_builds)
