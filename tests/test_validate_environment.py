@@ -288,7 +288,8 @@ def other_python() -> str:
 def test_the_syntax_check_compiles_with_the_projects_interpreter(tmp_path: Path) -> None:
     newer = other_python()
     files = {
-        "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\nrequires-python = ">=3.12"\n',
+        "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\n'
+        'requires-python = ">=3.12"\n',
         "pkg/__init__.py": "type Pair = tuple[int, int]\n\n\ndef first[T](items: list[T]) -> T:\n"
         "    return items[0]\n",
     }

@@ -11,7 +11,15 @@ import jsonschema
 import pytest
 
 from forge.validation.formats import JSON_SCHEMA, render, to_github, to_json, to_junit, to_sarif
-from forge.validation.types import Diagnostic, Stage, Status, ValidationReport, ValidatorResult
+from forge.validation.types import (
+    Diagnostic,
+    ProjectNote,
+    PythonUsed,
+    Stage,
+    Status,
+    ValidationReport,
+    ValidatorResult,
+)
 from forge.validation.types import TestResult as CaseResult  # a "Test*" name pytest would collect
 
 ROOT = "/work/repo"
@@ -45,6 +53,12 @@ def sample_report() -> ValidationReport:
         root=ROOT,
         duration=12.34567,
         baseline="origin/main",
+        not_validated=[ProjectNote("fuzz", "rust", "a cargo-fuzz crate")],
+        interpreters={
+            ".": PythonUsed(
+                "/work/repo/.venv/bin/python", "3.12.1", "project", "/work/repo/.venv/bin/python"
+            )
+        },
         results=[
             ValidatorResult(
                 "ruff",
@@ -128,6 +142,15 @@ def test_json_report_validates_and_carries_every_value() -> None:
         "exit_code": 1,
         "duration_s": 12.346,
         "baseline": "origin/main",
+        "not_validated": [{"path": "fuzz", "kind": "rust", "reason": "a cargo-fuzz crate"}],
+        "interpreters": [
+            {
+                "project": ".",
+                "path": "/work/repo/.venv/bin/python",
+                "version": "3.12.1",
+                "source": "project",
+            }
+        ],
     }
     assert document["summary"] == {
         "validators": 6,

@@ -189,6 +189,7 @@ def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> 
         out.print(f"[dim]Python{escape(where)}: {escape(python.description)}[/]")
     for result in report.results:
         _validator(out, report, result)
+    _projects(out, report)
     diagnostics = report.diagnostics
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = sum(1 for d in diagnostics if d.severity == "warning")
@@ -201,6 +202,16 @@ def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> 
         f"\n{verdict}: {len(report.results)} validators{could_not}, {errors} errors, "
         f"{warnings} warnings{against}, {timing}"
     )
+
+
+def _projects(out: Console, report: ValidationReport) -> None:
+    """What the report says about projects besides their validators' results."""
+    from rich.markup import escape
+
+    for note in report.notes:
+        out.print(f"[dim]note:[/] {escape(note.path)} — {escape(note.reason)}")
+    for left in report.not_validated:
+        out.print(f"[yellow]not validated:[/] {escape(left.path)} — {escape(left.reason)}")
 
 
 ICONS = {

@@ -79,6 +79,9 @@ def to_json(report: ValidationReport) -> str:
             for project, used in sorted(report.interpreters.items())
         ],
         "validators": [_validator_document(result) for result in report.results],
+        "not_validated": [
+            {"path": n.path, "kind": n.kind, "reason": n.reason} for n in report.not_validated
+        ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -210,6 +213,11 @@ JSON_SCHEMA: dict[str, Any] = {
                 "description": "One entry per validator, in the order they were planned.",
                 "items": {"$ref": "#/$defs/validator"},
             },
+            "not_validated": {
+                "type": "array",
+                "description": "Every project found but not validated, with why.",
+                "items": {"$ref": "#/$defs/not_validated"},
+            },
         },
         "The output of `forge validate --format json`.",
     ),
@@ -265,6 +273,14 @@ JSON_SCHEMA: dict[str, Any] = {
                 "test_results": {"type": "array", "items": {"$ref": "#/$defs/test_result"}},
             },
             "The result of one validator.",
+        ),
+        "not_validated": _closed_object(
+            {
+                "path": _field("string", 'Project folder relative to the root ("." for the root).'),
+                "kind": _field("string", "What kind of project.", enum=["rust", "python"]),
+                "reason": _field("string", "Why it was not validated."),
+            },
+            "A project found and not validated.",
         ),
         "diagnostic": _closed_object(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -48,15 +49,15 @@ def rel(path: str | Path, ctx: Context) -> str:
 # -- syntax ------------------------------------------------------------------------------------
 
 
-def syntax_check(interpreter: Interpreter) -> InProcess:
+def syntax_check(interpreter: Interpreter, skip: tuple[str, ...] = ()) -> InProcess:
     """The syntax check for a project that runs under `interpreter`: in forge's own process
     when it is the same Python version, else by that interpreter (3.12 syntax is valid on a
-    project that runs 3.12, whatever forge runs under)."""
+    project that runs 3.12, whatever forge runs under). None of the `skip` folders."""
     if interpreter.minor == sys.version_info[:2]:
-        return check_syntax
+        return functools.partial(check_syntax, skip=skip)
 
     def check(ctx: Context) -> Parsed:
-        return _syntax_by(interpreter.path, ctx)
+        return _syntax_by(interpreter.path, ctx, skip)
 
     return check
 
@@ -81,12 +82,11 @@ print(json.dumps(found))
 """
 
 
-def _syntax_by(python: str, ctx: Context) -> Parsed:
-    names = [n for n in ctx.files if n.endswith(".py")]
+def _syntax_by(python: str, ctx: Context, skip: tuple[str, ...]) -> Parsed:
     try:
         done = subprocess.run(
             [python, "-c", _COMPILE_EACH],
-            input="\0".join(names),
+            input="\0".join(_python_files(ctx, skip)),
             capture_output=True,
             text=True,
             cwd=ctx.repo_root,
@@ -111,12 +111,22 @@ def _syntax_by(python: str, ctx: Context) -> Parsed:
     return Parsed(Status.FAILED if found else Status.PASSED, found)
 
 
-def check_syntax(ctx: Context) -> Parsed:
-    """Compile every Python file forge can see, reporting file and line of each error."""
+def _python_files(ctx: Context, skip: tuple[str, ...]) -> list[str]:
+    """The project's `.py` files, none in the `skip` folders (relative to the project)."""
+    prefix = ctx.project.relative_to(ctx.repo_root).as_posix()
+    skipped = tuple(s if prefix == "." else f"{prefix}/{s}" for s in skip)
+    return [
+        name
+        for name in ctx.files
+        if name.endswith(".py") and not any(name.startswith(f"{s}/") for s in skipped)
+    ]
+
+
+def check_syntax(ctx: Context, skip: tuple[str, ...] = ()) -> Parsed:
+    """Compile every Python file forge can see, reporting file and line of each error;
+    none in the `skip` folders (relative to the project)."""
     found = []
-    for name in ctx.files:
-        if not name.endswith(".py"):
-            continue
+    for name in _python_files(ctx, skip):
         path = ctx.repo_root / name
         try:
             source = path.read_bytes()
@@ -180,28 +190,72 @@ _MYPY_LINE = re.compile(
 )
 
 
-def mypy_configured(project: Path) -> bool:
-    for name in ("mypy.ini", ".mypy.ini"):
-        if (project / name).is_file():
-            return True
-    pyproject = project / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            if "mypy" in tomllib.loads(pyproject.read_text()).get("tool", {}):
-                return True
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
-            return False
-    setup_cfg = project / "setup.cfg"
-    return setup_cfg.is_file() and "[mypy" in setup_cfg.read_text(errors="replace")
+MYPY_TARGET_KEYS = ("files", "packages", "modules")
+# Folders of a flat layout that hold no package of the project's own.
+NOT_PACKAGES = {"tests", "test", "docs", "doc", "examples", "example", "build", "dist", "scripts"}
 
 
-def _mypy_lists_files(project: Path) -> bool:
-    """Whether the project's mypy configuration names what to check (else forge passes ".")."""
-    for name in ("mypy.ini", ".mypy.ini", "setup.cfg", "pyproject.toml"):
+def mypy_settings(project: Path) -> dict[str, object] | None:
+    """The `[mypy]` settings of the file mypy itself would read in the project folder, in its
+    order (mypy.ini, .mypy.ini, pyproject.toml's [tool.mypy], setup.cfg's [mypy]), or None."""
+    import configparser
+
+    for name in ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg"):
         path = project / name
-        if path.is_file() and re.search(r"^\s*files\s*=", path.read_text(errors="replace"), re.M):
-            return True
-    return False
+        if not path.is_file():
+            continue
+        if name == "pyproject.toml":
+            try:
+                tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+                continue
+            if isinstance(tool, dict) and isinstance(tool.get("mypy"), dict):
+                return dict(tool["mypy"])
+            continue
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if parser.has_section("mypy"):
+            return dict(parser.items("mypy"))
+        if name in ("mypy.ini", ".mypy.ini"):
+            return {}  # mypy reads it even without a [mypy] section
+    return None
+
+
+def mypy_configured(project: Path) -> bool:
+    return mypy_settings(project) is not None
+
+
+def mypy_targets(project: Path, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """What to pass mypy: nothing when its configuration names files, packages or modules;
+    else the project's own code, never the whole tree (examples, build output, vendored code
+    and other projects' folders would be checked as if they were the project's)."""
+    settings = mypy_settings(project) or {}
+    if any(settings.get(key) for key in MYPY_TARGET_KEYS):
+        return ()
+    ignored = set(skip)
+    src = project / "src"
+    if src.is_dir() and "src" not in ignored:
+        found = [
+            f"src/{p.name}"
+            for p in sorted(src.iterdir())
+            if (p.is_dir() and not p.name.startswith(".") and any(p.rglob("*.py")))
+            or p.suffix in (".py", ".pyi")
+        ]
+        if found:
+            return tuple(found)
+    folders = [
+        p.name
+        for p in sorted(project.iterdir())
+        if p.is_dir()
+        and p.name not in NOT_PACKAGES
+        and p.name not in ignored
+        and (p / "__init__.py").is_file()
+    ]
+    modules = [p.name for p in sorted(project.glob("*.py")) if p.name not in ("setup.py",)]
+    return tuple(folders or modules) or (".",)
 
 
 def parse_mypy(out: ProcessOutput, ctx: Context) -> Parsed:
@@ -328,8 +382,11 @@ def python_validators(
     commands: dict[str, str],
     timeouts: dict[str, float],
     default_timeout: float,
+    skip: tuple[str, ...] = (),
     environ: Mapping[str, str] | None = None,
 ) -> list[Validator]:
+    """The validators of the Python project in `project`; its `skip` folders (relative to it:
+    uv workspace members, folders [validation] excludes) are left to themselves."""
     import shlex
 
     environ = os.environ if environ is None else environ
@@ -344,7 +401,14 @@ def python_validators(
     # What is installed in the project's environment changes what pytest and mypy find.
     environment = f"{python}|{interpreter.version}|{environment_stamp(interpreter.sites)}"
     ruff = locate("ruff", interpreter, environ)
-    ruff_argv = [ruff.path or "ruff", "check", "--output-format=json", "--no-fix", "."]
+    ruff_argv = [
+        ruff.path or "ruff",
+        "check",
+        "--output-format=json",
+        "--no-fix",
+        *(part for folder in skip for part in ("--extend-exclude", folder)),
+        ".",
+    ]
     pytest_missing = None
     if "pytest" not in commands and interpreter.distribution("pytest") is None:
         pytest_missing = interpreter.lacks("pytest")
@@ -353,9 +417,9 @@ def python_validators(
             name="python syntax",
             tool="python",
             stage=Stage.SYNTAX,
-            run_in_process=syntax_check(interpreter),
+            run_in_process=syntax_check(interpreter, skip),
             file_suffixes=(".py",),
-            settings=f"{python}|{interpreter.version}",
+            settings="\0".join((python, interpreter.version, *skip)),
         ),
         Validator(
             name="ruff",
@@ -381,6 +445,7 @@ def python_validators(
                 "-o",
                 "junit_family=xunit1",
                 "--junitxml={scratch}/pytest-junit.xml",
+                *(f"--ignore={folder}" for folder in skip),
             ),
             parse=parse_pytest,
             after=("python syntax",),
@@ -407,7 +472,7 @@ def python_validators(
                     "--no-error-summary",
                     "--no-color-output",
                     "--no-pretty",
-                    *(() if _mypy_lists_files(project) else (".",)),
+                    *mypy_targets(project, skip),
                 ),
                 parse=parse_mypy,
                 probe=(mypy.path, "--version") if mypy.path and "mypy" not in commands else None,

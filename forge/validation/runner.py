@@ -98,9 +98,13 @@ def validate(
         raise UsageError(f"{path} is not a folder")
     repo_root = repository_root(scope)
     listed = options.listing if options.listing is not None else listing(repo_root)
-    projects = detect(repo_root, scope, listed.files)
+    found = detect(repo_root, scope, listed.files, tuple(settings.exclude))
+    projects = found.projects
     if settings.custom:
         projects.append(Project("custom", repo_root))
+    if not projects and found.not_validated:
+        left = "; ".join(f"{n.path} — {n.reason}" for n in found.not_validated)
+        raise NothingToValidate(f"nothing to validate in {path}: not validated: {left}")
     if not projects:
         raise NothingToValidate(
             f"nothing to validate in {path}: no Cargo.toml, pyproject.toml, setup.cfg, setup.py "
@@ -123,6 +127,7 @@ def validate(
         _relative(root, repo_root): PythonUsed(p.path, p.version, p.source, p.describe())
         for root, p in pythons.items()
     }
+    report.not_validated, report.notes = found.not_validated, found.notes
     if options.baseline:
         report = _against_baseline(report, scope, repo_root, settings, options)
     report.duration = time.monotonic() - started
@@ -347,7 +352,11 @@ class _Runner:
             if prefix == "."
             else tuple(f for f in self.files if f.startswith(prefix + "/"))
         )
-        only = None if self.only is None else tuple(f for f in self.only if f in set(files))
+        # The folders it leaves alone (uv workspace members, [validation] exclude) are every
+        # file's business for the cache key, but --changed names none of their files to it.
+        skip = tuple(s if prefix == "." else f"{prefix}/{s}" for s in item.project.skip)
+        mine = {f for f in files if not f.startswith(tuple(f"{s}/" for s in skip))}
+        only = None if self.only is None else tuple(f for f in self.only if f in mine)
         return Context(self.repo_root, root, files, only, known=self.known)
 
     def _result(
@@ -444,9 +453,7 @@ def _against_baseline(
         shutil.rmtree(holder, ignore_errors=True)
     previous = {(r.project, r.name): r for r in old.results}
     results = [_only_new(r, previous.get((r.project, r.name)), ref) for r in report.results]
-    return ValidationReport(
-        report.root, results, report.duration, baseline=ref, tool_stamps=report.tool_stamps
-    )
+    return replace(report, results=results, baseline=ref)
 
 
 def _only_new(result: ValidatorResult, before: ValidatorResult | None, ref: str) -> ValidatorResult:

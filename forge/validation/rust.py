@@ -21,8 +21,15 @@ from typing import Any
 
 from forge.validation.types import Diagnostic, Severity, TestOutcome, TestResult
 
-CHECK_ARGS = ["cargo", "check", "--workspace", "--all-targets", "--message-format=json"]
-CLIPPY_ARGS = ["cargo", "clippy", "--workspace", "--all-targets", "--message-format=json"]
+# cargo check and clippy build what `cargo test` builds by default, and no more: libraries,
+# binaries, the test targets (unit tests of libraries and binaries, tests/*.rs, and benches or
+# examples with `test = true`) and examples. Not `--all-targets`: it adds every bench, and a
+# bench written for nightly (`#![feature(test)]`) would stop a stable crate whose tests pass.
+# `--lib` checks a library as built without cfg(test); cargo refuses it in a workspace without
+# any library ("no library targets found"), so it is dropped there (see `rust_validators`).
+TARGETS = ["--lib", "--bins", "--tests", "--examples"]
+CHECK_ARGS = ["cargo", "check", "--workspace", *TARGETS, "--message-format=json"]
+CLIPPY_ARGS = ["cargo", "clippy", "--workspace", *TARGETS, "--message-format=json"]
 # No `--all-targets` here: for `cargo test` it means "skip the doc-tests".
 TEST_ARGS = ["cargo", "test", "--workspace", "--no-fail-fast", "--message-format=json"]
 
@@ -59,7 +66,7 @@ _OUTCOMES: dict[str, TestOutcome] = {"ok": "passed", "FAILED": "failed", "ignore
 def parse_compiler_messages(stdout: str, repo_root: Path, tool: str) -> list[Diagnostic]:
     """Diagnostics from cargo's `--message-format=json` lines, in order, duplicates removed.
 
-    A crate compiled twice (lib and lib test under `--all-targets`) repeats its warnings; the copy
+    A crate compiled twice (lib and lib test) repeats its warnings; the copy
     with the same file, line, column, code and message is dropped.
     """
     diagnostics: list[Diagnostic] = []

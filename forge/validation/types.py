@@ -100,6 +100,15 @@ class PythonUsed:
     description: str
 
 
+@dataclass(frozen=True)
+class ProjectNote:
+    """A project forge found and says something about: why it was not validated, or how it was."""
+
+    path: str  # the project folder relative to the repository root ("." for the root)
+    kind: Literal["rust", "python"]
+    reason: str
+
+
 @dataclass
 class ValidationReport:
     root: str  # absolute path of the repository (or project) root
@@ -110,6 +119,9 @@ class ValidationReport:
     tool_stamps: dict[str, str | None] = field(default_factory=dict)
     # The Python each Python project's checks ran under, by project folder.
     interpreters: dict[str, PythonUsed] = field(default_factory=dict)
+    # Every Cargo.toml and Python project found is either validated or listed here with why.
+    not_validated: list[ProjectNote] = field(default_factory=list)
+    notes: list[ProjectNote] = field(default_factory=list)  # validated, but not as one expects
 
     @property
     def passed(self) -> bool:
