@@ -228,7 +228,8 @@ def test_a_nightly_only_bench_does_not_stop_a_stable_crate_s_tests(tmp_path: Pat
     found = by_name(data)
     assert code == 0, {k: (v["status"], v["reason"]) for k, v in found.items()}
     assert found["cargo check"]["status"] == found["cargo clippy"]["status"] == "passed"
-    assert found["cargo test"]["tests"] == {"passed": 2, "failed": 0, "skipped": 0, "error": 0}
+    assert found["cargo test"]["tests"]["passed"] == 2
+    assert found["cargo test"]["tests"]["failed"] == 0
 
 
 def test_a_crate_without_tests_passes_with_a_note(tmp_path: Path) -> None:

@@ -78,7 +78,14 @@ def test_syntax_error_ruff_violation_and_a_failing_test(tmp_path: Path) -> None:
     assert [(t["name"], t["file"], t["line"]) for t in failed] == [
         ("test_bad", "tests/test_add.py", 9)
     ]
-    assert pytest_result["tests"] == {"passed": 1, "failed": 1, "skipped": 0, "error": 0}
+    assert pytest_result["tests"] == {
+        "passed": 1,
+        "failed": 1,
+        "skipped": 0,
+        "error": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+    }
 
 
 def test_a_clean_project_passes(tmp_path: Path) -> None:
@@ -305,7 +312,14 @@ def test_custom_validators_with_each_parser(tmp_path: Path) -> None:
     found = by_name(data)
     grep = found["grep-todo"]["diagnostics"][0]
     assert (grep["file"], grep["line"], grep["message"]) == ("notes.txt", 3, "TODO left here")
-    assert found["junit-suite"]["tests"] == {"passed": 1, "failed": 1, "skipped": 0, "error": 0}
+    assert found["junit-suite"]["tests"] == {
+        "passed": 1,
+        "failed": 1,
+        "skipped": 0,
+        "error": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+    }
     sarif_found = found["sarif-tool"]["diagnostics"][0]
     assert (sarif_found["code"], sarif_found["severity"], sarif_found["line"]) == (
         "R1",

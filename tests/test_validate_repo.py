@@ -85,7 +85,14 @@ def test_rust_clippy_warning_and_test_counts_summed_across_binaries(tmp_path: Pa
     assert found["cargo clippy"]["status"] == "passed", "a warning alone does not fail the gate"
     tests = found["cargo test"]
     # unit (1) + integration (1 passed, 1 failed) + doc-test (1)
-    assert tests["tests"] == {"passed": 3, "failed": 1, "skipped": 0, "error": 0}
+    assert tests["tests"] == {
+        "passed": 3,
+        "failed": 1,
+        "skipped": 0,
+        "error": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+    }
     failed = [t for t in tests["test_results"] if t["outcome"] == "failed"]
     assert [(t["name"], t["file"], t["line"]) for t in failed] == [("fails", "tests/it.rs", 8)]
     assert "inc is off" in failed[0]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,8 +13,10 @@ from forge.commands.options import ConfigOption
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from forge.validation.replay import ReplayStore
+    from forge.validation.runner import ProgressEvent
     from forge.validation.types import ValidationReport, ValidatorResult
 
 FIRST_FINDINGS = 10
@@ -100,7 +103,17 @@ def validate(
         cold_builds=in_ci(os.environ),  # a CI job builds from nothing
         allow_missing=allowed,
     )
-    report = run_validation(path, settings, options)
+    if sys.stderr.isatty():
+        from rich.live import Live
+
+        from forge.commands.output import console
+
+        progress = _Progress()
+        # Transient: the view goes when the run ends, and the summary prints as it always does.
+        with Live(progress, console=console(stderr=True), refresh_per_second=4, transient=True):
+            report = run_validation(path, settings, replace(options, on_event=progress.tell))
+    else:
+        report = run_validation(path, settings, options)
     shown, written = _render(report, fmt, output)
     sys.stdout.write(shown)
     if output is not None and written is not None:
@@ -131,6 +144,55 @@ def _tool_names(values: list[str]) -> tuple[str, ...]:
         if name not in KNOWN_TOOLS and close:
             raise UsageError(f"--allow-missing {name}: no such tool; did you mean {close[0]}?")
     return names
+
+
+@dataclass
+class _Row:
+    state: str = "queued"
+    started: float | None = None
+    finished: float | None = None
+    status: str = ""  # once done: passed, failed, ... and whether the cache answered
+
+
+class _Progress:
+    """Each validator's state while the run goes on: a Rich renderable that `Live` redraws, so
+    the elapsed seconds tick between events. Events arrive from the runner's threads."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], _Row] = {}  # (validator, project) -> its row
+
+    def tell(self, event: ProgressEvent) -> None:
+        import time
+
+        with self._lock:
+            row = self._rows.setdefault((event.validator, event.project), _Row())
+            row.state = event.state
+            if event.state == "running":
+                row.started = time.monotonic()
+            if event.state == "done" and event.result is not None:
+                row.finished = time.monotonic()
+                row.status = event.result.status.value + (" (cached)" * event.result.cached)
+
+    def __rich__(self) -> Table:
+        import time
+
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, padding=(0, 1), show_header=False)
+        now = time.monotonic()
+        with self._lock:
+            rows = [(key, replace(row)) for key, row in self._rows.items()]
+        for (name, project), row in rows:
+            elapsed = ""
+            if row.started is not None:
+                elapsed = f"{int((row.finished or now) - row.started)}s"
+            state = row.status if row.state == "done" else row.state
+            table.add_row(Text(name, "bold"), Text(project), Text(state), Text(elapsed, "dim"))
+        return table
 
 
 def _replay_store(
@@ -180,80 +242,86 @@ def _render(
 
 
 def _summary(report: ValidationReport, out: Console, replayed: bool = False) -> None:
-    from rich.markup import escape
+    from rich.text import Text
 
     from forge.validation.types import Status
 
     for project, python in sorted(report.interpreters.items()):
         where = "" if project == "." else f" for {project}"
-        out.print(f"[dim]Python{escape(where)}: {escape(python.description)}[/]")
+        out.print(Text(f"Python{where}: {python.description}", "dim"))
     for result in report.results:
         _validator(out, report, result)
     _projects(out, report)
     diagnostics = report.diagnostics
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = sum(1 for d in diagnostics if d.severity == "warning")
-    verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
+    verdict = ("passed", "green") if report.passed else ("failed", "red")
     against = f" (new since {report.baseline})" if report.baseline else ""
     timing = "answered from the cache" if replayed else f"in {report.duration:.1f}s"
     missing = sum(1 for r in report.results if r.status is Status.COULD_NOT_RUN)
     could_not = f", {missing} could not run" if missing else ""
     out.print(
-        f"\n{verdict}: {len(report.results)} validators{could_not}, {errors} errors, "
-        f"{warnings} warnings{against}, {timing}"
+        Text("\n").append(verdict[0], verdict[1])
+        + Text(
+            f": {len(report.results)} validators{could_not}, {errors} errors, "
+            f"{warnings} warnings{against}, {timing}"
+        )
     )
 
 
 def _projects(out: Console, report: ValidationReport) -> None:
     """What the report says about projects besides their validators' results."""
-    from rich.markup import escape
+    from rich.text import Text
 
     for note in report.notes:
-        out.print(f"[dim]note:[/] {escape(note.path)} — {escape(note.reason)}")
+        out.print(Text.assemble(("note:", "dim"), f" {note.path} — {note.reason}"))
     for left in report.not_validated:
-        out.print(f"[yellow]not validated:[/] {escape(left.path)} — {escape(left.reason)}")
+        out.print(Text.assemble(("not validated:", "yellow"), f" {left.path} — {left.reason}"))
 
 
+# What tools print (messages, paths, reasons, their output) is shown as plain Text, never as
+# markup: `list[int]` and `#![feature(...)]` keep their brackets, `:bug:` stays a word.
 ICONS = {
-    "passed": "[green]✓[/]",
-    "failed": "[red]✗[/]",
-    "skipped": "[yellow]-[/]",
-    "timeout": "[red]⏱[/]",
-    "error": "[red]![/]",
-    "no_tests": "[red]∅[/]",
-    "could_not_run": "[red]![/]",
+    "passed": ("✓", "green"),
+    "failed": ("✗", "red"),
+    "skipped": ("-", "yellow"),
+    "timeout": ("⏱", "red"),
+    "error": ("!", "red"),
+    "no_tests": ("∅", "red"),
+    "could_not_run": ("!", "red"),
 }
 
 
 def _validator(out: Console, report: ValidationReport, result: ValidatorResult) -> None:
-    from rich.markup import escape
+    from typing import get_args
+
     from rich.table import Table
+    from rich.text import Text
+
+    from forge.validation.types import TestOutcome
 
     where = "" if result.project == "." else f" ({result.project})"
-    counts = ""
-    if result.tests:
-        counts = ", ".join(
-            f"{result.count(o)} {o}"
-            for o in ("passed", "failed", "skipped", "error")
-            if result.count(o)
-        )
-        counts = f" — tests: {counts}"
-    extra = " [dim](cached)[/]" if result.cached else f" [dim]{result.duration:.2f}s[/]"
-    reason = f": {escape(result.reason)}" if result.reason else ""
-    out.print(
-        f"{ICONS[result.status.value]} [bold]{escape(result.name)}[/]{escape(where)} "
-        f"{result.status.value.replace('_', ' ')}{reason}{escape(counts)}{extra}"
+    counts = ", ".join(f"{result.count(o)} {o}" for o in get_args(TestOutcome) if result.count(o))
+    line = Text.assemble(
+        ICONS[result.status.value],
+        " ",
+        (result.name, "bold"),
+        f"{where} {result.status.value.replace('_', ' ')}",
+        f": {result.reason}" if result.reason else "",
+        f" — tests: {counts}" if counts else "",
+        (" (cached)" if result.cached else f" {result.duration:.2f}s", "dim"),
     )
+    out.print(line)
     if result.diagnostics:
         table = Table(show_header=True, box=None, padding=(0, 1))
         for column in ("severity", "location", "code", "message"):
             table.add_column(column, overflow="fold")
         for d in result.diagnostics[:FIRST_FINDINGS]:
             location = ":".join(str(p) for p in (d.file, d.line, d.column) if p is not None)
-            table.add_row(d.severity, location or "-", d.code or "", d.message)
+            table.add_row(d.severity, Text(location or "-"), Text(d.code or ""), Text(d.message))
             context = _code_context(Path(report.root), d.file, d.line)
             if context:
-                table.add_row("", "", "", f"[dim]{escape(context)}[/]")
+                table.add_row("", "", "", Text(context, "dim"))
         out.print(table)
         if len(result.diagnostics) > FIRST_FINDINGS:
             out.print(f"  … and {len(result.diagnostics) - FIRST_FINDINGS} more")
@@ -261,11 +329,12 @@ def _validator(out: Console, report: ValidationReport, result: ValidatorResult) 
         location = ":".join(str(p) for p in (test.file, test.line) if p is not None)
         message = (test.message or "").strip().splitlines()[:1]
         out.print(
-            f"  [red]FAILED[/] {escape(test.name)} {escape(location)} "
-            f"{escape(message[0] if message else '')}"
+            Text.assemble(
+                "  ", ("FAILED", "red"), f" {test.name} {location} {message[0] if message else ''}"
+            )
         )
     if result.output_tail:  # set when nothing above says what went wrong
-        out.print(f"[dim]{escape(result.output_tail[-800:])}[/]")
+        out.print(Text(result.output_tail[-800:], "dim"))
 
 
 def _code_context(root: Path, file: str | None, line: int | None) -> str | None:

@@ -315,9 +315,11 @@ JSON_SCHEMA: dict[str, Any] = {
 
 # -- JUnit XML ------------------------------------------------------------------------------------
 #
-# One <testsuite> per validator. Errors and warnings are <failure>s (type = severity); notes are
-# passing cases with the text in <system-out>, because a note is information, not a failure. A
-# validator's own status becomes a case of its own when the findings alone would not show it.
+# One <testsuite> per validator. Errors are <failure>s; warnings and notes are passing cases with
+# their severity as a property and their text in <system-out>: a CI that fails on any <failure>
+# must not fail a run forge passed. A validator's own status becomes a case of its own when the
+# findings alone would not show it. An xfailed test is <skipped type="xfailed">; an xpassed one
+# passes, with outcome "xpassed" as a property.
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # Characters XML 1.0 forbids: ElementTree writes them anyway and the reader then rejects the file.
@@ -370,7 +372,7 @@ def _junit_suite(parent: ET.Element, result: ValidatorResult) -> None:
 def _status_case(suite: ET.Element, result: ValidatorResult) -> None:
     """A case for the validator itself when its findings would not tell its status."""
     has_findings = bool(result.diagnostics or result.tests)
-    failing = any(d.severity != "note" for d in result.diagnostics) or any(
+    failing = any(d.severity == "error" for d in result.diagnostics) or any(
         t.outcome in _FAILING_OUTCOMES for t in result.tests
     )
     status, reason, tail = result.status, result.reason, result.output_tail
@@ -412,11 +414,17 @@ def _diagnostic_case(suite: ET.Element, diagnostic: Diagnostic) -> None:
         line=diagnostic.line,
     )
     text = diagnostic.rendered or diagnostic.message
-    if diagnostic.severity == "note":
-        _child(case, "system-out", text)
+    if diagnostic.severity == "error":
+        _child(case, "failure", text, message=_first_line(diagnostic.message), type="error")
     else:
-        message = _first_line(diagnostic.message)
-        _child(case, "failure", text, message=message, type=diagnostic.severity)
+        _properties(case, severity=diagnostic.severity)
+        _child(case, "system-out", text)
+
+
+def _properties(case: ET.Element, **values: str) -> None:
+    properties = _child(case, "properties")
+    for name, value in values.items():
+        _child(properties, "property", name=name, value=value)
 
 
 def _test_case(suite: ET.Element, result: ValidatorResult, test: TestResult) -> None:
@@ -436,6 +444,12 @@ def _test_case(suite: ET.Element, result: ValidatorResult, test: TestResult) -> 
         _child(case, "error", test.message, message=summary or "error", type="error")
     elif test.outcome == "skipped":
         _child(case, "skipped", message=summary)
+    elif test.outcome == "xfailed":
+        _child(case, "skipped", test.message, message=summary or "xfailed", type="xfailed")
+    elif test.outcome == "xpassed":
+        _properties(case, outcome="xpassed")
+        if test.message:
+            _child(case, "system-out", test.message)
 
 
 # -- GitHub Actions workflow commands -------------------------------------------------------------
@@ -533,10 +547,13 @@ def _summary_line(report: ValidationReport) -> str:
 #
 # One run per tool (GitHub code scanning keeps one analysis per tool name). A tool none of whose
 # validators ran is left out: an empty run would tell code scanning that its old alerts are fixed.
+# A tool that broke or timed out is kept, so that its failure is on record: its invocation says
+# executionSuccessful false, with the reason as an error notification.
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SRCROOT = "%SRCROOT%"
 _RAN = (Status.PASSED, Status.FAILED, Status.NO_TESTS)
+_BROKE = (Status.ERROR, Status.TIMEOUT)
 _RUST_TOOLS = ("cargo", "rustc", "clippy")
 _RUST_ERROR_CODE = re.compile(r"E\d{4}")
 _TEST_RULES = {
@@ -550,7 +567,7 @@ def to_sarif(report: ValidationReport) -> str:
     runs = [
         _sarif_run(tool, validators, report.root, root_uri)
         for tool, validators in _by_tool(report.results).items()
-        if any(v.status in _RAN or v.diagnostics or v.tests for v in validators)
+        if any(v.status in (*_RAN, *_BROKE) or v.diagnostics or v.tests for v in validators)
     ]
     document = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -648,15 +665,21 @@ def _invocation(validator: ValidatorResult) -> dict[str, Any]:
     invocation: dict[str, Any] = {"executionSuccessful": validator.status in _RAN}
     if validator.exit_code is not None:
         invocation["exitCode"] = validator.exit_code
-    if validator.reason:
-        level = "note" if validator.status == Status.SKIPPED else "error"
-        notification = {"level": level, "message": {"text": validator.reason}}
+    broke = validator.status in _BROKE
+    if validator.reason or broke:
+        text = validator.reason or f"{validator.status.value}, without a reason given"
+        if broke and validator.output_tail:
+            text += "\n" + validator.output_tail.strip()
+        level = "note" if validator.ok else "error"
+        notification = {"level": level, "message": {"text": text}}
         invocation["toolExecutionNotifications"] = [notification]
     invocation["properties"] = {
         "validator": validator.name,
         "project": validator.project,
         "status": validator.status.value,
     }
+    if validator.tests:
+        invocation["properties"]["tests"] = _test_counts(validator.tests)
     return invocation
 
 

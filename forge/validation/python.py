@@ -12,12 +12,12 @@ import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forge.validation.interpreter import Interpreter, environment_stamp
 from forge.validation.process import ProcessOutput
-from forge.validation.types import Diagnostic, Stage, Status, TestResult
+from forge.validation.types import Diagnostic, Stage, Status, TestOutcome, TestResult
 from forge.validation.validator import Context, InProcess, Parsed, Validator
 
 PYTEST_NO_TESTS = 5
@@ -299,7 +299,7 @@ def parse_pytest(out: ProcessOutput, ctx: Context) -> Parsed:
     if not report.is_file():
         return Parsed(Status.ERROR, reason=f"pytest exited with {out.exit_code} and no report")
     try:
-        tests = read_junit(report.read_text(errors="replace"), ctx)
+        tests = read_junit(report.read_text(errors="replace"), ctx, out.stdout)
     except ET.ParseError:
         return Parsed(Status.ERROR, reason="pytest's JUnit report could not be read")
     failed = any(t.outcome in ("failed", "error") for t in tests) or out.exit_code not in (0, None)
@@ -308,38 +308,136 @@ def parse_pytest(out: ProcessOutput, ctx: Context) -> Parsed:
     return Parsed(Status.FAILED if failed else Status.PASSED, tests=tests)
 
 
-def read_junit(text: str, ctx: Context) -> list[TestResult]:
-    """Per-test results from JUnit XML (pytest's xunit1 family carries file and line)."""
+def read_junit(text: str, ctx: Context, terminal: str = "") -> list[TestResult]:
+    """Results from JUnit XML (pytest's xunit1 family carries file and line), one per report.
+
+    pytest counts reports, not tests: a failed subtest is a failure of its own beside its test,
+    and a test that passed but broke in teardown is "1 passed, 1 error". The XML holds a child
+    per report that did not pass; what it cannot tell (which test passed unexpectedly, which
+    failure was a subtest's) is read from `terminal`, pytest's short test summary, when given.
+    """
     root = ET.fromstring(text)
-    return [_junit_case(case, ctx) for case in root.iter("testcase")]
+    cases = list(root.iter("testcase"))
+    summary = _ShortSummary.read(terminal, {_case_key(c) for c in cases})
+    return [result for case in cases for result in _junit_case(case, ctx, summary)]
 
 
-def _junit_case(case: ET.Element, ctx: Context) -> TestResult:
-    name = case.get("name", "")
-    suite = case.get("classname") or None
-    file = case.get("file")
-    line = int(case.get("line") or 0) + 1 if case.get("line") else None  # xunit1 is 0-based
-    duration = float(case.get("time") or 0)
-    outcome, message = "passed", None
-    for tag, kind in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
-        element = case.find(tag)
-        if element is None:
-            continue
-        outcome = kind
-        message = element.get("message") or (element.text or "").strip()[:2000] or None
-        where = list(_FAILURE_AT.finditer(element.text or ""))
-        if kind in ("failed", "error") and where:
-            file, line = where[-1]["file"], int(where[-1]["line"])
-        break
-    return TestResult(
-        name=name,
-        outcome=outcome,  # type: ignore[arg-type]
-        suite=suite,
-        file=rel(file, ctx) if file else None,
-        line=line,
-        duration=duration,
-        message=message,
+CaseKey = tuple[str, str]  # (classname, name) as pytest's JUnit XML writes them
+
+
+def _case_key(case: ET.Element) -> CaseKey:
+    return (case.get("classname") or "", case.get("name") or "")
+
+
+def _mangled(nodeid: str) -> CaseKey:
+    """A node id as pytest's JUnit writer turns it into (classname, name)."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    return ".".join(names[:-1]), names[-1]
+
+
+_SUMMARY_HEADER = re.compile(r"^=+ short test summary info =+$", re.MULTILINE)
+_SUMMARY_WORDS = ("SUBFAILED", "XPASS")
+
+
+@dataclass
+class _ShortSummary:
+    """What pytest's short test summary adds to the XML: xpassed tests and subtest failures."""
+
+    xpassed: dict[CaseKey, str | None] = field(default_factory=dict)  # -> the xfail reason
+    subtests_failed: dict[CaseKey, list[str]] = field(default_factory=dict)  # -> descriptions
+
+    @classmethod
+    def read(cls, terminal: str, known: set[CaseKey]) -> _ShortSummary:
+        found = cls()
+        headers = list(_SUMMARY_HEADER.finditer(terminal))
+        if not headers:
+            return found
+        for line in terminal[headers[-1].end() :].splitlines():
+            if not line.startswith(_SUMMARY_WORDS):
+                continue
+            tokens = line.split(" ")
+            for first in (i for i, token in enumerate(tokens) if "::" in token):
+                match = _known_nodeid(tokens, first, known)
+                if match is None:
+                    continue
+                key, after = match
+                message = " ".join(tokens[after:]).removeprefix("- ") or None
+                if line.startswith("XPASS"):
+                    found.xpassed[key] = message
+                else:
+                    description = " ".join(tokens[:first]).removeprefix("SUBFAILED").strip()
+                    found.subtests_failed.setdefault(key, []).append(description)
+                break
+        return found
+
+
+def _known_nodeid(tokens: list[str], first: int, known: set[CaseKey]) -> tuple[CaseKey, int] | None:
+    """The shortest run of tokens from `first` that is the node id of a case in the XML."""
+    for last in range(first + 1, len(tokens) + 1):
+        key = _mangled(" ".join(tokens[first:last]))
+        if key in known:
+            return key, last
+    return None
+
+
+def _junit_case(case: ET.Element, ctx: Context, summary: _ShortSummary) -> list[TestResult]:
+    key = _case_key(case)
+    base = TestResult(
+        name=key[1],
+        outcome="passed",
+        suite=key[0] or None,
+        file=rel(case.get("file") or "", ctx) if case.get("file") else None,
+        line=int(case.get("line") or 0) + 1 if case.get("line") else None,  # xunit1 is 0-based
+        duration=float(case.get("time") or 0),
     )
+    reports = [c for c in case if c.tag in ("failure", "error", "skipped")]
+    subtests = list(summary.subtests_failed.get(key, ()))
+    results = [_report(base, element, subtests, ctx) for element in reports]
+    if _call_passed(reports, len(summary.subtests_failed.get(key, ()))):
+        if key in summary.xpassed:
+            results.insert(0, replace(base, outcome="xpassed", message=summary.xpassed[key]))
+        else:
+            results.insert(0, base)
+    return results
+
+
+def _report(base: TestResult, element: ET.Element, subtests: list[str], ctx: Context) -> TestResult:
+    """One report that did not pass. Subtest failures come first, in the order they ran."""
+    text = element.text or ""
+    message = element.get("message") or text.strip()[:2000] or None
+    outcome: TestOutcome = "skipped"
+    name, file, line = base.name, base.file, base.line
+    if element.tag == "skipped" and element.get("type") == "pytest.xfail":
+        outcome = "xfailed"
+    elif element.tag in ("failure", "error"):
+        outcome = "failed" if element.tag == "failure" else "error"
+        if element.tag == "failure" and subtests:
+            name = f"{name} {subtests.pop(0)}".strip()
+        if where := list(_FAILURE_AT.finditer(text)):
+            file, line = rel(where[-1]["file"], ctx), int(where[-1]["line"])
+    return replace(base, name=name, outcome=outcome, file=file, line=line, message=message)
+
+
+def _call_passed(reports: list[ET.Element], subtest_failures: int) -> bool:
+    """Whether the test's own call passed, beside the reports of its subtests and teardown.
+
+    A test with a single skip or xfail report is that skip or xfail (a lone skipped subtest in
+    a passing test reads the same way, and is counted as the test's skip).
+    """
+    teardown = [r for r in reports if r.tag == "error" and _in_teardown(r)]
+    own = [r for r in reports if r not in teardown]
+    failures = [r for r in own if r.tag == "failure"]
+    if len(failures) > subtest_failures or any(r.tag == "error" for r in own):
+        return False
+    skips = [r for r in own if r.tag == "skipped"]
+    return not (len(skips) == 1 and not failures)
+
+
+def _in_teardown(element: ET.Element) -> bool:
+    return (element.get("message") or "").startswith("failed on teardown")
 
 
 # -- building the validators for a Python project ---------------------------------------------
@@ -440,6 +538,7 @@ def python_validators(
             argv=(
                 *argv("pytest", [python, "-m", "pytest"]),
                 "-q",
+                "-rfEX",  # the short summary names xpassed tests, which the XML does not
                 "-p",
                 "no:cacheprovider",
                 "-o",

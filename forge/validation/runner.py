@@ -13,14 +13,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from forge.config.schema import ValidationConfig
 from forge.errors import UsageError
 from forge.home import forge_home
 from forge.validation.cache import ResultCache
+from forge.validation.findings import reported_once
 from forge.validation.interpreter import Interpreter, Interpreters, environment_stamp
 from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
@@ -50,6 +53,21 @@ class NothingToValidate(UsageError):
     pass
 
 
+ProgressState = Literal["queued", "running", "done"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A validator was planned ("queued"), started a process or check ("running"), or has its
+    result ("done"; a cache hit or a skip goes straight there from "queued")."""
+
+    project: str  # relative to the repository root, as in ValidatorResult.project
+    validator: str
+    stage: Stage
+    state: ProgressState
+    result: ValidatorResult | None = None  # set when done
+
+
 @dataclass(frozen=True)
 class Options:
     use_cache: bool = True
@@ -75,6 +93,8 @@ class Options:
     # The user's checkout when the folder validated is a copy of it (a worktree of forge's, a
     # baseline): its project environment (.venv) is looked for there.
     environment_root: Path | None = None
+    # Told of each validator's progress, one call at a time (never from two threads at once).
+    on_event: Callable[[ProgressEvent], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +136,7 @@ def validate(
     pythons = _interpreters(projects, repo_root, known, options.environment_root)
     plan = _plan(projects, settings, options.cold_builds, pythons)
     runner = _Runner(repo_root, listed, settings, options, only)
-    results = runner.run_all(plan)
+    results = reported_once(runner.run_all(plan))
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
     report.tool_stamps = {
         **runner.versions.used,
@@ -218,6 +238,17 @@ class _Runner:
         from forge.providers.secrets import Redactor
 
         self.redact = Redactor.for_tools(os.environ, options.secrets)
+        self._telling = threading.Lock()
+
+    def _tell(
+        self, item: Planned, state: ProgressState, result: ValidatorResult | None = None
+    ) -> None:
+        if self.options.on_event is None:
+            return
+        project = item.project.root.relative_to(self.repo_root).as_posix()
+        event = ProgressEvent(project, item.validator.name, item.validator.stage, state, result)
+        with self._telling:
+            self.options.on_event(event)
 
     def run_all(self, plan: list[Planned]) -> list[ValidatorResult]:
         """Every validator as soon as the ones it waits for are done, several at a time.
@@ -230,10 +261,14 @@ class _Runner:
         cancels = {p.id: threading.Event() for p in plan}
         planned_ids = {p.id for p in plan}
         waiting = list(plan)
+        for item in plan:
+            self._tell(item, "queued")
+        told: set[tuple[str, str]] = set()
         jobs = self.options.jobs or max(4, 2 * (os.cpu_count() or 2))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             running: dict[Future[ValidatorResult], Planned] = {}
             while waiting or running or early:
+                self._tell_done(plan, done, told)
                 for item in list(waiting):
                     deps = [d for d in item.after if d in planned_ids]
                     blockers = [done[d] for d in deps if d in done and done[d].status in BLOCKING]
@@ -273,7 +308,19 @@ class _Runner:
                         early[item.id] = future.result()
                     else:
                         done[item.id] = future.result()
+        self._tell_done(plan, done, told)
         return [done[p.id] for p in plan]
+
+    def _tell_done(
+        self,
+        plan: list[Planned],
+        done: dict[tuple[str, str], ValidatorResult],
+        told: set[tuple[str, str]],
+    ) -> None:
+        for item in plan:
+            if item.id in done and item.id not in told:
+                told.add(item.id)
+                self._tell(item, "done", done[item.id])
 
     def execute(self, item: Planned, cancel: threading.Event | None = None) -> ValidatorResult:
         validator = item.validator
@@ -313,6 +360,7 @@ class _Runner:
         self, item: Planned, ctx: Context, argv: list[str], cancel: threading.Event | None
     ) -> ValidatorResult:
         validator = item.validator
+        self._tell(item, "running")
         with tempfile.TemporaryDirectory(prefix="forge-validate-") as scratch:
             ctx = replace(ctx, scratch=Path(scratch))
             started = time.monotonic()
@@ -436,12 +484,14 @@ def _against_baseline(
         old = validate(
             tree / scope.relative_to(repo_root),
             settings,
+            # Its progress is not this run's: the view shows the tree being validated.
             replace(
                 options,
                 baseline=None,
                 changed_since=None,
                 listing=None,
                 environment_root=options.environment_root or repo_root,
+                on_event=None,
             ),
         )
     except NothingToValidate:

@@ -7,7 +7,9 @@ from enum import StrEnum
 from typing import Literal
 
 Severity = Literal["error", "warning", "note"]
-TestOutcome = Literal["passed", "failed", "skipped", "error"]
+# xfailed: failed as marked expected to (never fails a run); xpassed: passed although marked
+# expected to fail, without strict (a strict one is "failed", as pytest counts it).
+TestOutcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
 
 
 class Stage(StrEnum):
