@@ -29,6 +29,8 @@ from pathlib import Path
 
 from bytecode import compile_forge
 
+from forge.validation.rust import TARGETS  # what cargo test builds by default, as forge checks
+
 MODULES = 48
 
 RUST_MODULE = """\
@@ -121,8 +123,8 @@ def make_repo(root: Path) -> None:
 def by_hand(root: Path) -> None:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     for command, cwd in (
-        (["cargo", "check", "--all-targets", "--message-format=json"], root),
-        (["cargo", "clippy", "--all-targets", "--message-format=json"], root),
+        (["cargo", "check", *TARGETS, "--message-format=json"], root),
+        (["cargo", "clippy", *TARGETS, "--message-format=json"], root),
         (["cargo", "test", "--message-format=json"], root),
         (["ruff", "check", "--output-format=json", "."], root / "py"),
         ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], root / "py"),

@@ -314,3 +314,29 @@ def test_the_syntax_check_compiles_with_the_projects_interpreter(tmp_path: Path)
     syntax = by_name(json.loads(done.stdout))["python syntax"]
     assert done.returncode == 1
     assert [(d["file"], d["line"]) for d in syntax["diagnostics"]] == [("pkg/bad.py", 1)]
+
+
+def test_a_copy_of_the_checkout_is_validated_with_the_checkouts_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run-milestone's worktrees live under forge's home, away from the checkout's `.venv`."""
+    from forge.config.schema import ValidationConfig
+    from forge.validation.runner import Options, validate
+
+    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, ".gitignore": ".venv/\n"})
+    project_venv(root)
+    copy = tmp_path / "elsewhere" / "tree"
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(copy)], cwd=root, check=True)
+    assert not (copy / ".venv").exists()
+    settings = ValidationConfig(enable_lint_check=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+
+    alone = validate(copy, settings, Options(cache_dir=tmp_path / "cache"))
+    assert alone.interpreters["."].source != "project"
+
+    report = validate(copy, settings, Options(cache_dir=tmp_path / "cache", environment_root=root))
+    used = report.interpreters["."]
+    assert (used.source, used.path) == ("project", str(root / ".venv" / "bin" / "python"))
+    pytest_result = next(r for r in report.results if r.name == "pytest")
+    assert pytest_result.command[0] == used.path
+    assert pytest_result.count("failed") == 1
