@@ -319,15 +319,25 @@ def test_the_syntax_check_compiles_with_the_projects_interpreter(tmp_path: Path)
 def test_a_copy_of_the_checkout_is_validated_with_the_checkouts_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """run-milestone's worktrees live under forge's home, away from the checkout's `.venv`."""
+    """run-milestone's worktrees live under forge's home, away from the checkout's `.venv`;
+    and that `.venv` holds the project installed in editable mode, pointing at the checkout's
+    sources: the copy's tests must import the copy's code."""
     from forge.config.schema import ValidationConfig
     from forge.validation.runner import Options, validate
 
-    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, ".gitignore": ".venv/\n"})
-    project_venv(root)
+    files = {
+        "pyproject.toml": FAILING_PROJECT["pyproject.toml"],
+        "src/pkg/__init__.py": FAILING_PROJECT["pkg/__init__.py"],
+        "tests/test_add.py": FAILING_PROJECT["tests/test_add.py"],
+        ".gitignore": ".venv/\n",
+    }
+    root = make_repo(tmp_path / "repo", files)
+    site = project_venv(root)
+    (site / "__editable__.pkg.pth").write_text(f"{root / 'src'}\n")
     copy = tmp_path / "elsewhere" / "tree"
     subprocess.run(["git", "worktree", "add", "-q", "--detach", str(copy)], cwd=root, check=True)
     assert not (copy / ".venv").exists()
+    (copy / "src" / "pkg" / "__init__.py").write_text("def add(a, b):\n    return a + b\n")
     settings = ValidationConfig(enable_lint_check=False)
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
 
@@ -339,4 +349,142 @@ def test_a_copy_of_the_checkout_is_validated_with_the_checkouts_environment(
     assert (used.source, used.path) == ("project", str(root / ".venv" / "bin" / "python"))
     pytest_result = next(r for r in report.results if r.name == "pytest")
     assert pytest_result.command[0] == used.path
-    assert pytest_result.count("failed") == 1
+    assert pytest_result.status.value == "passed", "the copy's fix is what its tests import"
+    checkout = validate(root, settings, Options(cache_dir=tmp_path / "cache"))
+    assert not checkout.passed, "the checkout itself still has the bug"
+
+
+def test_configuration_above_the_project_is_never_answered_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "sub/pyproject.toml": '[project]\nname = "sub"\nversion = "0.1.0"\n',
+            "sub/pkg/__init__.py": "import os\n\nVALUE = 1\n",
+            "sub/tests/test_value.py": "from pkg import VALUE\n\n\ndef test_value():\n"
+            "    assert VALUE == 1\n",
+            "ruff.toml": '[lint]\nignore = ["F401"]\n',
+            "crate/Cargo.toml": '[package]\nname = "w"\nversion = "0.1.0"\nedition = "2021"\n',
+            "crate/src/lib.rs": "pub fn f() -> u32 {\n    let unused = 1;\n    2\n}\n\n"
+            "#[test]\nfn two() {\n    assert_eq!(f(), 2);\n}\n",
+        },
+    )
+    first = run_forge("validate", str(root), "--format", "json")
+    assert first.returncode == 0, first.stdout
+    run_forge("validate", str(root), "--format", "json")  # once more: cargo wrote Cargo.lock
+    again = run_forge("validate", str(root), "--format", "json", "--jobs", "3")
+    assert all(v["cached"] for v in json.loads(again.stdout)["validators"])
+
+    # The repository's ruff.toml stops ignoring F401; cargo's configuration above the crate
+    # turns warnings into errors. Both are read from folders above the projects.
+    (root / "ruff.toml").write_text("[lint]\nignore = []\n")
+    write(root, {".cargo/config.toml": '[build]\nrustflags = ["-D", "warnings"]\n'})
+    after = run_forge("validate", str(root), "--format", "json")
+    found = {(v["project"], v["name"]): v for v in json.loads(after.stdout)["validators"]}
+    assert after.returncode == 1
+    assert found[("sub", "ruff")]["status"] == "failed"
+    assert not found[("sub", "ruff")]["cached"]
+    assert found[("crate", "cargo check")]["status"] == "failed"
+    shown = run_forge("validate", str(root))
+    assert "answered from the cache" not in shown.stdout and shown.returncode == 1
+
+
+def test_a_tool_installed_since_an_allowed_miss_runs(tmp_path: Path) -> None:
+    python = forge_alone(tmp_path)
+    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, "pkg/__init__.py": "import os\n"})
+    project_venv(root)
+    tools = only_git(tmp_path)
+    env = {"PATH": tools, "VIRTUAL_ENV": ""}
+    write(root, {"tests/test_add.py": "def test_nothing():\n    pass\n", ".gitignore": ".venv/\n"})
+    for _ in range(2):
+        done, _ = forge_in(python, str(root), "--allow-missing", "ruff", env=env)
+        assert done.returncode == 0, done.stdout
+    assert "answered from the cache" in done.stdout
+    ruff = shutil.which("ruff")
+    assert ruff is not None
+    (Path(tools) / "ruff").symlink_to(ruff)
+    done, _ = forge_in(python, str(root), "--allow-missing", "ruff", env=env)
+    assert "answered from the cache" not in done.stdout
+    assert done.returncode == 1, "ruff is there now, and finds the unused import"
+    assert "F401" in done.stdout
+
+
+def test_the_interpreter_a_shim_picks_for_the_project_is_the_one_used(tmp_path: Path) -> None:
+    """A version manager's shim (pyenv) picks the Python by the `.python-version` in the
+    folder it runs in: forge asks it from the project's folder, and a new choice is seen."""
+    newer = other_python()
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    shim = shims / "python3"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'if [ -f .python-version ]; then exec "{newer}" "$@"; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    shim.chmod(0o755)
+    git = shutil.which("git")
+    assert git is not None
+    (shims / "git").symlink_to(git)
+    root = make_repo(tmp_path / "repo", FAILING_PROJECT)
+    env = {"PATH": str(shims), "VIRTUAL_ENV": ""}
+    args = ("validate", str(root), "--format", "json", "--allow-missing", "ruff")
+    first = run_forge(*args, env=env)
+    assert by_name(json.loads(first.stdout))["pytest"]["tests"]["failed"] == 1
+
+    write(root, {".python-version": "3.12\n"})  # this Python has no pytest
+    picked = run_forge(*args, env=env)
+    data = json.loads(picked.stdout)
+    assert data["interpreters"][0]["path"] != sys.executable
+    assert by_name(data)["pytest"]["status"] == "could_not_run"
+    summary = run_forge(*args[:2], "--allow-missing", "ruff", env=env)
+    assert summary.returncode == 1 and "answered from the cache" not in summary.stdout
+
+
+def test_a_venv_that_stops_seeing_the_system_site_is_seen(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, ".gitignore": ".venv/\n"})
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run(
+        [base, "-m", "venv", "--without-pip", "--system-site-packages", str(root / ".venv")],
+        check=True,
+    )
+    env = {"VIRTUAL_ENV": ""}
+    args = ("validate", str(root), "--format", "json", "--allow-missing", "ruff")
+    first = by_name(json.loads(run_forge(*args, env=env).stdout))["pytest"]
+    assert first["tests"]["failed"] == 1, "pytest comes from the system site"
+    run_forge(*args[:2], "--allow-missing", "ruff", env=env)
+
+    config = root / ".venv" / "pyvenv.cfg"
+    config.write_text(config.read_text().replace("= true", "= false"))
+    summary = run_forge(*args[:2], "--allow-missing", "ruff", env=env)
+    assert "answered from the cache" not in summary.stdout
+    assert "pytest could not run" in summary.stdout
+
+
+def test_a_project_python_that_does_not_run_is_a_failure_not_forges_own(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, ".gitignore": ".venv/\n"})
+    broken = root / ".venv" / "bin" / "python"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("#!/bin/sh\necho 'cannot start: no such library' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    done = run_forge("validate", str(root), "--format", "json", env={"VIRTUAL_ENV": ""})
+    data = json.loads(done.stdout)
+    assert done.returncode == 1
+    pytest_result = by_name(data)["pytest"]
+    assert pytest_result["status"] == "could_not_run"
+    assert "does not run (exit 127): cannot start: no such library" in pytest_result["reason"]
+    assert data["interpreters"][0]["path"] == str(broken)
+
+
+def test_damaged_caches_are_misses_not_crashes(tmp_path: Path, isolated_home: Path) -> None:
+    root = make_repo(tmp_path / "repo", FAILING_PROJECT)
+    store = isolated_home / "forge-home" / "validate"
+    store.mkdir(parents=True)
+    (store / "interpreters.json").write_text("[]")
+    (store / "tools.json").write_text('{"a": 1}')
+    done = run_forge("validate", str(root), "--format", "json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert by_name(json.loads(done.stdout))["pytest"]["tests"]["failed"] == 1
+    (store / "interpreters.json").write_text('{"x": {"sites": 3}}')
+    again = run_forge("validate", str(root), "--format", "json", "--no-cache")
+    assert again.returncode == 1 and "Traceback" not in again.stderr

@@ -136,7 +136,7 @@ def test_json_report_validates_and_carries_every_value() -> None:
     jsonschema.validate(document, JSON_SCHEMA, cls=jsonschema.Draft202012Validator)
 
     assert {k: v for k, v in document.items() if k not in ("summary", "validators")} == {
-        "schema_version": 1,
+        "schema_version": 2,
         "root": ROOT,
         "passed": False,
         "exit_code": 1,
@@ -151,11 +151,13 @@ def test_json_report_validates_and_carries_every_value() -> None:
                 "source": "project",
             }
         ],
+        "notes": [],
     }
     assert document["summary"] == {
         "validators": 6,
         "failed": 3,
         "skipped": 1,
+        "could_not_run": 0,
         "errors": 2,
         "warnings": 1,
         "notes": 1,

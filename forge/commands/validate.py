@@ -94,6 +94,7 @@ def validate(
 
     loaded = load_config(config).config
     settings = loaded.validation
+    _check_tool_names(allowed, [c.name for c in settings.custom])
     options = Options(
         secrets=key_names(loaded),
         use_cache=not no_cache,
@@ -132,18 +133,22 @@ KNOWN_TOOLS = ("python", "ruff", "mypy", "pytest", "cargo", "clippy")
 
 
 def _tool_names(values: list[str]) -> tuple[str, ...]:
-    """--allow-missing values, split on commas. A name forge does not know may be a custom
-    validator's, so it is kept; a near miss of a built-in tool is refused as a typo."""
+    """--allow-missing values, split on commas."""
+    return tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+
+
+def _check_tool_names(names: tuple[str, ...], custom: list[str]) -> None:
+    """A name that is neither a built-in tool nor a custom validator's, but close to one of
+    them, is refused as a typo (a misspelt opt-out would fail the gate confusingly)."""
     import difflib
 
     from forge.errors import UsageError
 
-    names = tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+    known = (*KNOWN_TOOLS, "cargo check", "cargo clippy", "cargo test", "python syntax", *custom)
     for name in names:
-        close = difflib.get_close_matches(name, KNOWN_TOOLS, n=1, cutoff=0.75)
-        if name not in KNOWN_TOOLS and close:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        if name not in known and close:
             raise UsageError(f"--allow-missing {name}: no such tool; did you mean {close[0]}?")
-    return names
 
 
 @dataclass

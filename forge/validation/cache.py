@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from forge.validation.atomic import write_cache_entry
+from forge.validation.environment import tool_environment
 from forge.validation.tree import content_key
 from forge.validation.types import Diagnostic, Stage, Status, TestResult, ValidatorResult
-from forge.validation.validator import Context, Validator, tool_environment
+from forge.validation.validator import Context, Validator
 
 CACHEABLE = {Status.PASSED, Status.FAILED, Status.NO_TESTS}
 
@@ -46,12 +47,11 @@ class ResultCache:
         for name in validator.relevant(ctx.files):
             digest.update(name.encode() + b"\0")
             digest.update(content_key(ctx.repo_root, name, ctx.known))
-        listed = set(ctx.files)
-        for extra in validator.extra_files:
-            name = (ctx.project / extra).relative_to(ctx.repo_root).as_posix()
-            if name not in listed:  # ignored by git, read by the tool all the same
-                digest.update(b"extra\0" + name.encode() + b"\0")
-                digest.update(content_key(ctx.repo_root, name, ctx.known))
+        # Configuration above the project, and files git ignores that the tool reads all
+        # the same (a library's Cargo.lock), there or not.
+        for path in validator.files_read(ctx.project):
+            digest.update(b"read\0" + str(path).encode() + b"\0")
+            digest.update(config_key(path, ctx))
         return digest.hexdigest()
 
     def get(self, key: str) -> ValidatorResult | None:
@@ -69,6 +69,19 @@ class ResultCache:
         if result.status not in CACHEABLE or result.unexplained:
             return
         write_cache_entry(self.folder / f"{key}.json", json.dumps(asdict(result)))
+
+
+def config_key(path: Path, ctx: Context) -> bytes:
+    """A configuration file's content key (git's id when git vouches for it), or "absent"."""
+    if not os.path.isfile(path):
+        return b"absent"
+    try:
+        name = path.relative_to(ctx.repo_root).as_posix()
+    except ValueError:
+        name = None
+    if name is not None:
+        return content_key(ctx.repo_root, name, ctx.known)
+    return content_key(path.parent, path.name, {})
 
 
 def result_from_dict(data: dict[str, Any]) -> ValidatorResult:

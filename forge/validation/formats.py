@@ -27,7 +27,7 @@ from forge.validation.types import (
 )
 
 FORMATS = ("json", "junit", "github", "sarif")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _OUTCOMES: tuple[str, ...] = get_args(TestOutcome)
 _SEVERITIES: tuple[str, ...] = get_args(Severity)
@@ -65,7 +65,7 @@ def _test_id(test: TestResult) -> str:
 
 
 def to_json(report: ValidationReport) -> str:
-    """The report as the JSON document JSON_SCHEMA describes (schema_version 1)."""
+    """The report as the JSON document JSON_SCHEMA describes (schema_version 2)."""
     document = {
         "schema_version": SCHEMA_VERSION,
         "root": report.root,
@@ -82,6 +82,7 @@ def to_json(report: ValidationReport) -> str:
         "not_validated": [
             {"path": n.path, "kind": n.kind, "reason": n.reason} for n in report.not_validated
         ],
+        "notes": [{"path": n.path, "kind": n.kind, "reason": n.reason} for n in report.notes],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -99,6 +100,7 @@ def _summary(report: ValidationReport) -> dict[str, Any]:
         "validators": len(report.results),
         "failed": sum(1 for r in report.results if not r.ok),
         "skipped": sum(1 for r in report.results if r.status == Status.SKIPPED),
+        "could_not_run": sum(1 for r in report.results if r.status == Status.COULD_NOT_RUN),
         "errors": severities.count("error"),
         "warnings": severities.count("warning"),
         "notes": severities.count("note"),
@@ -218,6 +220,12 @@ JSON_SCHEMA: dict[str, Any] = {
                 "description": "Every project found but not validated, with why.",
                 "items": {"$ref": "#/$defs/not_validated"},
             },
+            "notes": {
+                "type": "array",
+                "description": "Projects validated, but not as one may expect (e.g. a crate a "
+                "workspace excludes, validated on its own); the reason says how.",
+                "items": {"$ref": "#/$defs/not_validated"},
+            },
         },
         "The output of `forge validate --format json`.",
     ),
@@ -233,7 +241,15 @@ JSON_SCHEMA: dict[str, Any] = {
                     "Validators that did not pass: failed, timeout, error or no_tests.",
                     minimum=0,
                 ),
-                "skipped": _field("integer", "Validators not run (see their reason).", minimum=0),
+                "skipped": _field(
+                    "integer", "Validators not run, as asked (see their reason).", minimum=0
+                ),
+                "could_not_run": _field(
+                    "integer",
+                    "Validators whose tool is not installed where forge looked (counted in "
+                    "failed too).",
+                    minimum=0,
+                ),
                 "errors": _field("integer", "Diagnostics of severity error.", minimum=0),
                 "warnings": _field("integer", "Diagnostics of severity warning.", minimum=0),
                 "notes": _field("integer", "Diagnostics of severity note.", minimum=0),
@@ -553,7 +569,7 @@ def _summary_line(report: ValidationReport) -> str:
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SRCROOT = "%SRCROOT%"
 _RAN = (Status.PASSED, Status.FAILED, Status.NO_TESTS)
-_BROKE = (Status.ERROR, Status.TIMEOUT)
+_BROKE = (Status.ERROR, Status.TIMEOUT, Status.COULD_NOT_RUN)
 _RUST_TOOLS = ("cargo", "rustc", "clippy")
 _RUST_ERROR_CODE = re.compile(r"E\d{4}")
 _TEST_RULES = {

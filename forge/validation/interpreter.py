@@ -19,13 +19,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import sysconfig
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from forge.validation.atomic import write_cache_entry
 
@@ -45,6 +44,8 @@ if site.ENABLE_USER_SITE:
 print(json.dumps({"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
     "sites": [p for p in dict.fromkeys(sites) if p and ours(p)], "scripts": paths["scripts"]}))
 """
+
+ASK_SECONDS = 30.0
 
 SOURCES = {
     "VIRTUAL_ENV": "the active virtual environment (VIRTUAL_ENV)",
@@ -71,10 +72,14 @@ class Interpreter:
     sites: tuple[str, ...]  # where its distributions are installed
     scripts: str  # where its console scripts are (pytest, mypy, ruff)
     looked: tuple[str, ...] = ()
+    broken: str | None = None  # why it does not run: then nothing of the project's can
 
     @property
-    def minor(self) -> tuple[int, int]:
-        major, minor, *_ = (int(p) for p in self.version.split("."))
+    def minor(self) -> tuple[int, int] | None:
+        try:
+            major, minor, *_ = (int(p) for p in self.version.split("."))
+        except ValueError:
+            return None
         return (major, minor)
 
     def describe(self) -> str:
@@ -82,6 +87,8 @@ class Interpreter:
 
     def lacks(self, distribution: str) -> str:
         """Why a tool that must run inside this environment cannot."""
+        if self.broken is not None:
+            return f"{self.broken} ({SOURCES[self.source]})"
         sites = ", ".join(dict.fromkeys(self.sites))
         return (
             f"{distribution} is not installed in the environment of {self.describe()}; "
@@ -133,8 +140,20 @@ def installed(sites: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def environment_stamp(sites: tuple[str, ...]) -> str:
-    """One value for everything installed in these site folders."""
-    digest = hashlib.sha256("\0".join(installed(sites)).encode())
+    """One value for everything installed in these site folders: each distribution's name,
+    version and when it was installed (a reinstall of the same version counts), and what the
+    `.pth` files add to the path."""
+    digest = hashlib.sha256()
+    for entry in installed(sites):
+        digest.update(entry.encode() + b"\0")
+    for site in dict.fromkeys(sites):
+        try:
+            with os.scandir(site) as entries:
+                for found in entries:
+                    if found.name.endswith((".dist-info", ".egg-info", ".egg-link")):
+                        digest.update(f"{found.name}@{found.stat().st_mtime_ns}".encode())
+        except OSError:
+            continue
     return digest.hexdigest()[:32]
 
 
@@ -170,67 +189,106 @@ def candidate(project: Path, repo_root: Path, environ: Mapping[str, str]) -> Can
 
 def _venv_python(venv: Path) -> str | None:
     for name in ("bin/python", "bin/python3", "Scripts/python.exe"):
-        path = venv / name
-        if path.is_file():
-            return str(path)
+        path = os.path.join(venv, name)
+        if os.path.isfile(path):  # False, not an error, when the folder cannot be read
+            return path
     return None
 
 
+def choice_stamp(chosen: Candidate, project: Path) -> str:
+    """What decides which Python `chosen` really is, besides its path: a venv's pyvenv.cfg
+    (`include-system-site-packages`), a version manager's choice (pyenv reads PYENV_VERSION,
+    the nearest `.python-version`, its global version file), PYTHONPATH (on its path)."""
+    parts = [chosen.source, chosen.path, os.environ.get("PYTHONPATH", "")]
+    config = Path(chosen.path).parent.parent / "pyvenv.cfg"
+    parts.append(_read(config))
+    if _is_shim(chosen.path):
+        parts.append(os.environ.get("PYENV_VERSION", ""))
+        parts.append(_read(Path(chosen.path).parent.parent / "version"))
+        for folder in (project.resolve(), *project.resolve().parents):
+            if os.path.isfile(folder / ".python-version"):
+                parts.append(f"{folder}:{_read(folder / '.python-version')}")
+                break
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _is_shim(path: str) -> bool:
+    """A version manager's shim (pyenv, asdf): a script that picks the real interpreter by
+    the folder it runs in, not an interpreter itself."""
+    try:
+        with open(path, "rb") as script:
+            return script.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 class Interpreters:
-    """What each interpreter says about itself, asked once per interpreter file and kept in
-    `path` (a JSON file) across runs: a venv's python is a link to its base interpreter, so
-    the key is the link's path and the file it leads to, with that file's size and mtime."""
+    """What each interpreter says about itself, asked once and kept in `path` (a JSON file)
+    across runs, keyed by its file (a venv's python links to its base interpreter: the link
+    and the file it leads to, with that file's size and mtime) and by `choice_stamp`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
-            self._known: dict[str, dict[str, object]] = json.loads(path.read_text())
+            known = json.loads(path.read_text())
         except (OSError, ValueError):
-            self._known = {}
+            known = {}
+        self._known: dict[str, object] = known if isinstance(known, dict) else {}
 
     def find(self, project: Path, repo_root: Path, environ: Mapping[str, str]) -> Interpreter:
-        chosen = candidate(project, repo_root, environ)
-        return self.about(chosen)
+        return self.about(candidate(project, repo_root, environ), project)
 
-    def about(self, chosen: Candidate) -> Interpreter:
-        key = _file_key(chosen.path)
+    def about(self, chosen: Candidate, project: Path) -> Interpreter:
+        key = f"{_file_key(chosen.path)}|{choice_stamp(chosen, project)}"
         with self._lock:
-            known = self._known.get(key)
+            known = _valid(self._known.get(key))
         if known is None:
-            known = _ask(chosen.path)
-            if known is None and chosen.source != "forge":
-                # It does not run: fall back to forge's own, and say so.
-                looked = (*chosen.looked, f"{chosen.path} (does not run)")
-                return self.about(Candidate(sys.executable, "forge", looked))
-            if known is None:
-                known = _about_this()
+            asked = _ask(chosen.path, project)
+            if isinstance(asked, str):  # it does not run: nothing of the project's can
+                return Interpreter(chosen.path, chosen.source, "?", (), "", chosen.looked, asked)
+            known = asked
             with self._lock:
                 self._known[key] = known
                 write_cache_entry(self.path, json.dumps(self._known, indent=1))
-        sites = known["sites"]
-        assert isinstance(sites, list)
         return Interpreter(
-            path=str(known["executable"]),
+            path=known["executable"],
             source=chosen.source,
-            version=str(known["version"]),
-            sites=tuple(str(s) for s in sites),
-            scripts=str(known["scripts"]),
+            version=known["version"],
+            sites=tuple(known["sites"]),
+            scripts=known["scripts"],
             looked=chosen.looked,
         )
 
 
-def _about_this() -> dict[str, object]:
-    """What forge's own interpreter would answer, from the standard places alone."""
-    import site
+class _About(TypedDict):
+    executable: str
+    version: str
+    sites: list[str]
+    scripts: str
 
-    paths = sysconfig.get_paths()
-    return {
-        "executable": sys.executable,
-        "version": ".".join(map(str, sys.version_info[:3])),
-        "sites": list(dict.fromkeys([paths["purelib"], paths["platlib"], *site.getsitepackages()])),
-        "scripts": paths["scripts"],
-    }
+
+def _valid(entry: object) -> _About | None:
+    """An answer as _ABOUT gives it, or None (an older forge's, or a damaged file)."""
+    if not isinstance(entry, dict):
+        return None
+    texts = all(isinstance(entry.get(k), str) for k in ("executable", "version", "scripts"))
+    sites = entry.get("sites")
+    if not texts or not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+        return None
+    return _About(
+        executable=entry["executable"],
+        version=entry["version"],
+        sites=sites,
+        scripts=entry["scripts"],
+    )
 
 
 def _file_key(path: str) -> str:
@@ -244,17 +302,24 @@ def _file_key(path: str) -> str:
     return f"{os.path.abspath(path)}|{real}|{info.st_size}|{info.st_mtime_ns}|{asked}"
 
 
-def _ask(path: str) -> dict[str, object] | None:
+def _ask(path: str, project: Path) -> _About | str:
+    """What the interpreter says about itself, asked in the project's folder (a shim picks
+    the interpreter by it); or why it could not say."""
+    from forge.validation.process import run
+
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONHOME"}
     try:
-        done = subprocess.run(
-            [path, "-c", _ABOUT],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if k not in ("PYTHONHOME",)},
-        )
-        about = json.loads(done.stdout)
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return None
-    return about if isinstance(about, dict) and done.returncode == 0 else None
+        done = run([path, "-c", _ABOUT], project, ASK_SECONDS, env=environ)
+    except OSError as err:
+        return f"{path} does not run: {err.strerror or err}"
+    if done.timed_out:
+        return f"{path} does not run: no answer in {ASK_SECONDS:g} s"
+    lines = done.stdout.strip().splitlines()
+    try:
+        about = _valid(json.loads(lines[-1])) if lines and done.exit_code == 0 else None
+    except ValueError:
+        about = None
+    if about is None:
+        said = (done.stderr.strip().splitlines() or ["it printed nothing"])[-1]
+        return f"{path} does not run (exit {done.exit_code}): {said}"
+    return about

@@ -219,8 +219,10 @@ def validators_for(
     settings: ValidationConfig,
     cold_builds: bool = False,
     interpreter: Interpreter | None = None,
+    copy: bool = False,
 ) -> list[Validator]:
-    """`interpreter`: the Python a Python project's checks run under (see interpreter.py)."""
+    """`interpreter`: the Python a Python project's checks run under (see interpreter.py);
+    `copy`: the project is a copy of the user's checkout, whose environment it runs in."""
     limit = settings.timeout_seconds
     if project.kind == "rust":
         return rust_validators(
@@ -240,6 +242,7 @@ def validators_for(
             dict(settings.timeouts),
             limit,
             project.skip,
+            copy=copy,
         )
     return [custom_validator(spec, limit) for spec in settings.custom]
 
@@ -259,8 +262,12 @@ def rust_validators(
     from forge.validation import rust
 
     env = cargo_env(os.environ, cold_builds)
-    # Read by cargo whether git tracks them or not (a library's Cargo.lock is often ignored).
-    extra = ("Cargo.lock", "rust-toolchain", "rust-toolchain.toml", ".cargo/config.toml")
+    # Read by cargo here and in every folder above, whether git tracks them or not (a
+    # library's Cargo.lock is often ignored), and from CARGO_HOME.
+    config: tuple[str, ...] = (".cargo/config.toml", ".cargo/config", "Cargo.lock")
+    config += ("rust-toolchain", "rust-toolchain.toml")
+    cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    user = (str(cargo_home / "config.toml"), str(cargo_home / "config"))
 
     def argv(name: str, default: list[str]) -> tuple[str, ...]:
         if name in commands:
@@ -307,7 +314,8 @@ def rust_validators(
             probe=("cargo", "--version"),
             env=env,
             timeout=timeouts.get("cargo check", default_timeout),
-            extra_files=extra,
+            config_files=config,
+            user_files=user,
         ),
         Validator(
             name="cargo clippy",
@@ -322,7 +330,8 @@ def rust_validators(
             env=env,
             timeout=timeouts.get("cargo clippy", default_timeout),
             lints_files=True,
-            extra_files=extra,
+            config_files=config,
+            user_files=user,
         ),
         Validator(
             name="cargo test",
@@ -339,7 +348,8 @@ def rust_validators(
             env={**env, "CARGO_TARGET_DIR": "target/forge-test"},
             prepare=make_target_folder,
             timeout=timeouts.get("cargo test", default_timeout),
-            extra_files=extra,
+            config_files=config,
+            user_files=user,
         ),
     ]
 

@@ -24,6 +24,11 @@ PYTEST_NO_TESTS = 5
 # What each tool reads: ruff lints notebooks too; mypy reads stubs, py.typed markers and its
 # configuration wherever it lives.
 RUFF_FILES = (".py", ".pyi", ".ipynb", "pyproject.toml", "ruff.toml", ".ruff.toml")
+# The configuration each tool looks for in the project's folder and the folders above it.
+RUFF_CONFIG = ("pyproject.toml", "ruff.toml", ".ruff.toml")
+MYPY_CONFIG = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
+PYTEST_CONFIG: tuple[str, ...] = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini")
+PYTEST_CONFIG += ("setup.cfg", "conftest.py")
 MYPY_FILES = (
     ".py",
     ".pyi",
@@ -53,7 +58,7 @@ def syntax_check(interpreter: Interpreter, skip: tuple[str, ...] = ()) -> InProc
     """The syntax check for a project that runs under `interpreter`: in forge's own process
     when it is the same Python version, else by that interpreter (3.12 syntax is valid on a
     project that runs 3.12, whatever forge runs under). None of the `skip` folders."""
-    if interpreter.minor == sys.version_info[:2]:
+    if interpreter.minor == sys.version_info[:2] or interpreter.broken is not None:
         return functools.partial(check_syntax, skip=skip)
 
     def check(ctx: Context) -> Parsed:
@@ -453,19 +458,21 @@ def locate(name: str, interpreter: Interpreter, environ: Mapping[str, str]) -> L
         (environ.get("PATH", os.defpath), "PATH"),
         (str(Path(sys.executable).parent), None),
     ]
+    search = os.pathsep.join(place for place, _ in places)
     looked: list[str] = []
     for place, label in places:
         found = shutil.which(name, path=place)
         if found is not None:
-            return Located(found, in_environment=place == interpreter.scripts)
+            return Located(found, place == interpreter.scripts, (name, search))
         looked.append(label or place)
-    return Located(None, looked=tuple(dict.fromkeys(looked)))
+    return Located(None, lookup=(name, search), looked=tuple(dict.fromkeys(looked)))
 
 
 @dataclass(frozen=True)
 class Located:
     path: str | None
     in_environment: bool = False
+    lookup: tuple[str, str] = ("", "")  # (name, search path): a replay asks it again
     looked: tuple[str, ...] = ()
 
     def missing(self, tool: str) -> str | None:
@@ -482,6 +489,7 @@ def python_validators(
     default_timeout: float,
     skip: tuple[str, ...] = (),
     environ: Mapping[str, str] | None = None,
+    copy: bool = False,
 ) -> list[Validator]:
     """The validators of the Python project in `project`; its `skip` folders (relative to it:
     uv workspace members, folders [validation] excludes) are left to themselves."""
@@ -495,6 +503,7 @@ def python_validators(
     def limit(name: str) -> float:
         return timeouts.get(name, default_timeout)
 
+    config_home = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     python = interpreter.path
     # What is installed in the project's environment changes what pytest and mypy find.
     environment = f"{python}|{interpreter.version}|{environment_stamp(interpreter.sites)}"
@@ -507,6 +516,15 @@ def python_validators(
         *(part for folder in skip for part in ("--extend-exclude", folder)),
         ".",
     ]
+    # In a copy of the checkout (a worktree of run-milestone's, a candidate of fanout's), the
+    # checkout's environment often holds the project installed in editable mode, pointing at
+    # the checkout's sources: the copy's own sources come first on the path, or its tests
+    # would import the checkout's code and judge that instead.
+    imports = {}
+    if copy:
+        first = [str(project / "src")] if (project / "src").is_dir() else []
+        first += [str(project), *filter(None, [environ.get("PYTHONPATH")])]
+        imports = {"PYTHONPATH": os.pathsep.join(first)}
     pytest_missing = None
     if "pytest" not in commands and interpreter.distribution("pytest") is None:
         pytest_missing = interpreter.lacks("pytest")
@@ -518,6 +536,7 @@ def python_validators(
             run_in_process=syntax_check(interpreter, skip),
             file_suffixes=(".py",),
             settings="\0".join((python, interpreter.version, *skip)),
+            unavailable=interpreter.broken,
         ),
         Validator(
             name="ruff",
@@ -529,7 +548,10 @@ def python_validators(
             timeout=limit("ruff"),
             lints_files=True,
             file_suffixes=RUFF_FILES,
+            config_files=RUFF_CONFIG,
+            user_files=tuple(str(config_home / "ruff" / n) for n in RUFF_CONFIG),
             unavailable=None if "ruff" in commands else ruff.missing("ruff"),
+            lookups=(ruff.lookup,),
         ),
         Validator(
             name="pytest",
@@ -550,6 +572,8 @@ def python_validators(
             after=("python syntax",),
             timeout=limit("pytest"),
             settings=environment,
+            config_files=PYTEST_CONFIG,
+            env=imports,
             unavailable=pytest_missing,
         ),
     ]
@@ -578,8 +602,12 @@ def python_validators(
                 timeout=limit("mypy"),
                 lints_files=True,
                 file_suffixes=MYPY_FILES,
+                config_files=MYPY_CONFIG,
+                user_files=(str(config_home / "mypy" / "config"), str(Path.home() / ".mypy.ini")),
                 settings=environment,
-                unavailable=None if "mypy" in commands else mypy.missing("mypy"),
+                unavailable=interpreter.broken
+                or (None if "mypy" in commands else mypy.missing("mypy")),
+                lookups=(mypy.lookup,),
             ),
         )
     return found

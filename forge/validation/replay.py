@@ -20,9 +20,9 @@ from pathlib import Path
 
 from forge import __version__
 from forge.validation.atomic import write_cache_entry
+from forge.validation.environment import tool_environment
 from forge.validation.tools import ToolVersions
 from forge.validation.tree import content_key, listing, repository_root
-from forge.validation.validator import tool_environment
 
 # What changes the rendering; what reaches the tools is TOOL_ENVIRONMENT. FORGE_HOME only says
 # where this store is.
@@ -81,9 +81,12 @@ class ReplayStore:
             replay = Replay(**data)
         except (OSError, ValueError, TypeError):
             return None
-        for probe, stamp in (replay.tool_stamps or {}).items():
-            if ToolVersions.stamp(tuple(json.loads(probe))) != stamp:
-                return None  # a tool was installed, removed or upgraded since
+        try:
+            for probe, stamp in (replay.tool_stamps or {}).items():
+                if ToolVersions.stamp(tuple(json.loads(probe))) != stamp:
+                    return None  # a tool was installed, removed or upgraded since
+        except (OSError, ValueError, TypeError, IndexError):
+            return None  # an entry of an older forge, or a damaged one: run again
         return replay
 
     def save(self, key: str, replay: Replay) -> None:

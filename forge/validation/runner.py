@@ -31,6 +31,7 @@ from forge.validation.tools import (
     ToolVersions,
     file_probe,
     file_stamp,
+    lookup_probe,
     python_choice_probe,
     python_choice_stamp,
     python_environment_probe,
@@ -134,7 +135,9 @@ def validate(
     home = options.cache_dir or forge_home() / "validate"
     known = Interpreters(home / "interpreters.json")
     pythons = _interpreters(projects, repo_root, known, options.environment_root)
-    plan = _plan(projects, settings, options.cold_builds, pythons)
+    home_root = options.environment_root
+    copy = home_root is not None and home_root.resolve() != repo_root
+    plan = _plan(projects, settings, options.cold_builds, pythons, copy)
     runner = _Runner(repo_root, listed, settings, options, only)
     results = reported_once(runner.run_all(plan))
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
@@ -180,15 +183,18 @@ def _python_stamps(pythons: dict[Path, Interpreter], repo_root: Path) -> dict[st
 def _extra_file_stamps(
     plan: list[Planned], listed: tuple[str, ...], repo_root: Path
 ) -> dict[str, str | None]:
-    """Files the tools read that git does not list (an ignored Cargo.lock): a replay of this
-    run must find them as they were."""
+    """Configuration the tools read that the listing does not hold (above the repository, in
+    the user's home, ignored by git): a replay of this run must find it as it was."""
     files = set(listed)
+    paths = {path for item in plan for path in item.validator.files_read(item.project.root)}
     stamps: dict[str, str | None] = {}
+    for path in sorted(paths):
+        inside = path.is_relative_to(repo_root) and _relative(path, repo_root) in files
+        if not inside:
+            stamps[file_probe(path)] = file_stamp(path)
     for item in plan:
-        for extra in item.validator.extra_files:
-            path = item.project.root / extra
-            if _relative(path, repo_root) not in files:
-                stamps[file_probe(path)] = file_stamp(path)
+        for name, search in item.validator.lookups:
+            stamps[lookup_probe(name, search)] = shutil.which(name, path=search)
     return stamps
 
 
@@ -201,10 +207,13 @@ def _plan(
     settings: ValidationConfig,
     cold: bool,
     pythons: dict[Path, Interpreter],
+    copy: bool = False,
 ) -> list[Planned]:
+    """`copy`: the tree is a copy of the user's checkout, run with the checkout's Python."""
     plan: list[Planned] = []
     for project in projects:
-        for validator in validators_for(project, settings, cold, pythons.get(project.root)):
+        python = pythons.get(project.root)
+        for validator in validators_for(project, settings, cold, python, copy):
             after = tuple((str(project.root), name) for name in validator.after)
             plan.append(Planned(project, validator, after))
     gates = tuple(p.id for p in plan if p.validator.stage in (Stage.SYNTAX, Stage.BUILD))
@@ -333,6 +342,10 @@ class _Runner:
         version = ""
         if validator.probe is not None:
             found = self.versions.version(validator.probe, dict(validator.env))
+            program = validator.probe[0]
+            if found is None and shutil.which(program) is None:
+                # The program itself is missing (clippy's `cargo clippy` without cargo).
+                return self._missing(item, f"{program} is not installed (looked on PATH)", program)
             if found is None:
                 command = " ".join(validator.probe)
                 return self._missing(
@@ -436,11 +449,12 @@ class _Runner:
             tests=[replace(t, message=t.message and redact(t.message)) for t in parsed.tests],
         )
 
-    def _missing(self, item: Planned, why: str) -> ValidatorResult:
-        """A tool the project needs is not there: a failure, unless the user made it optional."""
+    def _missing(self, item: Planned, why: str, program: str = "") -> ValidatorResult:
+        """A tool the project needs is not there: a failure, unless the user made it optional
+        (by the validator's tool or name, or the `program` missing under it)."""
         validator = item.validator
         allowed = {*self.settings.optional, *self.options.allow_missing}
-        if allowed.intersection({validator.tool, validator.name}):
+        if allowed.intersection({validator.tool, validator.name, program} - {""}):
             return replace(self._result(item, Status.SKIPPED), reason=f"{why}; optional")
         return replace(self._result(item, Status.COULD_NOT_RUN), reason=why)
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from forge.validation.atomic import write_cache_entry
-from forge.validation.interpreter import candidate, environment_stamp
+from forge.validation.interpreter import candidate, choice_stamp, environment_stamp
 from forge.validation.tree import blob_id
 
 
@@ -24,9 +24,12 @@ class ToolVersions:
         self.used: dict[str, str | None] = {}  # probe -> stamp (None: not installed), this run
         self._lock = threading.Lock()
         try:
-            self._known: dict[str, str] = json.loads(path.read_text())
+            known = json.loads(path.read_text())
         except (OSError, ValueError):
-            self._known = {}
+            known = {}
+        # A damaged file (or an older forge's) is a cache miss, not a crash.
+        valid = isinstance(known, dict) and all(isinstance(v, str) for v in known.values())
+        self._known: dict[str, str] = known if valid else {}
 
     def version(self, probe: tuple[str, ...], env: dict[str, str]) -> str | None:
         """The probe's answer, or None when the tool is not installed."""
@@ -66,6 +69,8 @@ class ToolVersions:
             return environment_stamp(probe[1:])
         if probe[0] == FILE_READ:
             return file_stamp(Path(probe[1]))
+        if probe[0] == LOOKUP:
+            return shutil.which(probe[1], path=probe[2])
         binary = shutil.which(probe[0])
         if binary is None:
             return None
@@ -86,6 +91,7 @@ class ToolVersions:
 
 
 FILE_READ = "@file"
+LOOKUP = "@which"
 PYTHON_CHOICE = "@python-choice"
 PYTHON_ENVIRONMENT = "@python-environment"
 
@@ -96,11 +102,15 @@ def python_choice_probe(project: Path, repo_root: Path) -> str:
 
 def python_choice_stamp(project: Path, repo_root: Path) -> str:
     chosen = candidate(project, repo_root, os.environ)
-    return f"{chosen.source}|{chosen.path}"
+    return f"{chosen.source}|{chosen.path}|{choice_stamp(chosen, project)}"
 
 
 def python_environment_probe(sites: tuple[str, ...]) -> str:
     return json.dumps([PYTHON_ENVIRONMENT, *sites])
+
+
+def lookup_probe(name: str, search: str) -> str:
+    return json.dumps([LOOKUP, name, search])
 
 
 def file_probe(path: Path) -> str:

@@ -6,7 +6,6 @@ Built-in validators (cargo, ruff, mypy, pytest, the syntax check) and custom one
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,35 +37,6 @@ class Context:
     known: Mapping[str, Known] = field(default_factory=dict)  # files as git's index has them
 
 
-# The environment variables the tools read (their flags, paths and plug-ins): part of every
-# cache key, so `RUSTFLAGS="-D warnings"` or a new PYTHONPATH is never answered from a run
-# made without it. A pattern ending in "*" is a prefix.
-TOOL_ENVIRONMENT = (
-    "PATH",
-    "VIRTUAL_ENV",
-    "PYTHON*",
-    "PYTEST_*",
-    "MYPY*",
-    "RUFF_*",
-    "CARGO*",
-    "RUST*",
-    "CC",
-    "CXX",
-    "CFLAGS",
-    "CXXFLAGS",
-    "LDFLAGS",
-)
-
-
-def tool_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The variables of TOOL_ENVIRONMENT that are set, sorted, with their values."""
-    return sorted(
-        (name, value)
-        for name, value in environ.items()
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in TOOL_ENVIRONMENT)
-    )
-
-
 Parser = Callable[[ProcessOutput, Context], Parsed]
 InProcess = Callable[[Context], Parsed]
 
@@ -92,10 +62,22 @@ class Validator:
     # Why it cannot run, found when it was built (the tool is not installed where forge
     # looked): the gate fails as "could not run" unless the user made the tool optional.
     unavailable: str | None = None
-    # Files it reads that git may not list (an ignored Cargo.lock), relative to the project.
-    extra_files: tuple[str, ...] = ()
+    # Configuration it reads from the project's folder and every folder above it (cargo's
+    # .cargo/config.toml, ruff.toml, pytest.ini, conftest.py...), listed by git or not, and
+    # from the user's home (absolute paths).
+    config_files: tuple[str, ...] = ()
+    user_files: tuple[str, ...] = ()
+    # (program, search path) looked up to find the tool: which file that finds decides what
+    # runs, so a replay asks again (a ruff installed since, earlier on PATH).
+    lookups: tuple[tuple[str, str], ...] = ()
 
     def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
         if not self.file_suffixes:
             return files
         return tuple(f for f in files if f.endswith(self.file_suffixes))
+
+    def files_read(self, project: Path) -> list[Path]:
+        """Where its configuration may be, whether it is there or not (absolute paths)."""
+        folders = (project, *project.parents)
+        found = [folder / name for folder in folders for name in self.config_files]
+        return found + [Path(p) for p in self.user_files]
