@@ -45,8 +45,7 @@ RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
 HITS_PER_ROUND = 3
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
-# forge's mypy flags (forge/validation/python.py); "." is added when the configuration names no
-# files, as forge does.
+# forge's mypy flags (forge/validation/python.py).
 MYPY_FLAGS = (
     "--show-column-numbers",
     "--show-error-codes",
@@ -62,7 +61,6 @@ class Project:
     version: str
     test_requirements: tuple[str, ...]
     mypy: bool  # the project configures mypy, so forge runs it
-    mypy_files_listed: bool  # its mypy configuration names what to check
     why: str
 
 
@@ -72,7 +70,6 @@ PROJECTS = (
         "11.2.1",
         test_requirements=(),
         mypy=True,
-        mypy_files_listed=False,
         why="unittest suite with ~21,000 subTest cases and no test dependencies; mypy "
         "configured in setup.cfg without `files`",
     ),
@@ -81,7 +78,6 @@ PROJECTS = (
         "8.5.1",
         test_requirements=(),
         mypy=True,
-        mypy_files_listed=True,
         why="pytest suite needing only pytest, with skips, an xfail and 31,000 stress tests "
         "deselected by addopts; strict mypy in pyproject.toml with `files`; ruff configured "
         "with fix = true and output-format = full, which forge's flags override",
@@ -98,7 +94,6 @@ PROJECTS = (
             "pytest-cov==7.1.0",
         ),
         mypy=False,
-        mypy_files_listed=False,
         why="pytest suite with hypothesis, freezegun and xfail_strict = true (many xfails); "
         "no mypy configuration",
     ),
@@ -168,8 +163,11 @@ def hand_commands(project: Project, root: Path) -> list[tuple[str, list[str]]]:
     venv = root / ".venv" / "bin"
     commands = [("ruff", [str(venv / "ruff"), "check", "--output-format=json", "--no-fix", "."])]
     if project.mypy:
-        files = [] if project.mypy_files_listed else ["."]
-        commands.append(("mypy", [str(venv / "mypy"), *MYPY_FLAGS, *files]))
+        # What the project's mypy configuration says to check, as forge reads it (its files,
+        # else the project's own packages): `mypy .` would also check tests and docs.
+        from forge.validation.python import mypy_targets
+
+        commands.append(("mypy", [str(venv / "mypy"), *MYPY_FLAGS, *mypy_targets(root)]))
     commands.append(
         ("pytest", [str(venv / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"])
     )
