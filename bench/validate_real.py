@@ -169,7 +169,8 @@ def hand_commands(project: Project, root: Path) -> list[tuple[str, list[str]]]:
 
         commands.append(("mypy", [str(venv / "mypy"), *MYPY_FLAGS, *mypy_targets(root)]))
     commands.append(
-        ("pytest", [str(venv / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        # -rfEX as forge runs it: the short summary that names xpassed tests.
+        ("pytest", [str(venv / "python"), "-m", "pytest", "-q", "-rfEX", "-p", "no:cacheprovider"])
     )
     return commands
 
