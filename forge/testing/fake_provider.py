@@ -34,6 +34,7 @@ _MAX_BODY_BYTES = 64 * 1024 * 1024
 # and a dropped SYN costs the client a one-second retransmit.
 _LISTEN_BACKLOG = 4096
 _KEEPALIVE_INTERVAL = 0.2
+HOLD_SECONDS = 30.0  # how long `hold_until_open` keeps a request waiting for the others
 _TOKEN_PATTERN = re.compile(r"\S+\s*|\s+")
 
 
@@ -700,6 +701,10 @@ class FakeProvider:
         self._open_streams = 0
         self.requests: list[RecordedRequest] = []
         self.max_concurrent_streams = 0
+        # Set to N: every chat request waits (up to HOLD_SECONDS) until N are open at once, so
+        # a test of concurrency waits for the thing instead of for a latency long enough.
+        self.hold_until_open: int | None = None
+        self._all_open: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -889,9 +894,21 @@ class FakeProvider:
         self._open_streams += 1
         self.max_concurrent_streams = max(self.max_concurrent_streams, self._open_streams)
         try:
+            await self._hold()
             return await exchange.run(response)
         finally:
             self._open_streams -= 1
+
+    async def _hold(self) -> None:
+        if self.hold_until_open is None:
+            return
+        if self._all_open is None:
+            self._all_open = asyncio.Event()
+        if self._open_streams >= self.hold_until_open:
+            self._all_open.set()
+        # Past the limit, go on: the test then sees fewer open at once than it asked for.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_open.wait(), HOLD_SECONDS)
 
     def _turn(self, payload: dict[str, Any], reply: Reply, dialect: _Dialect) -> _Turn:
         tokens = _TOKEN_PATTERN.findall(reply.text)
