@@ -426,11 +426,16 @@ def test_the_interpreter_a_shim_picks_for_the_project_is_the_one_used(tmp_path: 
     git = shutil.which("git")
     assert git is not None
     (shims / "git").symlink_to(git)
+    # pyenv's shim for a tool the chosen version lacks: "command not found", exit 127.
+    (shims / "ruff").write_text("#!/bin/sh\necho 'pyenv: ruff: command not found' >&2\nexit 127\n")
+    (shims / "ruff").chmod(0o755)
     root = make_repo(tmp_path / "repo", FAILING_PROJECT)
     env = {"PATH": str(shims), "VIRTUAL_ENV": ""}
     args = ("validate", str(root), "--format", "json", "--allow-missing", "ruff")
     first = run_forge(*args, env=env)
-    assert by_name(json.loads(first.stdout))["pytest"]["tests"]["failed"] == 1
+    found = by_name(json.loads(first.stdout))
+    assert found["pytest"]["tests"]["failed"] == 1
+    assert not found["ruff"]["command"][0].startswith(str(shims)), "a shim is not the tool"
 
     write(root, {".python-version": "3.12\n"})  # this Python has no pytest
     picked = run_forge(*args, env=env)
@@ -475,6 +480,15 @@ def test_a_project_python_that_does_not_run_is_a_failure_not_forges_own(tmp_path
     assert "does not run (exit 127): cannot start: no such library" in pytest_result["reason"]
     assert data["interpreters"][0]["path"] == str(broken)
 
+    # The state a venv is left in when its base Python is removed: a link to nothing.
+    broken.unlink()
+    broken.symlink_to(tmp_path / "gone" / "python3.9")
+    done = run_forge("validate", str(root), "--format", "json", env={"VIRTUAL_ENV": ""})
+    data = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert by_name(data)["pytest"]["status"] == "could_not_run"
+    assert "does not run" in by_name(data)["pytest"]["reason"]
+
 
 def test_damaged_caches_are_misses_not_crashes(tmp_path: Path, isolated_home: Path) -> None:
     root = make_repo(tmp_path / "repo", FAILING_PROJECT)
@@ -488,3 +502,95 @@ def test_damaged_caches_are_misses_not_crashes(tmp_path: Path, isolated_home: Pa
     (store / "interpreters.json").write_text('{"x": {"sites": 3}}')
     again = run_forge("validate", str(root), "--format", "json", "--no-cache")
     assert again.returncode == 1 and "Traceback" not in again.stderr
+
+
+def test_a_path_file_added_to_the_venv_is_seen(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {**FAILING_PROJECT, ".gitignore": ".venv/\n"})
+    site = make_venv(root / ".venv")
+    env = {"VIRTUAL_ENV": ""}
+    args = ("validate", str(root), "--format", "json", "--allow-missing", "ruff")
+    before = by_name(json.loads(run_forge(*args, env=env).stdout))["pytest"]
+    assert before["status"] == "could_not_run"
+    (site / "test-tools.pth").write_text(f"{SITE}\n")  # pytest is now on its path
+    after = by_name(json.loads(run_forge(*args, env=env).stdout))["pytest"]
+    assert after["status"] == "failed" and after["tests"]["failed"] == 1
+
+
+def test_code_a_project_imports_from_elsewhere_in_the_repository_keys_its_tests(
+    tmp_path: Path,
+) -> None:
+    """`app` imports `lib`, a sibling project installed in editable mode in app's venv."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "lib/pyproject.toml": '[project]\nname = "lib"\nversion = "0.1.0"\n',
+            "lib/src/lib/__init__.py": "def answer():\n    return 42\n",
+            "lib/tests/test_lib.py": "def test_nothing():\n    pass\n",
+            "app/pyproject.toml": '[project]\nname = "app"\nversion = "0.1.0"\n',
+            "app/tests/test_app.py": "from lib import answer\n\n\ndef test_answer():\n"
+            "    assert answer() == 42\n",
+            ".gitignore": ".venv/\n",
+        },
+    )
+    site = project_venv(root / "app")
+    (site / "__editable__.lib.pth").write_text(f"{root / 'lib' / 'src'}\n")
+    args = ("validate", str(root), "--format", "json", "--jobs", "3", "--allow-missing", "ruff")
+    first = run_forge(*args, env={"VIRTUAL_ENV": ""})
+    assert first.returncode == 0, first.stdout
+    write(root, {"lib/src/lib/__init__.py": "def answer():\n    return 41\n"})
+    after = run_forge(*args, env={"VIRTUAL_ENV": ""})
+    found = {(v["project"], v["name"]): v for v in json.loads(after.stdout)["validators"]}
+    assert not found[("app", "pytest")]["cached"]
+    assert found[("app", "pytest")]["status"] == "failed"
+    assert after.returncode == 1
+
+
+def test_tracked_files_in_a_folder_named_build_are_validated(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {**FAILING_PROJECT, "pkg/build/helpers.py": "def helper(:\n    pass\n"},
+    )
+    done = run_forge("validate", str(root), "--format", "json")
+    syntax = by_name(json.loads(done.stdout))["python syntax"]
+    assert [d["file"] for d in syntax["diagnostics"]] == ["pkg/build/helpers.py"]
+
+
+def test_a_pytest_ini_above_the_project_keeps_test_locations_right(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pytest.ini": "[pytest]\n",
+            "sub/pyproject.toml": '[project]\nname = "sub"\nversion = "0.1.0"\n',
+            "sub/tests/test_a.py": "def test_a():\n    assert 1 == 2\n\n\n"
+            "def test_b():\n    pass\n",
+        },
+    )
+    done = run_forge("validate", str(root / "sub"), "--format", "json", "--allow-missing", "ruff")
+    found = by_name(json.loads(done.stdout))["pytest"]["test_results"]
+    assert [(t["name"], t["file"], t["line"]) for t in found] == [
+        ("test_a", "sub/tests/test_a.py", 2),  # where it failed
+        ("test_b", "sub/tests/test_a.py", 5),  # where it lives
+    ]
+
+
+def test_a_custom_validator_whose_program_is_missing_could_not_run(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", FAILING_PROJECT)
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[[validation.custom]]\nname = "mycheck"\ncommand = "no-such-program-here --check"\n'
+    )
+    done = run_forge("validate", str(root), "--format", "json", "--config", str(config))
+    mine = by_name(json.loads(done.stdout))["mycheck"]
+    assert mine["status"] == "could_not_run"
+    assert "not found" in mine["reason"]
+    allowed = run_forge(
+        "validate", str(root), "--format", "json", "--config", str(config),
+        "--allow-missing", "mycheck",
+    )  # fmt: skip
+    assert by_name(json.loads(allowed.stdout))["mycheck"]["status"] == "skipped"
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[validation]\noptional = ["pytets"]\n')
+    refused = run_forge("validate", str(root), "--config", str(typo))
+    assert refused.returncode == 2
+    assert "did you mean pytest" in refused.stderr

@@ -412,16 +412,18 @@ def test_github_lists_errors_then_warnings_then_notices_and_ends_with_a_summary(
         "title=cargo clippy (crates/core) clippy%3A%3Aneedless_return::unneeded `return` statement",
         "::notice title=cargo clippy (crates/core)::`#[warn(clippy::all)]` on by default",
         "::notice title=mypy::skipped: mypy is not installed",
-        "forge validate FAILED: 6 validators (3 failed, 1 skipped); 2 errors, 1 warnings, "
-        "1 notes; tests: 1 passed, 1 failed, 1 skipped, 0 error, 0 xfailed, 0 xpassed",
+        "forge validate FAILED: 6 validators (3 failed, 0 could not run, 1 skipped); "
+        "2 errors, 1 warnings, 1 notes; "
+        "tests: 1 passed, 1 failed, 1 skipped, 0 error, 0 xfailed, 0 xpassed",
     ]
 
 
 def test_github_of_a_clean_report_is_just_the_summary() -> None:
     result = ValidatorResult("ruff", "ruff", Stage.LINT, ".", Status.PASSED)
     assert to_github(ValidationReport(ROOT, [result])) == (
-        "forge validate passed: 1 validators (0 failed, 0 skipped); 0 errors, 0 warnings, "
-        "0 notes; tests: 0 passed, 0 failed, 0 skipped, 0 error, 0 xfailed, 0 xpassed\n"
+        "forge validate passed: 1 validators (0 failed, 0 could not run, 0 skipped); "
+        "0 errors, 0 warnings, 0 notes; "
+        "tests: 0 passed, 0 failed, 0 skipped, 0 error, 0 xfailed, 0 xpassed\n"
     )
 
 

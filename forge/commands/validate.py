@@ -94,7 +94,9 @@ def validate(
 
     loaded = load_config(config).config
     settings = loaded.validation
-    _check_tool_names(allowed, [c.name for c in settings.custom])
+    custom = [c.name for c in settings.custom]
+    _check_tool_names(allowed, custom, "--allow-missing")
+    _check_tool_names(tuple(settings.optional), custom, "[validation] optional")
     options = Options(
         secrets=key_names(loaded),
         use_cache=not no_cache,
@@ -137,7 +139,7 @@ def _tool_names(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
 
 
-def _check_tool_names(names: tuple[str, ...], custom: list[str]) -> None:
+def _check_tool_names(names: tuple[str, ...], custom: list[str], where: str) -> None:
     """A name that is neither a built-in tool nor a custom validator's, but close to one of
     them, is refused as a typo (a misspelt opt-out would fail the gate confusingly)."""
     import difflib
@@ -148,7 +150,7 @@ def _check_tool_names(names: tuple[str, ...], custom: list[str]) -> None:
     for name in names:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         if name not in known and close:
-            raise UsageError(f"--allow-missing {name}: no such tool; did you mean {close[0]}?")
+            raise UsageError(f"{where} {name!r}: no such tool; did you mean {close[0]}?")
 
 
 @dataclass

@@ -44,7 +44,8 @@ class ResultCache:
             json.dumps(tool_environment(os.environ)),
         ):
             digest.update(part.encode() + b"\0")
-        for name in validator.relevant(ctx.files):
+        files = ctx.repository if validator.reads_repository and ctx.repository else ctx.files
+        for name in validator.relevant(files):
             digest.update(name.encode() + b"\0")
             digest.update(content_key(ctx.repo_root, name, ctx.known))
         # Configuration above the project, and files git ignores that the tool reads all

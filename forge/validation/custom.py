@@ -19,6 +19,7 @@ from forge.validation.python import read_junit, rel
 from forge.validation.types import Diagnostic, Stage, Status
 from forge.validation.validator import Context, Parsed, Validator
 
+SHELL_NOT_FOUND = 127  # what the shell exits with when the command's program is not found
 SARIF_LEVELS = {"error": "error", "warning": "warning", "note": "note", "none": "note"}
 
 
@@ -44,6 +45,9 @@ def _parser(spec: CustomValidator) -> Any:
         return out.stdout
 
     def parse(out: ProcessOutput, ctx: Context) -> Parsed:
+        if out.exit_code == SHELL_NOT_FOUND:
+            said = (out.stderr.strip().splitlines() or ["command not found"])[-1]
+            return Parsed(Status.COULD_NOT_RUN, reason=f"{spec.name}'s command: {said}")
         failed_exit = out.exit_code != 0
         if spec.parser == "exit_code":
             return Parsed(Status.FAILED if failed_exit else Status.PASSED)

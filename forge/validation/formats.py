@@ -554,8 +554,8 @@ def _summary_line(report: ValidationReport) -> str:
     verdict = "passed" if report.passed else "FAILED"
     return (
         f"forge validate {verdict}: {s['validators']} validators ({s['failed']} failed, "
-        f"{s['skipped']} skipped); {s['errors']} errors, {s['warnings']} warnings, "
-        f"{s['notes']} notes; tests: {tests}"
+        f"{s['could_not_run']} could not run, {s['skipped']} skipped); {s['errors']} errors, "
+        f"{s['warnings']} warnings, {s['notes']} notes; tests: {tests}"
     )
 
 

@@ -38,11 +38,13 @@ std = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib")}
 std |= {os.path.join(s, "lib-dynload") for s in std}
 def ours(p):
     return os.path.isdir(p) and os.path.realpath(p) not in std
-sites = [paths["purelib"], paths["platlib"], *site.getsitepackages(), *sys.path[1:]]
+# Where installs go is kept even before anything is installed there (a user site made later).
+sites = [paths["purelib"], paths["platlib"], *site.getsitepackages()]
 if site.ENABLE_USER_SITE:
     sites.append(site.getusersitepackages())
+sites += [p for p in sys.path[1:] if p and ours(p)]
 print(json.dumps({"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
-    "sites": [p for p in dict.fromkeys(sites) if p and ours(p)], "scripts": paths["scripts"]}))
+    "sites": list(dict.fromkeys(sites)), "scripts": paths["scripts"]}))
 """
 
 ASK_SECONDS = 30.0
@@ -139,6 +141,21 @@ def installed(sites: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def path_files_stamp(sites: tuple[str, ...]) -> str:
+    """The `.pth` files in these site folders, by name and mtime: what adds folders to the
+    interpreter's path."""
+    found = []
+    for site in dict.fromkeys(sites):
+        try:
+            with os.scandir(site) as entries:
+                found += [
+                    f"{e.name}@{e.stat().st_mtime_ns}" for e in entries if e.name.endswith(".pth")
+                ]
+        except OSError:
+            found.append(f"{site}:-")
+    return hashlib.sha256("\0".join(sorted(found)).encode()).hexdigest()[:32]
+
+
 def environment_stamp(sites: tuple[str, ...]) -> str:
     """One value for everything installed in these site folders: each distribution's name,
     version and when it was installed (a reinstall of the same version counts), and what the
@@ -188,10 +205,14 @@ def candidate(project: Path, repo_root: Path, environ: Mapping[str, str]) -> Can
 
 
 def _venv_python(venv: Path) -> str | None:
+    """The environment's python, also when it is broken (a link to a Python removed since):
+    the project's environment it is all the same, and its checks cannot run."""
     for name in ("bin/python", "bin/python3", "Scripts/python.exe"):
         path = os.path.join(venv, name)
-        if os.path.isfile(path):  # False, not an error, when the folder cannot be read
+        if os.path.lexists(path):  # False, not an error, when the folder cannot be read
             return path
+    if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+        return os.path.join(venv, "bin", "python")
     return None
 
 
@@ -199,7 +220,8 @@ def choice_stamp(chosen: Candidate, project: Path) -> str:
     """What decides which Python `chosen` really is, besides its path: a venv's pyvenv.cfg
     (`include-system-site-packages`), a version manager's choice (pyenv reads PYENV_VERSION,
     the nearest `.python-version`, its global version file), PYTHONPATH (on its path)."""
-    parts = [chosen.source, chosen.path, os.environ.get("PYTHONPATH", "")]
+    parts = [chosen.source, chosen.path]
+    parts += [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("PYTHON")]
     config = Path(chosen.path).parent.parent / "pyvenv.cfg"
     parts.append(_read(config))
     if _is_shim(chosen.path):
@@ -249,14 +271,19 @@ class Interpreters:
     def about(self, chosen: Candidate, project: Path) -> Interpreter:
         key = f"{_file_key(chosen.path)}|{choice_stamp(chosen, project)}"
         with self._lock:
-            known = _valid(self._known.get(key))
+            entry = self._known.get(key)
+        known = _valid(entry)
+        # A `.pth` file added or changed since may put a new folder on its path: ask again.
+        if known is not None and _pth_of(entry) != path_files_stamp(tuple(known["sites"])):
+            known = None
         if known is None:
             asked = _ask(chosen.path, project)
             if isinstance(asked, str):  # it does not run: nothing of the project's can
                 return Interpreter(chosen.path, chosen.source, "?", (), "", chosen.looked, asked)
             known = asked
+            stored = {**known, "pth": path_files_stamp(tuple(known["sites"]))}
             with self._lock:
-                self._known[key] = known
+                self._known[key] = stored
                 write_cache_entry(self.path, json.dumps(self._known, indent=1))
         return Interpreter(
             path=known["executable"],
@@ -266,6 +293,10 @@ class Interpreters:
             scripts=known["scripts"],
             looked=chosen.looked,
         )
+
+
+def _pth_of(entry: object) -> object:
+    return entry.get("pth") if isinstance(entry, dict) else None
 
 
 class _About(TypedDict):

@@ -316,6 +316,7 @@ def rust_validators(
             timeout=timeouts.get("cargo check", default_timeout),
             config_files=config,
             user_files=user,
+            reads_repository=True,
         ),
         Validator(
             name="cargo clippy",
@@ -332,6 +333,7 @@ def rust_validators(
             lints_files=True,
             config_files=config,
             user_files=user,
+            reads_repository=True,
         ),
         Validator(
             name="cargo test",
@@ -350,6 +352,7 @@ def rust_validators(
             timeout=timeouts.get("cargo test", default_timeout),
             config_files=config,
             user_files=user,
+            reads_repository=True,
         ),
     ]
 

@@ -41,10 +41,16 @@ MYPY_FILES = (
 
 
 def rel(path: str | Path, ctx: Context) -> str:
-    """A tool's path (absolute, or relative to the project) as repository-relative posix."""
+    """A tool's path (absolute, or relative to the project) as repository-relative posix.
+
+    pytest writes paths relative to its rootdir, which a `pytest.ini` above the project puts
+    in a folder above it: the first folder from the project up in which the path exists."""
     candidate = Path(path)
     if not candidate.is_absolute():
-        candidate = ctx.project / candidate
+        bases = [ctx.project, *ctx.project.parents]
+        bases = bases[: bases.index(ctx.repo_root) + 1] if ctx.repo_root in bases else bases[:1]
+        found = (base / candidate for base in bases if (base / candidate).exists())
+        candidate = next(found, ctx.project / candidate)
     try:
         return candidate.resolve().relative_to(ctx.repo_root.resolve()).as_posix()
     except ValueError:
@@ -450,18 +456,22 @@ def _in_teardown(element: ET.Element) -> bool:
 
 def locate(name: str, interpreter: Interpreter, environ: Mapping[str, str]) -> Located:
     """A console script (ruff, mypy): in the project's virtual environment, else on PATH, else
-    beside the Python forge runs under. Returns the path (None: nowhere) and where it looked."""
+    beside the project's Python, else beside the Python forge runs under. Returns the path
+    (None: nowhere) and where it looked.
+
+    A version manager's shim on PATH (pyenv's `shims/ruff`) is passed over: it picks the tool
+    by the folder it runs in, so the same file would stand for different tools; the real
+    program it would pick is beside the project's Python, which was asked in that folder."""
     places: list[tuple[str, str | None]] = []
     if interpreter.source in ("VIRTUAL_ENV", "project"):
         places.append((interpreter.scripts, None))
-    places += [
-        (environ.get("PATH", os.defpath), "PATH"),
-        (str(Path(sys.executable).parent), None),
-    ]
-    search = os.pathsep.join(place for place, _ in places)
+    path = environ.get("PATH", os.defpath).split(os.pathsep)
+    places.append((os.pathsep.join(p for p in path if Path(p).name != "shims"), "PATH"))
+    places += [(interpreter.scripts, None), (str(Path(sys.executable).parent), None)]
+    search = os.pathsep.join(place for place, _ in places if place)
     looked: list[str] = []
     for place, label in places:
-        found = shutil.which(name, path=place)
+        found = shutil.which(name, path=place) if place else None
         if found is not None:
             return Located(found, place == interpreter.scripts, (name, search))
         looked.append(label or place)
@@ -574,6 +584,7 @@ def python_validators(
             settings=environment,
             config_files=PYTEST_CONFIG,
             env=imports,
+            reads_repository=True,
             unavailable=pytest_missing,
         ),
     ]
@@ -603,6 +614,7 @@ def python_validators(
                 lints_files=True,
                 file_suffixes=MYPY_FILES,
                 config_files=MYPY_CONFIG,
+                reads_repository=True,
                 user_files=(str(config_home / "mypy" / "config"), str(Path.home() / ".mypy.ini")),
                 settings=environment,
                 unavailable=interpreter.broken

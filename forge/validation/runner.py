@@ -400,6 +400,8 @@ class _Runner:
                     parsed = validator.parse(out, ctx)
                 except Exception as exc:  # a parser bug must not hide the tool's result
                     parsed = Parsed(Status.ERROR, reason=f"output not understood: {exc!r}")
+            if parsed.status is Status.COULD_NOT_RUN:  # a custom command's program is missing
+                return self._missing(item, self.redact(parsed.reason or "not installed"))
             result = self._result(item, parsed, out.duration, command, out.exit_code)
             if result.status in (Status.ERROR, Status.TIMEOUT) or result.unexplained:
                 result.output_tail = out.tail(self.redact)  # nothing else says what went wrong
@@ -418,7 +420,7 @@ class _Runner:
         skip = tuple(s if prefix == "." else f"{prefix}/{s}" for s in item.project.skip)
         mine = {f for f in files if not f.startswith(tuple(f"{s}/" for s in skip))}
         only = None if self.only is None else tuple(f for f in self.only if f in mine)
-        return Context(self.repo_root, root, files, only, known=self.known)
+        return Context(self.repo_root, root, files, only, known=self.known, repository=self.files)
 
     def _result(
         self,

@@ -120,12 +120,14 @@ def listing(root: Path, *, with_ids: bool = True) -> Listing:
     if done.returncode != 0:
         return Listing(_walk(root))
     names: set[str] = set()
+    untracked: set[str] = set()
     ids: dict[str, str] = {}
     changed: set[str] = set()
     for entry in done.stdout.decode("utf-8", "replace").split("\0"):
         tag, _, rest = entry.partition(" ")
         if tag == "?":  # untracked: "? NAME"
             names.add(rest)
+            untracked.add(rest)
             continue
         info, _, name = rest.partition("\t")  # "TAG MODE ID STAGE\tNAME"
         if not name:
@@ -144,8 +146,9 @@ def listing(root: Path, *, with_ids: bool = True) -> Listing:
     # seen by git in its old state and by os.stat in its new one. Time stamps can lag the
     # clock, by up to 2 s on some file systems.
     settled = started - RACY_NS
-    # Build output and bytecode that a project forgot to ignore would change on every run.
-    kept = sorted(n for n in names if _kept(n))
+    # Build output and bytecode that a project forgot to ignore would change on every run; a
+    # file git tracks is the project's, whatever its folder is called (a package `build/`).
+    kept = sorted(n for n in names if n not in untracked or _kept(n))
     # Only what is a file here: not a deleted one, a submodule, a nested repository, a file
     # outside a sparse checkout or a broken link.
     files: list[str] = []

@@ -35,6 +35,7 @@ class Context:
     only: tuple[str, ...] | None = None  # --changed: lint only these files
     scratch: Path | None = None  # a private folder for report files (JUnit, SARIF)
     known: Mapping[str, Known] = field(default_factory=dict)  # files as git's index has them
+    repository: tuple[str, ...] = ()  # every file of the repository, for `reads_repository`
 
 
 Parser = Callable[[ProcessOutput, Context], Parsed]
@@ -70,6 +71,10 @@ class Validator:
     # (program, search path) looked up to find the tool: which file that finds decides what
     # runs, so a replay asks again (a ruff installed since, earlier on PATH).
     lookups: tuple[tuple[str, str], ...] = ()
+    # Builds and test runs read beyond the project's folder (a path dependency `../lib`, a
+    # sibling uv workspace member, an editable install of another folder): their cache key
+    # covers every file of the repository, not only the project's.
+    reads_repository: bool = False
 
     def relevant(self, files: tuple[str, ...]) -> tuple[str, ...]:
         if not self.file_suffixes:
