@@ -689,3 +689,53 @@ def test_a_tracked_symlink_to_a_file_outside_the_repository_never_reaches_a_prom
 
     assert code == 0, stderr
     assert "hunter2" not in prompt_of(fake.requests_for("alpha-1")[0])
+
+
+def test_model_written_code_is_validated_without_the_users_credentials(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """An answer adds a test that records the environment it runs in (and writes it outside
+    the worktree, which nothing stops without a sandbox): the provider's key and every
+    variable named like a credential are gone, but what `pass_env` keeps."""
+    repo = python_repo(tmp_path)
+    seen = tmp_path / "seen-environment.json"
+    spy = (
+        "tests/test_spy.py\n```python\n<<<<<<< SEARCH\n=======\nimport json\nimport os\n\n\n"
+        f"def test_spy():\n    with open({str(seen)!r}, 'w') as out:\n"
+        "        json.dump(dict(os.environ), out)\n>>>>>>> REPLACE\n```\n"
+    )
+    fake.script("alpha-1", Reply(text=FIX_ADD + "\n" + spy))
+    cfg = config(tmp_path, fake.url, '[validation]\npass_env = ["DATABASE_URL"]\n')
+    text = cfg.read_text().replace(
+        "[providers.fake]\n", '[providers.fake]\napi_key_env = "LLM_GATEWAY"\n', 1
+    )
+    cfg.write_text(text)
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
+    secrets = {
+        "LLM_GATEWAY": "gw-0123456789abcdef",  # the configured key, named like nothing special
+        "AWS_SECRET_ACCESS_KEY": "aws-0123456789abcdef",
+        "GITHUB_TOKEN": "ghp_0123456789abcdef",
+        "DEPLOY_PASSWORD": "hunter2-hunter2",
+        "DATABASE_URL": "postgresql://app:pw@127.0.0.1/app",
+    }
+    done = run_forge(
+        "run-milestone", str(milestone), "--model", "alpha", "--json", "-c", str(cfg),
+        cwd=repo, env=secrets, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    environment = json.loads(seen.read_text())
+    for name in ("LLM_GATEWAY", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DEPLOY_PASSWORD"):
+        assert name not in environment, name
+    assert environment["DATABASE_URL"] == secrets["DATABASE_URL"], "pass_env keeps it"
+    assert "PATH" in environment and "HOME" in environment
+
+    # The user's own `forge validate` on their own tree keeps its environment.
+    seen.unlink()
+    git(repo, "checkout", "-q", "-b", "mine")
+    (repo / "tests" / "test_spy.py").write_text(
+        f"import json\nimport os\n\n\ndef test_spy():\n    with open({str(seen)!r}, 'w') as out:\n"
+        "        json.dump(dict(os.environ), out)\n"
+    )
+    run_forge("validate", str(repo), "-c", str(cfg), env=secrets)
+    assert json.loads(seen.read_text())["GITHUB_TOKEN"] == secrets["GITHUB_TOKEN"]

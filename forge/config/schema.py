@@ -174,6 +174,9 @@ class ValidationConfig(Section):
     # Tools (ruff, mypy, pytest, cargo, clippy) or validator names that may be missing: skipped
     # with the reason instead of failing the gate as "could not run".
     optional: list[str] = []
+    # Variables named like credentials that the validators of model-written code keep (tests
+    # that need a DATABASE_URL with a password in it); every other credential is dropped.
+    pass_env: list[str] = []
     # Folders (fnmatch patterns, relative to the repository root) whose projects and files are
     # not validated; each is listed in the report as "not validated".
     exclude: list[str] = []

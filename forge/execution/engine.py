@@ -389,6 +389,7 @@ class TaskEngine:
             listing=listed,
             secrets=self._secrets,
             environment_root=Path(self.repo.working_dir),
+            scrub_secrets=True,  # the base is validated as its attempts are, to compare
         )
         try:
             # Abandoned on cancel: Ctrl-C must not wait for a test suite; `stop` kills it.

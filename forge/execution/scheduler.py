@@ -443,7 +443,9 @@ class Scheduler:
         from pathlib import Path
 
         checkout = Path(self.engine.repo.working_dir)
-        options = Options(secrets=key_names(self.config), environment_root=checkout)
+        options = Options(
+            secrets=key_names(self.config), environment_root=checkout, scrub_secrets=True
+        )
         try:
             return validate(self._checking, self.config.validation, options)
         except NothingToValidate:

@@ -310,7 +310,8 @@ def validate_commit(
             raise WorkspaceError(message) from None
         try:
             checkout = Path(repo.working_dir)
-            return validate(path, settings, Options(stop=stop, environment_root=checkout))
+            options = Options(stop=stop, environment_root=checkout, scrub_secrets=True)
+            return validate(path, settings, options)
         except NothingToValidate:
             return None
         finally:

@@ -187,6 +187,7 @@ def _validate(
             cache_dir=Path(holder) / "cache",
             cold_builds=True,
             environment_root=workspace.project,
+            scrub_secrets=True,  # a model's code
         )
         try:
             return validate(scratch, settings, options)

@@ -57,6 +57,32 @@ def _path_like(value: str) -> bool:
     return value.startswith(("/", "~", "./")) or bool(re.match(r"[A-Za-z]:[\\/]", value))
 
 
+def credential_name(name: str) -> bool:
+    """A variable named like a credential: `*_API_KEY`, `*_TOKEN`, `*_SECRET`, anything with
+    PASSWORD in it, cloud credentials (`AWS_*`, `AZURE_*` secrets, `GOOGLE_*` keys)..."""
+    upper = name.upper()
+    return (
+        bool(SECRET_NAME.search(name))
+        or "PASSWORD" in upper
+        or "PASSWD" in upper
+        or upper.startswith("AWS_")
+    )
+
+
+def without_credentials(
+    environ: Mapping[str, str], names: Iterable[str], keep: Iterable[str] = ()
+) -> dict[str, str]:
+    """`environ` without the variables `names` (the configuration's keys) and every one named
+    like a credential, but for those in `keep`: the environment of code a model wrote."""
+    dropped = set(names) - set(keep)
+    kept = set(keep)
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in kept or not (name in dropped or credential_name(name))
+    }
+
+
 def key_names(config: ForgeConfig) -> tuple[str, ...]:
     """The variables the configuration takes keys from: `api_key_env` and `${VAR}` in headers."""
     names = {p.api_key_env for p in config.providers.values() if p.api_key_env}

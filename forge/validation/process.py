@@ -40,10 +40,12 @@ def run(
     timeout: float,
     env: Mapping[str, str] | None = None,
     cancel: threading.Event | None = None,
+    base_env: Mapping[str, str] | None = None,
 ) -> ProcessOutput:
-    """Run `argv` in `cwd`; past `timeout` seconds, or once `cancel` is set, kill its group."""
+    """Run `argv` in `cwd`; past `timeout` seconds, or once `cancel` is set, kill its group.
+    Its environment is `base_env` (forge's own when None) with `env` over it."""
     started = time.monotonic()
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
     process = subprocess.Popen(
         list(argv),
         cwd=cwd,

@@ -94,6 +94,10 @@ class Options:
     # The user's checkout when the folder validated is a copy of it (a worktree of forge's, a
     # baseline): its project environment (.venv) is looked for there.
     environment_root: Path | None = None
+    # The code validated was written by a model (run-milestone's attempts, fanout's
+    # candidates): its validators run without the user's credentials, but for the variables
+    # `[validation] pass_env` keeps (see forge.providers.secrets.without_credentials).
+    scrub_secrets: bool = False
     # Told of each validator's progress, one call at a time (never from two threads at once).
     on_event: Callable[[ProgressEvent], None] | None = None
 
@@ -244,9 +248,13 @@ class _Runner:
         home = options.cache_dir or forge_home() / "validate"
         self.cache = ResultCache(home / "results")
         self.versions = ToolVersions(home / "tools.json")
-        from forge.providers.secrets import Redactor
+        from forge.providers.secrets import Redactor, without_credentials
 
         self.redact = Redactor.for_tools(os.environ, options.secrets)
+        self.environ: dict[str, str] | None = None
+        if options.scrub_secrets:
+            keep = settings.pass_env
+            self.environ = without_credentials(os.environ, options.secrets, keep)
         self._telling = threading.Lock()
 
     def _tell(
@@ -384,7 +392,14 @@ class _Runner:
             try:
                 if validator.prepare is not None:
                     validator.prepare(item.project.root)
-                out = run(command, item.project.root, validator.timeout, validator.env, cancel)
+                out = run(
+                    command,
+                    item.project.root,
+                    validator.timeout,
+                    validator.env,
+                    cancel,
+                    base_env=self.environ,
+                )
             except OSError as exc:
                 return self._result(item, Parsed(Status.ERROR, reason=f"cannot start: {exc}"))
             if cancel is not None and cancel.is_set():
