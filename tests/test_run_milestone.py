@@ -739,3 +739,54 @@ def test_model_written_code_is_validated_without_the_users_credentials(
     )
     run_forge("validate", str(repo), "-c", str(cfg), env=secrets)
     assert json.loads(seen.read_text())["GITHUB_TOKEN"] == secrets["GITHUB_TOKEN"]
+
+
+def test_a_failing_test_of_a_package_belongs_to_its_init_file(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """calc/__init__.py is the package `calc`: tests/test_calc.py's failure is the task's
+    target, so a comment-only "fix" that leaves it failing is not a pass."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": PYPROJECT,
+            ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+            "calc/__init__.py": CALC_BUGGY,
+            "tests/test_calc.py": CALC_TESTS,
+        },
+    )
+    comment_only = (
+        "calc/__init__.py\n<<<<<<< SEARCH\ndef add(a: int, b: int) -> int:\n=======\n"
+        "# Adds two numbers.\ndef add(a: int, b: int) -> int:\n>>>>>>> REPLACE\n"
+    )
+    fix = FIX_ADD.replace("calc.py", "calc/__init__.py")
+    fake.script("alpha-1", Reply(text=comment_only), Reply(text=fix))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add (files: calc/__init__.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    task = report["tasks"][0]
+    assert "1 finding(s) are this task's targets" in task["base"]
+    assert [a["outcome"] for a in task["attempts"]] == ["failed", "passed"]
+    assert "1 target(s) still standing" in task["attempts"][0]["headline"]
+
+
+def test_a_failing_rust_test_belongs_to_the_module_it_lives_in() -> None:
+    from forge.execution.feedback import Finding
+
+    finding = Finding(
+        key=("test", "cargo test", "unittests", "geometry::tests::area"),
+        validator="cargo test",
+        summary="test geometry::tests::area failed",
+        file="src/helpers.rs",  # where the assertion that failed is
+        module="unittests src/lib.rs",
+        test_name="geometry::tests::area",
+    )
+    assert finding.belongs_to({"src/geometry.rs"})
+    assert finding.belongs_to({"src/geometry/mod.rs"})
+    assert not finding.belongs_to({"src/lib.rs"})
+    assert not finding.belongs_to({"src/metry.rs"})

@@ -48,15 +48,19 @@ class Finding:
     # Where it belongs besides `file`: a failing test belongs to its test module too, even when
     # the assertion that failed is in another file.
     module: str | None = None
+    test_name: str | None = None  # a failing test's own name (Rust's carries its module path)
 
     def belongs_to(self, named: set[str]) -> bool:
         if self.file is not None and _names(named, self.file):
             return True
-        if self.module is None:
+        if self.module is None and self.test_name is None:
             return False
         # A failing test also belongs to the file it tests.
-        places = [self.module, *([self.file.rsplit(".", 1)[0]] if self.file else [])]
-        return any(_names_module(named, place) for place in places)
+        places = [p for p in (self.module, self.file and self.file.rsplit(".", 1)[0]) if p]
+        if any(_names_module(named, place) for place in places):
+            return True
+        rust = _rust_module(self.test_name or "")
+        return rust is not None and _names_rust_module(named, rust)
 
 
 def findings(report: ValidationReport) -> list[Finding]:
@@ -87,6 +91,7 @@ def _of_result(result: ValidatorResult) -> list[Finding]:
             line=t.line,
             detail=t.message,
             module=t.suite.replace(".", "/") if t.suite else None,
+            test_name=t.name,
         )
         for t in result.tests
         if t.outcome in ("failed", "error")
@@ -161,12 +166,32 @@ def _names_module(named: set[str], module: str) -> bool:
     parts = module.split("/")
     for name in named:
         path = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+        # A package's `__init__.py` (and a Rust `mod.rs`) is the package: calc/__init__.py is
+        # `calc`, tested by test_calc.
+        path = path.removesuffix("/__init__").removesuffix("/mod")
         if f"/{path}/" in f"/{module}/":
             return True
         stem = path.rsplit("/", 1)[-1]
         if {f"test_{stem}", f"{stem}_test", f"{stem}_tests"} & set(parts):
             return True
     return False
+
+
+def _rust_module(name: str) -> str | None:
+    """`calc::tests::adds` (a libtest name) as the module path it lives in: `calc`."""
+    if "::" not in name:
+        return None
+    parts = [p for p in name.split("::")[:-1] if p != "tests"]
+    return "/".join(parts) or None
+
+
+def _names_rust_module(named: set[str], module: str) -> bool:
+    """A Rust module path (`calc`, `net/http`) is the file `src/calc.rs` or `src/calc/mod.rs`
+    that a task names, by its ending."""
+    return any(
+        n.endswith(".rs") and n.removesuffix(".rs").removesuffix("/mod").endswith(f"/{module}")
+        for n in named
+    )
 
 
 @dataclass(frozen=True)
