@@ -498,3 +498,41 @@ def test_a_symlink_that_stays_inside_is_followed(layout: tuple[Path, Path]) -> N
     assert write_changes(application, policy) == ["notes/todo.txt"]
     assert (root / "notes" / "todo.txt").read_text() == "buy bread\n"
     assert (root / "docs").is_symlink()
+
+
+RISKY = [
+    (".github/workflows/ci.yml", "a CI workflow"),
+    ("build.rs", "a Cargo build script"),
+    ("crates/core/build.rs", "a Cargo build script"),
+    ("setup.py", "a Python install script"),
+    ("tests/conftest.py", "pytest configuration that runs before every test"),
+    (".gitattributes", "git metadata (filters and attributes)"),
+    (".gitmodules", "git metadata (submodules)"),
+    (".pre-commit-config.yaml", "a git hook configuration"),
+    (".gitlab-ci.yml", "a CI workflow"),
+]
+
+
+@pytest.mark.parametrize(("path", "kind"), RISKY)
+def test_a_risky_file_is_changed_only_when_the_task_names_it(
+    layout: tuple[Path, Path], path: str, kind: str
+) -> None:
+    root, _ = layout
+    fmt = edit_format("search_replace")
+    refused = apply_answer(new_file(path), fmt, EditPolicy(root))
+    assert not refused.ok
+    (error,) = refused.errors
+    assert error.kind == "not_allowed"
+    assert f"{path} is {kind}" in error.message
+    assert "only when it names it" in error.message
+    named = apply_answer(new_file(path), fmt, EditPolicy(root, named_files=frozenset({path})))
+    assert named.ok and path in named.changes
+
+
+def test_ordinary_files_named_like_nothing_risky_are_not_refused(
+    layout: tuple[Path, Path],
+) -> None:
+    root, _ = layout
+    fmt = edit_format("search_replace")
+    for path in ("docs/workflows.md", "src/build.py", "tests/test_setup.py", "github/ci.yml"):
+        assert apply_answer(new_file(path), fmt, EditPolicy(root)).ok, path

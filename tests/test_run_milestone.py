@@ -790,3 +790,70 @@ def test_a_failing_rust_test_belongs_to_the_module_it_lives_in() -> None:
     assert finding.belongs_to({"src/geometry/mod.rs"})
     assert not finding.belongs_to({"src/lib.rs"})
     assert not finding.belongs_to({"src/metry.rs"})
+
+
+MONKEYPATCHING_CONFTEST = """\
+tests/conftest.py
+```python
+<<<<<<< SEARCH
+=======
+import calc
+
+calc.add = lambda a, b: 5
+>>>>>>> REPLACE
+```
+"""
+
+
+def test_an_answer_that_adds_a_conftest_is_refused_and_told_why(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A new conftest.py that patches the function under test would make pytest pass: a task
+    that does not name conftest.py may not change it."""
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=MONKEYPATCHING_CONFTEST), Reply(text=FIX_ADD))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    # The refused block is asked for again, with the reason; the second answer fixes calc.py.
+    retry = prompt_of(fake.requests_for("alpha-1")[1])
+    assert "tests/conftest.py is pytest configuration that runs before every test" in retry
+    assert "only when it names it" in retry
+    assert report["tasks"][0]["attempts"][0]["files"] == ["calc.py"]
+    assert "conftest" not in git(repo, "ls-tree", "-r", "--name-only", report["branch"])
+
+
+def test_a_risky_file_the_task_names_is_changed_and_called_out(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path, calc=CALC_OK, extra={"setup.py": "# install\n"})
+    edit = (
+        "setup.py\n```python\n<<<<<<< SEARCH\n# install\n=======\n"
+        "# install calc\n>>>>>>> REPLACE\n```\n"
+    )
+    fake.script("alpha-1", Reply(text=edit))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] setup: Describe the package in setup.py (files: setup.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    task = report["tasks"][0]
+    assert task["review_before_merging"] == ["setup.py (a Python install script)"]
+    assert trailers(repo, report["branch"])["Forge-Review"] == "setup.py (a Python install script)"
+
+    again = make_repo(tmp_path / "again", {"setup.py": "# install\n", "calc.py": CALC_OK})
+    fake.script("alpha-1", Reply(text=edit))
+    cfg = config(tmp_path, fake.url)
+    shown = run_forge(
+        "run-milestone", str(milestone), "--model", "alpha", "-c", str(cfg), cwd=again
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "setup: review before merging: setup.py (a Python install script)" in shown.stdout

@@ -334,6 +334,7 @@ class _View:
 
 def _render(result: RunResult) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from forge.commands.output import console, usd
     from forge.execution.report import totals
@@ -360,6 +361,9 @@ def _render(result: RunResult) -> None:
     out.print(table)
     for record in records:
         last = record.outcomes[-1] if record.outcomes else None
+        if record.state == "done" and last and last.review:
+            title = (f"{record.task.id}: review before merging:", "bold yellow")
+            out.print(Text.assemble(title, " " + ", ".join(last.review)))
         if record.state == "failed" and last and last.last_findings:
             out.print(f"[bold]{record.task.id}[/]: last findings")
             out.print(last.last_findings, markup=False, highlight=False)

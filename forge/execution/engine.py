@@ -30,6 +30,7 @@ from forge.execution.edits import (
     EditPolicy,
     apply_answer,
     edit_format,
+    risky_kind,
     write_changes,
 )
 from forge.execution.feedback import Baseline, Verdict, fixes_everything, judge, render_feedback
@@ -122,6 +123,9 @@ class TaskOutcome:
     base_note: str | None = None
     last_findings: str | None = None
     report: ValidationReport | None = None  # the passing attempt's validation, for the merge
+    # Risky files (CI workflows, build scripts, git metadata) the committed work changed, as
+    # "path (kind)": the task named them, and a person should read them before merging.
+    review: list[str] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -144,6 +148,7 @@ class _Job:
     # none of them, so only the other paths an answer writes need asking about.
     listed: frozenset[str] = frozenset()
     listing: Listing | None = None  # the latest attempt's, taken before its edits
+    named: tuple[str, ...] = ()  # the files the task lists or mentions
 
 
 @dataclass
@@ -301,6 +306,7 @@ class TaskEngine:
         task, outcome = job.task, job.outcome
         self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))
+        job.named = tuple(dict.fromkeys(named))
         job.baseline = await self._baseline(
             task, job.tree, tuple(dict.fromkeys(named)), base_report
         )
@@ -489,7 +495,7 @@ class TaskEngine:
             self._log(task, summary, "attempt", started, None)
             return summary, None
         summary.well_formed = True
-        policy = self._policy(task, tree)
+        policy = self._policy(job)
         summary.files = await anyio.to_thread.run_sync(partial(write_changes, application, policy))
         self._emit(task, "validating", f"attempt {number}: validating", number, rung)
         verdict: Verdict | None = None
@@ -574,7 +580,7 @@ class TaskEngine:
     ) -> Application | None:
         """The answer's edits applied in memory, failed blocks asked for again; None if unusable."""
         task = job.task
-        policy = self._policy(task, job.tree)
+        policy = self._policy(job)
         kept: list[EditBlock] = []
         conversation = [*messages, Message("assistant", completion.text)]
         application = apply_answer(completion.text, rung.fmt, policy)
@@ -613,16 +619,18 @@ class TaskEngine:
             self._log(task, repair, "repair", started, None)
         return application
 
-    def _policy(self, task: MilestoneTask, tree: Worktree) -> EditPolicy:
-        allowed = self._allowed(task)
+    def _policy(self, job: _Job) -> EditPolicy:
+        allowed = self._allowed(job.task)
         return EditPolicy(
-            root=tree.path,
+            root=job.tree.path,
             allowed_files=None if allowed is None else frozenset(allowed),
+            named_files=frozenset(f.removeprefix("./") for f in job.named),
         )
 
     async def _commit(self, job: _Job, rung: _Rung, paths: list[str]) -> bool:
         """Commit what the rung's edits changed; False when they changed nothing."""
         task, outcome = job.task, job.outcome
+        outcome.review = [f"{p} ({kind})" for p in paths if (kind := risky_kind(p)) is not None]
         message = commit_message(task, self.settings.run_id, rung.model, rung.choice.rung, outcome)
         commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
         if commit is None:
@@ -740,4 +748,5 @@ def commit_message(
         f"Forge-Tier: {tier}\n"
         f"Forge-Attempts: {attempts}\n"
         f"Forge-Cost: ${outcome.cost:.6f}\n"
+        + "".join(f"Forge-Review: {item}\n" for item in outcome.review)
     )

@@ -67,6 +67,7 @@ def task_json(record: TaskRecord) -> dict[str, Any]:
         "base": last.base_note if last else None,
         "last_findings": last.last_findings if last and record.state != "done" else None,
         "worktree": str(last.worktree) if last and last.worktree else None,
+        "review_before_merging": list(last.review) if last and record.state == "done" else [],
     }
 
 

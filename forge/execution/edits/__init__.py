@@ -23,7 +23,7 @@ from forge.execution.edits.parsing import (
     WholeFileFormat,
     edit_format,
 )
-from forge.execution.edits.safety import check_path
+from forge.execution.edits.safety import check_path, risky_kind
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -40,5 +40,6 @@ __all__ = [
     "apply_answer",
     "check_path",
     "edit_format",
+    "risky_kind",
     "write_changes",
 ]

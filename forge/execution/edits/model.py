@@ -59,6 +59,9 @@ class EditPolicy:
     # --strict-files: repository-relative paths a task may touch; None = any.
     allowed_files: frozenset[str] | None = None
     max_answer_bytes: int = MAX_ANSWER_BYTES
+    # The files the task names: the only risky files (CI workflows, build scripts, git
+    # metadata: see safety.risky_kind) an answer may change.
+    named_files: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -36,7 +36,49 @@ def check_path(path: str, policy: EditPolicy) -> str:
                 path=relative,
             )
         )
+    if (kind := risky_kind(relative)) is not None and relative not in policy.named_files:
+        raise EditRefused(
+            EditError(
+                f"{relative} is {kind}: it runs on every build, test run, checkout or CI job, so "
+                "a task may change it only when it names it. Make the change without it.",
+                "not_allowed",
+                path=relative,
+            )
+        )
     return relative
+
+
+# Files that run code (or decide what runs) outside the task's own change: on every build,
+# test run, checkout or CI job. A model's answer changes one only when the task names it.
+RISKY_NAMES = {
+    "build.rs": "a Cargo build script",
+    "setup.py": "a Python install script",
+    "conftest.py": "pytest configuration that runs before every test",
+    ".gitmodules": "git metadata (submodules)",
+    ".gitattributes": "git metadata (filters and attributes)",
+    ".pre-commit-config.yaml": "a git hook configuration",
+    ".gitlab-ci.yml": "a CI workflow",
+    ".travis.yml": "a CI workflow",
+    "azure-pipelines.yml": "a CI workflow",
+    "Jenkinsfile": "a CI workflow",
+}
+RISKY_FOLDERS = {
+    ".github/workflows": "a CI workflow",
+    ".circleci": "a CI workflow",
+    ".githooks": "a git hook",
+    ".husky": "a git hook",
+}
+
+
+def risky_kind(relative: str) -> str | None:
+    """What kind of risky file `relative` (a repository path) is, or None."""
+    name = relative.rsplit("/", 1)[-1]
+    if name in RISKY_NAMES:
+        return RISKY_NAMES[name]
+    for folder, kind in RISKY_FOLDERS.items():
+        if relative.startswith(folder + "/") or f"/{folder}/" in f"/{relative}":
+            return kind
+    return None
 
 
 def _relative_parts(path: str) -> list[str]:
