@@ -180,3 +180,13 @@ def test_bad_milestones_exit_2_naming_the_ids(tmp_path: Path, text: str, named: 
     assert done.stderr.startswith("forge: error: ")
     assert named in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_task_may_be_allowed_to_edit_existing_tests() -> None:
+    markdown = parse_markdown("- [ ] a: Rework the checks (tests: edit)\n- [ ] b: Fix it\n")
+    assert [t.edit_tests for t in markdown.tasks] == [True, False]
+    assert markdown.tasks[0].title == "Rework the checks"
+    toml = parse_toml('[[task]]\ntitle = "Rework"\ntests = "edit"\n[[task]]\ntitle = "Fix"\n')
+    assert [t.edit_tests for t in toml.tasks] == [True, False]
+    with pytest.raises(MilestoneError, match="tests must be one of keep, edit"):
+        parse_markdown("- [ ] a: Rework (tests: rewrite)\n")

@@ -857,3 +857,95 @@ def test_a_risky_file_the_task_names_is_changed_and_called_out(
     )
     assert shown.returncode == 0, shown.stderr
     assert "setup: review before merging: setup.py (a Python install script)" in shown.stdout
+
+
+EXPECT_THE_BUG = """\
+tests/test_calc.py
+```python
+<<<<<<< SEARCH
+    assert add(2, 3) == 5
+=======
+    assert add(2, 3) == -1
+>>>>>>> REPLACE
+```
+"""
+FIX_AND_ADD_A_TEST = (
+    FIX_ADD
+    + """
+tests/test_calc.py
+```python
+<<<<<<< SEARCH
+    assert add(2, 3) == 5
+=======
+    assert add(2, 3) == 5
+
+
+def test_add_negative():
+    assert add(-2, -3) == -5
+>>>>>>> REPLACE
+```
+"""
+)
+
+
+def test_an_answer_that_edits_the_test_to_expect_the_bug_fails_and_is_undone(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    base_test = (repo / "tests" / "test_calc.py").read_text()
+    fake.script("alpha-1", Reply(text=EXPECT_THE_BUG), Reply(text=FIX_AND_ADD_A_TEST))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py, tests/test_calc.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "passed"]
+    assert "fail once your edits to tests/test_calc.py are undone" in attempts[0]["headline"]
+    retry = prompt_of(fake.requests_for("alpha-1")[1])
+    assert "test_add" in retry, "the base's failing test is the feedback"
+    committed = git(repo, "show", f"{report['branch']}:tests/test_calc.py")
+    assert committed.startswith(base_test.rstrip("\n")), "the edited expectation is not kept"
+    assert "def test_add_negative" in committed, "a test added next to a real fix is welcome"
+    assert trailers(repo, report["branch"])["Forge-Tests"] == "added"
+
+
+def test_allow_test_edits_lets_a_task_change_an_existing_test(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=EXPECT_THE_BUG))
+    milestone = tmp_path / "m.md"
+    milestone.write_text(
+        "- [ ] expect: Change what add is expected to return (files: tests/test_calc.py) "
+        "(type: bug_fix)\n"
+    )
+    args = (str(milestone), "--model", "alpha", "--allow-test-edits")
+
+    code, report, stderr = forge_run(repo, config(tmp_path, fake.url), *args)
+
+    assert code == 0, stderr
+    assert [a["outcome"] for a in report["tasks"][0]["attempts"]] == ["passed"]
+    assert trailers(repo, report["branch"])["Forge-Tests"] == "edited"
+
+
+def test_a_milestone_entry_marked_tests_edit_may_change_existing_tests(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=EXPECT_THE_BUG))
+    milestone = tmp_path / "m.toml"
+    milestone.write_text(
+        '[[task]]\nid = "expect"\ntitle = "Change what add is expected to return"\n'
+        'files = ["tests/test_calc.py"]\ntype = "bug_fix"\ntests = "edit"\n'
+    )
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    assert trailers(repo, report["branch"])["Forge-Tests"] == "edited"

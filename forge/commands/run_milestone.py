@@ -66,6 +66,14 @@ def run_milestone(
     keep_worktrees: Annotated[
         bool, typer.Option("--keep-worktrees", help="Keep each task's worktree for inspection.")
     ] = False,
+    allow_test_edits: Annotated[
+        bool,
+        typer.Option(
+            "--allow-test-edits",
+            help="Let every task change the tests that exist at its base (by default only a "
+            "task of type test, or one marked `tests: edit`, may).",
+        ),
+    ] = False,
     on_budget: Annotated[
         OnBudget,
         typer.Option(
@@ -114,6 +122,7 @@ def run_milestone(
         require_green=require_green,
         strict_files=strict_files,
         keep_worktrees=keep_worktrees,
+        allow_test_edits=allow_test_edits,
         on_budget=on_budget.value,
     )
     plan: Milestone | None = None

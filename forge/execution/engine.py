@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 
 from forge.errors import ExitCode, UsageError
+from forge.execution.base_tests import Change, changed_tests, with_base_versions
 from forge.execution.edits import (
     Application,
     EditBlock,
@@ -73,6 +74,8 @@ class EngineSettings:
     require_green: bool = False
     strict_files: bool = False
     keep_worktrees: bool = False
+    # Every task may change the tests that exist at its base (--allow-test-edits).
+    allow_test_edits: bool = False
     pins: Pins = field(default_factory=Pins)
     max_format_repairs: int = MAX_FORMAT_REPAIRS
 
@@ -126,6 +129,7 @@ class TaskOutcome:
     # Risky files (CI workflows, build scripts, git metadata) the committed work changed, as
     # "path (kind)": the task named them, and a person should read them before merging.
     review: list[str] = field(default_factory=list)
+    tests: dict[str, str] = field(default_factory=dict)  # test file -> "added" or "edited"
 
 
 class _Stop(Exception):
@@ -149,6 +153,8 @@ class _Job:
     listed: frozenset[str] = frozenset()
     listing: Listing | None = None  # the latest attempt's, taken before its edits
     named: tuple[str, ...] = ()  # the files the task lists or mentions
+    may_edit_tests: bool = False  # it may change the tests that exist at its base
+    tests: dict[str, str] = field(default_factory=dict)  # test file -> "added" or "edited"
 
 
 @dataclass
@@ -307,6 +313,11 @@ class TaskEngine:
         self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))
         job.named = tuple(dict.fromkeys(named))
+        job.may_edit_tests = (
+            self.settings.allow_test_edits
+            or task.edit_tests
+            or (task.type or decision.analysis.type) == "test"
+        )
         job.baseline = await self._baseline(
             task, job.tree, tuple(dict.fromkeys(named)), base_report
         )
@@ -508,9 +519,47 @@ class TaskEngine:
             assert report is not None
             verdict = judge(job.baseline, report, require_green=self.settings.require_green)
             summary.outcome, summary.headline = verdict.outcome, verdict.headline()
+            if verdict.passed:
+                verdict = await self._judged_by_base_tests(job, summary, verdict)
         self._emit(task, "validated", f"attempt {number}: {summary.headline}", number, rung)
         self._log(task, summary, "attempt", started, verdict)
         return summary, verdict
+
+    async def _judged_by_base_tests(
+        self, job: _Job, summary: AttemptSummary, verdict: Verdict
+    ) -> Verdict:
+        """A passing attempt that edited tests existing at the base is validated again with
+        the base's versions of them (see base_tests): an edited expectation cannot pass."""
+        tree = job.tree
+        changed = await anyio.to_thread.run_sync(partial(_tests_changed, tree))
+        job.tests = dict(changed)
+        edited = sorted(path for path, how in changed.items() if how == "edited")
+        if not edited or job.may_edit_tests:
+            return verdict
+        assert job.baseline is not None
+        baseline = job.baseline
+
+        def validate_as_based() -> ValidationReport | None:
+            return anyio.from_thread.run(self._validate, tree)
+
+        report = await anyio.to_thread.run_sync(
+            partial(with_base_versions, tree, edited, validate_as_based)
+        )
+        assert report is not None
+        again = judge(baseline, report, require_green=self.settings.require_green)
+        if again.passed:
+            return verdict
+        # The edits to existing tests are undone for good: the next attempt starts from the
+        # base's tests, and they are never committed.
+        await anyio.to_thread.run_sync(partial(_restore_base_versions, tree, edited))
+        job.tests = {p: how for p, how in job.tests.items() if p not in edited}
+        summary.outcome = "failed"
+        summary.headline = (
+            f"the tests that exist at the base fail once your edits to {', '.join(edited)} "
+            f"are undone ({again.headline()}); this task may add tests but not change "
+            "existing ones: fix the code instead"
+        )
+        return again
 
     async def _writable(
         self, job: _Job, application: Application, summary: AttemptSummary
@@ -631,6 +680,7 @@ class TaskEngine:
         """Commit what the rung's edits changed; False when they changed nothing."""
         task, outcome = job.task, job.outcome
         outcome.review = [f"{p} ({kind})" for p in paths if (kind := risky_kind(p)) is not None]
+        outcome.tests = dict(job.tests)
         message = commit_message(task, self.settings.run_id, rung.model, rung.choice.rung, outcome)
         commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
         if commit is None:
@@ -735,6 +785,18 @@ def _earlier(lines: list[str]) -> str | None:
     return text if len(text) <= EARLIER_LIMIT_CHARS else "..." + text[-EARLIER_LIMIT_CHARS:]
 
 
+def _restore_base_versions(tree: Worktree, paths: list[str]) -> None:
+    tree.git("checkout", tree.base, "--", *paths)
+    tree.git("reset", "--quiet", tree.base, "--", *paths)
+
+
+def _tests_changed(tree: Worktree) -> dict[str, Change]:
+    """The test files the worktree changed against its base, tracked or new."""
+    tracked = tree.git("diff", "--name-only", "--no-renames", tree.base).splitlines()
+    new = tree.git("ls-files", "--others", "--exclude-standard").splitlines()
+    return changed_tests(tree, [*tracked, *new])
+
+
 def commit_message(
     task: MilestoneTask, run_id: str, model: str, tier: str, outcome: TaskOutcome
 ) -> str:
@@ -748,5 +810,6 @@ def commit_message(
         f"Forge-Tier: {tier}\n"
         f"Forge-Attempts: {attempts}\n"
         f"Forge-Cost: ${outcome.cost:.6f}\n"
+        + "".join(f"Forge-Tests: {how}\n" for how in sorted(set(outcome.tests.values())))
         + "".join(f"Forge-Review: {item}\n" for item in outcome.review)
     )

@@ -38,6 +38,7 @@ class RunOptions:
     require_green: bool = False
     strict_files: bool = False
     keep_worktrees: bool = False
+    allow_test_edits: bool = False
     on_budget: Literal["finish", "cancel"] = "finish"
 
 
@@ -206,6 +207,7 @@ async def run_plan(
             require_green=options.require_green,
             strict_files=options.strict_files,
             keep_worktrees=options.keep_worktrees,
+            allow_test_edits=options.allow_test_edits,
             pins=options.pins,
         )
         try:
@@ -359,6 +361,7 @@ def _options_json(options: RunOptions) -> dict[str, Any]:
         "require_green": options.require_green,
         "strict_files": options.strict_files,
         "keep_worktrees": options.keep_worktrees,
+        "allow_test_edits": options.allow_test_edits,
         "on_budget": options.on_budget,
     }
 
@@ -370,5 +373,6 @@ def _saved_options(saved: dict[str, Any]) -> RunOptions:
         require_green=saved.get("require_green", False),
         strict_files=saved.get("strict_files", False),
         keep_worktrees=saved.get("keep_worktrees", False),
+        allow_test_edits=saved.get("allow_test_edits", False),
         on_budget=saved.get("on_budget", "finish"),
     )

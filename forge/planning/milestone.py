@@ -16,6 +16,7 @@ and TOML:
     after = ["lexer"]            # optional
     type = "bug_fix"             # optional: overrides the analysis
     tier = "cheap"               # optional: pins the first rung
+    tests = "edit"               # optional: it may change existing tests (Markdown: (tests: edit))
     done = false                 # optional
 
 A task without an id gets a stable one from its title ("Accept empty input" -> accept-empty-input,
@@ -38,10 +39,14 @@ from forge.errors import ExitCode, ForgeError
 from forge.routing.vocabulary import TYPES, TaskType
 
 CHECKBOX = re.compile(r"^(?P<indent>\s*)(?:[-*+]|\d+[.)])\s+\[(?P<mark>[ xX])\]\s+(?P<body>.*)$")
-ANNOTATION = re.compile(r"\(\s*(files|after|type|tier)\s*:\s*([^)]*)\)", re.IGNORECASE)
+ANNOTATION = re.compile(r"\(\s*(files|after|type|tier|tests)\s*:\s*([^)]*)\)", re.IGNORECASE)
 TASK_ID = re.compile(r"^(?P<id>[A-Za-z0-9][\w.-]*):\s+(?P<title>\S.*)$")
 SLUG_LENGTH = 40
-TOML_TASK_KEYS = frozenset({"id", "title", "description", "files", "after", "type", "tier", "done"})
+TOML_TASK_KEYS = frozenset(
+    {"id", "title", "description", "files", "after", "type", "tier", "done", "tests"}
+)
+# `tests: edit` lets a task change the tests that exist at its base; "keep" is the default.
+TESTS_VALUES = ("keep", "edit")
 TOML_TOP_KEYS = frozenset({"task", "title", "description"})
 
 
@@ -62,6 +67,7 @@ class MilestoneTask:
     tier: str | None = None
     done: bool = False
     where: str = ""  # "line 12" or "task 3", for messages
+    edit_tests: bool = False  # `tests: edit`: it may change the tests that exist at its base
 
     @property
     def text(self) -> str:
@@ -196,7 +202,7 @@ def _toml_task(entry: object, index: int, source: str) -> dict[str, Any]:
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
         raise MilestoneError(f"{source}: {where}: unknown key {unknown[0]!r}{hint}")
     draft: dict[str, Any] = {"where": where, "done": entry.get("done", False)}
-    for key in ("id", "title", "description", "type", "tier"):
+    for key in ("id", "title", "description", "type", "tier", "tests"):
         value = entry.get(key)
         if value is not None and not isinstance(value, str):
             raise MilestoneError(f"{source}: {where}: {key} must be a string, found {value!r}")
@@ -268,6 +274,12 @@ def _task(source: str, draft: dict[str, Any]) -> MilestoneTask:
             f"{source}: {draft['where']}: unknown type {task_type!r} "
             f"(expected one of {', '.join(TYPES)})"
         )
+    tests = draft.get("tests", "keep").strip().lower()
+    if tests not in TESTS_VALUES:
+        raise MilestoneError(
+            f"{source}: {draft['where']}: tests must be one of {', '.join(TESTS_VALUES)}, "
+            f"found {draft.get('tests')!r}"
+        )
     return MilestoneTask(
         id=draft["id"],
         title=draft["title"],
@@ -278,6 +290,7 @@ def _task(source: str, draft: dict[str, Any]) -> MilestoneTask:
         tier=draft.get("tier"),
         done=draft["done"],
         where=draft["where"],
+        edit_tests=tests == "edit",
     )
 
 
