@@ -510,6 +510,10 @@ RISKY = [
     (".gitmodules", "git metadata (submodules)"),
     (".pre-commit-config.yaml", "a git hook configuration"),
     (".gitlab-ci.yml", "a CI workflow"),
+    ("pytest.ini", "pytest configuration"),
+    (".cargo/config.toml", "cargo configuration (runners, wrappers, flags)"),
+    ("sitecustomize.py", "code Python runs at every start"),
+    (".github/actions/setup/action.yml", "a CI action"),
 ]
 
 

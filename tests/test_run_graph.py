@@ -526,7 +526,14 @@ def test_work_that_breaks_when_merged_with_earlier_work_runs_again_on_the_new_he
     )
     plan = milestone(
         tmp_path,
-        {"id": "rename", "title": "Rename add to plus", "files": ["calc.py"], "tier": "t1"},
+        # A rename changes the existing tests that call the old name: the task says so.
+        {
+            "id": "rename",
+            "title": "Rename add to plus",
+            "files": ["calc.py"],
+            "tier": "t1",
+            "tests": "edit",
+        },
         {"id": "more", "title": "Test more sums", "files": ["tests/test_more.py"], "tier": "t2"},
     )
 

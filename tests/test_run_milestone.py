@@ -904,7 +904,7 @@ def test_an_answer_that_edits_the_test_to_expect_the_bug_fails_and_is_undone(
     assert code == 0, stderr
     attempts = report["tasks"][0]["attempts"]
     assert [a["outcome"] for a in attempts] == ["failed", "passed"]
-    assert "fail once your edits to tests/test_calc.py are undone" in attempts[0]["headline"]
+    assert "once your test changes (tests/test_calc.py) are set aside" in attempts[0]["headline"]
     retry = prompt_of(fake.requests_for("alpha-1")[1])
     assert "test_add" in retry, "the base's failing test is the feedback"
     committed = git(repo, "show", f"{report['branch']}:tests/test_calc.py")
@@ -949,3 +949,88 @@ def test_a_milestone_entry_marked_tests_edit_may_change_existing_tests(
 
     assert code == 0, stderr
     assert trailers(repo, report["branch"])["Forge-Tests"] == "edited"
+
+
+RETURN_EARLY = """\
+tests/test_calc.py
+```python
+<<<<<<< SEARCH
+def test_add():
+=======
+def test_add():
+    return
+>>>>>>> REPLACE
+```
+"""
+PATCHING_TEST_MODULE = """\
+tests/test_zzz.py
+```python
+<<<<<<< SEARCH
+=======
+import calc
+
+calc.add.__code__ = (lambda a, b: a + b).__code__
+
+
+def test_nothing():
+    pass
+>>>>>>> REPLACE
+```
+"""
+FIX_AND_WEAKEN = (
+    FIX_ADD
+    + """
+tests/test_calc.py
+```python
+<<<<<<< SEARCH
+    assert add(2, 3) == 5
+=======
+    assert add(2, 3) == add(2, 3)
+>>>>>>> REPLACE
+```
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "cheat", [RETURN_EARLY, PATCHING_TEST_MODULE], ids=["returns-early", "patching-module"]
+)
+def test_cheats_that_only_add_lines_or_files_are_judged_by_the_base_tests(
+    fake: FakeProvider, tmp_path: Path, cheat: str
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=cheat), Reply(text=FIX_ADD))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "passed"]
+    assert "tests that exist at the base fail" in attempts[0]["headline"]
+    files = git(repo, "ls-tree", "-r", "--name-only", report["branch"])
+    assert "test_zzz" not in files, "the set-aside module is not committed"
+    committed = git(repo, "show", f"{report['branch']}:tests/test_calc.py")
+    assert committed == CALC_TESTS
+
+
+def test_a_weakened_test_beside_a_real_fix_is_not_committed(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(text=FIX_AND_WEAKEN))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    committed = git(repo, "show", f"{report['branch']}:tests/test_calc.py")
+    assert committed == CALC_TESTS, "the weakened expectation is undone"
+    assert "return a + b" in git(repo, "show", f"{report['branch']}:calc.py")
+    assert "Forge-Tests" not in trailers(repo, report["branch"])

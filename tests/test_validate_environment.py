@@ -594,3 +594,45 @@ def test_a_custom_validator_whose_program_is_missing_could_not_run(tmp_path: Pat
     refused = run_forge("validate", str(root), "--config", str(typo))
     assert refused.returncode == 2
     assert "did you mean pytest" in refused.stderr
+
+
+def test_forge_never_imports_a_module_of_the_projects_folder_while_asking_python(
+    tmp_path: Path,
+) -> None:
+    """Asking the project's Python about itself (and compiling with another version) runs it
+    in the project's folder: a `json.py` there must not be imported."""
+    marker = tmp_path / "imported"
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            **FAILING_PROJECT,
+            "json.py": f"open({str(marker)!r}, 'w').close()\nfrom _json import *\n",
+        },
+    )
+    make_venv(root / ".venv", other_python())
+    run_forge("validate", str(root), "--allow-missing", "pytest", env={"VIRTUAL_ENV": ""})
+    assert not marker.exists()
+
+
+def test_a_scrubbed_run_and_a_whole_one_never_share_a_cached_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forge.config.schema import ValidationConfig
+    from forge.validation.runner import Options, validate
+
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": FAILING_PROJECT["pyproject.toml"],
+            "tests/test_env.py": "import os\n\n\ndef test_env():\n"
+            "    assert os.environ.get('DB_PASSWORD') == 'pw'\n",
+        },
+    )
+    monkeypatch.setenv("DB_PASSWORD", "pw")
+    settings = ValidationConfig(enable_lint_check=False)
+    cache = tmp_path / "cache"
+    assert validate(root, settings, Options(cache_dir=cache)).passed
+    scrubbed = validate(root, settings, Options(cache_dir=cache, scrub_secrets=True))
+    assert not scrubbed.passed, "the password is not in a model's code's environment"
+    kept = ValidationConfig(enable_lint_check=False, pass_env=["DB_PASSWORD"])
+    assert validate(root, kept, Options(cache_dir=cache, scrub_secrets=True)).passed

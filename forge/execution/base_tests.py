@@ -2,16 +2,18 @@
 base must still pass (or reach the task's target) with the attempt's change, as they were.
 
 An answer that edits a test to expect the buggy value, reduces it to `assert True`, deletes it
-or marks it skipped would otherwise pass its own validation. So when an attempt that passed
-changed a test file that exists at the base, the base's version of that file is put back and
-the attempt is validated again; the verdict of that run decides. New test files, and lines only
-added to an existing one, are welcome (`Forge-Tests: added`); anything else is an edit
-(`Forge-Tests: edited`), which a task may make only when allowed (`tests: edit`, a task of type
-test, or --allow-test-edits).
+or marks it skipped would otherwise pass its own validation; a new test module could patch the
+code under test when pytest imports it. So when an attempt that passed changed or added any
+test file, it is validated again with the base's tests exactly: changed files put back as the
+base has them, new ones set aside; the verdict of that run decides. New tests (new files, or
+new test functions and classes in an existing file) are welcome (`Forge-Tests: added`);
+anything else is an edit (`Forge-Tests: edited`), which a task may make only when allowed
+(`tests: edit`, a task of type test, or --allow-test-edits) and which is otherwise undone.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -52,7 +54,7 @@ def changed_tests(tree: Worktree, candidates: Iterable[str]) -> dict[str, Change
         # git's output comes without its last newline.
         if before is not None and now is not None and before.rstrip("\n") == now.rstrip("\n"):
             continue
-        if before is None or (now is not None and _only_added(before, now)):
+        if before is None or (now is not None and _only_added(path, before, now)):
             found[path] = "added"
         else:
             found[path] = "edited"
@@ -73,8 +75,13 @@ def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -
     """`run()` with the base's versions of `paths` in the worktree, the attempt's put back
     after (deleted ones deleted again), whatever happens."""
     kept = {path: _read_bytes(tree.path / path) for path in paths}
+    at_base = [path for path in paths if base_text(tree, path) is not None]
     try:
-        tree.git("checkout", tree.base, "--", *paths)
+        if at_base:
+            tree.git("checkout", tree.base, "--", *at_base)
+        for path in paths:
+            if path not in at_base:  # new: not part of the base's tests
+                (tree.path / path).unlink(missing_ok=True)
         return run()
     finally:
         for path, data in kept.items():
@@ -82,12 +89,30 @@ def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -
             if data is None:
                 target.unlink(missing_ok=True)
             else:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-        tree.git("reset", "--quiet", tree.base, "--", *paths)
+        if at_base:
+            tree.git("reset", "--quiet", tree.base, "--", *at_base)
 
 
-def _only_added(before: str, now: str) -> bool:
-    """Every line of `before` is still in `now`, in order: lines were only added."""
+def _only_added(path: str, before: str, now: str) -> bool:
+    """Only new tests were added: for Python, every statement of `before` is still there, in
+    order and unchanged, and the new ones are imports or new functions and classes (a new
+    module-level statement, such as `pytestmark = skip` or a patch, is an edit); for other
+    files, every line of `before` is still in `now`, in order."""
+    if path.endswith(".py"):
+        try:
+            old, new = ast.parse(before).body, ast.parse(now).body
+        except (SyntaxError, ValueError):
+            return False
+        kept = [ast.dump(s) for s in old]
+        names = {getattr(s, "name", None) for s in old}
+        remaining = iter(ast.dump(s) for s in new)
+        if not all(any(dumped == seen for seen in remaining) for dumped in kept):
+            return False  # a statement of the base was changed or removed
+        added = [s for s in new if ast.dump(s) not in kept]
+        tests = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+        return all(isinstance(s, tests) and getattr(s, "name", None) not in names for s in added)
     matcher = difflib.SequenceMatcher(None, before.splitlines(), now.splitlines(), autojunk=False)
     return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from forge.errors import ExitCode, UsageError
-from forge.execution.base_tests import Change, changed_tests, with_base_versions
+from forge.execution.base_tests import Change, base_text, changed_tests, with_base_versions
 from forge.execution.edits import (
     Application,
     EditBlock,
@@ -316,7 +317,7 @@ class TaskEngine:
         job.may_edit_tests = (
             self.settings.allow_test_edits
             or task.edit_tests
-            or (task.type or decision.analysis.type) == "test"
+            or task.type == "test"  # as the milestone says, not as the analysis guesses
         )
         job.baseline = await self._baseline(
             task, job.tree, tuple(dict.fromkeys(named)), base_report
@@ -528,36 +529,41 @@ class TaskEngine:
     async def _judged_by_base_tests(
         self, job: _Job, summary: AttemptSummary, verdict: Verdict
     ) -> Verdict:
-        """A passing attempt that edited tests existing at the base is validated again with
-        the base's versions of them (see base_tests): an edited expectation cannot pass."""
+        """A passing attempt that changed or added tests is validated again with the base's
+        tests exactly (see base_tests): an edited expectation, or a new module that patches
+        the code under test, cannot pass. Edits to existing tests a task may not make are
+        undone before the commit."""
         tree = job.tree
         changed = await anyio.to_thread.run_sync(partial(_tests_changed, tree))
         job.tests = dict(changed)
-        edited = sorted(path for path, how in changed.items() if how == "edited")
-        if not edited or job.may_edit_tests:
+        if not changed or job.may_edit_tests:
             return verdict
         assert job.baseline is not None
         baseline = job.baseline
+        paths = sorted(changed)
 
         def validate_as_based() -> ValidationReport | None:
             return anyio.from_thread.run(self._validate, tree)
 
         report = await anyio.to_thread.run_sync(
-            partial(with_base_versions, tree, edited, validate_as_based)
+            partial(with_base_versions, tree, paths, validate_as_based)
         )
-        assert report is not None
+        if report is None:  # nothing to validate without them: the first verdict stands
+            return verdict
         again = judge(baseline, report, require_green=self.settings.require_green)
+        edited = sorted(path for path, how in changed.items() if how == "edited")
+        # What the task may not do is undone: after a failure every test change (the next
+        # attempt starts from the base's tests), after a pass the edits to existing tests.
+        undo = paths if not again.passed else edited
+        await anyio.to_thread.run_sync(partial(_restore_base_versions, tree, undo))
+        job.tests = {p: how for p, how in changed.items() if p not in undo}
         if again.passed:
             return verdict
-        # The edits to existing tests are undone for good: the next attempt starts from the
-        # base's tests, and they are never committed.
-        await anyio.to_thread.run_sync(partial(_restore_base_versions, tree, edited))
-        job.tests = {p: how for p, how in job.tests.items() if p not in edited}
         summary.outcome = "failed"
         summary.headline = (
-            f"the tests that exist at the base fail once your edits to {', '.join(edited)} "
-            f"are undone ({again.headline()}); this task may add tests but not change "
-            "existing ones: fix the code instead"
+            f"the tests that exist at the base fail with your change once your test changes "
+            f"({', '.join(paths)}) are set aside ({again.headline()}); this task may add "
+            "tests but not change existing ones: fix the code instead"
         )
         return again
 
@@ -786,15 +792,21 @@ def _earlier(lines: list[str]) -> str | None:
 
 
 def _restore_base_versions(tree: Worktree, paths: list[str]) -> None:
-    tree.git("checkout", tree.base, "--", *paths)
-    tree.git("reset", "--quiet", tree.base, "--", *paths)
+    """The base's versions of `paths`; those the base does not have are removed."""
+    at_base = [path for path in paths if base_text(tree, path) is not None]
+    for path in paths:
+        if path not in at_base:
+            (tree.path / path).unlink(missing_ok=True)
+    if at_base:
+        tree.git("checkout", tree.base, "--", *at_base)
+        tree.git("reset", "--quiet", tree.base, "--", *at_base)
 
 
 def _tests_changed(tree: Worktree) -> dict[str, Change]:
     """The test files the worktree changed against its base, tracked or new."""
-    tracked = tree.git("diff", "--name-only", "--no-renames", tree.base).splitlines()
-    new = tree.git("ls-files", "--others", "--exclude-standard").splitlines()
-    return changed_tests(tree, [*tracked, *new])
+    tracked = tree.git("diff", "--name-only", "-z", "--no-renames", tree.base).split("\0")
+    new = tree.git("ls-files", "-z", "--others", "--exclude-standard").split("\0")
+    return changed_tests(tree, [p for p in (*tracked, *new) if p])
 
 
 def commit_message(

@@ -168,7 +168,9 @@ def _names_module(named: set[str], module: str) -> bool:
         path = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
         # A package's `__init__.py` (and a Rust `mod.rs`) is the package: calc/__init__.py is
         # `calc`, tested by test_calc.
-        path = path.removesuffix("/__init__").removesuffix("/mod")
+        path = path.removesuffix("/__init__")
+        if name.endswith(".rs"):
+            path = path.removesuffix("/mod")
         if f"/{path}/" in f"/{module}/":
             return True
         stem = path.rsplit("/", 1)[-1]

@@ -32,7 +32,9 @@ from forge.validation.atomic import write_cache_entry
 # Its site folders are every folder on its path but the standard library's (a `.pth` file can
 # add one), and sys.path[0], which is the folder it was started in.
 _ABOUT = """\
-import json, os, site, sys, sysconfig
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]  # no module of the project's folder
+import json, os, site, sysconfig
 paths = sysconfig.get_paths()
 std = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib")}
 std |= {os.path.join(s, "lib-dynload") for s in std}
@@ -42,7 +44,7 @@ def ours(p):
 sites = [paths["purelib"], paths["platlib"], *site.getsitepackages()]
 if site.ENABLE_USER_SITE:
     sites.append(site.getusersitepackages())
-sites += [p for p in sys.path[1:] if p and ours(p)]
+sites += [p for p in sys.path if p and ours(p)]
 print(json.dumps({"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
     "sites": list(dict.fromkeys(sites)), "scripts": paths["scripts"]}))
 """

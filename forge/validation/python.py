@@ -75,7 +75,9 @@ def syntax_check(interpreter: Interpreter, skip: tuple[str, ...] = ()) -> InProc
 
 # Run by another interpreter: compile each file named on stdin, print the errors as JSON.
 _COMPILE_EACH = """\
-import json, sys
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]  # no module of the project's folder
+import json
 found = []
 for name in sys.stdin.read().split("\\0"):
     if not name:

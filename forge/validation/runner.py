@@ -252,9 +252,12 @@ class _Runner:
 
         self.redact = Redactor.for_tools(os.environ, options.secrets)
         self.environ: dict[str, str] | None = None
+        self.environment_marker = ""
         if options.scrub_secrets:
             keep = settings.pass_env
             self.environ = without_credentials(os.environ, options.secrets, keep)
+            dropped = sorted(set(os.environ) - set(self.environ))
+            self.environment_marker = f"|without:{','.join(dropped)}"
         self._telling = threading.Lock()
 
     def _tell(
@@ -369,7 +372,9 @@ class _Runner:
             if "." in argv:
                 at = argv.index(".")
                 argv[at : at + 1] = [str(self.repo_root / f) for f in targets]
-        key = self.cache.key(replace(validator, argv=tuple(argv)), ctx, version)
+        # The environment the tool gets is part of what it sees: scrubbed or whole.
+        settings = validator.settings + self.environment_marker
+        key = self.cache.key(replace(validator, argv=tuple(argv), settings=settings), ctx, version)
         if self.options.use_cache and (hit := self.cache.get(key)) is not None:
             return hit
         result = self._run(item, ctx, argv, cancel)

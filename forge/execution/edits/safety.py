@@ -57,6 +57,11 @@ RISKY_NAMES = {
     ".gitmodules": "git metadata (submodules)",
     ".gitattributes": "git metadata (filters and attributes)",
     ".pre-commit-config.yaml": "a git hook configuration",
+    "pytest.ini": "pytest configuration",
+    "tox.ini": "test configuration (tox, pytest)",
+    "noxfile.py": "test configuration (nox)",
+    "sitecustomize.py": "code Python runs at every start",
+    "usercustomize.py": "code Python runs at every start",
     ".gitlab-ci.yml": "a CI workflow",
     ".travis.yml": "a CI workflow",
     "azure-pipelines.yml": "a CI workflow",
@@ -64,6 +69,8 @@ RISKY_NAMES = {
 }
 RISKY_FOLDERS = {
     ".github/workflows": "a CI workflow",
+    ".github/actions": "a CI action",
+    ".cargo": "cargo configuration (runners, wrappers, flags)",
     ".circleci": "a CI workflow",
     ".githooks": "a git hook",
     ".husky": "a git hook",
