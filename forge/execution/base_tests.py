@@ -99,7 +99,7 @@ def _only_added(path: str, before: str, now: str) -> bool:
     """Only new tests were added: for Python, every statement of `before` is still there, in
     order and unchanged, and the new ones are imports or new functions and classes (a new
     module-level statement, such as `pytestmark = skip` or a patch, is an edit); for other
-    files, every line of `before` is still in `now`, in order."""
+    files, every line of `before` but its `use` lines is still in `now`, in order."""
     if path.endswith(".py"):
         try:
             old, new = ast.parse(before).body, ast.parse(now).body
@@ -113,7 +113,10 @@ def _only_added(path: str, before: str, now: str) -> bool:
         added = [s for s in new if ast.dump(s) not in kept]
         tests = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
         return all(isinstance(s, tests) and getattr(s, "name", None) not in names for s in added)
-    matcher = difflib.SequenceMatcher(None, before.splitlines(), now.splitlines(), autojunk=False)
+    # A new test may need to import more: `use` lines may change.
+    kept = [line for line in before.splitlines() if not line.lstrip().startswith("use ")]
+    lines = [line for line in now.splitlines() if not line.lstrip().startswith("use ")]
+    matcher = difflib.SequenceMatcher(None, kept, lines, autojunk=False)
     return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
 
 

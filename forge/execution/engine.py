@@ -317,7 +317,7 @@ class TaskEngine:
         job.may_edit_tests = (
             self.settings.allow_test_edits
             or task.edit_tests
-            or task.type == "test"  # as the milestone says, not as the analysis guesses
+            or (task.type or decision.analysis.type) == "test"
         )
         job.baseline = await self._baseline(
             task, job.tree, tuple(dict.fromkeys(named)), base_report
