@@ -1034,3 +1034,62 @@ def test_a_weakened_test_beside_a_real_fix_is_not_committed(
     assert committed == CALC_TESTS, "the weakened expectation is undone"
     assert "return a + b" in git(repo, "show", f"{report['branch']}:calc.py")
     assert "Forge-Tests" not in trailers(repo, report["branch"])
+
+
+CALC_WITH_SUB = CALC_BUGGY + "\n\ndef sub(a: int, b: int) -> int:\n    return -(b - a)\n"
+TESTS_WITH_SUB = CALC_TESTS.replace("from calc import add", "from calc import add, sub") + (
+    "\n\ndef test_sub():\n    assert sub(5, 3) == 2\n"
+)
+HIDE_A_BROKEN_TEST = (
+    FIX_ADD
+    + """
+calc.py
+```python
+<<<<<<< SEARCH
+def sub(a: int, b: int) -> int:
+    return -(b - a)
+=======
+def sub(a: int, b: int) -> int:
+    return a + b
+>>>>>>> REPLACE
+```
+
+pyproject.toml
+```toml
+<<<<<<< SEARCH
+testpaths = ["tests"]
+=======
+testpaths = ["tests"]
+addopts = "-k 'not test_sub'"
+>>>>>>> REPLACE
+```
+"""
+)
+
+
+def test_a_test_deselected_through_the_test_settings_is_a_new_finding(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The answer fixes add, breaks sub and hides test_sub with pytest's addopts: a test that
+    passed at the base and no longer runs counts against the attempt."""
+    repo = python_repo(tmp_path, calc=CALC_WITH_SUB, extra={"tests/test_calc.py": TESTS_WITH_SUB})
+    restore = (
+        "calc.py\n```python\n<<<<<<< SEARCH\ndef sub(a: int, b: int) -> int:\n"
+        "    return a + b\n=======\ndef sub(a: int, b: int) -> int:\n    return -(b - a)\n"
+        ">>>>>>> REPLACE\n```\n\npyproject.toml\n```toml\n<<<<<<< SEARCH\n"
+        "addopts = \"-k 'not test_sub'\"\n=======\n>>>>>>> REPLACE\n```\n"
+    )
+    fake.script("alpha-1", Reply(text=HIDE_A_BROKEN_TEST), Reply(text=restore))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
+
+    code, report, stderr = forge_run(
+        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    )
+
+    assert code == 0, stderr
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "passed"]
+    retry = prompt_of(fake.requests_for("alpha-1")[-1])
+    assert "test_sub passed at the base and is now missing" in retry
+    assert "return -(b - a)" in git(repo, "show", f"{report['branch']}:calc.py")

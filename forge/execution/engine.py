@@ -518,7 +518,12 @@ class TaskEngine:
             written = job.listing.with_written(tree.path, summary.files) if job.listing else None
             report = await self._validate(tree, written)
             assert report is not None
-            verdict = judge(job.baseline, report, require_green=self.settings.require_green)
+            verdict = judge(
+                job.baseline,
+                report,
+                require_green=self.settings.require_green,
+                keep_tests=not job.may_edit_tests,
+            )
             summary.outcome, summary.headline = verdict.outcome, verdict.headline()
             if verdict.passed:
                 verdict = await self._judged_by_base_tests(job, summary, verdict)
@@ -550,7 +555,7 @@ class TaskEngine:
         )
         if report is None:  # nothing to validate without them: the first verdict stands
             return verdict
-        again = judge(baseline, report, require_green=self.settings.require_green)
+        again = judge(baseline, report, require_green=self.settings.require_green, keep_tests=True)
         edited = sorted(path for path, how in changed.items() if how == "edited")
         # What the task may not do is undone: after a failure every test change (the next
         # attempt starts from the base's tests), after a pass the edits to existing tests.

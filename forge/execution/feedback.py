@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge.validation.types import Status, ValidationReport, ValidatorResult
+from forge.validation.types import Status, TestResult, ValidationReport, ValidatorResult
 
 FEEDBACK_LIMIT_CHARS = 6_000
 CODE_AROUND_LINES = 3
@@ -221,8 +221,18 @@ class Verdict:
         return "validation failed: " + ", ".join(parts)
 
 
-def judge(baseline: Baseline, report: ValidationReport, *, require_green: bool) -> Verdict:
+def judge(
+    baseline: Baseline,
+    report: ValidationReport,
+    *,
+    require_green: bool,
+    keep_tests: bool = False,
+) -> Verdict:
+    """`keep_tests`: a test that passed at the base and is now missing or skipped is a new
+    finding (a task that may not change tests cannot deselect one through test settings)."""
     now = findings(report)
+    if keep_tests:
+        now += _tests_gone(baseline.report, report)
     before = Counter(f.key for f in findings(baseline.report))
     # Tools the base never got to (a syntax error skipped the tests) say nothing about what the
     # attempt broke: what they find is background, not new.
@@ -253,6 +263,41 @@ def judge(baseline: Baseline, report: ValidationReport, *, require_green: bool) 
     failing = now if require_green else []
     passed = not new and not standing and (report.passed if require_green else True)
     return Verdict(passed, tuple(new), tuple(standing), tuple(failing), report)
+
+
+# A doc-test's name carries its line, which moves when code is added above it.
+_LINE_IN_NAME = re.compile(r" \(line \d+\)$")
+
+
+def _test_identity(validator: str, test: TestResult) -> tuple[str, str, str]:
+    return (validator, test.suite or "", _LINE_IN_NAME.sub("", test.name))
+
+
+def _tests_gone(before: ValidationReport, after: ValidationReport) -> list[Finding]:
+    """Tests that passed in `before` and that `after` no longer runs (missing or skipped), for
+    the validators that ran in both."""
+    ran = {r.name for r in after.results if r.status in (Status.PASSED, Status.FAILED)}
+    now = {_test_identity(r.name, t): t.outcome for r in after.results for t in r.tests}
+    gone = []
+    for result in before.results:
+        if result.name not in ran:
+            continue
+        for test in result.tests:
+            identity = _test_identity(result.name, test)
+            outcome = now.get(identity, "missing")
+            if test.outcome == "passed" and outcome in ("missing", "skipped"):
+                gone.append(
+                    Finding(
+                        key=("gone", *identity),
+                        validator=result.name,
+                        summary=f"test {test.name} passed at the base and is now {outcome}: "
+                        "a task may not take tests away (through test settings, skips or "
+                        "deletions)",
+                        file=test.file,
+                        line=test.line,
+                    )
+                )
+    return gone
 
 
 def render_feedback(verdict: Verdict, root: Path, limit: int = FEEDBACK_LIMIT_CHARS) -> str:
