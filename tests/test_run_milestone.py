@@ -741,6 +741,18 @@ def test_model_written_code_is_validated_without_the_users_credentials(
     assert json.loads(seen.read_text())["GITHUB_TOKEN"] == secrets["GITHUB_TOKEN"]
 
 
+FIX_TASK = "fix: Fix add in calc.py (files: calc.py)"
+
+
+def run_task(
+    repo: Path, tmp_path: Path, fake: FakeProvider, task: str, *args: str
+) -> tuple[int, dict[str, Any], str]:
+    """One Markdown task (`- [ ] TASK`) run with `--model alpha` and the usual configuration."""
+    milestone = tmp_path / "m.md"
+    milestone.write_text(f"- [ ] {task}\n")
+    return forge_run(repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha", *args)
+
+
 def test_a_failing_test_of_a_package_belongs_to_its_init_file(
     fake: FakeProvider, tmp_path: Path
 ) -> None:
@@ -761,12 +773,7 @@ def test_a_failing_test_of_a_package_belongs_to_its_init_file(
     )
     fix = FIX_ADD.replace("calc.py", "calc/__init__.py")
     fake.script("alpha-1", Reply(text=comment_only), Reply(text=fix))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add (files: calc/__init__.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
-    )
+    code, report, stderr = run_task(repo, tmp_path, fake, "fix: Fix add (files: calc/__init__.py)")
 
     assert code == 0, stderr
     task = report["tasks"][0]
@@ -812,11 +819,8 @@ def test_an_answer_that_adds_a_conftest_is_refused_and_told_why(
     that does not name conftest.py may not change it."""
     repo = python_repo(tmp_path)
     fake.script("alpha-1", Reply(text=MONKEYPATCHING_CONFTEST), Reply(text=FIX_ADD))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py)"
     )
 
     assert code == 0, stderr
@@ -837,11 +841,8 @@ def test_a_risky_file_the_task_names_is_changed_and_called_out(
         "# install calc\n>>>>>>> REPLACE\n```\n"
     )
     fake.script("alpha-1", Reply(text=edit))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] setup: Describe the package in setup.py (files: setup.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "setup: Describe the package in setup.py (files: setup.py)"
     )
 
     assert code == 0, stderr
@@ -852,6 +853,7 @@ def test_a_risky_file_the_task_names_is_changed_and_called_out(
     again = make_repo(tmp_path / "again", {"setup.py": "# install\n", "calc.py": CALC_OK})
     fake.script("alpha-1", Reply(text=edit))
     cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"  # the same task, at a terminal
     shown = run_forge(
         "run-milestone", str(milestone), "--model", "alpha", "-c", str(cfg), cwd=again
     )
@@ -894,11 +896,8 @@ def test_an_answer_that_edits_the_test_to_expect_the_bug_fails_and_is_undone(
     repo = python_repo(tmp_path)
     base_test = (repo / "tests" / "test_calc.py").read_text()
     fake.script("alpha-1", Reply(text=EXPECT_THE_BUG), Reply(text=FIX_AND_ADD_A_TEST))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py, tests/test_calc.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py, tests/test_calc.py)"
     )
 
     assert code == 0, stderr
@@ -918,14 +917,9 @@ def test_allow_test_edits_lets_a_task_change_an_existing_test(
 ) -> None:
     repo = python_repo(tmp_path)
     fake.script("alpha-1", Reply(text=EXPECT_THE_BUG))
-    milestone = tmp_path / "m.md"
-    milestone.write_text(
-        "- [ ] expect: Change what add is expected to return (files: tests/test_calc.py) "
-        "(type: bug_fix)\n"
-    )
-    args = (str(milestone), "--model", "alpha", "--allow-test-edits")
-
-    code, report, stderr = forge_run(repo, config(tmp_path, fake.url), *args)
+    task = "expect: Change what add is expected to return (files: tests/test_calc.py) "
+    task += "(type: bug_fix)"
+    code, report, stderr = run_task(repo, tmp_path, fake, task, "--allow-test-edits")
 
     assert code == 0, stderr
     assert [a["outcome"] for a in report["tasks"][0]["attempts"]] == ["passed"]
@@ -1000,11 +994,8 @@ def test_cheats_that_only_add_lines_or_files_are_judged_by_the_base_tests(
 ) -> None:
     repo = python_repo(tmp_path)
     fake.script("alpha-1", Reply(text=cheat), Reply(text=FIX_ADD))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py)"
     )
 
     assert code == 0, stderr
@@ -1022,11 +1013,8 @@ def test_a_weakened_test_beside_a_real_fix_is_not_committed(
 ) -> None:
     repo = python_repo(tmp_path)
     fake.script("alpha-1", Reply(text=FIX_AND_WEAKEN))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py)"
     )
 
     assert code == 0, stderr
@@ -1080,11 +1068,8 @@ def test_a_test_deselected_through_the_test_settings_is_a_new_finding(
         "addopts = \"-k 'not test_sub'\"\n=======\n>>>>>>> REPLACE\n```\n"
     )
     fake.script("alpha-1", Reply(text=HIDE_A_BROKEN_TEST), Reply(text=restore))
-    milestone = tmp_path / "m.md"
-    milestone.write_text("- [ ] fix: Fix add in calc.py (files: calc.py)\n")
-
-    code, report, stderr = forge_run(
-        repo, config(tmp_path, fake.url), str(milestone), "--model", "alpha"
+    code, report, stderr = run_task(
+        repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py)"
     )
 
     assert code == 0, stderr

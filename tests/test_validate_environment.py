@@ -95,6 +95,8 @@ def test_missing_pytest_and_ruff_fail_the_gate_and_say_where_forge_looked(tmp_pa
         assert found["pytest"]["status"] == "could_not_run"
         assert found["pytest"]["reason"].startswith("pytest is not installed in the environment")
         assert str(SITE) not in found["pytest"]["reason"], "forge's own site is not the project's"
+        assert "before it, forge tried VIRTUAL_ENV" in found["pytest"]["reason"]
+        assert ".venv and venv (none)" in found["pytest"]["reason"]
         assert found["ruff"]["status"] == "could_not_run"
         assert "looked in PATH" in found["ruff"]["reason"]
         assert data["interpreters"][0]["source"] == "forge"

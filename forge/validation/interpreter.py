@@ -15,6 +15,7 @@ mypy is there at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -90,31 +91,36 @@ class Interpreter:
         return f"{self.path} (Python {self.version}, {SOURCES[self.source]})"
 
     def lacks(self, distribution: str) -> str:
-        """Why a tool that must run inside this environment cannot."""
+        """Why a tool that must run inside this environment cannot: where it was looked for,
+        and which interpreters were passed over before this one was chosen."""
         if self.broken is not None:
             return f"{self.broken} ({SOURCES[self.source]})"
         sites = ", ".join(dict.fromkeys(self.sites))
+        passed_over = f"; before it, forge tried {', '.join(self.looked)}" if self.looked else ""
         return (
             f"{distribution} is not installed in the environment of {self.describe()}; "
-            f"looked in {sites}"
+            f"looked in {sites}{passed_over}"
         )
 
     def distribution(self, name: str) -> str | None:
         """The installed version of distribution `name` (None when it is not installed)."""
         wanted = _normalise(name)
-        for entry in self.installed():
+        for entry in self.installed:
             stem = entry.rsplit(".", 1)[0]
             dist, _, version = stem.partition("-")
             if _normalise(dist) == wanted and entry.endswith((".dist-info", ".egg-info")):
                 return version or "?"
         return None
 
+    @functools.cached_property
     def installed(self) -> tuple[str, ...]:
+        """What `installed` lists for its site folders, read once per run."""
         return installed(self.sites)
 
-    def script(self, name: str) -> str | None:
-        path = Path(self.scripts) / name
-        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    @functools.cached_property
+    def stamp(self) -> str:
+        """`environment_stamp` of its site folders, read once per run."""
+        return environment_stamp(self.sites)
 
 
 def _normalise(name: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forge.validation.interpreter import Interpreter, environment_stamp
+from forge.validation.interpreter import Interpreter
 from forge.validation.process import ProcessOutput
 from forge.validation.types import Diagnostic, Stage, Status, TestOutcome, TestResult
 from forge.validation.validator import Context, InProcess, Parsed, Validator
@@ -518,7 +518,7 @@ def python_validators(
     config_home = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     python = interpreter.path
     # What is installed in the project's environment changes what pytest and mypy find.
-    environment = f"{python}|{interpreter.version}|{environment_stamp(interpreter.sites)}"
+    environment = f"{python}|{interpreter.version}|{interpreter.stamp}"
     ruff = locate("ruff", interpreter, environ)
     ruff_argv = [
         ruff.path or "ruff",

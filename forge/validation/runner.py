@@ -24,7 +24,7 @@ from forge.errors import UsageError
 from forge.home import forge_home
 from forge.validation.cache import ResultCache
 from forge.validation.findings import reported_once
-from forge.validation.interpreter import Interpreter, Interpreters, environment_stamp
+from forge.validation.interpreter import Interpreter, Interpreters
 from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
 from forge.validation.tools import (
@@ -180,7 +180,7 @@ def _python_stamps(pythons: dict[Path, Interpreter], repo_root: Path) -> dict[st
     stamps: dict[str, str | None] = {}
     for root, python in pythons.items():
         stamps[python_choice_probe(root, repo_root)] = python_choice_stamp(root, repo_root)
-        stamps[python_environment_probe(python.sites)] = environment_stamp(python.sites)
+        stamps[python_environment_probe(python.sites)] = python.stamp
     return stamps
 
 
