@@ -190,3 +190,41 @@ def test_lint_findings_in_the_users_test_file_do_not_fail_a_candidate(
     assert only["failed_checks"] == [] and only["test_file_findings"] >= 1
     assert "findings in the test file (not counted)" in only["summary"]
     assert tests.read_text() == unsorted, "the user's test file is untouched"
+
+
+def test_a_candidate_is_validated_without_the_configured_key(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The key variable the configuration names is dropped from the candidates' validators
+    even when its name does not look like a credential."""
+    seen = tmp_path / "seen.json"
+    spy = (
+        "```python\nimport json\nimport os\n\n"
+        f"with open({str(seen)!r}, 'w') as out:\n    json.dump(dict(os.environ), out)\n\n\n"
+        "def word_count(text):\n    return len(text.split())\n```"
+    )
+    fake.script("dear-1", Reply(text=spy))
+    tests = tmp_path / "test_wordcount.py"
+    tests.write_text(TESTS, encoding="utf-8")
+    text = config_for(fake.url).replace(
+        "[providers.fake]\n", '[providers.fake]\napi_key_env = "LLM_GATEWAY"\n', 1
+    )
+    config = write(tmp_path, text)
+
+    done = run_forge(
+        "fanout",
+        "Write word_count(text) in Python.",
+        "-m",
+        "dear",
+        "--validate",
+        "--tests",
+        str(tests),
+        "--config",
+        str(config),
+        env={"LLM_GATEWAY": "gw-0123456789abcdef"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    environment = json.loads(seen.read_text())
+    assert "LLM_GATEWAY" not in environment and "PATH" in environment
+    assert "gw-0123456789abcdef" not in seen.read_text()

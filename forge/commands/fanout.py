@@ -191,9 +191,12 @@ def fanout(
     report = _run(cfg, ledger, run, requests, output, threshold, judge, synthesize)
     if workspace is not None and not run.interrupted:
         from forge.fanout.candidates import try_candidates
+        from forge.providers.secrets import key_names
 
         try:
-            report.candidates = try_candidates(run.answered(), workspace, cfg.validation)
+            report.candidates = try_candidates(
+                run.answered(), workspace, cfg.validation, secrets=key_names(cfg)
+            )
         except KeyboardInterrupt:
             run.interrupted = True  # the answers stay; the ranking is what was cut short
     from forge.fanout.store import RunStore

@@ -74,6 +74,15 @@ def run_milestone(
             "task of type test, or one marked `tests: edit`, may).",
         ),
     ] = False,
+    review: Annotated[
+        str | None,
+        typer.Option(
+            "--review",
+            metavar="MODEL",
+            help="Have this model read each validated attempt's diff before it is committed; "
+            "a rejection is fed back like a failing test (default: [routing] reviewer).",
+        ),
+    ] = None,
     on_budget: Annotated[
         OnBudget,
         typer.Option(
@@ -108,8 +117,8 @@ def run_milestone(
 
     if resume is not None and (milestone is not None or goal is not None):
         raise UsageError("--resume RUN carries on a saved run; give no milestone or --goal")
-    if resume is not None and (tier or model or base != "HEAD"):
-        raise UsageError("--resume runs with the run's own --base, --tier and --model")
+    if resume is not None and (tier or model or review or base != "HEAD"):
+        raise UsageError("--resume runs with the run's own --base, --tier, --model and --review")
     if resume is None and milestone is None and goal is None:
         raise UsageError("give a milestone file, --goal TEXT, or --resume RUN")
     if task_id is not None and (milestone is None or goal is not None):
@@ -123,6 +132,7 @@ def run_milestone(
         strict_files=strict_files,
         keep_worktrees=keep_worktrees,
         allow_test_edits=allow_test_edits,
+        review=review,
         on_budget=on_budget.value,
     )
     plan: Milestone | None = None

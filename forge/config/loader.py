@@ -182,6 +182,9 @@ def reference_problems(config: ForgeConfig, data: Mapping[str, Any]) -> list[tup
                 problems.append(
                     (f"tiers.{name}", _unknown("tier or model", rung, rungs) + f" (entry {index})")
                 )
+    reviewer = config.routing.reviewer
+    if reviewer is not None and reviewer not in config.models:
+        problems.append(("routing.reviewer", _unknown("model", reviewer, list(config.models))))
     for role in ("router", "coder", "validator"):
         alias = getattr(config.local_models, role)
         if alias is not None and alias not in config.models:

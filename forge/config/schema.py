@@ -145,6 +145,9 @@ class RoutingConfig(Section):
     # One model call: retries and fallbacks share this many HTTP attempts and this deadline.
     max_call_attempts: PositiveInt = 4
     call_deadline_seconds: PositiveFloat = 300.0
+    # The model (alias) that reads each validated run-milestone attempt before it is
+    # committed, as `--review MODEL` does; rungs using the same model are left out.
+    reviewer: str | None = None
 
 
 class LocalModelsConfig(Section):

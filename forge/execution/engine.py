@@ -44,6 +44,17 @@ from forge.execution.prompt import (
     task_prompt,
     validation_feedback,
 )
+from forge.execution.review import (
+    REVIEW_MAX_TOKENS,
+    REVIEW_SHAPE,
+    REVIEW_SYSTEM,
+    ReviewVerdict,
+    attempt_diff,
+    read_review,
+    review_feedback,
+    review_prompt,
+    same_model,
+)
 from forge.execution.store import RunStore, TaskAttemptRow
 from forge.execution.workspace import Worktree, WorktreePool
 from forge.planning.milestone import MilestoneTask
@@ -77,6 +88,8 @@ class EngineSettings:
     keep_worktrees: bool = False
     # Every task may change the tests that exist at its base (--allow-test-edits).
     allow_test_edits: bool = False
+    # The model that reads each validated attempt's diff before it is committed (--review).
+    reviewer: str | None = None
     pins: Pins = field(default_factory=Pins)
     max_format_repairs: int = MAX_FORMAT_REPAIRS
 
@@ -101,13 +114,25 @@ class AttemptSummary:
     rung: str
     model: str
     well_formed: bool
-    outcome: str  # "passed", "failed", "refused", "malformed", "call failed"
+    # "passed", "failed", "refused", "malformed", "call failed", "rejected" (by the reviewer),
+    # "not reviewed" (the reviewer gave no usable verdict)
+    outcome: str
     headline: str
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = Decimal(0)
     repairs: int = 0
     files: list[str] = field(default_factory=list)  # what its edits wrote
+    # The reviewer's say on an attempt that passed validation: "accepted", "rejected" or
+    # "not reviewed"; None when no reviewer read it. Its cost is apart from the author's.
+    review: str | None = None
+    review_model: str | None = None
+    review_reasons: list[str] = field(default_factory=list)
+    review_cost: Decimal = Decimal(0)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.cost + self.review_cost
 
 
 @dataclass
@@ -131,12 +156,20 @@ class TaskOutcome:
     # "path (kind)": the task named them, and a person should read them before merging.
     review: list[str] = field(default_factory=list)
     tests: dict[str, str] = field(default_factory=dict)  # test file -> "added" or "edited"
+    reviewed_by: str | None = None  # the reviewer that accepted the committed work
 
 
 class _Stop(Exception):
     """The budget refused the next call: the task stops (exit 3)."""
 
     summary: AttemptSummary | None = None  # the attempt it stopped, with what it had spent
+
+
+class _Unreviewed(Exception):
+    """The reviewer gave no usable verdict: nothing is committed and the task fails, since
+    every later attempt would meet the same reviewer."""
+
+    summary: AttemptSummary | None = None
 
 
 @dataclass
@@ -334,6 +367,17 @@ class TaskEngine:
         routing = self.config.routing
         unreachable = 0
         rungs = self._rungs(decision)
+        reviewer = self.settings.reviewer
+        if reviewer is not None:
+            own = [r for r in rungs if same_model(self.config, r.model, reviewer)]
+            if own:
+                rungs = [r for r in rungs if r not in own]
+                self._emit(
+                    task,
+                    "route",
+                    f"left out {', '.join(r.choice.rung for r in own)}: its model is the "
+                    f"reviewer ({reviewer}), which does not review its own work",
+                )
         for index, rung in enumerate(rungs):
             if len(outcome.attempts) >= routing.max_total_attempts:
                 break
@@ -348,6 +392,10 @@ class TaskEngine:
                 outcome.reason = str(stop)
                 self._emit(task, "stopped", outcome.reason)
                 return
+            except _Unreviewed as unreviewed:
+                outcome.reason = str(unreviewed)
+                self._emit(task, "failed", outcome.reason)
+                return
             if state == "done":
                 return
             unreachable += state == "unreachable"
@@ -357,6 +405,8 @@ class TaskEngine:
             outcome.reason = f"no model of the ladder could be reached (tried: {tried})"
         elif not rungs:
             outcome.reason = "no rung of the ladder has a model that can take the task"
+            if reviewer is not None:
+                outcome.reason += f" (the reviewer {reviewer} does not review its own work)"
         else:
             outcome.reason = (
                 f"every rung tried failed ({tried}; {len(outcome.attempts)} attempt(s), "
@@ -444,13 +494,14 @@ class TaskEngine:
             )
             try:
                 summary, verdict = await self._attempt(job, rung, brief, number)
-            except _Stop as stop:
-                if stop.summary is not None:  # what the attempt spent before the budget said no
-                    outcome.attempts.append(stop.summary)
-                    outcome.cost += stop.summary.cost
+            except (_Stop, _Unreviewed) as stop:
+                spent = getattr(stop, "summary", None)
+                if spent is not None:  # what the attempt spent before it stopped
+                    outcome.attempts.append(spent)
+                    outcome.cost += spent.total_cost
                 raise
             outcome.attempts.append(summary)
-            outcome.cost += summary.cost
+            outcome.cost += summary.total_cost
             touched.update(summary.files)
             if number == 1:
                 self._record_first_attempt(task, summary.outcome == "passed")
@@ -464,7 +515,11 @@ class TaskEngine:
                     return "done"
                 summary.outcome = "no change"
                 summary.headline = "the edits leave every file as it was at the start"
-            if verdict is not None:
+            if summary.outcome == "rejected":
+                assert summary.review_model is not None
+                outcome.last_findings = summary.headline
+                feedback = review_feedback(summary.review_model, summary.review_reasons)
+            elif verdict is not None:
                 rendered = render_feedback(verdict, job.tree.path)
                 outcome.last_findings = rendered
                 feedback = validation_feedback(rendered)
@@ -528,8 +583,93 @@ class TaskEngine:
             if verdict.passed:
                 verdict = await self._judged_by_base_tests(job, summary, verdict)
         self._emit(task, "validated", f"attempt {number}: {summary.headline}", number, rung)
+        if summary.outcome == "passed" and self.settings.reviewer is not None:
+            try:
+                await self._review(job, rung, summary, verdict)
+            except (_Stop, _Unreviewed) as stop:
+                if isinstance(stop, _Stop):
+                    summary.outcome = "stopped"
+                    summary.headline = f"validated, but the review could not be paid for: {stop}"
+                self._log(task, summary, "attempt", started, verdict)
+                stop.summary = summary
+                raise
         self._log(task, summary, "attempt", started, verdict)
         return summary, verdict
+
+    async def _review(
+        self, job: _Job, rung: _Rung, summary: AttemptSummary, verdict: Verdict | None
+    ) -> None:
+        """The reviewer reads the attempt's whole change against the base (what the commit
+        would hold): a rejection turns the attempt into a failure with the reasons; no usable
+        verdict after one more ask raises _Unreviewed. Its calls are rows of their own."""
+        reviewer = self.settings.reviewer
+        assert reviewer is not None
+        task, tree = job.task, job.tree
+        diff = await anyio.to_thread.run_sync(partial(attempt_diff, tree, _changed(tree)))
+        if not diff.strip():
+            return  # nothing to commit; the commit says so
+        number = summary.number
+        self._emit(task, "reviewing", f"attempt {number}: {reviewer} reads the diff", number)
+        validation = verdict.headline() if verdict is not None else summary.headline
+        prompt = review_prompt(
+            title=task.title,
+            description=task.description,
+            diff=diff,
+            validation=validation,
+            tests=job.tests,
+        )
+        messages = [Message("system", REVIEW_SYSTEM), Message("user", prompt)]
+        started = time.time()
+        row = AttemptSummary(number, rung.choice.rung, reviewer, False, "not reviewed", "")
+        summary.review, summary.review_model = "not reviewed", reviewer
+        problem = "no reply"
+        try:
+            for _ in range(2):
+                reply = await self._call(
+                    task,
+                    replace(rung, model=reviewer),
+                    messages,
+                    row,
+                    max_tokens=REVIEW_MAX_TOKENS,
+                    temperature=0,
+                )
+                summary.review_cost = row.cost
+                if reply is None:
+                    problem = f"the call failed: {row.headline}"
+                    break
+                read = read_review(reply.text)
+                if isinstance(read, ReviewVerdict):
+                    row.well_formed = True
+                    self._reviewed(summary, row, read)
+                    return
+                problem = read
+                messages += [
+                    Message("assistant", reply.text),
+                    Message("user", f"Not usable: {problem}. Reply with {REVIEW_SHAPE}"),
+                ]
+            summary.outcome = "not reviewed"
+            summary.headline = (
+                f"the reviewer {reviewer} gave no usable verdict ({problem}); nothing was committed"
+            )
+            row.headline = summary.headline
+            raise _Unreviewed(summary.headline)
+        except _Stop:
+            summary.review_cost = row.cost
+            raise
+        finally:
+            self._log(task, row, "review", started, None)
+
+    def _reviewed(self, summary: AttemptSummary, row: AttemptSummary, read: ReviewVerdict) -> None:
+        reasons = list(read.reasons)
+        summary.review_reasons = reasons
+        if read.accepted:
+            summary.review = row.outcome = "accepted"
+            row.headline = "; ".join(reasons) or "accepted"
+            return
+        summary.review = row.outcome = "rejected"
+        summary.outcome = "rejected"
+        summary.headline = f"rejected by the reviewer ({row.model}): " + "; ".join(reasons)
+        row.headline = summary.headline
 
     async def _judged_by_base_tests(
         self, job: _Job, summary: AttemptSummary, verdict: Verdict
@@ -609,10 +749,17 @@ class TaskEngine:
         return selected.render()
 
     async def _call(
-        self, task: MilestoneTask, rung: _Rung, messages: list[Message], summary: AttemptSummary
+        self,
+        task: MilestoneTask,
+        rung: _Rung,
+        messages: list[Message],
+        summary: AttemptSummary,
+        **options: float | None,
     ) -> Completion | None:
         try:
-            completion = await self.client.complete(rung.model, messages, task_id=task.id)
+            completion = await self.client.complete(
+                rung.model, messages, task_id=task.id, **options
+            )
         except BudgetRefused as exc:
             raise _Stop(
                 f"the budget stopped task {task.id!r} before its next call: {exc}"
@@ -692,6 +839,7 @@ class TaskEngine:
         task, outcome = job.task, job.outcome
         outcome.review = [f"{p} ({kind})" for p in paths if (kind := risky_kind(p)) is not None]
         outcome.tests = dict(job.tests)
+        outcome.reviewed_by = self.settings.reviewer
         message = commit_message(task, self.settings.run_id, rung.model, rung.choice.rung, outcome)
         commit = await anyio.to_thread.run_sync(partial(job.tree.commit, paths, message))
         if commit is None:
@@ -712,7 +860,9 @@ class TaskEngine:
         started: float,
         verdict: Verdict | None,
     ) -> None:
-        if verdict is not None:
+        if summary.outcome == "rejected":
+            validation = "rejected"  # passed the validators, not the reviewer: not a pass
+        elif verdict is not None:
             validation = verdict.outcome
         else:
             validation = "passed" if summary.outcome == "passed" else "not_run"
@@ -807,11 +957,16 @@ def _restore_base_versions(tree: Worktree, paths: list[str]) -> None:
         tree.git("reset", "--quiet", tree.base, "--", *at_base)
 
 
-def _tests_changed(tree: Worktree) -> dict[str, Change]:
-    """The test files the worktree changed against its base, tracked or new."""
+def _changed(tree: Worktree) -> list[str]:
+    """The files the worktree changed against its base, tracked or new."""
     tracked = tree.git("diff", "--name-only", "-z", "--no-renames", tree.base).split("\0")
     new = tree.git("ls-files", "-z", "--others", "--exclude-standard").split("\0")
-    return changed_tests(tree, [p for p in (*tracked, *new) if p])
+    return sorted({p for p in (*tracked, *new) if p})
+
+
+def _tests_changed(tree: Worktree) -> dict[str, Change]:
+    """The test files the worktree changed against its base, tracked or new."""
+    return changed_tests(tree, _changed(tree))
 
 
 def commit_message(
@@ -829,4 +984,5 @@ def commit_message(
         f"Forge-Cost: ${outcome.cost:.6f}\n"
         + "".join(f"Forge-Tests: {how}\n" for how in sorted(set(outcome.tests.values())))
         + "".join(f"Forge-Review: {item}\n" for item in outcome.review)
+        + (f"Forge-Reviewed-By: {outcome.reviewed_by}\n" if outcome.reviewed_by else "")
     )

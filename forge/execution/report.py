@@ -5,7 +5,9 @@ Shape: `run`, `repository`, `base`, `source`, `resumed`, `state` (done / failed 
 `uncommitted_changes_left_out`; `tasks`: one object per task with `id`, `title`, `after`,
 `state` (done, failed, skipped, stopped, not_started), `reason`, `type`, `band`, `tier` (the rung
 that finished it), `rungs_tried`, `escalations`, `attempt_count`, `attempts` (each engine attempt:
-number, rung, model, well_formed, outcome, headline, tokens, cost, repairs, files),
+number, rung, model, well_formed, outcome, headline, tokens, cost, repairs, files, and the
+reviewer's `review` (accepted, rejected, not reviewed, or null), `review_model`,
+`review_reasons`, `review_cost`), `reviewed_by`,
 `conflicts`, `cost_usd`, `seconds`, `commit`, `base` (the base's validation note),
 `last_findings`, `worktree`; `totals`: task counts by state, `attempts`, `cost_usd`,
 `top_tier_usd` (the same tokens at the top tier's prices, null when unpriced) and
@@ -59,7 +61,10 @@ def task_json(record: TaskRecord) -> dict[str, Any]:
         "rungs_tried": record.rungs,
         "escalations": sum(max(0, len(o.rungs) - 1) for o in record.outcomes),
         "attempt_count": record.attempts,
-        "attempts": [asdict(a) | {"cost": plain(a.cost)} for a in attempts],
+        "attempts": [
+            asdict(a) | {"cost": plain(a.cost), "review_cost": plain(a.review_cost)}
+            for a in attempts
+        ],
         "conflicts": record.conflicts,
         "cost_usd": plain(record.cost),
         "seconds": None if record.seconds is None else round(record.seconds, 3),
@@ -68,6 +73,7 @@ def task_json(record: TaskRecord) -> dict[str, Any]:
         "last_findings": last.last_findings if last and record.state != "done" else None,
         "worktree": str(last.worktree) if last and last.worktree else None,
         "review_before_merging": list(last.review) if last and record.state == "done" else [],
+        "reviewed_by": last.reviewed_by if last and record.state == "done" else None,
     }
 
 

@@ -39,6 +39,8 @@ class RunOptions:
     strict_files: bool = False
     keep_worktrees: bool = False
     allow_test_edits: bool = False
+    # The model that reviews each validated attempt (--review); else [routing] reviewer.
+    review: str | None = None
     on_budget: Literal["finish", "cancel"] = "finish"
 
 
@@ -88,7 +90,9 @@ def goal_plan(
     repo = open_repository(Path.cwd())
     validate_fn = None
     if any(part.fix for part in split_goal(goal)):
-        validate_fn = _validator_at(repo, resolve_base(repo, base))
+        from forge.providers.secrets import key_names
+
+        validate_fn = _validator_at(repo, resolve_base(repo, base), key_names(config))
     planned = plan_goal(
         goal,
         root=Path(repo.working_dir),
@@ -99,13 +103,13 @@ def goal_plan(
     return planned.milestone, planned.notes
 
 
-def _validator_at(repo: Any, commit: str) -> Callable[..., Any]:
+def _validator_at(repo: Any, commit: str, secrets: tuple[str, ...]) -> Callable[..., Any]:
     from forge.execution.workspace import validate_commit
 
     def validate_base(root: Path, settings: Any) -> Any:
         from forge.validation.runner import NothingToValidate
 
-        report = validate_commit(repo, commit, settings)
+        report = validate_commit(repo, commit, settings, secrets=secrets)
         if report is None:
             raise NothingToValidate("nothing to validate at the base")
         return report
@@ -194,6 +198,11 @@ async def run_plan(
     worktrees = WorktreePool(setup.repo, run_id)
     try:
         _check_tiers(plan, setup.router, options.pins)
+        reviewer = options.review or setup.config.routing.reviewer
+        if reviewer is not None:
+            from forge.execution.review import check_reviewer
+
+            check_reviewer(setup.config, reviewer)
         if resume is not None:
             await anyio.to_thread.run_sync(worktrees.clear_stale)
         # The first tasks' worktrees are checked out while the run starts up.
@@ -208,6 +217,7 @@ async def run_plan(
             strict_files=options.strict_files,
             keep_worktrees=options.keep_worktrees,
             allow_test_edits=options.allow_test_edits,
+            reviewer=reviewer,
             pins=options.pins,
         )
         try:
@@ -362,6 +372,7 @@ def _options_json(options: RunOptions) -> dict[str, Any]:
         "strict_files": options.strict_files,
         "keep_worktrees": options.keep_worktrees,
         "allow_test_edits": options.allow_test_edits,
+        "review": options.review,
         "on_budget": options.on_budget,
     }
 
@@ -374,5 +385,6 @@ def _saved_options(saved: dict[str, Any]) -> RunOptions:
         strict_files=saved.get("strict_files", False),
         keep_worktrees=saved.get("keep_worktrees", False),
         allow_test_edits=saved.get("allow_test_edits", False),
+        review=saved.get("review"),
         on_budget=saved.get("on_budget", "finish"),
     )

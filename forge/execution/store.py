@@ -52,7 +52,7 @@ class TaskAttemptRow:
     run_id: str
     task_id: str
     number: int
-    kind: str  # "attempt" or "repair"
+    kind: str  # "attempt", "repair" or "review" (the reviewer's calls on the attempt)
     rung: str
     model: str
     input_tokens: int
@@ -60,7 +60,7 @@ class TaskAttemptRow:
     cost_usd: Decimal | None
     well_formed: bool | None
     format_error: str | None
-    validation: str  # "passed", "failed", "not_run"
+    validation: str  # "passed", "failed", "not_run", "rejected" (by the reviewer)
     new_findings: int
     targets_left: int
     detail: str | None

@@ -291,7 +291,11 @@ def remove_worktree(repo: Repo, path: Path) -> None:
 
 
 def validate_commit(
-    repo: Repo, commit: str, settings: ValidationConfig, stop: threading.Event | None = None
+    repo: Repo,
+    commit: str,
+    settings: ValidationConfig,
+    stop: threading.Event | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> ValidationReport | None:
     """`forge validate` on a commit, in a scratch worktree (never the user's checkout); None
     when there is nothing to validate."""
@@ -310,7 +314,9 @@ def validate_commit(
             raise WorkspaceError(message) from None
         try:
             checkout = Path(repo.working_dir)
-            options = Options(stop=stop, environment_root=checkout, scrub_secrets=True)
+            options = Options(
+                stop=stop, environment_root=checkout, scrub_secrets=True, secrets=secrets
+            )
             return validate(path, settings, options)
         except NothingToValidate:
             return None

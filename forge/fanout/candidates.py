@@ -161,12 +161,14 @@ def try_candidates(
     workspace: Workspace,
     settings: ValidationConfig,
     jobs: int = 4,
+    secrets: tuple[str, ...] = (),
 ) -> list[CandidateResult]:
-    """Each distinct candidate validated once in its own copy, several at once; best first."""
+    """Each distinct candidate validated once in its own copy, several at once; best first.
+    `secrets`: the configuration's key variables, kept from the candidates' validators."""
     codes = {a.key: candidate_code(a, workspace.suffix) for a in answers}
     distinct = list(dict.fromkeys(code for code in codes.values() if code is not None))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        found = pool.map(lambda code: _validate(code, workspace, settings), distinct)
+        found = pool.map(lambda code: _validate(code, workspace, settings, secrets), distinct)
         reports = dict(zip(distinct, found, strict=True))
     results = [_result(a, codes[a.key], reports, workspace.tests_at) for a in answers]
     order = {a.key: i for i, a in enumerate(answers)}
@@ -174,7 +176,7 @@ def try_candidates(
 
 
 def _validate(
-    code: str, workspace: Workspace, settings: ValidationConfig
+    code: str, workspace: Workspace, settings: ValidationConfig, secrets: tuple[str, ...]
 ) -> ValidationReport | str:
     """The report on one candidate, or why it could not be validated."""
     with tempfile.TemporaryDirectory(prefix="forge-candidate-") as holder:
@@ -188,6 +190,7 @@ def _validate(
             cold_builds=True,
             environment_root=workspace.project,
             scrub_secrets=True,  # a model's code
+            secrets=secrets,
         )
         try:
             return validate(scratch, settings, options)
