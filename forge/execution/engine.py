@@ -189,6 +189,7 @@ class _Job:
     named: tuple[str, ...] = ()  # the files the task lists or mentions
     may_edit_tests: bool = False  # it may change the tests that exist at its base
     tests: dict[str, str] = field(default_factory=dict)  # test file -> "added" or "edited"
+    touched: set[str] = field(default_factory=set)  # what the rung's edits wrote so far
 
 
 @dataclass
@@ -477,7 +478,7 @@ class TaskEngine:
         routing = self.config.routing
         task, outcome = job.task, job.outcome
         feedback: str | None = None
-        touched: set[str] = set()
+        job.touched = set()
         earlier = _earlier(job.earlier)  # what failed on the rungs below, not on this one
         answered = False
         for _ in range(routing.max_attempts_per_tier):
@@ -502,7 +503,6 @@ class TaskEngine:
                 raise
             outcome.attempts.append(summary)
             outcome.cost += summary.total_cost
-            touched.update(summary.files)
             if number == 1:
                 self._record_first_attempt(task, summary.outcome == "passed")
             if summary.outcome == "call failed":
@@ -510,7 +510,7 @@ class TaskEngine:
                 return "failed" if answered else "unreachable"
             answered = True
             if summary.outcome == "passed":
-                if await self._commit(job, rung, sorted(touched)):
+                if await self._commit(job, rung, sorted(job.touched)):
                     outcome.report = verdict.report if verdict is not None else None
                     return "done"
                 summary.outcome = "no change"
@@ -564,6 +564,7 @@ class TaskEngine:
         summary.well_formed = True
         policy = self._policy(job)
         summary.files = await anyio.to_thread.run_sync(partial(write_changes, application, policy))
+        job.touched.update(summary.files)
         self._emit(task, "validating", f"attempt {number}: validating", number, rung)
         verdict: Verdict | None = None
         if job.baseline is None:
@@ -605,7 +606,9 @@ class TaskEngine:
         reviewer = self.settings.reviewer
         assert reviewer is not None
         task, tree = job.task, job.tree
-        diff = await anyio.to_thread.run_sync(partial(attempt_diff, tree, _changed(tree)))
+        # What the commit would hold: the files the rung's edits wrote, as they are now.
+        paths = sorted(job.touched)
+        diff = await anyio.to_thread.run_sync(partial(attempt_diff, tree, paths))
         if not diff.strip():
             return  # nothing to commit; the commit says so
         number = summary.number
