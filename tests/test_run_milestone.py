@@ -1078,3 +1078,136 @@ def test_a_test_deselected_through_the_test_settings_is_a_new_finding(
     retry = prompt_of(fake.requests_for("alpha-1")[-1])
     assert "test_sub passed at the base and is now missing" in retry
     assert "return -(b - a)" in git(repo, "show", f"{report['branch']}:calc.py")
+
+
+PLUGIN_CHEAT = """\
+cheat_plugin.py
+```python
+<<<<<<< SEARCH
+=======
+import calc
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+calc.add = _add
+>>>>>>> REPLACE
+```
+
+pyproject.toml
+```toml
+<<<<<<< SEARCH
+testpaths = ["tests"]
+=======
+testpaths = ["tests"]
+addopts = "-p cheat_plugin"
+>>>>>>> REPLACE
+```
+"""
+
+
+def test_a_pytest_plugin_added_through_pyproject_does_not_fix_the_task(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """pytest's section of pyproject.toml is test configuration: the plugin it loads patches
+    add, which passes the attempt's own validation but not the base's tests."""
+    repo = python_repo(tmp_path)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    fake.script("alpha-1", Reply(text=PLUGIN_CHEAT))
+    code, report, _ = run_task(repo, tmp_path, fake, "fix: Fix add in calc.py (files: calc.py)")
+
+    assert code == 1
+    task = report["tasks"][0]
+    assert task["state"] == "failed" and task["commit"] is None
+    first = task["attempts"][0]
+    assert first["outcome"] == "failed"
+    assert "once your test changes (pyproject.toml) are set aside" in first["headline"]
+    assert git(repo, "rev-parse", report["branch"]).strip() == head
+
+
+RETURN_EARLY_FROM_THE_RUST_TEST = """\
+src/lib.rs
+```rust
+<<<<<<< SEARCH
+    fn area_of_a_rectangle() {
+=======
+    fn area_of_a_rectangle() {
+        if true {
+            return;
+        }
+>>>>>>> REPLACE
+```
+"""
+WEAKEN_THE_RUST_TEST = """\
+src/lib.rs
+```rust
+<<<<<<< SEARCH
+        assert_eq!(area(3, 4), 12);
+=======
+        assert!(area(3, 4) > 0);
+>>>>>>> REPLACE
+```
+"""
+FIX_AREA_AND_ADD_A_TEST = (
+    FIX_AREA
+    + """
+src/lib.rs
+```rust
+<<<<<<< SEARCH
+        assert_eq!(area(3, 4), 12);
+    }
+=======
+        assert_eq!(area(3, 4), 12);
+    }
+
+    #[test]
+    fn area_of_a_square() {
+        assert_eq!(area(2, 2), 4);
+    }
+>>>>>>> REPLACE
+```
+"""
+)
+
+
+def rust_crate(tmp_path: Path) -> Path:
+    files = {"Cargo.toml": CARGO, "src/lib.rs": LIB_RS, ".gitignore": "target/\n"}
+    return make_repo(tmp_path / "crate", files)
+
+
+def test_a_test_of_a_cfg_test_module_that_returns_early_does_not_fix_the_task(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """The `#[cfg(test)]` module of src/lib.rs is the base's tests: a test made to return
+    early passes, but not as the base has it; a fix with a new test in the module is welcome."""
+    repo = rust_crate(tmp_path)
+    cheat, fix = RETURN_EARLY_FROM_THE_RUST_TEST, FIX_AREA_AND_ADD_A_TEST
+    fake.script("alpha-1", Reply(text=cheat), Reply(text=fix))
+    code, report, stderr = run_task(repo, tmp_path, fake, "fix: Fix area (files: src/lib.rs)")
+
+    assert code == 0, stderr
+    attempts = report["tasks"][0]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "passed"]
+    assert "once your test changes (src/lib.rs) are set aside" in attempts[0]["headline"]
+    committed = git(repo, "show", f"{report['branch']}:src/lib.rs")
+    assert "width * height" in committed and "fn area_of_a_square" in committed
+    assert "return;" not in committed
+    assert trailers(repo, report["branch"])["Forge-Tests"] == "added"
+
+
+def test_a_weakened_rust_test_beside_a_real_fix_is_undone_and_the_fix_kept(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Undoing the edit puts the base's test module back into the attempt's src/lib.rs: the
+    code fix in the same file stays."""
+    repo = rust_crate(tmp_path)
+    fake.script("alpha-1", Reply(text=FIX_AREA + "\n" + WEAKEN_THE_RUST_TEST))
+    code, report, stderr = run_task(repo, tmp_path, fake, "fix: Fix area (files: src/lib.rs)")
+
+    assert code == 0, stderr
+    assert [a["outcome"] for a in report["tasks"][0]["attempts"]] == ["passed"]
+    committed = git(repo, "show", f"{report['branch']}:src/lib.rs")
+    assert committed.rstrip("\n") == LIB_RS.replace("width + height", "width * height").rstrip()
+    assert "Forge-Tests" not in trailers(repo, report["branch"])

@@ -3,21 +3,26 @@ base must still pass (or reach the task's target) with the attempt's change, as 
 
 An answer that edits a test to expect the buggy value, reduces it to `assert True`, deletes it
 or marks it skipped would otherwise pass its own validation; a new test module could patch the
-code under test when pytest imports it. So when an attempt that passed changed or added any
-test file, it is validated again with the base's tests exactly: changed files put back as the
-base has them, new ones set aside; the verdict of that run decides. New tests (new files, or
-new test functions and classes in an existing file) are welcome (`Forge-Tests: added`);
-anything else is an edit (`Forge-Tests: edited`), which a task may make only when allowed
-(`tests: edit`, a task of type test, or --allow-test-edits) and which is otherwise undone.
+code under test when pytest imports it, and a plugin named in pytest's `addopts` could too. So
+when an attempt that passed changed or added tests, it is validated again with the base's
+tests exactly: changed test files put back as the base has them, new ones set aside, and in a
+file that is only partly tests (a Rust source file's `#[cfg(test)]` modules, the pytest or
+`[dev-dependencies]` sections of pyproject.toml, setup.cfg, tox.ini, Cargo.toml) the base's
+test parts spliced into the attempt's file, its other changes kept; the verdict of that run
+decides. New tests (new files, new test functions and classes in an existing file or module)
+are welcome (`Forge-Tests: added`); anything else is an edit (`Forge-Tests: edited`), which a
+task may make only when allowed (`tests: edit`, a task of type test, or --allow-test-edits)
+and which is otherwise undone, the same way.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
+
+from forge.execution import config_sections, rust_items
 
 if TYPE_CHECKING:
     from forge.execution.workspace import Worktree
@@ -29,8 +34,9 @@ TEST_FOLDERS = frozenset({"tests", "test", "testing"})
 
 
 def is_test_file(path: str) -> bool:
-    """A Python test module (test_*.py, *_test.py, a .py under a tests folder, conftest.py)
-    or a Rust integration test (a .rs under a crate's tests/ folder)."""
+    """A file that is tests through and through: a Python test module (test_*.py, *_test.py,
+    a .py under a tests folder, conftest.py), a Rust integration test (a .rs under a crate's
+    tests/ folder), or test configuration of its own (pytest.ini, .cargo/config.toml)."""
     parts = path.split("/")
     name = parts[-1]
     if name.endswith(".py"):
@@ -40,25 +46,59 @@ def is_test_file(path: str) -> bool:
             or name == "conftest.py"
             or bool(TEST_FOLDERS.intersection(parts[:-1]))
         )
-    return name.endswith(".rs") and "tests" in parts[:-1]
+    return is_test_settings(path) or (name.endswith(".rs") and "tests" in parts[:-1])
+
+
+def is_test_settings(path: str) -> bool:
+    """A file that only configures how the tests run: any change to it is an edit."""
+    parts = path.split("/")
+    return parts[-1] == "pytest.ini" or (
+        parts[-1] in ("config.toml", "config") and parts[-2:-1] == [".cargo"]
+    )
+
+
+def may_hold_tests(path: str) -> bool:
+    """A test file, or one with test parts: a Rust source file (its `#[cfg(test)]`
+    modules), pyproject.toml, setup.cfg, tox.ini or Cargo.toml (their test sections)."""
+    return is_test_file(path) or path.endswith(".rs") or config_sections.holds_test_settings(path)
 
 
 def changed_tests(tree: Worktree, candidates: Iterable[str]) -> dict[str, Change]:
-    """How each test file among `candidates` (repository paths) differs from the base."""
+    """How the tests in each of `candidates` (repository paths) differ from the base."""
     found: dict[str, Change] = {}
     for path in sorted(set(candidates)):
-        if not is_test_file(path):
+        if not may_hold_tests(path):
             continue
-        before = base_text(tree, path)
-        now = _read(tree.path / path)
-        # git's output comes without its last newline.
-        if before is not None and now is not None and before.rstrip("\n") == now.rstrip("\n"):
-            continue
-        if before is None or (now is not None and _only_added(path, before, now)):
-            found[path] = "added"
-        else:
-            found[path] = "edited"
+        how = change_in_tests(path, base_text(tree, path), _read(tree.path / path))
+        if how is not None:
+            found[path] = how
     return found
+
+
+def change_in_tests(path: str, before: str | None, now: str | None) -> Change | None:
+    """How the tests in `path` changed from `before` to `now` (None: not there), None when
+    they did not."""
+    if not is_test_file(path):
+        return _test_parts_change(path, before or "", now or "")
+    # git's output comes without its last newline.
+    if before is not None and now is not None and before.rstrip("\n") == now.rstrip("\n"):
+        return None
+    if is_test_settings(path):
+        return "edited"
+    if before is None or (now is not None and _only_added(path, before, now)):
+        return "added"
+    return "edited"
+
+
+def with_base_tests(path: str, before: str | None, now: str | None) -> str | None:
+    """`path` as the attempt has it (`now`) with the base's tests (`before`): a test file is
+    the base's (None: it has none), a file with test parts the attempt's with the base's
+    parts put in their place."""
+    if is_test_file(path):
+        return before
+    if path.endswith(".rs"):
+        return _with_base_modules(before or "", now or "")
+    return config_sections.with_base_sections(path, before or "", now or "")
 
 
 def base_text(tree: Worktree, path: str) -> str | None:
@@ -71,17 +111,34 @@ def base_text(tree: Worktree, path: str) -> str | None:
         return None
 
 
+def restore_base_tests(tree: Worktree, paths: list[str]) -> None:
+    """The base's tests in `paths`: test files as the base has them (removed when it does not
+    have them), the base's test parts spliced into the others."""
+    whole = [path for path in paths if is_test_file(path)]
+    at_base = [path for path in whole if base_text(tree, path) is not None]
+    for path in whole:
+        if path not in at_base:
+            (tree.path / path).unlink(missing_ok=True)
+    if at_base:
+        tree.git("checkout", tree.base, "--", *at_base)
+        tree.git("reset", "--quiet", tree.base, "--", *at_base)
+    for path in paths:
+        if path in whole:
+            continue
+        target = tree.path / path
+        now = _read(target)
+        text = with_base_tests(path, base_text(tree, path), now)
+        if text is not None and text != now:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+
+
 def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -> T:
-    """`run()` with the base's versions of `paths` in the worktree, the attempt's put back
-    after (deleted ones deleted again), whatever happens."""
+    """`run()` with the base's tests in `paths` (see restore_base_tests), the attempt's
+    files put back after (deleted ones deleted again), whatever happens."""
     kept = {path: _read_bytes(tree.path / path) for path in paths}
-    at_base = [path for path in paths if base_text(tree, path) is not None]
     try:
-        if at_base:
-            tree.git("checkout", tree.base, "--", *at_base)
-        for path in paths:
-            if path not in at_base:  # new: not part of the base's tests
-                (tree.path / path).unlink(missing_ok=True)
+        restore_base_tests(tree, paths)
         return run()
     finally:
         for path, data in kept.items():
@@ -91,15 +148,46 @@ def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
+        at_base = [p for p in paths if is_test_file(p) and base_text(tree, p) is not None]
         if at_base:
             tree.git("reset", "--quiet", tree.base, "--", *at_base)
+
+
+def _test_parts_change(path: str, before: str, now: str) -> Change | None:
+    if path.endswith(".rs"):
+        old, new = rust_items.cfg_test_modules(before), rust_items.cfg_test_modules(now)
+        if [m.normal for m in old] == [m.normal for m in new]:
+            return None
+        return "added" if rust_items.only_added(old, new) else "edited"
+    if config_sections.holds_test_settings(path) and config_sections.changed(path, before, now):
+        return "edited"
+    return None
+
+
+def _with_base_modules(before: str, now: str) -> str:
+    """`now` with the base's `#[cfg(test)]` modules in place of its own: each where the one
+    of its name is, appended when `now` lacks it; a new one is set aside."""
+    base = {module.name: module for module in rust_items.cfg_test_modules(before)}
+    pieces: list[str] = []
+    done = 0
+    for module in rust_items.cfg_test_modules(now):
+        pieces.append(now[done : module.start])
+        if module.name in base:
+            pieces.append(base.pop(module.name).text)
+        done = module.end
+    pieces.append(now[done:])
+    text = "".join(pieces).rstrip()
+    if base:
+        text += "\n\n" if text else ""
+        text += "\n\n".join(module.text for module in base.values())
+    return text + "\n" if text else ""
 
 
 def _only_added(path: str, before: str, now: str) -> bool:
     """Only new tests were added: for Python, every statement of `before` is still there, in
     order and unchanged, and the new ones are imports or new functions and classes (a new
-    module-level statement, such as `pytestmark = skip` or a patch, is an edit); for other
-    files, every line of `before` but its `use` lines is still in `now`, in order."""
+    module-level statement, such as `pytestmark = skip` or a patch, is an edit); for Rust,
+    see rust_items.only_added."""
     if path.endswith(".py"):
         try:
             old, new = ast.parse(before).body, ast.parse(now).body
@@ -113,11 +201,9 @@ def _only_added(path: str, before: str, now: str) -> bool:
         added = [s for s in new if ast.dump(s) not in kept]
         tests = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
         return all(isinstance(s, tests) and getattr(s, "name", None) not in names for s in added)
-    # A new test may need to import more: `use` lines may change.
-    kept = [line for line in before.splitlines() if not line.lstrip().startswith("use ")]
-    lines = [line for line in now.splitlines() if not line.lstrip().startswith("use ")]
-    matcher = difflib.SequenceMatcher(None, kept, lines, autojunk=False)
-    return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
+    if path.endswith(".rs"):
+        return rust_items.only_added(rust_items.items(before), rust_items.items(now))
+    return False
 
 
 def _read(path: Path) -> str | None:

@@ -24,7 +24,12 @@ import anyio.from_thread
 import anyio.to_thread
 
 from forge.errors import ExitCode, UsageError
-from forge.execution.base_tests import Change, base_text, changed_tests, with_base_versions
+from forge.execution.base_tests import (
+    Change,
+    changed_tests,
+    restore_base_tests,
+    with_base_versions,
+)
 from forge.execution.edits import (
     Application,
     EditBlock,
@@ -703,7 +708,7 @@ class TaskEngine:
         # What the task may not do is undone: after a failure every test change (the next
         # attempt starts from the base's tests), after a pass the edits to existing tests.
         undo = paths if not again.passed else edited
-        await anyio.to_thread.run_sync(partial(_restore_base_versions, tree, undo))
+        await anyio.to_thread.run_sync(partial(restore_base_tests, tree, undo))
         job.tests = {p: how for p, how in changed.items() if p not in undo}
         if again.passed:
             return verdict
@@ -949,17 +954,6 @@ def _earlier(lines: list[str]) -> str | None:
     return text if len(text) <= EARLIER_LIMIT_CHARS else "..." + text[-EARLIER_LIMIT_CHARS:]
 
 
-def _restore_base_versions(tree: Worktree, paths: list[str]) -> None:
-    """The base's versions of `paths`; those the base does not have are removed."""
-    at_base = [path for path in paths if base_text(tree, path) is not None]
-    for path in paths:
-        if path not in at_base:
-            (tree.path / path).unlink(missing_ok=True)
-    if at_base:
-        tree.git("checkout", tree.base, "--", *at_base)
-        tree.git("reset", "--quiet", tree.base, "--", *at_base)
-
-
 def _changed(tree: Worktree) -> list[str]:
     """The files the worktree changed against its base, tracked or new."""
     tracked = tree.git("diff", "--name-only", "-z", "--no-renames", tree.base).split("\0")
@@ -968,7 +962,7 @@ def _changed(tree: Worktree) -> list[str]:
 
 
 def _tests_changed(tree: Worktree) -> dict[str, Change]:
-    """The test files the worktree changed against its base, tracked or new."""
+    """The files whose tests the worktree changed against its base, tracked or new."""
     return changed_tests(tree, _changed(tree))
 
 

@@ -1,0 +1,235 @@
+"""What counts as a change to the base's tests, and how the base's tests are put back.
+
+Pure functions on text: the Rust item scanner, the comparison that tells a new test from a
+changed one, and the splicing of a file's test parts (a `#[cfg(test)]` module, pytest's
+section of pyproject.toml, Cargo's `[dev-dependencies]`). The run-milestone tests drive the
+same rules through the real CLI.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from forge.execution.base_tests import change_in_tests, is_test_file, with_base_tests
+from forge.execution.rust_items import cfg_test_modules, items
+
+TRICKY_RS = r"""
+//! A crate whose literals and comments hold braces.
+#![allow(dead_code)]
+use std::fmt; // a brace in a comment: {
+
+/// Doc with a brace {
+pub fn tricky<'a>(text: &'a str) -> usize {
+    let _open = '{';
+    let _close = b'}';
+    let _escaped = '\'';
+    let _string = "}\"{";
+    let _raw = r#"}"{"#;
+    let _bytes = br##"}"#}"##;
+    /* a block comment with } and /* a nested one { */ still in it } */
+    'outer: loop {
+        break 'outer;
+    }
+    text.len()
+}
+
+const ORIGIN: Point = Point { x: 0 };
+
+struct Point {
+    x: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(tricky("{"), 1);
+    }
+}
+"""
+
+
+def test_the_scanner_skips_braces_in_comments_strings_and_characters() -> None:
+    found = items(TRICKY_RS)
+    assert [(i.kind, i.name) for i in found] == [
+        ("inner attribute", ""),
+        ("inner attribute", ""),
+        ("use", "std"),
+        ("fn", "tricky"),
+        ("other", ""),  # the const, up to its `;`, not the struct literal's `}`
+        ("other", ""),
+        ("mod", "tests"),
+    ]
+    tricky = found[3]
+    assert tricky.attributes == ("/// Doc with a brace {",)
+    assert tricky.text.endswith("text.len()\n}")
+    assert found[4].text == "const ORIGIN: Point = Point { x: 0 };"
+    tests = found[6]
+    assert [(i.kind, i.name) for i in tests.children] == [("use", "super"), ("fn", "counts")]
+    assert tests.children[1].attributes == ("#[test]",)
+    assert [m.name for m in cfg_test_modules(TRICKY_RS)] == ["tests"]
+
+
+def test_lifetimes_are_not_character_literals() -> None:
+    text = "fn a<'x>(s: &'x str) -> &'x str { s }\nfn b() -> char { '}' }\nfn c() {}\n"
+    assert [i.name for i in items(text)] == ["a", "b", "c"]
+
+
+def test_an_unclosed_item_ends_with_the_file() -> None:
+    assert [i.name for i in items("fn a() {}\nfn b() {\n")] == ["a", "b"]
+
+
+INTEGRATION = """\
+use shapes::area;
+
+#[test]
+fn area_of_a_rectangle() {
+    assert_eq!(area(3, 4), 12);
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("now", "how"),
+    [
+        (INTEGRATION + "\n#[test]\nfn area_of_a_square() {\n    assert_eq!(area(2, 2), 4);\n}\n",
+         "added"),
+        (INTEGRATION.replace("use shapes::area;", "use shapes::{area, perimeter};"), "added"),
+        ("#![cfg(any())]\n" + INTEGRATION, "edited"),
+        (INTEGRATION.replace("#[test]", "#[ignore]\n#[test]"), "edited"),
+        (INTEGRATION.replace("{\n    assert_eq", "{\n    return;\n    assert_eq"), "edited"),
+        (INTEGRATION.replace("{\n    assert_eq", "{\n    if true { return; }\n    assert_eq"),
+         "edited"),
+        (INTEGRATION.replace("12", "7"), "edited"),
+        ("use shapes::area;\n", "edited"),
+        # Comments are not tests (nor, as in Python, a change to one).
+        (INTEGRATION.replace("    assert_eq", "    // a comment\n    assert_eq"), "added"),
+    ],
+    ids=["new-fn", "use", "inner-cfg", "ignore", "return", "if-return", "expectation",
+         "deleted", "comment"],
+)  # fmt: skip
+def test_a_rust_integration_test_is_added_only_when_every_base_item_stays(
+    now: str, how: str
+) -> None:
+    assert change_in_tests("tests/area.rs", INTEGRATION, now) == how
+
+
+LIB_RS = """\
+pub fn area(width: u32, height: u32) -> u32 {
+    width + height
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_of_a_rectangle() {
+        assert_eq!(area(3, 4), 12);
+    }
+}
+"""
+FIXED = LIB_RS.replace("width + height", "width * height")
+NEW_TEST = "    #[test]\n    fn square() {\n        assert_eq!(area(2, 2), 4);\n    }\n"
+
+
+@pytest.mark.parametrize(
+    ("now", "how"),
+    [
+        (FIXED, None),
+        (FIXED.replace("    #[test]", NEW_TEST + "\n    #[test]", 1), "added"),
+        (FIXED + "\n#[cfg(test)]\nmod more_tests {\n    #[test]\n    fn t() {}\n}\n", "added"),
+        (FIXED.replace("    #[test]", "    #[test]\n    #[ignore]"), "edited"),
+        (FIXED.replace("#[cfg(test)]", "#[cfg(all(test, any()))]"), "edited"),
+        (FIXED.split("#[cfg(test)]")[0], "edited"),
+        (FIXED.replace("use super::*;", "use super::area;"), "added"),
+    ],
+    ids=["code-only", "new-test-fn", "new-module", "ignore", "cfg-off", "module-removed", "use"],
+)  # fmt: skip
+def test_the_cfg_test_module_of_a_source_file_is_its_tests(now: str, how: str | None) -> None:
+    assert not is_test_file("src/lib.rs")
+    assert change_in_tests("src/lib.rs", LIB_RS, now) == how
+
+
+def test_the_base_s_test_module_goes_back_into_the_attempt_s_code() -> None:
+    weakened = FIXED.replace("    #[test]", "    #[test]\n    #[ignore]")
+    assert with_base_tests("src/lib.rs", LIB_RS, weakened) == FIXED
+
+    removed = FIXED.split("#[cfg(test)]")[0]
+    restored = with_base_tests("src/lib.rs", LIB_RS, removed)
+    assert restored is not None and "width * height" in restored
+    assert cfg_test_modules(restored)[0].text == cfg_test_modules(LIB_RS)[0].text
+
+    new_module = FIXED + "\n#[cfg(test)]\nmod more_tests {\n    #[test]\n    fn t() {}\n}\n"
+    assert with_base_tests("src/lib.rs", LIB_RS, new_module) == FIXED
+
+    added_in_a_new_file = "pub fn f() {}\n\n#[cfg(test)]\nmod tests {}\n"
+    assert with_base_tests("src/new.rs", None, added_in_a_new_file) == "pub fn f() {}\n"
+
+
+PYPROJECT = """\
+[project]
+name = "calc"
+version = "0.1.0"
+
+[tool.pytest.ini_options]
+pythonpath = ["."]
+testpaths = ["tests"]
+
+[tool.ruff]
+line-length = 100
+"""
+WITH_A_PLUGIN = (
+    PYPROJECT.replace('version = "0.1.0"', 'version = "0.1.0"\ndependencies = ["attrs"]')
+    .replace('testpaths = ["tests"]', 'testpaths = ["tests"]\naddopts = "-p cheat_plugin"')
+    .replace("line-length = 100", "line-length = 120")
+)
+
+
+def test_pytest_s_section_of_pyproject_is_test_configuration() -> None:
+    assert change_in_tests("pyproject.toml", PYPROJECT, WITH_A_PLUGIN) == "edited"
+    other_changes = WITH_A_PLUGIN.replace('\naddopts = "-p cheat_plugin"', "")
+    assert change_in_tests("pyproject.toml", PYPROJECT, other_changes) is None
+    assert with_base_tests("pyproject.toml", PYPROJECT, WITH_A_PLUGIN) == other_changes
+
+    # A section the base lacks is removed; one the attempt removed comes back.
+    without = PYPROJECT.replace('[tool.pytest.ini_options]\npythonpath = ["."]\n', "").replace(
+        'testpaths = ["tests"]\n\n', ""
+    )
+    assert change_in_tests("pyproject.toml", without, PYPROJECT) == "edited"
+    assert with_base_tests("pyproject.toml", without, PYPROJECT) == without
+    assert change_in_tests("pyproject.toml", PYPROJECT, without) == "edited"
+    back = with_base_tests("pyproject.toml", PYPROJECT, without)
+    assert back == without.rstrip("\n") + "\n\n" + (
+        '[tool.pytest.ini_options]\npythonpath = ["."]\ntestpaths = ["tests"]\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "base", "now"),
+    [
+        ("setup.cfg", "[metadata]\nname = a\n\n[tool:pytest]\ntestpaths = tests\n",
+         "[metadata]\nname = a\n\n[tool:pytest]\ntestpaths = tests\naddopts = -p cheat\n"),
+        ("tox.ini", "[tox]\nenvlist = py3\n", "[tox]\nenvlist = py3\n\n[pytest]\naddopts = -x\n"),
+        ("Cargo.toml", '[package]\nname = "a"\n\n[dev-dependencies]\n',
+         '[package]\nname = "a"\n\n[dev-dependencies]\ncheat = "1"\n'),
+        ("crates/a/Cargo.toml", '[package]\nname = "a"\n',
+         '[package]\nname = "a"\n\n[target.\'cfg(unix)\'.dev-dependencies.cheat]\nversion = "1"\n'),
+        ("pytest.ini", "[pytest]\naddopts = -q\n", "[pytest]\naddopts = -q -p cheat\n"),
+        (".cargo/config.toml", None, '[build]\nrustflags = ["--cfg", "cheat"]\n'),
+    ],
+    ids=["setup.cfg", "tox.ini", "dev-dependencies", "target-dev-dependencies", "pytest.ini",
+         "cargo-config"],
+)  # fmt: skip
+def test_test_configuration_changes_are_edits(path: str, base: str | None, now: str) -> None:
+    assert change_in_tests(path, base, now) == "edited"
+    assert with_base_tests(path, base, now) == base
+
+
+def test_the_rest_of_a_cargo_manifest_is_code() -> None:
+    base = '[package]\nname = "a"\n\n[dependencies]\n\n[dev-dependencies]\nproptest = "1"\n'
+    now = base.replace("[dependencies]\n", '[dependencies]\nserde = "1"\n')
+    assert change_in_tests("Cargo.toml", base, now) is None
+    assert change_in_tests("Cargo.toml", base, now.replace('proptest = "1"', "")) == "edited"
