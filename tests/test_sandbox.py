@@ -57,7 +57,8 @@ def test_validate_sandbox_keeps_writes_in_the_tree_the_network_off_and_the_home_
 ) -> None:
     """The same tests pass without --sandbox and fail with it; the cache never answers one
     for the other."""
-    secret = Path.home() / ".aws" / "credentials"
+    home = outside / "home"  # not under /tmp, which the sandbox hides anyway
+    secret = home / ".aws" / "credentials"
     secret.parent.mkdir(parents=True)
     secret.write_text("[default]\naws_secret_access_key = hunter2\n")
     leak = outside / "leak.txt"
@@ -90,7 +91,8 @@ def test_reads_the_home():
         },
     )
 
-    boxed = run_forge("validate", str(repo), "--sandbox", "--format", "json")
+    env = {"HOME": str(home)}
+    boxed = run_forge("validate", str(repo), "--sandbox", "--format", "json", env=env)
     assert boxed.returncode == 1, boxed.stderr
     pytest_result = _result(boxed.stdout, "pytest")
     outcomes = {t["name"]: t for t in pytest_result["test_results"]}  # type: ignore[attr-defined]
@@ -102,13 +104,13 @@ def test_reads_the_home():
     assert (repo / "made-by-test.txt").read_text() == "in"
 
     (repo / "made-by-test.txt").unlink()
-    free = run_forge("validate", str(repo), "--format", "json")
+    free = run_forge("validate", str(repo), "--format", "json", env=env)
     assert free.returncode == 0, free.stdout + free.stderr
     assert not _result(free.stdout, "pytest")["cached"]
     assert leak.read_text() == "out"
 
     leak.unlink()
-    again = run_forge("validate", str(repo), "--sandbox", "--format", "json")
+    again = run_forge("validate", str(repo), "--sandbox", "--format", "json", env=env)
     assert again.returncode == 1, again.stderr
     assert not leak.exists()
 
@@ -184,6 +186,18 @@ def test_without_bwrap_nothing_runs_and_the_error_says_how_to_install_it(
     assert "--sandbox runs the validators under bubblewrap, which is not installed" in done.stderr
     assert "apt-get install bubblewrap" in done.stderr
     assert not marker.exists()
+
+    # A bwrap the kernel does not let make namespaces (as in a locked-down container).
+    (tools / "bwrap").write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
+    )
+    (tools / "bwrap").chmod(0o755)
+    done = run_forge("validate", str(repo), "--sandbox", env=path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot make a sandbox here (bwrap: No permissions" in done.stderr
+    assert "user namespaces may not be allowed" in done.stderr
+    assert not marker.exists()
+    (tools / "bwrap").unlink()
 
     cfg = config(tmp_path, fake.url, '[validation]\nsandbox = "bwrap"\n')
     milestone = tmp_path / "m.md"
