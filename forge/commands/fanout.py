@@ -180,6 +180,10 @@ def fanout(
         return
     assert prompt is not None
     workspace = _workspace(validate, target, tests)
+    if workspace is not None and cfg.validation.sandbox == "bwrap":
+        from forge.validation.sandbox import require_bwrap
+
+        require_bwrap()  # before any model is asked: the candidates could not be validated
     if roles and (judge or synthesize):
         raise UsageError(
             "--judge and --synthesize weigh answers to one request; with --roles each role "

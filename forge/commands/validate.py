@@ -65,6 +65,14 @@ def validate(
             "is not installed, instead of failing; repeat or separate with commas.",
         ),
     ] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Run the checks under bubblewrap: no network, only this tree and a private "
+            "/tmp writable, your home hidden but for the toolchains they need.",
+        ),
+    ] = False,
 ) -> None:
     """Run the project's checks in stages: syntax, build, lint, test.
 
@@ -75,10 +83,14 @@ def validate(
     import sys
 
     allowed = _tool_names(allow_missing or [])
+    if sandbox:  # before a replay too: asked for a sandbox, forge answers only from one
+        from forge.validation.sandbox import require_bwrap
+
+        require_bwrap("--sandbox")
     # --changed and --baseline depend on git refs, so only whole-tree runs are replayed.
     replay = None
     if not changed and baseline is None:
-        key = [fmt.value, str(output), str(jobs), ",".join(allowed)]
+        key = [fmt.value, str(output), str(jobs), ",".join(allowed), f"sandbox={sandbox}"]
         replay = _replay_store(path, config, key)
     if replay is not None and not no_cache and (hit := replay[0].lookup(replay[1])) is not None:
         sys.stdout.write(hit.stdout)
@@ -105,6 +117,7 @@ def validate(
         jobs=jobs,
         cold_builds=in_ci(os.environ),  # a CI job builds from nothing
         allow_missing=allowed,
+        sandbox=sandbox,
     )
     if sys.stderr.isatty():
         from rich.live import Live

@@ -180,6 +180,11 @@ class ValidationConfig(Section):
     # Variables named like credentials that the validators of model-written code keep (tests
     # that need a DATABASE_URL with a password in it); every other credential is dropped.
     pass_env: list[str] = []
+    # "bwrap": the validators of model-written code run under bubblewrap: no network, only the
+    # worktree and a private /tmp writable, the home hidden but for the toolchains and caches
+    # they need (read-only). Unavailable bubblewrap is an error (exit 2), never a silent
+    # unsandboxed run. `forge validate --sandbox` does the same on your own tree.
+    sandbox: Literal["none", "bwrap"] = "none"
     # Folders (fnmatch patterns, relative to the repository root) whose projects and files are
     # not validated; each is listed in the report as "not validated".
     exclude: list[str] = []

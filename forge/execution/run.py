@@ -87,6 +87,7 @@ def goal_plan(
     if not goal.strip():
         raise UsageError("--goal is empty")
     config = load_config(config_path).config
+    _sandbox_ready(config)
     repo = open_repository(Path.cwd())
     validate_fn = None
     if any(part.fix for part in split_goal(goal)):
@@ -117,6 +118,15 @@ def _validator_at(repo: Any, commit: str, secrets: tuple[str, ...]) -> Callable[
     return validate_base
 
 
+def _sandbox_ready(config: ForgeConfig) -> None:
+    """With `[validation] sandbox = "bwrap"`, a working bubblewrap before anything is made
+    (a branch, a worktree): a run whose attempts could not be validated stops at once."""
+    if config.validation.sandbox == "bwrap":
+        from forge.validation.sandbox import require_bwrap
+
+        require_bwrap()
+
+
 @dataclass
 class _Setup:
     """What a run needs, opened once: configuration, repository, ledger, router, client."""
@@ -138,6 +148,7 @@ def _open(config_path: Path | None, pins: Pins) -> _Setup:
     from forge.routing.fleet import load_fleet
 
     config = load_config(config_path).config
+    _sandbox_ready(config)
     repo = open_repository(Path.cwd())
     root = Path(repo.working_dir)
     ledger = Ledger.open()

@@ -25,6 +25,7 @@ from forge.errors import ForgeError, UsageError
 from forge.fanout.answers import Answer
 from forge.fanout.code import extract_blocks
 from forge.validation.runner import Options, validate
+from forge.validation.sandbox import SandboxUnavailable
 from forge.validation.tree import list_files, repository_root
 from forge.validation.types import Stage, Status, ValidationReport, ValidatorResult
 
@@ -194,6 +195,8 @@ def _validate(
         )
         try:
             return validate(scratch, settings, options)
+        except SandboxUnavailable:
+            raise  # not this candidate's failure: none can be validated as configured
         except ForgeError as err:
             return str(err)
 

@@ -97,8 +97,11 @@ print(json.dumps(found))
 
 def _syntax_by(python: str, ctx: Context, skip: tuple[str, ...]) -> Parsed:
     try:
+        argv = [python, "-c", _COMPILE_EACH]
+        if ctx.sandbox is not None:
+            argv = ctx.sandbox.wrap(argv, ctx.repo_root)
         done = subprocess.run(
-            [python, "-c", _COMPILE_EACH],
+            argv,
             input="\0".join(_python_files(ctx, skip)),
             capture_output=True,
             text=True,

@@ -27,6 +27,7 @@ from forge.validation.findings import reported_once
 from forge.validation.interpreter import Interpreter, Interpreters
 from forge.validation.process import run
 from forge.validation.projects import Project, detect, validators_for
+from forge.validation.sandbox import Sandbox, require_bwrap
 from forge.validation.tools import (
     ToolVersions,
     file_probe,
@@ -98,6 +99,11 @@ class Options:
     # candidates): its validators run without the user's credentials, but for the variables
     # `[validation] pass_env` keeps (see forge.providers.secrets.without_credentials).
     scrub_secrets: bool = False
+    # Run every validator in a bubblewrap sandbox (`forge validate --sandbox`), whatever the
+    # configuration says; model-written code (`scrub_secrets`) is sandboxed when `[validation]
+    # sandbox = "bwrap"`. Either way, a sandbox that cannot be made is an error, never a reason
+    # to run unsandboxed.
+    sandbox: bool = False
     # Told of each validator's progress, one call at a time (never from two threads at once).
     on_event: Callable[[ProgressEvent], None] | None = None
 
@@ -121,6 +127,8 @@ def validate(
     scope = path.resolve()
     if not scope.is_dir():
         raise UsageError(f"{path} is not a folder")
+    if sandboxed(settings, options):
+        require_bwrap(_asking(options))  # before anything runs
     repo_root = repository_root(scope)
     listed = options.listing if options.listing is not None else listing(repo_root)
     found = detect(repo_root, scope, listed.files, tuple(settings.exclude))
@@ -143,6 +151,8 @@ def validate(
     copy = home_root is not None and home_root.resolve() != repo_root
     plan = _plan(projects, settings, options.cold_builds, pythons, copy)
     runner = _Runner(repo_root, listed, settings, options, only)
+    if sandboxed(settings, options):
+        runner.sandbox = _sandbox(repo_root, plan, pythons, options)
     results = reported_once(runner.run_all(plan))
     report = ValidationReport(str(repo_root), results, time.monotonic() - started)
     report.tool_stamps = {
@@ -159,6 +169,29 @@ def validate(
         report = _against_baseline(report, scope, repo_root, settings, options)
     report.duration = time.monotonic() - started
     return report
+
+
+def sandboxed(settings: ValidationConfig, options: Options) -> bool:
+    """Whether this run's validators run in the bubblewrap sandbox."""
+    return options.sandbox or (options.scrub_secrets and settings.sandbox == "bwrap")
+
+
+def _asking(options: Options) -> str:
+    """What asked for the sandbox, as the user wrote it."""
+    return "--sandbox" if options.sandbox else '[validation] sandbox = "bwrap"'
+
+
+def _sandbox(
+    repo_root: Path, plan: list[Planned], pythons: dict[Path, Interpreter], options: Options
+) -> Sandbox:
+    """The sandbox around `repo_root`, keeping what the planned validators run and read."""
+    program = require_bwrap(_asking(options))
+    needed: list[str | Path] = []
+    for item in plan:
+        needed += [*item.validator.argv[:1], *item.validator.user_files]
+    for python in pythons.values():
+        needed += [python.path, *python.sites, python.scripts]
+    return Sandbox.around(program, repo_root, needed, os.environ)
 
 
 def _interpreters(
@@ -258,6 +291,9 @@ class _Runner:
             self.environ = without_credentials(os.environ, options.secrets, keep)
             dropped = sorted(set(os.environ) - set(self.environ))
             self.environment_marker = f"|without:{','.join(dropped)}"
+        self.sandbox: Sandbox | None = None  # set when the run is sandboxed
+        if sandboxed(settings, options):
+            self.environment_marker += "|sandbox:bwrap"  # a sandbox changes what tools can do
         self._telling = threading.Lock()
 
     def _tell(
@@ -388,7 +424,7 @@ class _Runner:
         validator = item.validator
         self._tell(item, "running")
         with tempfile.TemporaryDirectory(prefix="forge-validate-") as scratch:
-            ctx = replace(ctx, scratch=Path(scratch))
+            ctx = replace(ctx, scratch=Path(scratch), sandbox=self.sandbox)
             started = time.monotonic()
             if validator.run_in_process is not None:
                 parsed = validator.run_in_process(ctx)
@@ -397,6 +433,8 @@ class _Runner:
             try:
                 if validator.prepare is not None:
                     validator.prepare(item.project.root)
+                if self.sandbox is not None:
+                    command = self.sandbox.wrap(command, item.project.root, [Path(scratch)])
                 out = run(
                     command,
                     item.project.root,

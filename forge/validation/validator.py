@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge.validation.process import ProcessOutput
+from forge.validation.sandbox import Sandbox
 from forge.validation.tree import Known
 from forge.validation.types import Diagnostic, Stage, Status, TestResult
 
@@ -36,6 +37,7 @@ class Context:
     scratch: Path | None = None  # a private folder for report files (JUnit, SARIF)
     known: Mapping[str, Known] = field(default_factory=dict)  # files as git's index has them
     repository: tuple[str, ...] = ()  # every file of the repository, for `reads_repository`
+    sandbox: Sandbox | None = None  # what a command it runs itself must run in
 
 
 Parser = Callable[[ProcessOutput, Context], Parsed]
