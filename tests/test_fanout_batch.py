@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -222,3 +223,42 @@ def test_ctrl_c_while_grading_keeps_what_was_graded_and_exits_130(
     assert (row["graded"], row["passed"]) == (1, 1)
     shown = run_forge("fanout", "--show", data["run_id"])
     assert "Interrupted while grading: 1 answers were left ungraded" in shown.stdout
+
+
+def test_a_graded_answer_runs_without_the_key_and_in_the_sandbox_when_asked(
+    fake: FakeProvider, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The answer's code runs under the prompt's test command: it sees no configured key,
+    and with `[validation] sandbox = "bwrap"` it cannot write outside its scratch folder."""
+    (tmp_path / "check.py").write_text(CHECK)
+    # Outside the private /tmp and home a sandbox gives (writes there vanish with it).
+    seen = Path("/var/tmp") / f"forge-{tmp_path.name}-{os.getpid()}.json"
+    request.addfinalizer(lambda: seen.unlink(missing_ok=True))
+    spy = (
+        "```python\nimport json\nimport os\n\n"
+        f"with open({str(seen)!r}, 'w') as out:\n    json.dump(dict(os.environ), out)\n\n\n"
+        "def double(x):\n    return 2 * x\n```"
+    )
+    line = {"prompt": "Write double(x).", "test": "python check.py", "files": ["check.py"]}
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps(line) + "\n")
+    text = fanout_config(fake.url, ["alpha"]).replace(
+        "base_url", 'api_key_env = "LLM_GATEWAY"\nbase_url', 1
+    )
+    config = write(tmp_path, text)
+    key = {"LLM_GATEWAY": "gw-0123456789abcdef"}
+
+    def graded() -> bool:
+        fake.script("alpha-1", Reply(text=spy))
+        done = run_forge(
+            "fanout", "--input", str(prompts), "-m", "alpha", "--json", "-c", str(config), env=key
+        )
+        assert done.returncode in (0, 1), done.stderr
+        return bool(json.loads(done.stdout)["leaderboard"][0]["passed"])
+
+    assert graded()
+    assert "LLM_GATEWAY" not in json.loads(seen.read_text()) and "PATH" in seen.read_text()
+    seen.unlink()
+    config.write_text(config.read_text() + '\n[validation]\nsandbox = "bwrap"\n')
+    assert not graded()  # its write outside failed, and so did the test
+    assert not seen.exists()

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -249,6 +249,7 @@ def run_batch(
     progress: bool = False,
 ) -> BatchResult:
     """Ask every prompt of every model (`concurrency` at a time), grade, rank, save."""
+    grading = Grading.of(config) if any(p.test is not None for p in prompts) else Grading()
     run_id = new_run_id("fb")
     requests = [
         request_for(
@@ -267,7 +268,7 @@ def run_batch(
     )
     answers = [r.answer for r in requests]
     result = BatchResult(run_id, list(prompts), answers, {}, interrupted, duration)
-    result.grades, cut_short = grade_all(prompts, answers)
+    result.grades, cut_short = grade_all(prompts, answers, grading)
     result.interrupted = interrupted or cut_short
     result.leaderboard = leaderboard(result, [t.alias for t in targets])
     run = FanoutRun(run_id, f"batch of {len(prompts)} prompts", settings, answers, started)
@@ -306,8 +307,36 @@ def _progress_line(answer: Answer) -> None:
     sys.stdout.flush()
 
 
+@dataclass(frozen=True)
+class Grading:
+    """How a test command runs on a model's answer: model-written code, so without the
+    user's credentials (`environ`), and in the sandbox when `[validation] sandbox` asks."""
+
+    environ: Mapping[str, str] | None = None  # None: forge's own (nothing to grade by tests)
+    sandbox: str | None = None  # the bwrap program
+
+    @classmethod
+    def of(cls, config: ForgeConfig) -> Grading:
+        """Checked before any model is asked: a sandbox that cannot be made is exit 2."""
+        from forge.providers.secrets import key_names, without_credentials
+        from forge.validation.sandbox import require_bwrap
+
+        validation = config.validation
+        environ = without_credentials(os.environ, key_names(config), validation.pass_env)
+        program = require_bwrap() if validation.sandbox == "bwrap" else None
+        return cls(environ, program)
+
+    def command(self, argv: list[str], folder: Path) -> list[str]:
+        if self.sandbox is None or self.environ is None:
+            return argv
+        from forge.validation.sandbox import Sandbox
+
+        box = Sandbox.around(self.sandbox, folder, argv[:1], self.environ)
+        return box.wrap(argv, folder)
+
+
 def grade_all(
-    prompts: Sequence[BatchPrompt], answers: Sequence[Answer]
+    prompts: Sequence[BatchPrompt], answers: Sequence[Answer], grading: Grading | None = None
 ) -> tuple[dict[str, Grade], bool]:
     """Every answer's grade, and whether Ctrl-C cut the grading short.
 
@@ -317,7 +346,8 @@ def grade_all(
     by_index = {p.index: p for p in prompts}
     cancel = threading.Event()
     pool = ThreadPoolExecutor(max_workers=4)
-    futures = [pool.submit(grade, by_index[a.prompt_index], a, cancel) for a in answers]
+    grading = grading or Grading()
+    futures = [pool.submit(grade, by_index[a.prompt_index], a, cancel, grading) for a in answers]
     try:
         for future in futures:
             future.result()
@@ -338,7 +368,12 @@ def _cut_short(prompt: BatchPrompt) -> Grade:
     return Grade(None, INTERRUPTED if prompt.graded else "nothing to grade by")
 
 
-def grade(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None = None) -> Grade:
+def grade(
+    prompt: BatchPrompt,
+    answer: Answer,
+    cancel: threading.Event | None = None,
+    grading: Grading | None = None,
+) -> Grade:
     if not prompt.graded:
         return Grade(None, "nothing to grade by")
     if not answer.ok:
@@ -347,10 +382,12 @@ def grade(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None = 
         wanted = " ".join(normalise(prompt.expected))
         found = f" {wanted} " in f" {' '.join(normalise(answer.text))} "
         return Grade(found, "expected answer found" if found else "expected answer not found")
-    return _run_test(prompt, answer, cancel)
+    return _run_test(prompt, answer, cancel, grading or Grading())
 
 
-def _run_test(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None = None) -> Grade:
+def _run_test(
+    prompt: BatchPrompt, answer: Answer, cancel: threading.Event | None, grading: Grading
+) -> Grade:
     assert prompt.test is not None
     blocks = extract_blocks(answer.text)
     code = max(blocks, key=lambda b: len(b.source)).source if blocks else answer.text
@@ -378,7 +415,8 @@ def _run_test(prompt: BatchPrompt, answer: Answer, cancel: threading.Event | Non
         answer_file.write_text(code.rstrip("\n") + "\n", encoding="utf-8")
         env = {"FORGE_ANSWER_FILE": str(answer_file)}
         try:
-            out = run_process(command, folder, TEST_TIMEOUT, env, cancel)
+            argv = grading.command(command, folder)
+            out = run_process(argv, folder, TEST_TIMEOUT, env, cancel, base_env=grading.environ)
         except (OSError, ValueError) as exc:
             return Grade(False, f"the test could not start: {exc}")
     if cancel is not None and cancel.is_set() and out.exit_code is None:
