@@ -80,7 +80,7 @@ def run_milestone(
             "--review",
             metavar="MODEL",
             help="Have this model read each validated attempt's diff before it is committed; "
-            "a rejection is fed back like a failing test (default: [routing] reviewer).",
+            "a rejection is fed back like a failing test (default: \\[routing] reviewer).",
         ),
     ] = None,
     on_budget: Annotated[
