@@ -238,3 +238,31 @@ async def test_a_token_that_came_in_time_counts_even_when_the_loop_was_busy(
                 if len(texts) == 1:
                     time.sleep(0.4)  # another part of the program holds the loop
     assert "".join(texts) == "one two"
+
+
+async def test_leaving_a_stream_early_settles_its_row_and_frees_its_slot(
+    fake: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.script("alpha-1", Reply(text="a b c d e f g h", tokens_per_second=10))
+    ledger = Ledger(tmp_path / "ledger.db")
+    solo = '[models.solo]\nprovider = "fake"\nid = "alpha-1"\ninput_price = 1\noutput_price = 2\n'
+    config = parse_config_text(fake_config(fake.url, solo + "max_concurrency = 1\n"))
+    async with ModelClient(config, ledger=ledger) as c:
+        async for event in c.stream("solo", "hi"):
+            assert isinstance(event, TextDelta)
+            break  # no aclose(): the generator is left for the garbage collector
+        fake.script("alpha-1", Reply(text="second"))
+        second = await c.complete("solo", "again")
+        async for _event in c.stream("solo", "third"):
+            break
+    assert second.text == "second", "the slot the first stream held was given back"
+    rows = list(reversed(ledger.attempts()))
+    assert [(r.status, r.outcome) for r in rows] == [
+        ("settled", "cancelled"),
+        ("settled", "ok"),
+        ("settled", "cancelled"),
+    ]
+    # Charged on what arrived, not at the whole reservation a later run would find.
+    assert rows[0].cost_usd is not None and 0 < rows[0].cost_usd < Decimal("0.005")
+    assert ledger.spend_today().held == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

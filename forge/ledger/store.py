@@ -476,10 +476,20 @@ class Ledger:
         error: str | None = None,
         warn_at: Decimal | None = None,
     ) -> Settlement:
-        """Replace a reservation with what the attempt really did and cost."""
+        """Replace a reservation with what the attempt really did and cost.
+
+        A row already settled stays as it is (a stream settled when its client closed, then
+        closed late by the garbage collector), except one marked abandoned because its hold
+        ran out: what the attempt really did replaces that guess.
+        """
         usage = usage or Usage()
         cost = cost or Cost(Decimal(0), "computed")
         with self._write() as db:
+            now = db.execute(
+                "SELECT status, outcome FROM attempts WHERE id = ?", (reservation.id,)
+            ).fetchone()
+            if now is not None and now["status"] == "settled" and now["outcome"] != "abandoned":
+                return Settlement(False, self._spend(db, "day", today()).settled)
             self._account(db, reservation.id, -1)
             db.execute(
                 "UPDATE attempts SET status='settled', outcome=?, error_kind=?, error=?, "

@@ -150,6 +150,8 @@ class ModelClient:
         self._breakers: dict[tuple[str, str], Breaker] = {}
         self._out: dict[str, ProviderError] = {}
         self._discovered_prices: dict[tuple[str, str], Prices] | None = None
+        # Attempts whose ledger row is reserved and not yet settled, by reservation id.
+        self._unsettled: dict[int, tuple[Target, Reservation, _Timing]] = {}
 
     async def __aenter__(self) -> ModelClient:
         self._pools = _Pools(self.config)
@@ -164,9 +166,25 @@ class ModelClient:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._settle_abandoned()
         if self._pools is not None:
             await self._pools.aclose()
             self._pools = None
+
+    async def _settle_abandoned(self) -> None:
+        """Settle the attempts of streams their caller left without closing (a `break` out of
+        `async for event in client.stream(...)`): Python closes such a generator only when it
+        is collected, which may be after this client is gone. Each is settled as `cancelled`,
+        priced on what had arrived, as any cancelled attempt is; the late close then finds its
+        row settled and leaves it."""
+        for target, reservation, timing in list(self._unsettled.values()):
+            cut = ProviderError(
+                FailureKind.CONNECTION,
+                "the caller stopped reading the answer before it finished",
+            )
+            await self._settle_failure(target, reservation, cut, timing, "cancelled")
+        self._unsettled.clear()
 
     # -- public API --------------------------------------------------------------------------
 
@@ -373,6 +391,7 @@ class ModelClient:
         slot_deadline = call.deadline if last_candidate else time.monotonic()
         acquired: list[Throttle] = []
         result: AttemptResult | None = None
+        reservation: Reservation | None = None
         try:
             for throttle in throttles:
                 await throttle.acquire(
@@ -381,9 +400,13 @@ class ModelClient:
                 acquired.append(throttle)
             reservation = await self._reserve(target, request, input_tokens, call, task_id)
             timing = _Timing(start=time.monotonic(), input_estimate=input_tokens)
+            if reservation is not None:
+                self._unsettled[reservation.id] = (target, reservation, timing)
             try:
-                async for text in self._exchange(target, request, key, call.deadline, timing):
-                    yield text
+                exchange = self._exchange(target, request, key, call.deadline, timing)
+                async with aclosing(exchange) as texts:
+                    async for text in texts:
+                        yield text
                 result = timing.result()
             except ProviderError as err:
                 err = self._clean(err, target)
@@ -401,6 +424,8 @@ class ModelClient:
         except ProviderError as err:
             raise self._clean(err, target) from None
         finally:
+            if reservation is not None:
+                self._unsettled.pop(reservation.id, None)
             for throttle in acquired:
                 throttle.release()
         assert result is not None
@@ -432,7 +457,7 @@ class ModelClient:
         key: str | None,
         deadline: float,
         timing: _Timing,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         assert self._pools is not None, "use ModelClient inside `async with`"
         pools = self._pools
         provider = self.config.providers[target.provider]
@@ -776,7 +801,9 @@ class _Pools:
         return pool
 
     def release(self, pool: httpx.AsyncClient) -> None:
-        self._busy[pool] -= 1
+        # A stream its caller left unclosed may end after the pools did.
+        if pool in self._busy:
+            self._busy[pool] -= 1
 
     async def aclose(self) -> None:
         for pools in self._pools.values():
