@@ -76,28 +76,60 @@ def load_json(data: str, what: str) -> Any:
         return json.loads(data)
     except ValueError:
         raise ProviderError(FailureKind.MALFORMED, f"{what} is not valid JSON") from None
+    except RecursionError:  # `[[[[...` a hundred thousand deep
+        raise ProviderError(FailureKind.MALFORMED, f"{what} is nested too deeply") from None
 
 
-# Carried inside an HTTP 200, these still mean the request itself cannot succeed.
-PERMANENT_IN_BAND = {
-    FailureKind.AUTH,
-    FailureKind.NOT_FOUND,
-    FailureKind.BAD_REQUEST,
-    FailureKind.CONTEXT_TOO_LONG,
-    FailureKind.QUOTA,
+# The HTTP status an error code or type inside a 200 answer stands for.
+_CODE_STATUS = {
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "overloaded": 529,
+    "overloaded_error": 529,
+    "server_error": 500,
+    "api_error": 500,
+    "timeout": 504,
+    "context_length_exceeded": 400,
+    "invalid_request_error": 400,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
 }
 
 
 def _in_band_error(body: Any) -> ProviderError | None:
-    """An error object delivered with HTTP 200, as several gateways do."""
-    if not (isinstance(body, dict) and body.get("error") and not body.get("choices")):
+    """An error object delivered with HTTP 200, as several gateways do, whole or mid-stream
+    (OpenRouter sends one beside `finish_reason: "error"`). It is classified as the HTTP
+    status its code stands for would be: a 502 is a server error and is retried, a 429 is
+    rate limited; a code that says nothing is `error_in_body`, also retried."""
+    if not (isinstance(body, dict) and body.get("error")):
         return None
-    message = error_message(body, "error object in a 200 response")
+    message = error_message(body, "an error object")
     error = body["error"]
     code = error.get("code") if isinstance(error, dict) else None
-    status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 0
+    named = error.get("type") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool):
+        status = code
+    elif isinstance(code, str) and code.isdigit() and len(code) == 3:
+        status = int(code)
+    else:
+        status = _CODE_STATUS.get(str(code), _CODE_STATUS.get(str(named), 0))
     kind = classify_status(status, body) if 400 <= status < 600 else FailureKind.ERROR_IN_BODY
-    return ProviderError(kind if kind in PERMANENT_IN_BAND else FailureKind.ERROR_IN_BODY, message)
+    said = f" (code {str(code)[:40]})" if code is not None else ""
+    return ProviderError(kind, f"error inside an HTTP 200 answer{said}: {message}")
+
+
+def _failed_finish(finish_reason: Any) -> ProviderError | None:
+    """`finish_reason: "error"` without an error object: the provider failed midway."""
+    if finish_reason != "error":
+        return None
+    return ProviderError(
+        FailureKind.ERROR_IN_BODY,
+        'the answer ended with finish_reason "error": the provider failed before it finished',
+    )
 
 
 def _int(value: Any) -> int:
@@ -133,6 +165,8 @@ class OpenAIChat:
             raise ProviderError(
                 FailureKind.MALFORMED, "response has no choices[0].message"
             ) from None
+        if (error := _failed_finish(choice.get("finish_reason"))) is not None:
+            raise error
         state = StreamState(parts=[str(text)], finish_reason=choice.get("finish_reason"))
         self._read_usage(body.get("usage"), state)
         state.done = True
@@ -156,6 +190,8 @@ class OpenAIChat:
             if text or delta.get("reasoning_content") or delta.get("reasoning"):
                 state.tokens_seen = True
             state.finish_reason = choice.get("finish_reason") or state.finish_reason
+            if (error := _failed_finish(state.finish_reason)) is not None:
+                raise error
         if text:
             state.parts.append(text)
         return text

@@ -517,6 +517,7 @@ class ModelClient:
             IndexError,
             ValueError,
             ArithmeticError,
+            RecursionError,
         ) as exc:
             # Model and gateway output is untrusted: an unexpected shape is a malformed answer.
             raise ProviderError(
