@@ -474,3 +474,23 @@ def test_after_a_fanout_the_ledger_file_alone_holds_every_row(
     shutil.copy(ledger, copy)
     with sqlite3.connect(copy) as db:
         assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 3
+
+
+# -- hostile answers ------------------------------------------------------------------------------
+
+
+def test_an_answer_cut_off_at_its_token_limit_is_marked_in_every_output(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="The capital of France is", finish_reason="length"))
+    fake.script("beta-1", Reply(text=CAPITAL))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    done = run_forge("fanout", "Capital?", "-m", "alpha,beta", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if "tok/s" in line}
+    assert "cut off" in lines["alpha"] and "cut off" not in lines["beta"]
+    by_key = rows(fanout_json("--show", "last"))
+    assert by_key["alpha"]["status"] == "ok" and by_key["alpha"]["truncated"] is True
+    assert by_key["beta"]["truncated"] is False
+    markdown = run_forge("fanout", "--show", "last", "--markdown").stdout
+    assert "| alpha | free | cut off |" in markdown

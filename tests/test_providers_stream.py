@@ -266,3 +266,36 @@ async def test_leaving_a_stream_early_settles_its_row_and_frees_its_slot(
     assert rows[0].cost_usd is not None and 0 < rows[0].cost_usd < Decimal("0.005")
     assert ledger.spend_today().held == 0
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_an_answer_cut_off_at_its_token_limit_says_so(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="the first half of", finish_reason="length"))
+    fake.script("claude-x", Reply(text="the first half of", finish_reason="max_tokens"))
+    fake.script("beta-1", Reply(text="whole"))
+    async with client(fake, tmp_path) as c:
+        openai = await c.complete("alpha", "hi")
+        anthropic = await c.complete("claude", "hi")
+        whole = await c.complete("beta", "hi", stream=False)
+    assert (openai.truncated, openai.finish_reason) == (True, "length")
+    assert (anthropic.truncated, anthropic.finish_reason) == (True, "max_tokens")
+    assert (whole.truncated, whole.finish_reason) == (False, "stop")
+    rows = {r.model: r for r in Ledger(tmp_path / "ledger.db").attempts()}
+    assert rows["alpha"].truncated and rows["alpha"].finish_reason == "length"
+    assert rows["claude"].truncated and not rows["beta"].truncated
+
+
+@pytest.mark.parametrize("model", ["alpha", "claude"])
+async def test_a_stream_with_no_answer_in_it_is_a_failure_not_an_empty_answer(
+    fake: FakeProvider, tmp_path: Path, model: str
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.NO_CHOICES))
+    fake.script("claude-x", Reply(fault=Fault.NO_CHOICES))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete(model, "hi", max_attempts=2)
+    assert caught.value.kind is not None and caught.value.kind.value == "malformed_response"
+    assert "without any answer" in str(caught.value)
+    rows = Ledger(tmp_path / "ledger.db").attempts()
+    assert [r.outcome for r in rows] == ["error", "error"], "retried like any malformed answer"

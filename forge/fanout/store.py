@@ -17,7 +17,7 @@ from typing import Any
 
 from forge.errors import UsageError
 from forge.fanout.answers import Answer, FanoutRun, Settings, Status
-from forge.ledger.store import LedgerError
+from forge.ledger.store import LedgerError, add_missing_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fanout_runs (
@@ -35,9 +35,11 @@ CREATE TABLE IF NOT EXISTS fanout_answers (
     status TEXT NOT NULL, text TEXT NOT NULL,
     ttft_s REAL, latency_s REAL, input_tokens INTEGER, output_tokens INTEGER,
     cost_usd TEXT, cost_source TEXT, error_kind TEXT, cause TEXT, attempts INTEGER,
+    truncated INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, position)
 );
 """
+ADDED_COLUMNS = {"truncated": "INTEGER NOT NULL DEFAULT 0"}
 
 ANSWER_COLUMNS = (
     "key",
@@ -58,6 +60,7 @@ ANSWER_COLUMNS = (
     "error_kind",
     "cause",
     "attempts",
+    "truncated",
 )
 
 
@@ -164,6 +167,7 @@ class RunStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                add_missing_columns(db, "fanout_answers", ADDED_COLUMNS)
                 yield db
         except sqlite3.Error as exc:
             raise LedgerError(f"fan-out runs at {self.path}: {exc}") from None
@@ -194,6 +198,7 @@ def _answer_row(a: Answer) -> tuple[Any, ...]:
         a.error_kind,
         a.cause,
         a.attempts,
+        int(a.truncated),
     )
 
 
@@ -217,4 +222,5 @@ def _answer(r: sqlite3.Row) -> Answer:
         error_kind=r["error_kind"],
         cause=r["cause"],
         attempts=r["attempts"] or 0,
+        truncated=bool(r["truncated"]),
     )

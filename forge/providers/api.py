@@ -52,6 +52,7 @@ class StreamState:
     finish_reason: str | None = None
     done: bool = False
     tokens_seen: bool = False  # any answer or reasoning token: the first-token timer stops
+    answer_seen: bool = False  # a choice (OpenAI) or a message_start (Anthropic) arrived
 
     @property
     def text(self) -> str:
@@ -132,6 +133,17 @@ def _failed_finish(finish_reason: Any) -> ProviderError | None:
     )
 
 
+def _reason(value: Any) -> str | None:
+    """A stop reason as sent; untrusted, so a short string whatever it was."""
+    return None if value is None or value == "" else str(value)[:64]
+
+
+def _no_answer() -> ProviderError:
+    return ProviderError(
+        FailureKind.MALFORMED, "the stream ended without any answer in it (no choices): empty"
+    )
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
@@ -167,7 +179,7 @@ class OpenAIChat:
             ) from None
         if (error := _failed_finish(choice.get("finish_reason"))) is not None:
             raise error
-        state = StreamState(parts=[str(text)], finish_reason=choice.get("finish_reason"))
+        state = StreamState(parts=[str(text)], finish_reason=_reason(choice.get("finish_reason")))
         self._read_usage(body.get("usage"), state)
         state.done = True
         return state
@@ -175,6 +187,8 @@ class OpenAIChat:
     def read_event(self, event: SSEEvent, state: StreamState) -> str:
         if event.data.strip() == "[DONE]":
             state.done = True
+            if not state.answer_seen:
+                raise _no_answer()
             return ""
         chunk = load_json(event.data, "a stream chunk")
         if (error := _in_band_error(chunk)) is not None:
@@ -183,13 +197,15 @@ class OpenAIChat:
             raise ProviderError(FailureKind.MALFORMED, "a stream chunk is not a JSON object")
         self._read_usage(chunk.get("usage"), state)
         text = ""
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        state.answer_seen = state.answer_seen or bool(choices)
+        for choice in choices:
             delta = choice.get("delta") or {}
             text += str(delta.get("content") or "")
             # DeepSeek and OpenRouter stream reasoning apart from the answer; it is progress.
             if text or delta.get("reasoning_content") or delta.get("reasoning"):
                 state.tokens_seen = True
-            state.finish_reason = choice.get("finish_reason") or state.finish_reason
+            state.finish_reason = _reason(choice.get("finish_reason")) or state.finish_reason
             if (error := _failed_finish(state.finish_reason)) is not None:
                 raise error
         if text:
@@ -255,7 +271,7 @@ class AnthropicMessages:
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
         except (KeyError, TypeError, AttributeError):
             raise ProviderError(FailureKind.MALFORMED, "response has no content blocks") from None
-        state = StreamState(parts=[text], finish_reason=body.get("stop_reason"), done=True)
+        state = StreamState(parts=[text], finish_reason=_reason(body.get("stop_reason")), done=True)
         self._read_usage(body.get("usage"), state)
         return state
 
@@ -267,6 +283,7 @@ class AnthropicMessages:
         if kind == "error":
             raise self._error(payload)
         if kind == "message_start":
+            state.answer_seen = True
             self._read_usage((payload.get("message") or {}).get("usage"), state)
         elif kind == "content_block_delta":
             delta = payload.get("delta") or {}
@@ -277,10 +294,12 @@ class AnthropicMessages:
                 state.parts.append(text)
             return text
         elif kind == "message_delta":
-            state.finish_reason = (payload.get("delta") or {}).get("stop_reason")
+            state.finish_reason = _reason((payload.get("delta") or {}).get("stop_reason"))
             self._read_usage(payload.get("usage"), state)
         elif kind == "message_stop":
             state.done = True
+            if not state.answer_seen:
+                raise _no_answer()
         return ""
 
     @staticmethod

@@ -701,6 +701,7 @@ class ModelClient:
                 latency=result.latency,
                 ttft=result.ttft,
                 warn_at=self.config.cost.daily_warn,
+                finish_reason=result.finish_reason,
             )
         )
         if (

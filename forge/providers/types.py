@@ -8,6 +8,8 @@ from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
 CostSource = Literal["reported", "computed", "unpriced"]
+# Stop reasons of an answer cut off by its token limit (OpenAI, Anthropic).
+TRUNCATED = frozenset({"length", "max_tokens"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class Completion:
     latency: float
     finish_reason: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at its token limit: it looks whole and is not."""
+        return self.finish_reason in TRUNCATED
 
 
 @dataclass(frozen=True)
