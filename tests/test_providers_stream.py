@@ -299,3 +299,46 @@ async def test_a_stream_with_no_answer_in_it_is_a_failure_not_an_empty_answer(
     assert "without any answer" in str(caught.value)
     rows = Ledger(tmp_path / "ledger.db").attempts()
     assert [r.outcome for r in rows] == ["error", "error"], "retried like any malformed answer"
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "why"),
+    [
+        ("alpha", {"prompt_tokens": -5000}, "prompt_tokens is -5000"),
+        ("alpha", {"completion_tokens": -1}, "completion_tokens is -1"),
+        ("alpha", {"completion_tokens": 1.5}, "completion_tokens is 1.5"),
+        ("alpha", {"completion_tokens": "12"}, "completion_tokens is 12"),
+        ("alpha", {"prompt_tokens": 1e308}, "prompt_tokens is 1e+308"),
+        ("alpha", {"prompt_tokens": float("inf")}, "prompt_tokens is inf"),
+        ("alpha", {"prompt_tokens_details": "lots"}, "prompt_tokens_details is not an object"),
+        ("alpha", {"completion_tokens": 100_000}, "100000 output tokens, max_tokens 100"),
+        ("alpha", {"prompt_tokens": 10_000_000}, "10000000 input tokens from a prompt of at most"),
+        ("claude", {"output_tokens": -3}, "output_tokens is -3"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+async def test_usage_that_cannot_be_true_is_charged_at_the_reservation(
+    fake: FakeProvider,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    model: str,
+    usage: dict[str, object],
+    why: str,
+) -> None:
+    fake.script("alpha-1", Reply(text="an answer", usage=usage))
+    fake.script("claude-x", Reply(text="an answer", usage=usage))
+    ledger = Ledger(tmp_path / "ledger.db")
+    async with ModelClient(parse_config_text(fake_config(fake.url)), ledger=ledger) as c:
+        first = await c.complete(model, "hi", max_tokens=100)
+        await c.complete(model, "hi", max_tokens=100, stream=False)
+    assert first.text == "an answer", "the answer itself is kept"
+    assert first.cost.source == "reservation"
+    row = ledger.attempts()[0]
+    assert row.status == "settled" and row.cost_source == "reservation"
+    # The worst case the call was allowed: every prompt byte a token, and all of max_tokens.
+    assert row.cost_usd == first.cost.usd and row.cost_usd is not None and row.cost_usd > 0
+    assert row.output_tokens == 100
+    assert row.note is not None and why in row.note and "usage not trusted" in row.note
+    assert ledger.spend_today().settled == 2 * row.cost_usd, "never lowered, never absurd"
+    warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and why in warnings[0], "one warning, however many calls"

@@ -194,6 +194,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _tokens(value: Any) -> int | None:
+    """A token count SQLite can hold; the provider layer has already refused the rest, and a
+    value that still slipped through must not leave the row reserved."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return None
+
+
 def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
@@ -534,10 +542,10 @@ class Ledger:
                     cut(error, MAX_ERROR_CHARS),
                     latency,
                     ttft,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_tokens,
-                    usage.reasoning_tokens,
+                    _tokens(usage.input_tokens),
+                    _tokens(usage.output_tokens),
+                    _tokens(usage.cached_tokens),
+                    _tokens(usage.reasoning_tokens),
                     None if cost.usd is None else str(cost.usd),
                     cost.source,
                     cut(finish_reason, 100),

@@ -8,6 +8,7 @@ is one more class with these four methods.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,8 +145,30 @@ def _no_answer() -> ProviderError:
     )
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) else 0
+# More tokens than any call can use: a count past it is not a count.
+MAX_TOKEN_COUNT = 10**9
+
+
+def _int(value: Any, name: str, state: StreamState) -> int:
+    """A token count as the provider sent it, if it is one: a whole number from 0 to
+    MAX_TOKEN_COUNT. Anything else is recorded as a reason not to trust the usage, and counts 0."""
+    if value is None:
+        return 0
+    count = value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        count = int(value)
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_TOKEN_COUNT:
+        return count
+    state.usage.distrust(f"{name} is {str(value)[:40]}")
+    return 0
+
+
+def _object(usage: dict[str, Any], name: str, state: StreamState) -> dict[str, Any]:
+    value = usage.get(name)
+    if value is None or isinstance(value, dict):
+        return value or {}
+    state.usage.distrust(f"{name} is not an object")
+    return {}
 
 
 class OpenAIChat:
@@ -218,12 +241,14 @@ class OpenAIChat:
             return
         from decimal import Decimal, InvalidOperation
 
-        details = usage.get("prompt_tokens_details") or {}
-        completion = usage.get("completion_tokens_details") or {}
-        state.usage.input_tokens = _int(usage.get("prompt_tokens"))
-        state.usage.output_tokens = _int(usage.get("completion_tokens"))
-        state.usage.cached_tokens = _int(details.get("cached_tokens"))
-        state.usage.reasoning_tokens = _int(completion.get("reasoning_tokens"))
+        details = _object(usage, "prompt_tokens_details", state)
+        completion = _object(usage, "completion_tokens_details", state)
+        state.usage.input_tokens = _int(usage.get("prompt_tokens"), "prompt_tokens", state)
+        state.usage.output_tokens = _int(usage.get("completion_tokens"), "completion_tokens", state)
+        state.usage.cached_tokens = _int(details.get("cached_tokens"), "cached_tokens", state)
+        state.usage.reasoning_tokens = _int(
+            completion.get("reasoning_tokens"), "reasoning_tokens", state
+        )
         if usage.get("cost") is not None:
             try:
                 cost = Decimal(str(usage["cost"]))
@@ -306,16 +331,25 @@ class AnthropicMessages:
     def _read_usage(usage: Any, state: StreamState) -> None:
         if not isinstance(usage, dict):
             return
+        counts = {
+            name: _int(usage.get(name), name, state)
+            for name in (
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            )
+        }
         if "input_tokens" in usage:
             state.usage.input_tokens = (
-                _int(usage["input_tokens"])
-                + _int(usage.get("cache_read_input_tokens"))
-                + _int(usage.get("cache_creation_input_tokens"))
+                counts["input_tokens"]
+                + counts["cache_read_input_tokens"]
+                + counts["cache_creation_input_tokens"]
             )
         if "cache_read_input_tokens" in usage:
-            state.usage.cached_tokens = _int(usage["cache_read_input_tokens"])
+            state.usage.cached_tokens = counts["cache_read_input_tokens"]
         if "output_tokens" in usage:
-            state.usage.output_tokens = _int(usage["output_tokens"])
+            state.usage.output_tokens = counts["output_tokens"]
 
     @staticmethod
     def _error(payload: dict[str, Any]) -> ProviderError:

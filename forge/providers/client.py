@@ -58,6 +58,7 @@ from forge.providers.types import (
     AttemptResult,
     ChatRequest,
     Completion,
+    Cost,
     Finished,
     Message,
     Restart,
@@ -152,6 +153,7 @@ class ModelClient:
         self._discovered_prices: dict[tuple[str, str], Prices] | None = None
         # Attempts whose ledger row is reserved and not yet settled, by reservation id.
         self._unsettled: dict[int, tuple[Target, Reservation, _Timing]] = {}
+        self._distrusted: set[str] = set()  # models whose untrusted usage was warned about
 
     async def __aenter__(self) -> ModelClient:
         self._pools = _Pools(self.config)
@@ -362,12 +364,38 @@ class ModelClient:
             text=result.text,
             target=target,
             usage=result.usage,
-            cost=call_cost(result.usage, self.prices(target)),
+            cost=result.cost or call_cost(result.usage, self.prices(target)),
             ttft=result.ttft,
             latency=result.latency,
             finish_reason=result.finish_reason,
             attempts=call.records,
         )
+
+    def _priced(
+        self, target: Target, request: ChatRequest, input_estimate: int, result: AttemptResult
+    ) -> AttemptResult:
+        """The result with its cost. Usage is the provider's word, and is not taken when it
+        cannot be true: a count that is not a whole number from zero up, more output than
+        `max_tokens` allowed (with a margin), or more input than the prompt's bytes could make.
+        Then the call is charged its reservation, the worst case it was allowed to cost, and
+        its tokens are recorded as that worst case."""
+        usage = result.usage
+        if usage.output_tokens > request.max_tokens + request.max_tokens // 10 + 64:
+            usage.distrust(f"{usage.output_tokens} output tokens, max_tokens {request.max_tokens}")
+        if usage.input_tokens > 2 * input_estimate + 1024:
+            usage.distrust(
+                f"{usage.input_tokens} input tokens from a prompt of at most {input_estimate}"
+            )
+        prices = self.prices(target)
+        if usage.untrusted is None:
+            result.cost = call_cost(usage, prices)
+            return result
+        result.usage = Usage(
+            input_estimate, request.max_tokens, 0, 0, None, untrusted=usage.untrusted
+        )
+        worst = prices.worst_case(input_estimate, request.max_tokens) if prices else None
+        result.cost = Cost(worst, "reservation" if worst is not None else "unpriced")
+        return result
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -407,7 +435,7 @@ class ModelClient:
                 async with aclosing(exchange) as texts:
                     async for text in texts:
                         yield text
-                result = timing.result()
+                result = self._priced(target, request, input_tokens, timing.result())
             except ProviderError as err:
                 err = self._clean(err, target)
                 with anyio.CancelScope(shield=True):
@@ -691,19 +719,30 @@ class ModelClient:
     ) -> None:
         if self.ledger is None or reservation is None:
             return
+        untrusted = result.usage.untrusted
+        note = f"usage not trusted: {untrusted}; charged at the reservation" if untrusted else None
         settled = await anyio.to_thread.run_sync(
             partial(
                 self.ledger.settle,
                 reservation,
                 outcome="ok",
                 usage=result.usage,
-                cost=call_cost(result.usage, self.prices(target)),
+                cost=result.cost or call_cost(result.usage, self.prices(target)),
                 latency=result.latency,
                 ttft=result.ttft,
                 warn_at=self.config.cost.daily_warn,
                 finish_reason=result.finish_reason,
+                note=self.redact(note) if note else None,
             )
         )
+        if untrusted and target.alias not in self._distrusted:
+            self._distrusted.add(target.alias)
+            message = self.redact(
+                f"{target.alias} sent usage forge does not trust ({untrusted}): its calls are "
+                f"charged at their reservation (${reservation.amount:.6f} for this one)"
+            )
+            self.warnings.append(message)
+            log.warning(message)
         if (
             result.usage.reported_cost is not None
             and result.usage.reported_cost > reservation.amount
@@ -872,6 +911,7 @@ class _Timing:
             usage.cached_tokens,
             usage.reasoning_tokens,
             usage.reported_cost,
+            usage.untrusted,
         )
 
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
-CostSource = Literal["reported", "computed", "unpriced"]
+# `reservation`: the provider's usage was not trusted, so the call is charged its worst case.
+CostSource = Literal["reported", "computed", "unpriced", "reservation"]
 # Stop reasons of an answer cut off by its token limit (OpenAI, Anthropic).
 TRUNCATED = frozenset({"length", "max_tokens"})
 
@@ -43,6 +44,15 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     reported_cost: Decimal | None = None
+    # Why the provider's counts are not believed (negative, not a whole number, impossible for
+    # this request); such a call is charged at its reservation.
+    untrusted: str | None = None
+
+    def distrust(self, reason: str) -> None:
+        if self.untrusted is None:
+            self.untrusted = reason
+        elif reason not in self.untrusted:
+            self.untrusted += f"; {reason}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class AttemptResult:
     finish_reason: str | None
     ttft: float | None
     latency: float
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
