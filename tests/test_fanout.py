@@ -528,3 +528,25 @@ def test_a_hostile_body_fails_its_own_row_and_keeps_every_other_answer(
     checks = {m["alias"]: m["health"] for m in json.loads(health.stdout)["models"]}
     assert checks["deep"]["ok"] is False and "nested too deeply" in checks["deep"]["error"]
     assert checks["huge"]["ok"] is checks["fine"]["ok"] is True
+
+
+def test_a_twenty_megabyte_answer_reaches_the_user_whole_and_the_store_cut(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    text = "".join(f"line {i} of a very long answer\n" for i in range(700_000))
+    assert len(text) > 20_000_000
+    body = {
+        "choices": [{"index": 0, "message": {"content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 4000},
+    }
+    fake.script("big-1", Reply(body=json.dumps(body).encode()))
+    config = write(tmp_path, fanout_config(fake.url, ["big"]))
+    done = run_forge("fanout", "Talk.", "-m", "big", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert rows(json.loads(done.stdout))["big"]["text"] == text, "the output has all of it"
+    saved = str(rows(fanout_json("--show", "last"))["big"]["text"])
+    assert saved.startswith(text[:999_000]) and len(saved) < 1_100_000
+    assert saved.endswith("characters not stored]")
+    ledger_file = Path(os.environ["FORGE_HOME"]) / "ledger.db"
+    sizes = [p.stat().st_size for p in ledger_file.parent.glob("ledger.db*")]
+    assert sum(sizes) < 5_000_000

@@ -17,7 +17,7 @@ from typing import Any
 
 from forge.errors import UsageError
 from forge.fanout.answers import Answer, FanoutRun, Settings, Status
-from forge.ledger.store import LedgerError, add_missing_columns
+from forge.ledger.store import MAX_ERROR_CHARS, LedgerError, add_missing_columns, cut
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fanout_runs (
@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS fanout_answers (
 );
 """
 ADDED_COLUMNS = {"truncated": "INTEGER NOT NULL DEFAULT 0"}
+# What a saved run keeps of one answer: generous for any real answer, and a server that sends
+# twenty megabytes does not grow the ledger's file by twenty. The output had it all.
+MAX_STORED_ANSWER = 1_000_000
 
 ANSWER_COLUMNS = (
     "key",
@@ -188,7 +191,7 @@ def _answer_row(a: Answer) -> tuple[Any, ...]:
         a.role,
         a.prompt_index,
         a.status.value,
-        a.text,
+        cut(a.text, MAX_STORED_ANSWER),
         a.ttft,
         a.latency,
         a.input_tokens,
@@ -196,7 +199,7 @@ def _answer_row(a: Answer) -> tuple[Any, ...]:
         None if a.cost_usd is None else str(a.cost_usd),
         a.cost_source,
         a.error_kind,
-        a.cause,
+        cut(a.cause, MAX_ERROR_CHARS),
         a.attempts,
         int(a.truncated),
     )
