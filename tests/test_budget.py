@@ -177,3 +177,26 @@ def test_the_spend_a_ledger_keeps_matches_a_fresh_count_while_another_process_wr
                 assert ledger.spend_of_run(run) == fresh.spend_of_run(run), f"step {step}"
         fresh.close()
     assert refusals > 0, "the limits were reached, so refusals were counted too"
+
+
+def test_a_ledger_written_before_the_new_columns_opens_and_keeps_its_rows(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    with sqlite3.connect(path) as db:  # the attempts table as forge first wrote it
+        db.execute("ALTER TABLE attempts DROP COLUMN finish_reason")
+        db.execute("ALTER TABLE attempts DROP COLUMN note")
+        db.execute(
+            "INSERT INTO attempts (provider, model, model_id, day, started_at, status) "
+            "VALUES ('fake', 'alpha', 'alpha-1', '2020-01-01', 0, 'settled')"
+        )
+    fake.script("alpha-1", Reply(text="cut", finish_reason="length"))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    env = {"FORGE_HOME": str(tmp_path)}
+    assert run_forge("models", "--health", "--config", str(config), env=env).returncode == 0
+    attempts = json.loads(run_forge("logs", "--json", env=env).stdout)["attempts"]
+    assert len(attempts) == 4
+    assert {a["finish_reason"] for a in attempts if a["model"] == "alpha"} == {"length", None}

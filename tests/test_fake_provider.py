@@ -362,6 +362,49 @@ def test_error_200_carries_an_error_object(provider: FakeProvider, client: httpx
     assert "event: error" in anthropic_lines
 
 
+def test_mid_stream_error_is_openrouters_documented_chunk(
+    provider: FakeProvider, client: httpx.Client
+) -> None:
+    provider.script("gpt-fake", Reply(text="one two three four", fault=Fault.MID_STREAM_ERROR))
+
+    lines = stream_lines(client, CHAT, chat_body(stream=True))
+
+    assert openai_stream_text(lines) == "one two "
+    chunks = [json.loads(d) for d in data_payloads(lines) if d != "[DONE]"]
+    assert chunks[-1]["error"] == {"code": 502, "message": "Provider disconnected"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "error"
+    assert lines[-1] == "data: [DONE]"
+
+
+def test_finish_error_no_choices_and_shaped_replies(
+    provider: FakeProvider, client: httpx.Client
+) -> None:
+    provider.script(
+        "gpt-fake",
+        Reply(text="a b", fault=Fault.FINISH_ERROR),
+        Reply(fault=Fault.NO_CHOICES),
+        Reply(text="a b c", finish_reason="length", usage={"prompt_tokens": -5}),
+        Reply(body=b"[[[]]]"),
+    )
+
+    finish = [
+        json.loads(d)
+        for d in data_payloads(stream_lines(client, CHAT, chat_body(stream=True)))
+        if d != "[DONE]"
+    ]
+    bare = stream_lines(
+        client, CHAT, chat_body(stream=True, stream_options={"include_usage": True})
+    )
+    shaped = client.post(CHAT, json=chat_body()).json()
+    raw = client.post(CHAT, json=chat_body(stream=True))
+
+    assert finish[-1]["choices"][0]["finish_reason"] == "error" and "error" not in finish[-1]
+    assert all(not json.loads(d)["choices"] for d in data_payloads(bare) if d != "[DONE]")
+    assert shaped["choices"][0]["finish_reason"] == "length"
+    assert shaped["usage"]["prompt_tokens"] == -5
+    assert raw.headers["content-type"] == "application/json" and raw.content == b"[[[]]]"
+
+
 # -- scripting, discovery, recording -------------------------------------------------------
 
 

@@ -474,3 +474,79 @@ def test_after_a_fanout_the_ledger_file_alone_holds_every_row(
     shutil.copy(ledger, copy)
     with sqlite3.connect(copy) as db:
         assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 3
+
+
+# -- hostile answers ------------------------------------------------------------------------------
+
+
+def test_an_answer_cut_off_at_its_token_limit_is_marked_in_every_output(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="The capital of France is", finish_reason="length"))
+    fake.script("beta-1", Reply(text=CAPITAL))
+    config = write(tmp_path, fanout_config(fake.url, ["alpha", "beta"]))
+    done = run_forge("fanout", "Capital?", "-m", "alpha,beta", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if "tok/s" in line}
+    assert "cut off" in lines["alpha"] and "cut off" not in lines["beta"]
+    by_key = rows(fanout_json("--show", "last"))
+    assert by_key["alpha"]["status"] == "ok" and by_key["alpha"]["truncated"] is True
+    assert by_key["beta"]["truncated"] is False
+    markdown = run_forge("fanout", "--show", "last", "--markdown").stdout
+    assert "| alpha | free | cut off |" in markdown
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_a_hostile_body_fails_its_own_row_and_keeps_every_other_answer(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("deep-1", Reply(body=DEEP))
+    fake.script("huge-1", Reply(text=CAPITAL, usage={"prompt_tokens": 1e308}))
+    fake.script("minus-1", Reply(text=CAPITAL, usage={"completion_tokens": -(10**6)}))
+    fake.script("fine-1", Reply(text=CAPITAL))
+    names = ["deep", "huge", "minus", "fine"]
+    config = write(tmp_path, fanout_config(fake.url, names))
+    done = run_forge("fanout", "Capital?", "-m", ",".join(names), "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    by_key = rows(json.loads(done.stdout))
+    assert by_key["deep"]["status"] == "failed"
+    assert "malformed_response" in str(by_key["deep"]["cause"])
+    assert "nested too deeply" in str(by_key["deep"]["cause"])
+    assert [by_key[k]["text"] for k in ("huge", "minus", "fine")] == [CAPITAL] * 3
+    assert by_key["huge"]["cost_source"] == by_key["minus"]["cost_source"] == "reservation"
+    assert by_key["fine"]["cost_source"] == "computed"
+    assert done.stderr.count("does not trust") == 2, "one warning per model"
+    attempts = json.loads(run_forge("logs", "--json", "-n", "100").stdout)["attempts"]
+    assert {a["status"] for a in attempts} == {"settled"}, "no row is left reserved"
+    assert all(a["cost_usd"] is not None and float(a["cost_usd"]) >= 0 for a in attempts)
+
+    health = run_forge("models", "--health", "--json", "-c", str(config))
+    assert health.returncode == 1 and "Traceback" not in health.stderr
+    checks = {m["alias"]: m["health"] for m in json.loads(health.stdout)["models"]}
+    assert checks["deep"]["ok"] is False and "nested too deeply" in checks["deep"]["error"]
+    assert checks["huge"]["ok"] is checks["fine"]["ok"] is True
+
+
+def test_a_twenty_megabyte_answer_reaches_the_user_whole_and_the_store_cut(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    text = "".join(f"line {i} of a very long answer\n" for i in range(700_000))
+    assert len(text) > 20_000_000
+    body = {
+        "choices": [{"index": 0, "message": {"content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 4000},
+    }
+    fake.script("big-1", Reply(body=json.dumps(body).encode()))
+    config = write(tmp_path, fanout_config(fake.url, ["big"]))
+    done = run_forge("fanout", "Talk.", "-m", "big", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert rows(json.loads(done.stdout))["big"]["text"] == text, "the output has all of it"
+    saved = str(rows(fanout_json("--show", "last"))["big"]["text"])
+    assert saved.startswith(text[:999_000]) and len(saved) < 1_100_000
+    assert saved.endswith("characters not stored]")
+    ledger_file = Path(os.environ["FORGE_HOME"]) / "ledger.db"
+    sizes = [p.stat().st_size for p in ledger_file.parent.glob("ledger.db*")]
+    assert sum(sizes) < 5_000_000

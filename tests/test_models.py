@@ -138,3 +138,20 @@ def test_logs_show_provider_text_verbatim(fake: FakeProvider, tmp_path: Path) ->
     done = run_forge("logs")
     assert done.returncode == 0, done.stderr
     assert "bad [/INST] token [bold]x" in done.stdout
+
+
+def test_health_calls_a_model_with_an_error_inside_its_200_unhealthy(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="ok then broken", fault=Fault.MID_STREAM_ERROR))
+    fake.script("beta-1", Reply(text="ok", fault=Fault.FINISH_ERROR))
+    fake.script("claude-x", Reply(text="ok"))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    done = run_forge("models", "--health", "--json", "--config", str(config))
+    assert done.returncode == 1, done.stderr
+    rows = {m["alias"]: m["health"] for m in json.loads(done.stdout)["models"]}
+    assert rows["alpha"]["ok"] is False and "server_error" in rows["alpha"]["error"]
+    assert "Provider disconnected" in rows["alpha"]["error"]
+    assert rows["beta"]["ok"] is False and "error_in_body" in rows["beta"]["error"]
+    assert rows["claude"]["ok"] is True
+    assert "Traceback" not in done.stderr

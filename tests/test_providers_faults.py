@@ -46,6 +46,8 @@ RECOVERABLE = [
     Fault.STALL,
     Fault.MALFORMED,
     Fault.ERROR_200,
+    Fault.MID_STREAM_ERROR,
+    Fault.FINISH_ERROR,
 ]
 
 
@@ -105,7 +107,9 @@ async def test_permanent_fault_falls_through_to_the_next_model_without_retry(
         (Fault.STALL, "timeout"),
         (Fault.DROP, "connection"),
         (Fault.MALFORMED, "malformed_response"),
-        (Fault.ERROR_200, "error_in_body"),
+        (Fault.ERROR_200, "server_error"),  # its error object says code 502
+        (Fault.MID_STREAM_ERROR, "server_error"),
+        (Fault.FINISH_ERROR, "error_in_body"),
     ],
     ids=lambda v: str(v),
 )
@@ -202,3 +206,50 @@ async def test_every_attempt_is_a_ledger_row(fake: FakeProvider, tmp_path: Path)
         ("ok", None),
     ]
     assert rows[0].cost_source == "computed" and rows[0].cost_usd is not None
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize(
+    ("code", "kind", "retried"),
+    [
+        (502, "server_error", True),
+        ("503", "overloaded", True),
+        (429, "rate_limit", True),
+        ("rate_limit_exceeded", "rate_limit", True),
+        (400, "bad_request", False),
+        ("context_length_exceeded", "context_too_long", False),
+        ("no idea", "error_in_body", True),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_an_error_inside_a_200_is_classified_by_its_code(
+    fake: FakeProvider, tmp_path: Path, stream: bool, code: int | str, kind: str, retried: bool
+) -> None:
+    fault = Fault.MID_STREAM_ERROR if stream else Fault.ERROR_200
+    fake.script(
+        "alpha-1",
+        Reply(text="half of an answer that breaks", fault=fault, error_code=code),
+        Reply(text="whole answer"),
+    )
+    async with client(fake, tmp_path) as c:
+        if retried:
+            done = await c.complete("alpha", "hello", stream=stream)
+            assert done.text == "whole answer", "never the broken half"
+            assert done.attempts[0].error_kind == kind
+        else:
+            with pytest.raises(CallFailed) as caught:
+                await c.complete("alpha", "hello", stream=stream)
+            assert caught.value.kind is not None and caught.value.kind.value == kind
+    assert len(fake.requests_for("alpha-1")) == (2 if retried else 1)
+    rows = Ledger(tmp_path / "ledger.db").attempts()
+    assert (rows[-1].outcome, rows[-1].error_kind) == ("error", kind)
+
+
+async def test_an_openrouter_error_beside_the_choices_of_a_whole_answer_is_a_failure(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="cut short", fault=Fault.MID_STREAM_ERROR))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "hello", stream=False, max_attempts=1)
+    assert "server_error" in str(caught.value) and "Provider disconnected" in str(caught.value)

@@ -238,3 +238,107 @@ async def test_a_token_that_came_in_time_counts_even_when_the_loop_was_busy(
                 if len(texts) == 1:
                     time.sleep(0.4)  # another part of the program holds the loop
     assert "".join(texts) == "one two"
+
+
+async def test_leaving_a_stream_early_settles_its_row_and_frees_its_slot(
+    fake: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.script("alpha-1", Reply(text="a b c d e f g h", tokens_per_second=10))
+    ledger = Ledger(tmp_path / "ledger.db")
+    solo = '[models.solo]\nprovider = "fake"\nid = "alpha-1"\ninput_price = 1\noutput_price = 2\n'
+    config = parse_config_text(fake_config(fake.url, solo + "max_concurrency = 1\n"))
+    async with ModelClient(config, ledger=ledger) as c:
+        async for event in c.stream("solo", "hi"):
+            assert isinstance(event, TextDelta)
+            break  # no aclose(): the generator is left for the garbage collector
+        fake.script("alpha-1", Reply(text="second"))
+        second = await c.complete("solo", "again")
+        async for _event in c.stream("solo", "third"):
+            break
+    assert second.text == "second", "the slot the first stream held was given back"
+    rows = list(reversed(ledger.attempts()))
+    assert [(r.status, r.outcome) for r in rows] == [
+        ("settled", "cancelled"),
+        ("settled", "ok"),
+        ("settled", "cancelled"),
+    ]
+    # Charged on what arrived, not at the whole reservation a later run would find.
+    assert rows[0].cost_usd is not None and 0 < rows[0].cost_usd < Decimal("0.005")
+    assert ledger.spend_today().held == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_an_answer_cut_off_at_its_token_limit_says_so(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(text="the first half of", finish_reason="length"))
+    fake.script("claude-x", Reply(text="the first half of", finish_reason="max_tokens"))
+    fake.script("beta-1", Reply(text="whole"))
+    async with client(fake, tmp_path) as c:
+        openai = await c.complete("alpha", "hi")
+        anthropic = await c.complete("claude", "hi")
+        whole = await c.complete("beta", "hi", stream=False)
+    assert (openai.truncated, openai.finish_reason) == (True, "length")
+    assert (anthropic.truncated, anthropic.finish_reason) == (True, "max_tokens")
+    assert (whole.truncated, whole.finish_reason) == (False, "stop")
+    rows = {r.model: r for r in Ledger(tmp_path / "ledger.db").attempts()}
+    assert rows["alpha"].truncated and rows["alpha"].finish_reason == "length"
+    assert rows["claude"].truncated and not rows["beta"].truncated
+
+
+@pytest.mark.parametrize("model", ["alpha", "claude"])
+async def test_a_stream_with_no_answer_in_it_is_a_failure_not_an_empty_answer(
+    fake: FakeProvider, tmp_path: Path, model: str
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.NO_CHOICES))
+    fake.script("claude-x", Reply(fault=Fault.NO_CHOICES))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete(model, "hi", max_attempts=2)
+    assert caught.value.kind is not None and caught.value.kind.value == "malformed_response"
+    assert "without any answer" in str(caught.value)
+    rows = Ledger(tmp_path / "ledger.db").attempts()
+    assert [r.outcome for r in rows] == ["error", "error"], "retried like any malformed answer"
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "why"),
+    [
+        ("alpha", {"prompt_tokens": -5000}, "prompt_tokens is -5000"),
+        ("alpha", {"completion_tokens": -1}, "completion_tokens is -1"),
+        ("alpha", {"completion_tokens": 1.5}, "completion_tokens is 1.5"),
+        ("alpha", {"completion_tokens": "12"}, "completion_tokens is 12"),
+        ("alpha", {"prompt_tokens": 1e308}, "prompt_tokens is 1e+308"),
+        ("alpha", {"prompt_tokens": float("inf")}, "prompt_tokens is inf"),
+        ("alpha", {"prompt_tokens_details": "lots"}, "prompt_tokens_details is not an object"),
+        ("alpha", {"completion_tokens": 100_000}, "100000 output tokens, max_tokens 100"),
+        ("alpha", {"prompt_tokens": 10_000_000}, "10000000 input tokens from a prompt of at most"),
+        ("claude", {"output_tokens": -3}, "output_tokens is -3"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+async def test_usage_that_cannot_be_true_is_charged_at_the_reservation(
+    fake: FakeProvider,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    model: str,
+    usage: dict[str, object],
+    why: str,
+) -> None:
+    fake.script("alpha-1", Reply(text="an answer", usage=usage))
+    fake.script("claude-x", Reply(text="an answer", usage=usage))
+    ledger = Ledger(tmp_path / "ledger.db")
+    async with ModelClient(parse_config_text(fake_config(fake.url)), ledger=ledger) as c:
+        first = await c.complete(model, "hi", max_tokens=100)
+        await c.complete(model, "hi", max_tokens=100, stream=False)
+    assert first.text == "an answer", "the answer itself is kept"
+    assert first.cost.source == "reservation"
+    row = ledger.attempts()[0]
+    assert row.status == "settled" and row.cost_source == "reservation"
+    # The worst case the call was allowed: every prompt byte a token, and all of max_tokens.
+    assert row.cost_usd == first.cost.usd and row.cost_usd is not None and row.cost_usd > 0
+    assert row.output_tokens == 100
+    assert row.note is not None and why in row.note and "usage not trusted" in row.note
+    assert ledger.spend_today().settled == 2 * row.cost_usd, "never lowered, never absurd"
+    warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and why in warnings[0], "one warning, however many calls"

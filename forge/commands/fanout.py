@@ -43,6 +43,7 @@ STATUS_STYLE = {
     "late": "yellow",
     "refused": "magenta",
     "cancelled": "dim",
+    "cut off": "yellow",
 }
 
 
@@ -310,7 +311,7 @@ def _plain_line(answer: Answer) -> None:
     speed = answer.tokens_per_second
     parts = [
         f"{answer.key:<24}",
-        f"{answer.status.value:<9}",
+        f"{answer.label:<9}",
         f"ttft {seconds(answer.ttft):>6}",
         f"latency {seconds(answer.latency):>7}",
         f"{answer.output_tokens:>5} tok",
@@ -545,7 +546,7 @@ def _answers_table(
         table.add_row(
             Text(a.key),
             Text(a.tier or "-"),
-            Text(a.status.value, style=STATUS_STYLE.get(a.status.value, "")),
+            Text(a.label, style=STATUS_STYLE.get(a.label, "")),
             seconds(a.ttft),
             seconds(a.latency),
             str(a.output_tokens) if a.output_tokens else "-",
@@ -720,7 +721,7 @@ def _roles_matrix(run: FanoutRun) -> Table:
                 continue
             style = STATUS_STYLE.get(a.status.value, "")
             line = a.first_line if a.ok else (a.cause or "")
-            cells.append(Text(f"{a.status.value} {seconds(a.latency)}\n{line[:60]}", style=style))
+            cells.append(Text(f"{a.label} {seconds(a.latency)}\n{line[:60]}", style=style))
         table.add_row(role, *cells)
     return table
 

@@ -39,7 +39,7 @@ def usd(value: Decimal | None, source: str | None = None) -> str:
     if value == 0:
         return "$0"
     text = f"${value:.4f}" if value >= Decimal("0.01") or value == 0 else f"${value:.6f}"
-    return f"{text} (reported)" if source == "reported" else text
+    return f"{text} ({source})" if source in ("reported", "reservation") else text
 
 
 def seconds(value: float | None) -> str:

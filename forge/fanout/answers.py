@@ -46,10 +46,16 @@ class Answer:
     error_kind: str | None = None
     cause: str | None = None
     attempts: int = 0
+    truncated: bool = False  # it stopped at its token limit (finish_reason length / max_tokens)
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def label(self) -> str:
+        """The status as shown: an answer cut off at its token limit says so."""
+        return "cut off" if self.truncated and self.status is Status.OK else self.status.value
 
     @property
     def ok(self) -> bool:

@@ -303,7 +303,7 @@ async def _ask(
 def _progress_line(answer: Answer) -> None:
     import sys
 
-    sys.stdout.write(f"{answer.key:<32} {answer.status.value:<9} {seconds(answer.latency)}\n")
+    sys.stdout.write(f"{answer.key:<32} {answer.label:<9} {seconds(answer.latency)}\n")
     sys.stdout.flush()
 
 

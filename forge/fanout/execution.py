@@ -202,6 +202,7 @@ def _finish(answer: Answer, event: Finished) -> None:
     answer.cost_usd = done.cost.usd
     answer.cost_source = done.cost.source
     answer.attempts = len(done.attempts)
+    answer.truncated = done.truncated
 
 
 def _failed_call(answer: Answer, err: CallFailed) -> None:

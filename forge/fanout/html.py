@@ -112,7 +112,7 @@ def _models_table(answers: list[Answer]) -> str:
         rows.append(
             "<tr>"
             f"<td>{escape(a.key)}</td><td>{escape(a.tier or '-')}</td>"
-            f'<td><span class="status s-{a.status.value}">{a.status.value}</span></td>'
+            f'<td><span class="status s-{a.status.value}">{a.label}</span></td>'
             f'<td class="num">{seconds(a.ttft)}</td><td class="num">{seconds(a.latency)}</td>'
             f'<td style="width:120px"><div class="bar" style="width:{latency_bar:.0f}%"></div></td>'
             f'<td class="num">{a.output_tokens or "-"}</td>'
@@ -190,7 +190,7 @@ def _answers_grid(answers: list[Answer], consensus: str | None) -> str:
         body = a.text if a.text else (a.cause or "")
         cards.append(
             f'<div class="answer{extra}" data-model="{escape(a.key)}">'
-            f'<h3>{escape(a.key)} <span class="status s-{a.status.value}">{a.status.value}'
+            f'<h3>{escape(a.key)} <span class="status s-{a.status.value}">{a.label}'
             f"</span></h3><pre>{escape(body)}</pre></div>"
         )
     return '<div class="answers">' + "\n".join(cards) + "</div>"

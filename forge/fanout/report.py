@@ -108,6 +108,7 @@ def answer_json(a: Answer) -> dict[str, Any]:
         "tier": a.tier,
         "role": a.role,
         "status": a.status.value,
+        "truncated": a.truncated,
         "ttft_s": _round(a.ttft),
         "latency_s": _round(a.latency),
         "input_tokens": a.input_tokens,
@@ -192,7 +193,7 @@ def _markdown_table(answers: list[Answer]) -> list[str]:
         cells = [
             a.key,
             a.tier or "-",
-            a.status.value,
+            a.label,
             seconds(a.ttft),
             seconds(a.latency),
             str(a.output_tokens or "-"),

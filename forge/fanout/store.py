@@ -17,7 +17,7 @@ from typing import Any
 
 from forge.errors import UsageError
 from forge.fanout.answers import Answer, FanoutRun, Settings, Status
-from forge.ledger.store import LedgerError
+from forge.ledger.store import MAX_ERROR_CHARS, LedgerError, add_missing_columns, cut
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fanout_runs (
@@ -35,9 +35,14 @@ CREATE TABLE IF NOT EXISTS fanout_answers (
     status TEXT NOT NULL, text TEXT NOT NULL,
     ttft_s REAL, latency_s REAL, input_tokens INTEGER, output_tokens INTEGER,
     cost_usd TEXT, cost_source TEXT, error_kind TEXT, cause TEXT, attempts INTEGER,
+    truncated INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, position)
 );
 """
+ADDED_COLUMNS = {"truncated": "INTEGER NOT NULL DEFAULT 0"}
+# What a saved run keeps of one answer: generous for any real answer, and a server that sends
+# twenty megabytes does not grow the ledger's file by twenty. The output had it all.
+MAX_STORED_ANSWER = 1_000_000
 
 ANSWER_COLUMNS = (
     "key",
@@ -58,6 +63,7 @@ ANSWER_COLUMNS = (
     "error_kind",
     "cause",
     "attempts",
+    "truncated",
 )
 
 
@@ -164,6 +170,7 @@ class RunStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                add_missing_columns(db, "fanout_answers", ADDED_COLUMNS)
                 yield db
         except sqlite3.Error as exc:
             raise LedgerError(f"fan-out runs at {self.path}: {exc}") from None
@@ -184,7 +191,7 @@ def _answer_row(a: Answer) -> tuple[Any, ...]:
         a.role,
         a.prompt_index,
         a.status.value,
-        a.text,
+        cut(a.text, MAX_STORED_ANSWER),
         a.ttft,
         a.latency,
         a.input_tokens,
@@ -192,8 +199,9 @@ def _answer_row(a: Answer) -> tuple[Any, ...]:
         None if a.cost_usd is None else str(a.cost_usd),
         a.cost_source,
         a.error_kind,
-        a.cause,
+        cut(a.cause, MAX_ERROR_CHARS),
         a.attempts,
+        int(a.truncated),
     )
 
 
@@ -217,4 +225,5 @@ def _answer(r: sqlite3.Row) -> Answer:
         error_kind=r["error_kind"],
         cause=r["cause"],
         attempts=r["attempts"] or 0,
+        truncated=bool(r["truncated"]),
     )

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from forge.errors import ExitCode, ForgeError
 from forge.home import forge_home
-from forge.providers.types import Cost, Target, Usage
+from forge.providers.types import TRUNCATED, Cost, Target, Usage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT, error_kind TEXT, error TEXT,
     latency_s REAL, ttft_s REAL,
     input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, reasoning_tokens INTEGER,
-    cost_usd TEXT, cost_source TEXT
+    cost_usd TEXT, cost_source TEXT,
+    finish_reason TEXT, note TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_day ON attempts(day);
 CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
@@ -57,7 +58,27 @@ CREATE TABLE IF NOT EXISTS discovered (
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL);
 """
 
+# Columns added since the first ledgers were written; an older file gets them on open.
+ADDED_COLUMNS = {"attempts": {"finish_reason": "TEXT", "note": "TEXT"}}
+# What the ledger keeps of a provider's error message: enough to read, never megabytes.
+MAX_ERROR_CHARS = 4000
+
 HOST = socket.gethostname()
+
+
+def add_missing_columns(db: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """Bring a table a forge before these columns made up to date (SQLite adds them empty)."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def cut(text: str | None, limit: int) -> str | None:
+    """`text`, or its first `limit` characters and a note of what was left out."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text) - limit} more characters not stored]"
 
 
 def ledger_home(env: Mapping[str, str] | None = None) -> Path:
@@ -118,6 +139,13 @@ class AttemptRow:
     cost_usd: Decimal | None
     cost_source: str | None
     status: str
+    finish_reason: str | None = None
+    note: str | None = None  # e.g. why the provider's usage was not trusted
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at its token limit."""
+        return self.finish_reason in TRUNCATED
 
 
 @dataclass
@@ -164,6 +192,14 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _tokens(value: Any) -> int | None:
+    """A token count SQLite can hold; the provider layer has already refused the rest, and a
+    value that still slipped through must not leave the row reserved."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return None
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -229,6 +265,8 @@ class Ledger:
                     for statement in SCHEMA.split(";"):
                         if statement.strip():
                             self._db.execute(statement)
+                    for table, columns in ADDED_COLUMNS.items():
+                        add_missing_columns(self._db, table, columns)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == attempts - 1:
@@ -475,28 +513,43 @@ class Ledger:
         error_kind: str | None = None,
         error: str | None = None,
         warn_at: Decimal | None = None,
+        finish_reason: str | None = None,
+        note: str | None = None,
     ) -> Settlement:
-        """Replace a reservation with what the attempt really did and cost."""
+        """Replace a reservation with what the attempt really did and cost.
+
+        A row already settled stays as it is (a stream settled when its client closed, then
+        closed late by the garbage collector), except one marked abandoned because its hold
+        ran out: what the attempt really did replaces that guess.
+        """
         usage = usage or Usage()
         cost = cost or Cost(Decimal(0), "computed")
         with self._write() as db:
+            now = db.execute(
+                "SELECT status, outcome FROM attempts WHERE id = ?", (reservation.id,)
+            ).fetchone()
+            if now is not None and now["status"] == "settled" and now["outcome"] != "abandoned":
+                return Settlement(False, self._spend(db, "day", today()).settled)
             self._account(db, reservation.id, -1)
             db.execute(
                 "UPDATE attempts SET status='settled', outcome=?, error_kind=?, error=?, "
                 "latency_s=?, ttft_s=?, input_tokens=?, output_tokens=?, cached_tokens=?, "
-                "reasoning_tokens=?, cost_usd=?, cost_source=? WHERE id=?",
+                "reasoning_tokens=?, cost_usd=?, cost_source=?, finish_reason=?, note=? "
+                "WHERE id=?",
                 (
                     outcome,
                     error_kind,
-                    error,
+                    cut(error, MAX_ERROR_CHARS),
                     latency,
                     ttft,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_tokens,
-                    usage.reasoning_tokens,
+                    _tokens(usage.input_tokens),
+                    _tokens(usage.output_tokens),
+                    _tokens(usage.cached_tokens),
+                    _tokens(usage.reasoning_tokens),
                     None if cost.usd is None else str(cost.usd),
                     cost.source,
+                    cut(finish_reason, 100),
+                    cut(note, MAX_ERROR_CHARS),
                     reservation.id,
                 ),
             )
@@ -672,4 +725,6 @@ def _row(r: sqlite3.Row) -> AttemptRow:
         cost_usd=_dec(r["cost_usd"]),
         cost_source=r["cost_source"],
         status=r["status"],
+        finish_reason=r["finish_reason"],
+        note=r["note"],
     )

@@ -8,6 +8,7 @@ is one more class with these four methods.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +53,7 @@ class StreamState:
     finish_reason: str | None = None
     done: bool = False
     tokens_seen: bool = False  # any answer or reasoning token: the first-token timer stops
+    answer_seen: bool = False  # a choice (OpenAI) or a message_start (Anthropic) arrived
 
     @property
     def text(self) -> str:
@@ -76,32 +78,97 @@ def load_json(data: str, what: str) -> Any:
         return json.loads(data)
     except ValueError:
         raise ProviderError(FailureKind.MALFORMED, f"{what} is not valid JSON") from None
+    except RecursionError:  # `[[[[...` a hundred thousand deep
+        raise ProviderError(FailureKind.MALFORMED, f"{what} is nested too deeply") from None
 
 
-# Carried inside an HTTP 200, these still mean the request itself cannot succeed.
-PERMANENT_IN_BAND = {
-    FailureKind.AUTH,
-    FailureKind.NOT_FOUND,
-    FailureKind.BAD_REQUEST,
-    FailureKind.CONTEXT_TOO_LONG,
-    FailureKind.QUOTA,
+# The HTTP status an error code or type inside a 200 answer stands for.
+_CODE_STATUS = {
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "overloaded": 529,
+    "overloaded_error": 529,
+    "server_error": 500,
+    "api_error": 500,
+    "timeout": 504,
+    "context_length_exceeded": 400,
+    "invalid_request_error": 400,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
 }
 
 
 def _in_band_error(body: Any) -> ProviderError | None:
-    """An error object delivered with HTTP 200, as several gateways do."""
-    if not (isinstance(body, dict) and body.get("error") and not body.get("choices")):
+    """An error object delivered with HTTP 200, as several gateways do, whole or mid-stream
+    (OpenRouter sends one beside `finish_reason: "error"`). It is classified as the HTTP
+    status its code stands for would be: a 502 is a server error and is retried, a 429 is
+    rate limited; a code that says nothing is `error_in_body`, also retried."""
+    if not (isinstance(body, dict) and body.get("error")):
         return None
-    message = error_message(body, "error object in a 200 response")
+    message = error_message(body, "an error object")
     error = body["error"]
     code = error.get("code") if isinstance(error, dict) else None
-    status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 0
+    named = error.get("type") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool):
+        status = code
+    elif isinstance(code, str) and code.isdigit() and len(code) == 3:
+        status = int(code)
+    else:
+        status = _CODE_STATUS.get(str(code), _CODE_STATUS.get(str(named), 0))
     kind = classify_status(status, body) if 400 <= status < 600 else FailureKind.ERROR_IN_BODY
-    return ProviderError(kind if kind in PERMANENT_IN_BAND else FailureKind.ERROR_IN_BODY, message)
+    said = f" (code {str(code)[:40]})" if code is not None else ""
+    return ProviderError(kind, f"error inside an HTTP 200 answer{said}: {message}")
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) else 0
+def _failed_finish(finish_reason: Any) -> ProviderError | None:
+    """`finish_reason: "error"` without an error object: the provider failed midway."""
+    if finish_reason != "error":
+        return None
+    return ProviderError(
+        FailureKind.ERROR_IN_BODY,
+        'the answer ended with finish_reason "error": the provider failed before it finished',
+    )
+
+
+def _reason(value: Any) -> str | None:
+    """A stop reason as sent; untrusted, so a short string whatever it was."""
+    return None if value is None or value == "" else str(value)[:64]
+
+
+def _no_answer() -> ProviderError:
+    return ProviderError(
+        FailureKind.MALFORMED, "the stream ended without any answer in it (no choices): empty"
+    )
+
+
+# More tokens than any call can use: a count past it is not a count.
+MAX_TOKEN_COUNT = 10**9
+
+
+def _int(value: Any, name: str, state: StreamState) -> int:
+    """A token count as the provider sent it, if it is one: a whole number from 0 to
+    MAX_TOKEN_COUNT. Anything else is recorded as a reason not to trust the usage, and counts 0."""
+    if value is None:
+        return 0
+    count = value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        count = int(value)
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_TOKEN_COUNT:
+        return count
+    state.usage.distrust(f"{name} is {str(value)[:40]}")
+    return 0
+
+
+def _object(usage: dict[str, Any], name: str, state: StreamState) -> dict[str, Any]:
+    value = usage.get(name)
+    if value is None or isinstance(value, dict):
+        return value or {}
+    state.usage.distrust(f"{name} is not an object")
+    return {}
 
 
 class OpenAIChat:
@@ -133,7 +200,9 @@ class OpenAIChat:
             raise ProviderError(
                 FailureKind.MALFORMED, "response has no choices[0].message"
             ) from None
-        state = StreamState(parts=[str(text)], finish_reason=choice.get("finish_reason"))
+        if (error := _failed_finish(choice.get("finish_reason"))) is not None:
+            raise error
+        state = StreamState(parts=[str(text)], finish_reason=_reason(choice.get("finish_reason")))
         self._read_usage(body.get("usage"), state)
         state.done = True
         return state
@@ -141,6 +210,8 @@ class OpenAIChat:
     def read_event(self, event: SSEEvent, state: StreamState) -> str:
         if event.data.strip() == "[DONE]":
             state.done = True
+            if not state.answer_seen:
+                raise _no_answer()
             return ""
         chunk = load_json(event.data, "a stream chunk")
         if (error := _in_band_error(chunk)) is not None:
@@ -149,13 +220,17 @@ class OpenAIChat:
             raise ProviderError(FailureKind.MALFORMED, "a stream chunk is not a JSON object")
         self._read_usage(chunk.get("usage"), state)
         text = ""
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        state.answer_seen = state.answer_seen or bool(choices)
+        for choice in choices:
             delta = choice.get("delta") or {}
             text += str(delta.get("content") or "")
             # DeepSeek and OpenRouter stream reasoning apart from the answer; it is progress.
             if text or delta.get("reasoning_content") or delta.get("reasoning"):
                 state.tokens_seen = True
-            state.finish_reason = choice.get("finish_reason") or state.finish_reason
+            state.finish_reason = _reason(choice.get("finish_reason")) or state.finish_reason
+            if (error := _failed_finish(state.finish_reason)) is not None:
+                raise error
         if text:
             state.parts.append(text)
         return text
@@ -166,12 +241,14 @@ class OpenAIChat:
             return
         from decimal import Decimal, InvalidOperation
 
-        details = usage.get("prompt_tokens_details") or {}
-        completion = usage.get("completion_tokens_details") or {}
-        state.usage.input_tokens = _int(usage.get("prompt_tokens"))
-        state.usage.output_tokens = _int(usage.get("completion_tokens"))
-        state.usage.cached_tokens = _int(details.get("cached_tokens"))
-        state.usage.reasoning_tokens = _int(completion.get("reasoning_tokens"))
+        details = _object(usage, "prompt_tokens_details", state)
+        completion = _object(usage, "completion_tokens_details", state)
+        state.usage.input_tokens = _int(usage.get("prompt_tokens"), "prompt_tokens", state)
+        state.usage.output_tokens = _int(usage.get("completion_tokens"), "completion_tokens", state)
+        state.usage.cached_tokens = _int(details.get("cached_tokens"), "cached_tokens", state)
+        state.usage.reasoning_tokens = _int(
+            completion.get("reasoning_tokens"), "reasoning_tokens", state
+        )
         if usage.get("cost") is not None:
             try:
                 cost = Decimal(str(usage["cost"]))
@@ -219,7 +296,7 @@ class AnthropicMessages:
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
         except (KeyError, TypeError, AttributeError):
             raise ProviderError(FailureKind.MALFORMED, "response has no content blocks") from None
-        state = StreamState(parts=[text], finish_reason=body.get("stop_reason"), done=True)
+        state = StreamState(parts=[text], finish_reason=_reason(body.get("stop_reason")), done=True)
         self._read_usage(body.get("usage"), state)
         return state
 
@@ -231,6 +308,7 @@ class AnthropicMessages:
         if kind == "error":
             raise self._error(payload)
         if kind == "message_start":
+            state.answer_seen = True
             self._read_usage((payload.get("message") or {}).get("usage"), state)
         elif kind == "content_block_delta":
             delta = payload.get("delta") or {}
@@ -241,26 +319,37 @@ class AnthropicMessages:
                 state.parts.append(text)
             return text
         elif kind == "message_delta":
-            state.finish_reason = (payload.get("delta") or {}).get("stop_reason")
+            state.finish_reason = _reason((payload.get("delta") or {}).get("stop_reason"))
             self._read_usage(payload.get("usage"), state)
         elif kind == "message_stop":
             state.done = True
+            if not state.answer_seen:
+                raise _no_answer()
         return ""
 
     @staticmethod
     def _read_usage(usage: Any, state: StreamState) -> None:
         if not isinstance(usage, dict):
             return
+        counts = {
+            name: _int(usage.get(name), name, state)
+            for name in (
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            )
+        }
         if "input_tokens" in usage:
             state.usage.input_tokens = (
-                _int(usage["input_tokens"])
-                + _int(usage.get("cache_read_input_tokens"))
-                + _int(usage.get("cache_creation_input_tokens"))
+                counts["input_tokens"]
+                + counts["cache_read_input_tokens"]
+                + counts["cache_creation_input_tokens"]
             )
         if "cache_read_input_tokens" in usage:
-            state.usage.cached_tokens = _int(usage["cache_read_input_tokens"])
+            state.usage.cached_tokens = counts["cache_read_input_tokens"]
         if "output_tokens" in usage:
-            state.usage.output_tokens = _int(usage["output_tokens"])
+            state.usage.output_tokens = counts["output_tokens"]
 
     @staticmethod
     def _error(payload: dict[str, Any]) -> ProviderError:

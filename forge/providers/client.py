@@ -58,6 +58,7 @@ from forge.providers.types import (
     AttemptResult,
     ChatRequest,
     Completion,
+    Cost,
     Finished,
     Message,
     Restart,
@@ -150,6 +151,9 @@ class ModelClient:
         self._breakers: dict[tuple[str, str], Breaker] = {}
         self._out: dict[str, ProviderError] = {}
         self._discovered_prices: dict[tuple[str, str], Prices] | None = None
+        # Attempts whose ledger row is reserved and not yet settled, by reservation id.
+        self._unsettled: dict[int, tuple[Target, Reservation, _Timing]] = {}
+        self._distrusted: set[str] = set()  # models whose untrusted usage was warned about
 
     async def __aenter__(self) -> ModelClient:
         self._pools = _Pools(self.config)
@@ -164,9 +168,25 @@ class ModelClient:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._settle_abandoned()
         if self._pools is not None:
             await self._pools.aclose()
             self._pools = None
+
+    async def _settle_abandoned(self) -> None:
+        """Settle the attempts of streams their caller left without closing (a `break` out of
+        `async for event in client.stream(...)`): Python closes such a generator only when it
+        is collected, which may be after this client is gone. Each is settled as `cancelled`,
+        priced on what had arrived, as any cancelled attempt is; the late close then finds its
+        row settled and leaves it."""
+        for target, reservation, timing in list(self._unsettled.values()):
+            cut = ProviderError(
+                FailureKind.CONNECTION,
+                "the caller stopped reading the answer before it finished",
+            )
+            await self._settle_failure(target, reservation, cut, timing, "cancelled")
+        self._unsettled.clear()
 
     # -- public API --------------------------------------------------------------------------
 
@@ -344,12 +364,38 @@ class ModelClient:
             text=result.text,
             target=target,
             usage=result.usage,
-            cost=call_cost(result.usage, self.prices(target)),
+            cost=result.cost or call_cost(result.usage, self.prices(target)),
             ttft=result.ttft,
             latency=result.latency,
             finish_reason=result.finish_reason,
             attempts=call.records,
         )
+
+    def _priced(
+        self, target: Target, request: ChatRequest, input_estimate: int, result: AttemptResult
+    ) -> AttemptResult:
+        """The result with its cost. Usage is the provider's word, and is not taken when it
+        cannot be true: a count that is not a whole number from zero up, more output than
+        `max_tokens` allowed (with a margin), or more input than the prompt's bytes could make.
+        Then the call is charged its reservation, the worst case it was allowed to cost, and
+        its tokens are recorded as that worst case."""
+        usage = result.usage
+        if usage.output_tokens > request.max_tokens + request.max_tokens // 10 + 64:
+            usage.distrust(f"{usage.output_tokens} output tokens, max_tokens {request.max_tokens}")
+        if usage.input_tokens > 2 * input_estimate + 1024:
+            usage.distrust(
+                f"{usage.input_tokens} input tokens from a prompt of at most {input_estimate}"
+            )
+        prices = self.prices(target)
+        if usage.untrusted is None:
+            result.cost = call_cost(usage, prices)
+            return result
+        result.usage = Usage(
+            input_estimate, request.max_tokens, 0, 0, None, untrusted=usage.untrusted
+        )
+        worst = prices.worst_case(input_estimate, request.max_tokens) if prices else None
+        result.cost = Cost(worst, "reservation" if worst is not None else "unpriced")
+        return result
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -373,6 +419,7 @@ class ModelClient:
         slot_deadline = call.deadline if last_candidate else time.monotonic()
         acquired: list[Throttle] = []
         result: AttemptResult | None = None
+        reservation: Reservation | None = None
         try:
             for throttle in throttles:
                 await throttle.acquire(
@@ -381,10 +428,14 @@ class ModelClient:
                 acquired.append(throttle)
             reservation = await self._reserve(target, request, input_tokens, call, task_id)
             timing = _Timing(start=time.monotonic(), input_estimate=input_tokens)
+            if reservation is not None:
+                self._unsettled[reservation.id] = (target, reservation, timing)
             try:
-                async for text in self._exchange(target, request, key, call.deadline, timing):
-                    yield text
-                result = timing.result()
+                exchange = self._exchange(target, request, key, call.deadline, timing)
+                async with aclosing(exchange) as texts:
+                    async for text in texts:
+                        yield text
+                result = self._priced(target, request, input_tokens, timing.result())
             except ProviderError as err:
                 err = self._clean(err, target)
                 with anyio.CancelScope(shield=True):
@@ -401,6 +452,8 @@ class ModelClient:
         except ProviderError as err:
             raise self._clean(err, target) from None
         finally:
+            if reservation is not None:
+                self._unsettled.pop(reservation.id, None)
             for throttle in acquired:
                 throttle.release()
         assert result is not None
@@ -432,7 +485,7 @@ class ModelClient:
         key: str | None,
         deadline: float,
         timing: _Timing,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         assert self._pools is not None, "use ModelClient inside `async with`"
         pools = self._pools
         provider = self.config.providers[target.provider]
@@ -492,6 +545,7 @@ class ModelClient:
             IndexError,
             ValueError,
             ArithmeticError,
+            RecursionError,
         ) as exc:
             # Model and gateway output is untrusted: an unexpected shape is a malformed answer.
             raise ProviderError(
@@ -665,18 +719,30 @@ class ModelClient:
     ) -> None:
         if self.ledger is None or reservation is None:
             return
+        untrusted = result.usage.untrusted
+        note = f"usage not trusted: {untrusted}; charged at the reservation" if untrusted else None
         settled = await anyio.to_thread.run_sync(
             partial(
                 self.ledger.settle,
                 reservation,
                 outcome="ok",
                 usage=result.usage,
-                cost=call_cost(result.usage, self.prices(target)),
+                cost=result.cost or call_cost(result.usage, self.prices(target)),
                 latency=result.latency,
                 ttft=result.ttft,
                 warn_at=self.config.cost.daily_warn,
+                finish_reason=result.finish_reason,
+                note=self.redact(note) if note else None,
             )
         )
+        if untrusted and target.alias not in self._distrusted:
+            self._distrusted.add(target.alias)
+            message = self.redact(
+                f"{target.alias} sent usage forge does not trust ({untrusted}): its calls are "
+                f"charged at their reservation (${reservation.amount:.6f} for this one)"
+            )
+            self.warnings.append(message)
+            log.warning(message)
         if (
             result.usage.reported_cost is not None
             and result.usage.reported_cost > reservation.amount
@@ -776,7 +842,9 @@ class _Pools:
         return pool
 
     def release(self, pool: httpx.AsyncClient) -> None:
-        self._busy[pool] -= 1
+        # A stream its caller left unclosed may end after the pools did.
+        if pool in self._busy:
+            self._busy[pool] -= 1
 
     async def aclose(self) -> None:
         for pools in self._pools.values():
@@ -843,6 +911,7 @@ class _Timing:
             usage.cached_tokens,
             usage.reasoning_tokens,
             usage.reported_cost,
+            usage.untrusted,
         )
 
 

@@ -7,7 +7,10 @@ from decimal import Decimal
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
-CostSource = Literal["reported", "computed", "unpriced"]
+# `reservation`: the provider's usage was not trusted, so the call is charged its worst case.
+CostSource = Literal["reported", "computed", "unpriced", "reservation"]
+# Stop reasons of an answer cut off by its token limit (OpenAI, Anthropic).
+TRUNCATED = frozenset({"length", "max_tokens"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,15 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     reported_cost: Decimal | None = None
+    # Why the provider's counts are not believed (negative, not a whole number, impossible for
+    # this request); such a call is charged at its reservation.
+    untrusted: str | None = None
+
+    def distrust(self, reason: str) -> None:
+        if self.untrusted is None:
+            self.untrusted = reason
+        elif reason not in self.untrusted:
+            self.untrusted += f"; {reason}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class AttemptResult:
     finish_reason: str | None
     ttft: float | None
     latency: float
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,11 @@ class Completion:
     latency: float
     finish_reason: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at its token limit: it looks whole and is not."""
+        return self.finish_reason in TRUNCATED
 
 
 @dataclass(frozen=True)

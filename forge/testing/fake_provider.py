@@ -58,6 +58,12 @@ class Fault(enum.StrEnum):
     STALL = "stall"  # headers (and opening event), then stall_seconds of keep-alive comments only
     MALFORMED = "malformed"  # 200 whose body, or one stream data line, is not JSON
     ERROR_200 = "error_200"  # 200 carrying an error object (as a body or as one stream event)
+    # OpenRouter's documented mid-stream error: half the text, then a chunk carrying an `error`
+    # object and `finish_reason: "error"`, then [DONE] (Anthropic: an `error` event). A whole
+    # answer carries the same error beside its choices.
+    MID_STREAM_ERROR = "mid_stream_error"
+    FINISH_ERROR = "finish_error"  # half the text, then a bare `finish_reason: "error"`
+    NO_CHOICES = "no_choices"  # a stream whose chunks carry no choices: usage, then [DONE]
 
 
 @dataclass
@@ -82,6 +88,12 @@ class Reply:
     stall_seconds: float = 30.0
     stall_after_tokens: int = 0  # STALL: stream this many answer tokens first, then stall
     headers: dict[str, str] = field(default_factory=dict)
+    error_code: int | str = 502  # the `code` of ERROR_200's and MID_STREAM_ERROR's error object
+    # The stop reason sent instead of "stop" / "end_turn", e.g. "length" or "max_tokens".
+    finish_reason: str | None = None
+    # Fields merged into the usage object as sent, untrusted numbers included (-5, 1e308).
+    usage: dict[str, Any] = field(default_factory=dict)
+    body: bytes | None = None  # a 200 JSON body sent as it is, streamed request or not
     # Only for a request whose messages contain this text; the first queued reply that fits is
     # used, so parallel requests to one model can each get the answer meant for them.
     when: str | None = None
@@ -348,6 +360,9 @@ class _Turn:
     cached_tokens: int
     cost: str | None
     include_usage: bool
+    finish_reason: str | None = None
+    usage_fields: dict[str, Any] = field(default_factory=dict)
+    error_code: int | str = 502
 
     @property
     def text(self) -> str:
@@ -375,13 +390,19 @@ class _OpenAIDialect:
             return _anthropic_error(spec.anthropic_type, message)
         return {"error": {"message": message, "type": spec.openai_type, "code": spec.openai_code}}
 
-    def error_200(self) -> dict[str, Any]:
-        return {"error": {"message": _ERROR_200_MESSAGE, "code": 502}}
+    def error_200(self, code: int | str = 502) -> dict[str, Any]:
+        return {"error": {"message": _ERROR_200_MESSAGE, "code": code}}
 
-    def completion(self, turn: _Turn) -> dict[str, Any]:
+    def completion(self, turn: _Turn, fault: Fault | None = None) -> dict[str, Any]:
         message = {"role": "assistant", "content": turn.text}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return {**self._envelope(turn, "chat.completion", [choice]), "usage": self._usage(turn)}
+        finish = turn.finish_reason or "stop"
+        if fault in (Fault.MID_STREAM_ERROR, Fault.FINISH_ERROR):
+            finish = "error"
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        body = {**self._envelope(turn, "chat.completion", [choice]), "usage": self._usage(turn)}
+        if fault is Fault.MID_STREAM_ERROR:
+            body["error"] = {"code": turn.error_code, "message": "Provider disconnected"}
+        return body
 
     def stream_open(self, turn: _Turn) -> list[bytes]:
         return [self._chunk(turn, {"role": "assistant", "content": ""}, None)]
@@ -390,7 +411,7 @@ class _OpenAIDialect:
         return self._chunk(turn, {"content": token}, None)
 
     def stream_close(self, turn: _Turn) -> list[bytes]:
-        events = [self._chunk(turn, {}, "stop")]
+        events = [self._chunk(turn, {}, turn.finish_reason or "stop")]
         if turn.include_usage:
             usage_chunk = self._envelope(turn, "chat.completion.chunk", [])
             events.append(_sse({**usage_chunk, "usage": self._usage(turn)}))
@@ -399,8 +420,20 @@ class _OpenAIDialect:
     def stream_malformed(self) -> bytes:
         return _sse(_MALFORMED_JSON)
 
-    def stream_error(self) -> bytes:
-        return _sse(self.error_200())
+    def stream_error(self, code: int | str = 502) -> bytes:
+        return _sse(self.error_200(code))
+
+    def stream_failure(self, turn: _Turn, fault: Fault) -> list[bytes]:
+        """How a stream that fails midway ends (MID_STREAM_ERROR, FINISH_ERROR)."""
+        choice = {"index": 0, "delta": {"content": ""}, "finish_reason": "error"}
+        chunk = self._envelope(turn, "chat.completion.chunk", [choice])
+        if fault is Fault.MID_STREAM_ERROR:
+            chunk["error"] = {"code": turn.error_code, "message": "Provider disconnected"}
+        return [_sse(chunk), b"data: [DONE]\n\n"]
+
+    def stream_without_choices(self, turn: _Turn) -> list[bytes]:
+        usage_chunk = self._envelope(turn, "chat.completion.chunk", [])
+        return [_sse({**usage_chunk, "usage": self._usage(turn)}), b"data: [DONE]\n\n"]
 
     def _envelope(self, turn: _Turn, kind: str, choices: list[Any]) -> dict[str, Any]:
         return {
@@ -424,7 +457,7 @@ class _OpenAIDialect:
         }
         if turn.cost is not None:
             usage["cost"] = turn.cost
-        return usage
+        return {**usage, **turn.usage_fields}
 
 
 class _AnthropicDialect:
@@ -435,13 +468,15 @@ class _AnthropicDialect:
     def error_body(self, spec: _ErrorSpec, message: str) -> dict[str, Any]:
         return _anthropic_error(spec.anthropic_type, message)
 
-    def error_200(self) -> dict[str, Any]:
+    def error_200(self, code: int | str = 502) -> dict[str, Any]:
         return _anthropic_error("api_error", _ERROR_200_MESSAGE)
 
-    def completion(self, turn: _Turn) -> dict[str, Any]:
+    def completion(self, turn: _Turn, fault: Fault | None = None) -> dict[str, Any]:
+        if fault is Fault.MID_STREAM_ERROR:
+            return self.error_200()
         return {
             **self._message(turn, [{"type": "text", "text": turn.text}]),
-            "stop_reason": "end_turn",
+            "stop_reason": turn.finish_reason or "end_turn",
             "stop_sequence": None,
             "usage": self._usage(turn, turn.output_tokens),
         }
@@ -468,8 +503,8 @@ class _AnthropicDialect:
         )
 
     def stream_close(self, turn: _Turn) -> list[bytes]:
-        delta = {"stop_reason": "end_turn", "stop_sequence": None}
-        usage = {"output_tokens": turn.output_tokens}
+        delta = {"stop_reason": turn.finish_reason or "end_turn", "stop_sequence": None}
+        usage = {"output_tokens": turn.output_tokens, **turn.usage_fields}
         return [
             _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
             _sse({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta"),
@@ -479,8 +514,15 @@ class _AnthropicDialect:
     def stream_malformed(self) -> bytes:
         return _sse(_MALFORMED_JSON, "content_block_delta")
 
-    def stream_error(self) -> bytes:
-        return _sse(self.error_200(), "error")
+    def stream_error(self, code: int | str = 502) -> bytes:
+        return _sse(self.error_200(code), "error")
+
+    def stream_failure(self, turn: _Turn, fault: Fault) -> list[bytes]:
+        """Anthropic reports a failure midway as an `error` event."""
+        return [_sse(_anthropic_error("overloaded_error", "Overloaded"), "error")]
+
+    def stream_without_choices(self, turn: _Turn) -> list[bytes]:
+        return [_sse({"type": "message_stop"}, "message_stop")]
 
     def _message(self, turn: _Turn, content: list[Any]) -> dict[str, Any]:
         return {
@@ -491,12 +533,13 @@ class _AnthropicDialect:
             "content": content,
         }
 
-    def _usage(self, turn: _Turn, output_tokens: int) -> dict[str, int]:
+    def _usage(self, turn: _Turn, output_tokens: int) -> dict[str, Any]:
         return {
             "input_tokens": turn.input_tokens,
             "output_tokens": output_tokens,
             "cache_read_input_tokens": turn.cached_tokens,
             "cache_creation_input_tokens": 0,
+            **turn.usage_fields,
         }
 
 
@@ -558,7 +601,7 @@ class _Exchange:
         if fault is Fault.DROP and not self.payload.get("stream"):
             response.abort()
             return False
-        if self.payload.get("stream"):
+        if self.payload.get("stream") and self.reply.body is None:
             return await self._stream(response)
         await self._complete(response)
         return True
@@ -586,12 +629,14 @@ class _Exchange:
 
     async def _complete(self, response: _Response) -> None:
         fault = self.reply.fault
-        if fault is Fault.MALFORMED:
+        if self.reply.body is not None:
+            body = self.reply.body
+        elif fault is Fault.MALFORMED:
             body = _MALFORMED_JSON
         elif fault is Fault.ERROR_200:
-            body = json.dumps(self.dialect.error_200()).encode()
+            body = json.dumps(self.dialect.error_200(self.reply.error_code)).encode()
         else:
-            body = json.dumps(self.dialect.completion(self.turn)).encode()
+            body = json.dumps(self.dialect.completion(self.turn, fault)).encode()
         headers = {"content-type": "application/json", **self.reply.headers}
         await response.send_head(200, headers, len(body))
         if fault is Fault.STALL:
@@ -610,7 +655,15 @@ class _Exchange:
             await self._send_tokens(response, head)
             await self._stall(response)
         if fault is Fault.ERROR_200:
-            await response.send_chunk(self.dialect.stream_error())
+            await response.send_chunk(self.dialect.stream_error(self.reply.error_code))
+            await response.end_chunks()
+            return True
+        if fault in (Fault.MID_STREAM_ERROR, Fault.FINISH_ERROR, Fault.NO_CHOICES):
+            if fault is not Fault.NO_CHOICES:
+                await self._send_tokens(response, tokens[: max(1, len(tokens) // 2)])
+                await response.send_chunks(self.dialect.stream_failure(self.turn, fault))
+            else:
+                await response.send_chunks(self.dialect.stream_without_choices(self.turn))
             await response.end_chunks()
             return True
         await asyncio.sleep(self.reply.ttft)
@@ -626,6 +679,8 @@ class _Exchange:
     async def _open_stream(self, response: _Response) -> None:
         headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
         await response.send_head(200, {**headers, **self.reply.headers}, None)
+        if self.reply.fault is Fault.NO_CHOICES:
+            return
         for event in self.dialect.stream_open(self.turn):
             await response.send_chunk(event)
 
@@ -930,6 +985,9 @@ class FakeProvider:
             cached_tokens=reply.cached_tokens,
             cost=reply.cost,
             include_usage=include_usage,
+            finish_reason=reply.finish_reason,
+            usage_fields=reply.usage,
+            error_code=reply.error_code,
         )
 
     # -- discovery ---------------------------------------------------------------------------
