@@ -540,10 +540,15 @@ def test_a_twenty_megabyte_answer_reaches_the_user_whole_and_the_store_cut(
         "usage": {"prompt_tokens": 10, "completion_tokens": 4000},
     }
     fake.script("big-1", Reply(body=json.dumps(body).encode()))
-    config = write(tmp_path, fanout_config(fake.url, ["big"]))
-    done = run_forge("fanout", "Talk.", "-m", "big", "--json", "-c", str(config))
+    fake.script("small-1", Reply(text="line 0 of a short answer"))
+    config = write(tmp_path, fanout_config(fake.url, ["big", "small"]))
+    # With a second answer to compare it with (the comparison reads the first 50,000
+    # characters of each: comparing all of it took minutes).
+    done = run_forge("fanout", "Talk.", "-m", "big,small", "--json", "-c", str(config))
     assert done.returncode == 0, done.stderr
-    assert rows(json.loads(done.stdout))["big"]["text"] == text, "the output has all of it"
+    answers = rows(json.loads(done.stdout))
+    assert answers["big"]["text"] == text, "the output has all of it"
+    assert answers["small"]["text"] == "line 0 of a short answer"
     saved = str(rows(fanout_json("--show", "last"))["big"]["text"])
     assert saved.startswith(text[:999_000]) and len(saved) < 1_100_000
     assert saved.endswith("characters not stored]")

@@ -13,6 +13,9 @@ size over the answers compared. When the two largest clusters are the same size 
 majority and no consensus: diffs are then against the `reference`, the most central member of the
 cluster listed first, which no reader should take for a consensus.
 
+Only the first COMPARED_CHARS characters of an answer take part: difflib's cost grows with the
+product of two answers' lengths, and a 20 MB answer must not keep every other from being shown.
+
 Answers that arrived but hold no words (empty, or only punctuation and spacing) are `empty`: left
 out of the comparison, so that blank replies can never agree with one another into a consensus.
 """
@@ -34,6 +37,7 @@ DEFAULT_THRESHOLD = 0.6
 MATRIX_LIMIT = 150
 FOUNDER_LIMIT = 100
 WORD_DIFF_MAX_LINES = 3
+COMPARED_CHARS = 50_000
 WORDS = re.compile(r"\w+(?:[.,']\w+)*")
 
 
@@ -136,13 +140,13 @@ def similarity(a: Sequence[str], b: Sequence[str]) -> float:
 
 def compare(answers: Sequence[Answer], threshold: float = DEFAULT_THRESHOLD) -> Comparison:
     """Compare the answers that arrived (status ok) with words in them; the others take no part."""
-    words = {a.key: normalise(a.text) for a in answers if a.ok}
+    words = {a.key: normalise(a.text[:COMPARED_CHARS]) for a in answers if a.ok}
     empty = tuple(k for k, w in words.items() if not w)
     arrived = [a for a in answers if a.ok and words[a.key]]
     keys = tuple(a.key for a in arrived)
     if not arrived:
         return Comparison(keys, threshold, empty=empty)
-    texts = {a.key: a.text for a in arrived}
+    texts = {a.key: a.text[:COMPARED_CHARS] for a in arrived}
     words = {k: words[k] for k in keys}
     distinct = list(dict.fromkeys(words.values()))
     if len(distinct) <= MATRIX_LIMIT:
