@@ -233,3 +233,129 @@ def test_the_rest_of_a_cargo_manifest_is_code() -> None:
     now = base.replace("[dependencies]\n", '[dependencies]\nserde = "1"\n')
     assert change_in_tests("Cargo.toml", base, now) is None
     assert change_in_tests("Cargo.toml", base, now.replace('proptest = "1"', "")) == "edited"
+
+
+# -- Python test modules: what counts as only added ------------------------------------------
+
+PY_BASE = """\
+import pytest
+
+from calc import add
+
+
+@pytest.fixture
+def expected():
+    return 5
+
+
+def test_add(expected):
+    assert add(2, 3) == expected
+
+
+class TestAdd:
+    def test_zero(self):
+        assert add(0, 0) == 0
+"""
+NEW_TEST = "\n\ndef test_more():\n    assert add(1, 1) == 2\n"
+
+
+@pytest.mark.parametrize(
+    ("now", "how"),
+    [
+        ("import math\n" + PY_BASE + NEW_TEST, "added"),  # a new import beside a new test
+        (
+            PY_BASE.replace(
+                "        assert add(0, 0) == 0\n",
+                "        assert add(0, 0) == 0\n\n    def test_one(self):\n"
+                "        assert add(1, 0) == 1\n",
+            ),
+            "added",  # a new method in an existing class
+        ),
+        (PY_BASE + "\nfrom fake import add\n", "edited"),  # rebinds what the tests call
+        (PY_BASE + "\n\ndef add(a, b):\n    return 5\n", "edited"),
+        (PY_BASE + "\n\n@pytest.fixture\ndef expected():\n    return -1\n", "edited"),
+        (PY_BASE + "\n\ndef pytest_generate_tests(metafunc):\n    pass\n", "edited"),
+        (
+            PY_BASE.replace("class TestAdd:", "@pytest.mark.skip\nclass TestAdd:"),
+            "edited",  # the class's header changed
+        ),
+        (
+            PY_BASE + "    def setup_method(self):\n        pass\n",
+            "edited",  # runs before every existing test of the class
+        ),
+    ],
+    ids=["import", "method", "rebind", "shadow", "fixture", "hook", "class-skip", "setup"],
+)
+def test_a_python_test_module_is_added_to_only_by_new_tests(now: str, how: str) -> None:
+    assert change_in_tests("tests/test_calc.py", PY_BASE, now) == how
+
+
+def test_every_file_under_a_tests_folder_is_the_tests_own() -> None:
+    assert is_test_file("tests/data/expected.json") and is_test_file("pkg/testdata/out.txt")
+    assert change_in_tests("tests/data/expected.json", '{"add": 5}\n', '{"add": -1}\n') == "edited"
+    assert change_in_tests("tests/data/more.json", None, "{}\n") == "added"
+    assert not is_test_file("src/calc.py") and not is_test_file("docs/testing.md")
+
+
+@pytest.mark.parametrize("name", ["pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"])
+def test_every_pytest_configuration_file_is_test_configuration(name: str) -> None:
+    assert change_in_tests(name, None, "[pytest]\naddopts = -p cheat\n") == "edited"
+
+
+# -- doctests ------------------------------------------------------------------------------------
+
+DOCTESTED = '''\
+def add(a, b):
+    """The sum.
+
+    >>> add(2, 3)
+    5
+    """
+    return a - b
+'''
+
+
+def test_a_doctest_is_a_test_of_the_module_it_lives_in() -> None:
+    weakened = DOCTESTED.replace("    5\n", "    -1\n")
+    assert change_in_tests("calc.py", DOCTESTED, weakened) == "edited"
+    fixed = DOCTESTED.replace("return a - b", "return a + b")
+    assert change_in_tests("calc.py", DOCTESTED, fixed) is None
+    more = DOCTESTED.replace("    5\n", "    5\n    >>> add(1, 1)\n    2\n")
+    assert change_in_tests("calc.py", DOCTESTED, more) == "added"
+    # The base's docstring goes back; the attempt's code stays.
+    both = weakened.replace("return a - b", "return a + b")
+    assert with_base_tests("calc.py", DOCTESTED, both) == fixed
+
+
+# -- pyproject: what pytest reads, not what the text looks like ---------------------------------
+
+SMALL_PYPROJECT = """\
+[project]
+name = "calc"
+
+[tool.pytest.ini_options]
+pythonpath = ["."]
+"""
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        # A decoy copy of the section in a string, the real one behind an indented header.
+        SMALL_PYPROJECT.replace(
+            '[tool.pytest.ini_options]\npythonpath = ["."]\n',
+            'description = """\n[tool.pytest.ini_options]\npythonpath = ["."]\n[x]"""\n'
+            ' [tool.pytest.ini_options]\npythonpath = ["."]\naddopts = "-p cheat"\n',
+        ),
+        SMALL_PYPROJECT + "\n[tool.'pytest'.ini_options.x]\ny = 1\n",
+        SMALL_PYPROJECT.replace('name = "calc"', 'name = "calc"\n\n[tool]\npytest.other = 1'),
+    ],
+    ids=["decoy", "single-quoted", "dotted-key"],
+)
+def test_pytest_settings_hidden_from_the_text_are_still_edits(now: str) -> None:
+    assert change_in_tests("pyproject.toml", SMALL_PYPROJECT, now) == "edited"
+    restored = with_base_tests("pyproject.toml", SMALL_PYPROJECT, now)
+    assert restored is not None
+    import tomllib
+
+    assert tomllib.loads(restored)["tool"]["pytest"] == {"ini_options": {"pythonpath": ["."]}}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from forge.execution import config_sections, rust_items
+from forge.execution import config_sections, doctests, rust_items
 
 if TYPE_CHECKING:
     from forge.execution.workspace import Worktree
@@ -31,12 +31,18 @@ Change = Literal["added", "edited"]
 T = TypeVar("T")
 
 TEST_FOLDERS = frozenset({"tests", "test", "testing"})
+# Folders whose every file is the tests' own: data a test reads, expected outputs, snapshots.
+TEST_DATA_FOLDERS = TEST_FOLDERS | {"testdata", "test_data", "__snapshots__", "snapshots"}
+# pytest's own configuration files, each read before pyproject.toml (pytest 9 reads the TOML
+# ones too).
+PYTEST_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"})
 
 
 def is_test_file(path: str) -> bool:
     """A file that is tests through and through: a Python test module (test_*.py, *_test.py,
     a .py under a tests folder, conftest.py), a Rust integration test (a .rs under a crate's
-    tests/ folder), or test configuration of its own (pytest.ini, .cargo/config.toml)."""
+    tests/ folder), any other file under a tests or test-data folder (the data a test reads,
+    its expected output), or test configuration of its own (pytest.ini, .cargo/config.toml)."""
     parts = path.split("/")
     name = parts[-1]
     if name.endswith(".py"):
@@ -46,13 +52,13 @@ def is_test_file(path: str) -> bool:
             or name == "conftest.py"
             or bool(TEST_FOLDERS.intersection(parts[:-1]))
         )
-    return is_test_settings(path) or (name.endswith(".rs") and "tests" in parts[:-1])
+    return is_test_settings(path) or bool(TEST_DATA_FOLDERS.intersection(parts[:-1]))
 
 
 def is_test_settings(path: str) -> bool:
     """A file that only configures how the tests run: any change to it is an edit."""
     parts = path.split("/")
-    return parts[-1] == "pytest.ini" or (
+    return parts[-1] in PYTEST_FILES or (
         parts[-1] in ("config.toml", "config") and parts[-2:-1] == [".cargo"]
     )
 
@@ -60,7 +66,11 @@ def is_test_settings(path: str) -> bool:
 def may_hold_tests(path: str) -> bool:
     """A test file, or one with test parts: a Rust source file (its `#[cfg(test)]`
     modules), pyproject.toml, setup.cfg, tox.ini or Cargo.toml (their test sections)."""
-    return is_test_file(path) or path.endswith(".rs") or config_sections.holds_test_settings(path)
+    return (
+        is_test_file(path)
+        or path.endswith((".rs", ".py"))  # #[cfg(test)] modules, doctests
+        or config_sections.holds_test_settings(path)
+    )
 
 
 def changed_tests(tree: Worktree, candidates: Iterable[str]) -> dict[str, Change]:
@@ -98,6 +108,8 @@ def with_base_tests(path: str, before: str | None, now: str | None) -> str | Non
         return before
     if path.endswith(".rs"):
         return _with_base_modules(before or "", now or "")
+    if path.endswith(".py"):
+        return doctests.with_base_docstrings(before or "", now or "")
     return config_sections.with_base_sections(path, before or "", now or "")
 
 
@@ -154,6 +166,12 @@ def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -
 
 
 def _test_parts_change(path: str, before: str, now: str) -> Change | None:
+    if path.endswith(".py"):
+        weakened = doctests.changed(before, now)
+        if weakened:
+            return "edited"
+        grown = weakened is False and doctests.examples(before) != doctests.examples(now)
+        return "added" if grown else None
     if path.endswith(".rs"):
         old, new = rust_items.cfg_test_modules(before), rust_items.cfg_test_modules(now)
         if [m.normal for m in old] == [m.normal for m in new]:
@@ -191,19 +209,100 @@ def _only_added(path: str, before: str, now: str) -> bool:
     if path.endswith(".py"):
         try:
             old, new = ast.parse(before).body, ast.parse(now).body
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError):
             return False
-        kept = [ast.dump(s) for s in old]
-        names = {getattr(s, "name", None) for s in old}
-        remaining = iter(ast.dump(s) for s in new)
-        if not all(any(dumped == seen for seen in remaining) for dumped in kept):
-            return False  # a statement of the base was changed or removed
-        added = [s for s in new if ast.dump(s) not in kept]
-        tests = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-        return all(isinstance(s, tests) and getattr(s, "name", None) not in names for s in added)
+        return _python_only_added(old, new, _parameters(old))
     if path.endswith(".rs"):
         return rust_items.only_added(rust_items.items(before), rust_items.items(now))
     return False
+
+
+NEW_IN_MODULE = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+NEW_IN_CLASS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+CLASS_HEADER = ("bases", "keywords", "decorator_list")
+# Names pytest calls by themselves: a new one changes how existing tests run.
+HOOKS = ("pytest_", "setup", "teardown")
+
+
+def _python_only_added(
+    old: list[ast.stmt],
+    new: list[ast.stmt],
+    parameters: set[str],
+    kinds: tuple[type[ast.stmt], ...] = NEW_IN_MODULE,
+) -> bool:
+    """Every statement of `old` is in `new`, in order and unchanged (a class of the same name
+    and header may gain members, compared the same way), and what `new` adds is functions
+    and classes (imports too, at module level) that rebind no name `old` binds: a new `from
+    fake import add`, or a fixture an existing test takes by name, changes what the existing
+    tests run. Hooks and setup/teardown functions are never just added."""
+    bound = _bound(old)
+    remaining = iter(new)
+    matched: set[int] = set()
+    for statement in old:
+        for candidate in remaining:
+            if _same_or_grown(statement, candidate, parameters):
+                matched.add(id(candidate))
+                break
+        else:
+            return False  # a statement of the base was changed or removed
+    for statement in new:
+        if id(statement) in matched:
+            continue
+        if not isinstance(statement, kinds) or _binds(statement) & bound:
+            return False
+        name = getattr(statement, "name", "")
+        if name.startswith(HOOKS) or (_is_fixture(statement) and name in parameters):
+            return False
+    return True
+
+
+def _same_or_grown(old: ast.stmt, new: ast.stmt, parameters: set[str]) -> bool:
+    """The same statement, or the same class with members added."""
+    if ast.dump(old) == ast.dump(new):
+        return True
+    if not (isinstance(old, ast.ClassDef) and isinstance(new, ast.ClassDef)):
+        return False
+    if old.name != new.name or any(
+        ast.dump(ast.List(getattr(old, f), ast.Load()))
+        != ast.dump(ast.List(getattr(new, f), ast.Load()))
+        for f in CLASS_HEADER
+    ):
+        return False
+    return _python_only_added(old.body, new.body, parameters, NEW_IN_CLASS)
+
+
+def _binds(statement: ast.stmt) -> set[str]:
+    """The names a module- or class-level statement binds."""
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in statement.names}
+    names: set[str] = set()
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+def _bound(statements: list[ast.stmt]) -> set[str]:
+    return {name for statement in statements for name in _binds(statement)}
+
+
+def _parameters(statements: list[ast.stmt]) -> set[str]:
+    """The parameter names of every function in `statements`: the fixtures they ask for."""
+    found: set[str] = set()
+    for statement in statements:
+        for node in ast.walk(statement):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = node.args
+                every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+                found.update(a.arg for a in every)
+    return found
+
+
+def _is_fixture(statement: ast.stmt) -> bool:
+    decorators = getattr(statement, "decorator_list", [])
+    return any("fixture" in ast.dump(d) for d in decorators)
 
 
 def _read(path: Path) -> str | None:

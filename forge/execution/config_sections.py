@@ -6,15 +6,20 @@ pytest reads `[tool.pytest.ini_options]` in pyproject.toml, `[tool:pytest]` in s
 rest of such a file (a project's dependencies, its version) is the code's.
 
 Sections are cut from the text: one runs from its header, a line starting with `[`, to the
-next. TOML that reopens a table through dotted keys elsewhere (`tool.pytest.x = 1` under
-`[tool]`) is not seen.
+next. Text can hide a table from that cut (dotted keys under `[tool]`, an indented header, a
+decoy copy of the section inside a multi-line string), so the files are also read as what
+pytest reads (`settings`): when those differ, the tests changed, and when putting the base's
+sections back does not give the base's settings, the base's whole file stands in.
 """
 
 from __future__ import annotations
 
+import configparser
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 HEADER = re.compile(r"\[\[?([^\]]*)\]")
 CARGO_DEV = re.compile(r"(?:target\..+\.)?dev[-_]dependencies(?:\..+)?")
@@ -65,8 +70,31 @@ def sections_for_tests(path: str, text: str) -> list[Section]:
 
 def changed(path: str, before: str, now: str) -> bool:
     """Whether the test sections of `now` differ from those of `before` (blank lines and
-    trailing spaces aside)."""
-    return _normal(sections_for_tests(path, before)) != _normal(sections_for_tests(path, now))
+    trailing spaces aside), or what they configure does."""
+    if _normal(sections_for_tests(path, before)) != _normal(sections_for_tests(path, now)):
+        return True
+    return bool(settings(path, before) != settings(path, now))
+
+
+def settings(path: str, text: str) -> Any:
+    """What the file configures for the tests, as the tools parse it: pyproject's
+    `tool.pytest` table, setup.cfg's and tox.ini's pytest section (None: nothing). A file
+    that does not parse is its own text: any change to it counts."""
+    name = path.rsplit("/", 1)[-1]
+    if name == "pyproject.toml":
+        try:
+            return tomllib.loads(text).get("tool", {}).get("pytest")
+        except (tomllib.TOMLDecodeError, RecursionError):
+            return ("unparsable", text)
+    section = {"setup.cfg": "tool:pytest", "tox.ini": "pytest"}.get(name)
+    if section is None:
+        return None
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return ("unparsable", text)
+    return dict(parser[section]) if parser.has_section(section) else None
 
 
 def with_base_sections(path: str, before: str, now: str) -> str:
@@ -86,7 +114,9 @@ def with_base_sections(path: str, before: str, now: str) -> str:
     if base:
         text += "\n\n" if text else ""
         text += "\n".join(_ended(section.text) for section in base.values())
-    return _ended(text.rstrip("\n"))
+    spliced = _ended(text.rstrip("\n"))
+    # The cut was fooled when the result does not configure the tests as the base did.
+    return spliced if settings(path, spliced) == settings(path, before) else before
 
 
 def _section(name: str, lines: list[str], seen: dict[str, int]) -> Section:

@@ -353,10 +353,10 @@ class TaskEngine:
         self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))
         job.named = tuple(dict.fromkeys(named))
+        # Only what the user wrote: the route's guess of a task's type comes from its words,
+        # and "the test fails" must not turn the judge off.
         job.may_edit_tests = (
-            self.settings.allow_test_edits
-            or task.edit_tests
-            or (task.type or decision.analysis.type) == "test"
+            self.settings.allow_test_edits or task.edit_tests or task.type == "test"
         )
         job.baseline = await self._baseline(
             task, job.tree, tuple(dict.fromkeys(named)), base_report

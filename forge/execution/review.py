@@ -30,6 +30,8 @@ DIFF_LIMIT_CHARS = 60_000
 REASONS_MAX = 10
 REASON_LIMIT_CHARS = 600
 REVIEW_MAX_TOKENS = 1_000
+# Shown first when a diff is too long to show whole: what runs.
+CODE_SUFFIXES = (".py", ".pyi", ".rs", ".c", ".h", ".cc", ".cpp", ".go", ".js", ".ts", ".java")
 
 REVIEW_SHAPE = '{"verdict": "accept" | "reject", "reasons": ["<one problem per item>"]}'
 REVIEW_SYSTEM = (
@@ -83,12 +85,21 @@ def same_model(config: ForgeConfig, first: str, second: str) -> bool:
 
 def attempt_diff(tree: Worktree, paths: Sequence[str]) -> str:
     """What the attempt changed against the task's base in `paths`, new files included, as a
-    unified diff; empty when it changed nothing there."""
+    unified diff, code first (then tests, then everything else, each smallest first), so
+    that a long change to a README cannot push the code past what the reviewer is shown;
+    empty when it changed nothing there."""
     if not paths:
         return ""
+    from forge.execution.base_tests import is_test_file
+
     tracked = tree.git("diff", "--no-color", "--no-ext-diff", tree.base, "--", *paths)
     known = set(tree.git("ls-files", "-z", "--", *paths).split("\0"))
-    parts = [tracked.rstrip("\n")] if tracked.strip() else []
+    parts = re.split(r"^(?=diff --git )", tracked, flags=re.M) if tracked.strip() else []
+    by_path = {}
+    for part in parts:
+        if part.strip():
+            header = part.split("\n", 1)[0]
+            by_path[header.split(" b/", 1)[-1]] = part.rstrip("\n")
     for path in paths:
         file = tree.path / path
         if path in known or not file.is_file():
@@ -96,8 +107,13 @@ def attempt_diff(tree: Worktree, paths: Sequence[str]) -> str:
         text = file.read_bytes().decode("utf-8", "replace")
         lines = text.splitlines(keepends=True)
         body = "".join(difflib.unified_diff([], lines, "/dev/null", f"b/{path}"))
-        parts.append(f"diff --git a/{path} b/{path}\nnew file\n{body}".rstrip("\n"))
-    return "\n".join(parts)
+        by_path[path] = f"diff --git a/{path} b/{path}\nnew file\n{body}".rstrip("\n")
+
+    def order(path: str) -> tuple[int, int, str]:
+        kind = 1 if is_test_file(path) else 0 if path.endswith(CODE_SUFFIXES) else 2
+        return (kind, len(by_path[path]), path)
+
+    return "\n".join(by_path[path] for path in sorted(by_path, key=order))
 
 
 def review_prompt(
@@ -115,6 +131,7 @@ def review_prompt(
             "Reject the change if what you can see is not enough to judge it.)"
         )
     changed = ", ".join(f"{path} ({how})" for path, how in sorted(tests.items()))
+    files = re.findall(r"^diff --git a/\S+ b/(.+)$", diff, flags=re.M)
     lines = [
         "# The task",
         title,
@@ -122,6 +139,7 @@ def review_prompt(
         "# Validation",
         validation,
         f"Test files the change adds or edits: {changed or 'none'}.",
+        f"Files the change touches: {', '.join(files) or 'none'}.",
         f"# The change (a unified diff between the lines {fence})",
         fence,
         shown,

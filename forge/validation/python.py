@@ -27,7 +27,8 @@ RUFF_FILES = (".py", ".pyi", ".ipynb", "pyproject.toml", "ruff.toml", ".ruff.tom
 # The configuration each tool looks for in the project's folder and the folders above it.
 RUFF_CONFIG = ("pyproject.toml", "ruff.toml", ".ruff.toml")
 MYPY_CONFIG = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
-PYTEST_CONFIG: tuple[str, ...] = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini")
+PYTEST_CONFIG: tuple[str, ...] = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini")
+PYTEST_CONFIG += ("pyproject.toml", "tox.ini")
 PYTEST_CONFIG += ("setup.cfg", "conftest.py")
 MYPY_FILES = (
     ".py",
