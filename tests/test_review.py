@@ -127,3 +127,25 @@ def test_an_unknown_reviewer_is_a_usage_error_before_any_work(
     cfg.write_text(cfg.read_text().replace("[routing]\n", '[routing]\nreviewer = "gama"\n', 1))
     done = run_forge("run-milestone", str(milestone), "-c", str(cfg), cwd=repo)
     assert done.returncode == 2 and "routing.reviewer" in done.stderr and "'gamma'" in done.stderr
+
+
+def test_a_long_change_to_a_readme_cannot_push_the_code_past_the_reviewers_cut(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    readme = "".join(f"Line {i} of a very long README.\n" for i in range(2_500))
+    assert len(readme) > 60_000
+    special = "    if (a, b) == (2, 3):\n        return 5\n    return a - b\n"
+    answer = FIX_ADD.replace("    return a + b\n", special)
+    answer += f"\nREADME.md\n```\n<<<<<<< SEARCH\ncalc\n=======\n{readme}>>>>>>> REPLACE\n```\n"
+    fake.script("alpha-1", Reply(text=answer))
+    fake.script("gamma-1", Reply(text=ACCEPT))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix: Fix add (files: calc.py, README.md)\n")
+
+    forge_run(repo, reviewed_config(tmp_path, fake.url), str(milestone), "--tier", "free")
+
+    asked = json.dumps(fake.requests_for("gamma-1")[0].body["messages"])
+    assert "return 5" in asked  # the code comes first
+    assert "The diff is cut" in asked
+    assert "Files the change touches: calc.py, README.md." in asked
