@@ -1,23 +1,34 @@
 """The sections of shared configuration files that configure the tests.
 
 pytest reads `[tool.pytest.ini_options]` in pyproject.toml, `[tool:pytest]` in setup.cfg and
-`[pytest]` in tox.ini; cargo builds the tests with `[dev-dependencies]`. An answer that adds
-`addopts = "-p cheat"` there changes what the tests are without touching a test file. The
-rest of such a file (a project's dependencies, its version) is the code's.
+`[pytest]` in tox.ini; cargo builds the tests with `[dev-dependencies]` and the `test` and
+`bench` profiles, finds them through `[[test]]` and `[[bench]]` targets, and runs them as a
+target's `test`, `harness` and `doctest` keys and `[package]`'s `autotests` and `autobenches`
+say. An answer that adds `addopts = "-p cheat"`, or points the failing test target at a file
+of its own, changes what the tests are without touching a test file. The rest of such a file
+(a project's dependencies, its version) is the code's.
 
 Sections are cut from the text: one runs from its header, a line starting with `[`, to the
 next. TOML that reopens a table through dotted keys elsewhere (`tool.pytest.x = 1` under
-`[tool]`) is not seen.
+`[tool]`) is not seen, except in Cargo.toml, whose test settings are also read with tomllib
+and compared as values: a splice that cannot give the base's values back (a key in
+`[package]` or `[lib]`) gives way to the base's whole manifest.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 HEADER = re.compile(r"\[\[?([^\]]*)\]")
-CARGO_DEV = re.compile(r"(?:target\..+\.)?dev[-_]dependencies(?:\..+)?")
+CARGO_DEV = re.compile(
+    r"(?:target\..+\.)?dev[-_]dependencies(?:\..+)?|test|bench|profile\.(?:test|bench)"
+)
+TARGET_KEYS = ("test", "harness", "doctest", "bench")
 
 TEST_SECTIONS: dict[str, Callable[[str], bool]] = {
     "pyproject.toml": lambda name: name == "tool.pytest" or name.startswith("tool.pytest."),
@@ -65,8 +76,57 @@ def sections_for_tests(path: str, text: str) -> list[Section]:
 
 def changed(path: str, before: str, now: str) -> bool:
     """Whether the test sections of `now` differ from those of `before` (blank lines and
-    trailing spaces aside)."""
-    return _normal(sections_for_tests(path, before)) != _normal(sections_for_tests(path, now))
+    trailing spaces aside), or a Cargo manifest's test settings do."""
+    if _normal(sections_for_tests(path, before)) != _normal(sections_for_tests(path, now)):
+        return True
+    if not path.endswith("Cargo.toml"):
+        return False
+    new = cargo_test_settings(now)
+    return new is not None and new != cargo_test_settings(before)
+
+
+def cargo_test_settings(text: str) -> dict[str, Any] | None:
+    """What a Cargo manifest says about the tests, as values (None: not TOML)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+    def table(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def keys(target: Any) -> dict[str, Any]:
+        return {key: table(target).get(key) for key in TARGET_KEYS}
+
+    package, profile = table(data.get("package")), table(data.get("profile"))
+    return {
+        "package": {key: package.get(key) for key in ("autotests", "autobenches")},
+        "lib": keys(data.get("lib")),
+        "bin": [keys(t) | {"name": table(t).get("name")} for t in _list(data.get("bin"))],
+        "example": [keys(t) | {"name": table(t).get("name")} for t in _list(data.get("example"))],
+        "test": data.get("test"),
+        "bench": data.get("bench"),
+        "profile": {key: profile.get(key) for key in ("test", "bench")},
+        "dev": [data.get("dev-dependencies"), data.get("dev_dependencies")],
+        "target": {
+            name: [table(t).get("dev-dependencies"), table(t).get("dev_dependencies")]
+            for name, t in table(data.get("target")).items()
+        },
+    }
+
+
+def cargo_test_targets(path: str, text: str) -> set[str]:
+    """The files the `[[test]]` and `[[bench]]` targets of the manifest at `path` name."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return set()
+    folder = posixpath.dirname(path)
+    return {
+        posixpath.normpath(posixpath.join(folder, target["path"]))
+        for target in _list(data.get("test")) + _list(data.get("bench"))
+        if isinstance(target, dict) and isinstance(target.get("path"), str)
+    }
 
 
 def with_base_sections(path: str, before: str, now: str) -> str:
@@ -86,7 +146,16 @@ def with_base_sections(path: str, before: str, now: str) -> str:
     if base:
         text += "\n\n" if text else ""
         text += "\n".join(_ended(section.text) for section in base.values())
-    return _ended(text.rstrip("\n"))
+    text = _ended(text.rstrip("\n"))
+    if path.endswith("Cargo.toml"):
+        settings = cargo_test_settings(before)
+        if settings is not None and cargo_test_settings(text) != settings:
+            return before
+    return text
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _section(name: str, lines: list[str], seen: dict[str, int]) -> Section:
