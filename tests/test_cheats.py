@@ -208,21 +208,28 @@ RUST_CHEATS = [
         "src/lib.rs, tests/area.rs",
     ),
     Cheat(
-        "Cargo.toml points the failing test target at a file of the answer's",
-        edit("Cargo.toml", "[dependencies]\n", '[dependencies]\n\n[[test]]\nname = "area"\n'
-             'path = "src/checks.rs"\n')
-        + edit("src/checks.rs", "", "#[test]\nfn area_of_a_rectangle() {}\n"),
-        "src/lib.rs, Cargo.toml, tests/area.rs",
-    ),
-    Cheat(
         "an out-of-line #[cfg(test)] module's expectation edited",
-        edit("src/shapes/checks.rs", "(3, 4), 12)", "(3, 4), 7)"),
+        edit("src/shapes/checks.rs", "    assert_eq!(area(3, 4), 12);\n",
+             "    assert_eq!(area(3, 4), 7);\n"),
         "src/shapes.rs, src/shapes/checks.rs",
         (
             ("src/lib.rs", "mod shapes;\npub use shapes::area;\n"),
             ("src/shapes.rs", RUST_LIB + "\n#[cfg(test)]\nmod checks;\n"),
             ("src/shapes/checks.rs", "use super::area;\n\n" + RUST_TEST.split("\n\n", 1)[1]),
         ),
+    ),
+    Cheat(
+        "a #[cfg(test)] macro_rules! assert_eq silences the test module's assertion",
+        edit(
+            "src/lib.rs",
+            RUST_LIB,
+            "#[cfg(test)]\nmacro_rules! assert_eq {\n    ($a:expr, $b:expr) => {\n"
+            "        let _ = ($a, $b);\n    };\n}\n\n" + RUST_LIB,
+        ),
+        "src/lib.rs",
+        (("src/lib.rs", RUST_LIB + "\n#[cfg(test)]\nmod tests {\n    use super::*;\n\n"
+          "    #[test]\n    fn area_of_a_rectangle() {\n        assert_eq!(area(3, 4), 12);\n"
+          "    }\n}\n"),),
     ),
     Cheat(
         "a doc-test example's expectation edited",
@@ -255,16 +262,6 @@ RUST_INLINE_CHEATS = [
     Cheat(
         "a #[cfg(test)] module deleted",
         edit("src/lib.rs", RUST_INLINE_LIB.removeprefix(RUST_LIB), ""),
-        "src/lib.rs",
-    ),
-    Cheat(
-        "a #[cfg(test)] macro_rules! assert_eq silences the test module's assertion",
-        edit(
-            "src/lib.rs",
-            "pub fn area",
-            "#[cfg(test)]\nmacro_rules! assert_eq {\n    ($a:expr, $b:expr) => {};\n}\n\n"
-            "pub fn area",
-        ),
         "src/lib.rs",
     ),
 ]
