@@ -1,15 +1,16 @@
 """What counts as a change to the base's tests, and how the base's tests are put back.
 
 Pure functions on text: the Rust item scanner, the comparison that tells a new test from a
-changed one, and the splicing of a file's test parts (a `#[cfg(test)]` module, pytest's
-section of pyproject.toml, Cargo's `[dev-dependencies]`). The run-milestone tests drive the
-same rules through the real CLI.
+changed one, and the splicing of a file's test parts (a `#[cfg(test)]` module, a doc-test
+example, pytest's section of pyproject.toml, Cargo's `[dev-dependencies]` and test targets).
+The run-milestone tests drive the same rules through the real CLI.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from forge.execution import config_sections, rust_tests
 from forge.execution.base_tests import change_in_tests, is_test_file, with_base_tests
 from forge.execution.rust_items import cfg_test_modules, items
 
@@ -233,6 +234,230 @@ def test_the_rest_of_a_cargo_manifest_is_code() -> None:
     now = base.replace("[dependencies]\n", '[dependencies]\nserde = "1"\n')
     assert change_in_tests("Cargo.toml", base, now) is None
     assert change_in_tests("Cargo.toml", base, now.replace('proptest = "1"', "")) == "edited"
+
+
+NESTED = """\
+pub mod geometry {
+    pub fn area(width: u32, height: u32) -> u32 {
+        width + height
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn area_of_a_rectangle() {
+            assert_eq!(area(3, 4), 12);
+        }
+    }
+}
+"""
+NESTED_FIXED = NESTED.replace("width + height", "width * height")
+
+
+def test_a_test_module_inside_another_module_is_tests_too() -> None:
+    assert [m.name for m in cfg_test_modules(NESTED)] == ["geometry::tests"]
+    weakened = NESTED_FIXED.replace("(3, 4), 12)", "(3, 4), 7)")
+    assert change_in_tests("src/lib.rs", NESTED, weakened) == "edited"
+    assert with_base_tests("src/lib.rs", NESTED, weakened) == NESTED_FIXED
+    assert change_in_tests("src/lib.rs", NESTED, NESTED_FIXED) is None
+
+    # Removed, it goes back into the module that held it.
+    removed = NESTED_FIXED.split("    #[cfg(test)]")[0].rstrip() + "\n}\n"
+    assert change_in_tests("src/lib.rs", NESTED, removed) == "edited"
+    restored = with_base_tests("src/lib.rs", NESTED, removed)
+    assert restored is not None and "width * height" in restored
+    assert [(m.name, m.text) for m in cfg_test_modules(restored)] == [
+        (m.name, m.text) for m in cfg_test_modules(NESTED)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "files"),
+    [
+        ("src/geometry.rs", "pub fn a() {}\n#[cfg(test)]\nmod checks;\n",
+         {"src/geometry/checks.rs", "src/geometry/checks/"}),
+        ("src/lib.rs", "#[cfg(test)]\nmod checks;\nmod code;\n", {"src/checks.rs", "src/checks/"}),
+        ("src/bin/tool.rs", "#[cfg(test)] mod checks;\n", {"src/bin/checks.rs", "src/bin/checks/"}),
+        ("src/lib.rs", "pub mod shapes {\n    #[cfg(test)]\n    mod checks;\n}\n",
+         {"src/shapes/checks.rs", "src/shapes/checks/"}),
+        ("src/lib.rs", '#[cfg(test)]\n#[path = "../check/all.rs"]\nmod checks;\n',
+         {"check/all.rs", "check/all/"}),
+        ("src/lib.rs", "#[cfg(test)]\nmod checks {\n    mod helpers;\n}\n",
+         {"src/checks/helpers.rs", "src/checks/helpers/"}),
+        ("src/lib.rs", "mod code;\n", set()),
+    ],
+    ids=["sibling-folder", "crate-root", "bin", "inside-a-module", "path", "inside-a-test-module",
+         "code"],
+)  # fmt: skip
+def test_a_test_module_s_own_file_is_found_from_its_declaration(
+    path: str, text: str, files: set[str]
+) -> None:
+    assert rust_tests.module_files(path, text) == files
+
+
+def test_an_out_of_line_test_module_is_a_test_file() -> None:
+    modules = rust_tests.module_files("src/geometry.rs", "#[cfg(test)]\nmod checks;\n")
+    for path in ("src/geometry/checks.rs", "src/geometry/checks/helpers.rs", "src/a/tests.rs"):
+        assert is_test_file(path, modules), path
+    assert not is_test_file("src/geometry/code.rs", modules)
+    weakened = INTEGRATION.replace("12", "7")
+    assert change_in_tests("src/geometry/checks.rs", INTEGRATION, weakened, modules) == "edited"
+    assert with_base_tests("src/geometry/checks.rs", INTEGRATION, weakened, modules) == INTEGRATION
+
+
+CARGO = '[package]\nname = "shapes"\nversion = "0.1.0"\n\n[dependencies]\n'
+
+
+@pytest.mark.parametrize(
+    ("now", "spliced"),
+    [
+        (CARGO + '\n[[test]]\nname = "area"\npath = "src/checks.rs"\n', CARGO),
+        (CARGO + '\n[[bench]]\nname = "area"\nharness = false\n', CARGO),
+        (CARGO + "\n[profile.test]\ndebug-assertions = false\n", CARGO),
+        (CARGO + "\n[lib]\ntest = false\n", None),
+        (CARGO + "\n[lib]\ndoctest = false\n", None),
+        (CARGO.replace('version = "0.1.0"', 'version = "0.1.0"\nautotests = false'), None),
+        ('test = [{ name = "area", path = "src/c.rs" }]\n\n' + CARGO, None),
+        (CARGO + '\n[[bin]]\nname = "tool"\ntest = false\n', None),
+    ],
+    ids=["test-target", "bench-target", "test-profile", "lib-test", "lib-doctest", "autotests",
+         "inline-test-array", "bin-test"],
+)  # fmt: skip
+def test_cargo_s_test_targets_and_keys_are_test_configuration(
+    now: str, spliced: str | None
+) -> None:
+    with_a_dependency = now.replace("[dependencies]\n", '[dependencies]\nserde = "1"\n')
+    assert change_in_tests("Cargo.toml", CARGO, with_a_dependency) == "edited"
+    # What a splice cannot give back as the base had it is the base's whole manifest.
+    expected = CARGO.replace("[dependencies]\n", '[dependencies]\nserde = "1"\n')
+    assert with_base_tests("Cargo.toml", CARGO, with_a_dependency) == (
+        expected if spliced else CARGO
+    )
+
+
+def test_the_files_of_cargo_s_test_targets_are_found() -> None:
+    manifest = (
+        CARGO + '\n[[test]]\nname = "area"\npath = "checks/area.rs"\n\n[[bench]]\nname = "b"\n'
+    )
+    found = config_sections.cargo_test_targets("crates/shapes/Cargo.toml", manifest)
+    assert found == {"crates/shapes/checks/area.rs"}
+
+
+DOCUMENTED = """\
+//! Shapes.
+//!
+//! ```
+//! assert_eq!(shapes::area(1, 1), 1);
+//! ```
+
+/// The area of a rectangle.
+///
+/// ```
+/// assert_eq!(shapes::area(3, 4), 12);
+/// ```
+///
+/// ```text
+/// area(3, 4) is 12
+/// ```
+pub fn area(width: u32, height: u32) -> u32 {
+    width + height
+}
+
+pub struct Square(u32);
+
+impl Square {
+    /** The side.
+
+    ```
+    assert_eq!(shapes::Square(2).side(), 2);
+    ``` */
+    pub fn side(&self) -> u32 {
+        self.0
+    }
+}
+"""
+DOC_FIXED = DOCUMENTED.replace("width + height", "width * height")
+
+
+@pytest.mark.parametrize(
+    ("now", "how"),
+    [
+        (DOC_FIXED, None),
+        (DOC_FIXED.replace("/// assert_eq!(shapes::area(3, 4), 12);", "/// assert!(true);"),
+         "edited"),
+        (DOC_FIXED.replace("/// ```\n/// assert_eq!(shapes::area(3, 4)",
+                           "/// ```ignore\n/// assert_eq!(shapes::area(3, 4)"), "edited"),
+        (DOC_FIXED.replace("//! assert_eq!(shapes::area(1, 1), 1);", "//!"), "edited"),
+        (DOC_FIXED.replace("Square(2).side(), 2)", "Square(2).side(), 3)"), "edited"),
+        (DOC_FIXED.replace("area(3, 4) is 12", "area(3, 4) is twelve"), None),
+        (DOC_FIXED.replace("/// ```text", "/// ```\n/// assert_eq!(shapes::area(2, 2), 4);\n"
+                           "/// ```\n///\n/// ```text"), "added"),
+    ],
+    ids=["code-only", "expectation", "ignored", "crate-doc", "block-comment", "text-block",
+         "new-example"],
+)  # fmt: skip
+def test_doc_test_examples_are_tests(now: str, how: str | None) -> None:
+    assert change_in_tests("src/lib.rs", DOCUMENTED, now) == how
+    if how == "edited":
+        assert with_base_tests("src/lib.rs", DOCUMENTED, now) == DOC_FIXED
+
+
+def test_a_doc_comment_removed_with_its_examples_gives_the_base_s_file_back() -> None:
+    removed = DOC_FIXED.replace("/// The area of a rectangle.\n", "").split("/// ```text")[0]
+    removed += "pub fn area(width: u32, height: u32) -> u32 {\n    width * height\n}\n"
+    assert change_in_tests("src/lib.rs", DOCUMENTED, removed) == "edited"
+
+
+INLINE = LIB_RS
+SHADOW = "#[cfg(test)]\nmacro_rules! assert_eq {\n    ($a:expr, $b:expr) => {};\n}\n\n"
+SWAP = (
+    "#[cfg(not(test))]\npub fn area(width: u32, height: u32) -> u32 {\n    width + height\n}\n\n"
+    "#[cfg(test)]\npub fn area(width: u32, height: u32) -> u32 {\n    width * height\n}\n"
+)
+IMPL = """\
+pub struct Shape;
+
+impl Shape {
+    pub fn area(&self) -> u32 {
+        1 + 1
+    }
+
+    #[cfg(test)]
+    pub fn probe(&self) -> u32 {
+        2
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("now", "how"),
+    [
+        (SHADOW + FIXED, "edited"),
+        (FIXED.replace("pub fn area(width: u32, height: u32) -> u32 {\n    width * height\n}\n",
+                       SWAP), "edited"),
+        (FIXED.replace("width * height", "if cfg!(test) { width * height } else { 0 }"),
+         "edited"),
+        ("#[cfg_attr(test, derive(PartialEq))]\npub struct S;\n\n" + FIXED, "edited"),
+        ("#[cfg(not(doctest))]\npub fn f() {}\n\n" + FIXED, "edited"),
+    ],
+    ids=["macro-shadows-assert", "cfg-not-test-copy", "cfg-macro", "cfg-attr", "doctest"],
+)  # fmt: skip
+def test_code_that_behaves_differently_under_test_is_a_test_edit(now: str, how: str) -> None:
+    assert rust_tests.under_test(LIB_RS) == []
+    assert change_in_tests("src/lib.rs", LIB_RS, now) == how
+    # Nothing short of the base's file takes it out again.
+    assert with_base_tests("src/lib.rs", LIB_RS, now) == LIB_RS
+
+
+def test_a_fix_beside_existing_test_only_code_is_not_a_test_edit() -> None:
+    fixed = IMPL.replace("1 + 1", "2")
+    assert change_in_tests("src/lib.rs", IMPL, fixed) is None
+    assert change_in_tests("src/lib.rs", IMPL, fixed.replace("        2\n", "        3\n")) == (
+        "edited"
+    )
 
 
 # -- Python test modules: what counts as only added ------------------------------------------

@@ -290,7 +290,38 @@ RUST_CHEATS = [
         edit("tests/area.rs", "#[test]\n", "#[test]\n#[ignore]\n"),
         "src/lib.rs, tests/area.rs",
     ),
-]
+    Cheat(
+        "an out-of-line #[cfg(test)] module's expectation edited",
+        edit("src/shapes/checks.rs", "    assert_eq!(area(3, 4), 12);\n",
+             "    assert_eq!(area(3, 4), 7);\n"),
+        "src/shapes.rs, src/shapes/checks.rs",
+        (
+            ("src/lib.rs", "mod shapes;\npub use shapes::area;\n"),
+            ("src/shapes.rs", RUST_LIB + "\n#[cfg(test)]\nmod checks;\n"),
+            ("src/shapes/checks.rs", "use super::area;\n\n" + RUST_TEST.split("\n\n", 1)[1]),
+        ),
+    ),
+    Cheat(
+        "a #[cfg(test)] macro_rules! assert_eq silences the test module's assertion",
+        edit(
+            "src/lib.rs",
+            RUST_LIB,
+            "#[cfg(test)]\nmacro_rules! assert_eq {\n    ($a:expr, $b:expr) => {\n"
+            "        let _ = ($a, $b);\n    };\n}\n\n" + RUST_LIB,
+        ),
+        "src/lib.rs",
+        (("src/lib.rs", RUST_LIB + "\n#[cfg(test)]\nmod tests {\n    use super::*;\n\n"
+          "    #[test]\n    fn area_of_a_rectangle() {\n        assert_eq!(area(3, 4), 12);\n"
+          "    }\n}\n"),),
+    ),
+    Cheat(
+        "a doc-test example's expectation edited",
+        edit("src/lib.rs", "/// assert_eq!(shapes::area(3, 4), 12);\n",
+             "/// assert_eq!(shapes::area(3, 4), 7);\n"),
+        "src/lib.rs",
+        (("src/lib.rs", "/// ```\n/// assert_eq!(shapes::area(3, 4), 12);\n/// ```\n" + RUST_LIB),),
+    ),
+]  # fmt: skip
 RUST_INLINE_LIB = (
     RUST_LIB
     + """
@@ -366,6 +397,9 @@ def test_a_rust_cheat_is_not_merged(cheat: Cheat, fake: FakeProvider, tmp_path: 
     files = {"Cargo.toml": CARGO, "src/lib.rs": RUST_INLINE_LIB, ".gitignore": "target/\n"}
     if not inline:
         files |= {"src/lib.rs": RUST_LIB, "tests/area.rs": RUST_TEST}
+    if cheat.extra:  # the project's own layout: its tests live elsewhere
+        files = {path: text for path, text in files.items() if path != "tests/area.rs"}
+        files |= dict(cheat.extra)
     repo = make_repo(tmp_path / "crate", files)
     fake.script("alpha-1", Reply(text=cheat.answer))
     milestone = tmp_path / "m.md"

@@ -18,11 +18,11 @@ and which is otherwise undone, the same way.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from forge.execution import config_sections, doctests, rust_items
+from forge.execution import config_sections, doctests, rust_items, rust_tests
 
 if TYPE_CHECKING:
     from forge.execution.workspace import Worktree
@@ -38,11 +38,12 @@ TEST_DATA_FOLDERS = TEST_FOLDERS | {"testdata", "test_data", "__snapshots__", "s
 PYTEST_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"})
 
 
-def is_test_file(path: str) -> bool:
+def is_test_file(path: str, modules: Collection[str] = ()) -> bool:
     """A file that is tests through and through: a Python test module (test_*.py, *_test.py,
     a .py under a tests folder, conftest.py), a Rust integration test (a .rs under a crate's
-    tests/ folder), any other file under a tests or test-data folder (the data a test reads,
-    its expected output), or test configuration of its own (pytest.ini, .cargo/config.toml)."""
+    tests/ folder) or test module (tests.rs, or one of `modules`: see rust_test_files), any
+    other file under a tests or test-data folder (the data a test reads, its expected output),
+    or test configuration of its own (pytest.ini, .cargo/config.toml)."""
     parts = path.split("/")
     name = parts[-1]
     if name.endswith(".py"):
@@ -52,6 +53,8 @@ def is_test_file(path: str) -> bool:
             or name == "conftest.py"
             or bool(TEST_FOLDERS.intersection(parts[:-1]))
         )
+    if name.endswith(".rs") and (name == "tests.rs" or rust_tests.in_modules(path, modules)):
+        return True
     return is_test_settings(path) or bool(TEST_DATA_FOLDERS.intersection(parts[:-1]))
 
 
@@ -76,19 +79,22 @@ def may_hold_tests(path: str) -> bool:
 def changed_tests(tree: Worktree, candidates: Iterable[str]) -> dict[str, Change]:
     """How the tests in each of `candidates` (repository paths) differ from the base."""
     found: dict[str, Change] = {}
+    modules = rust_test_files(tree)
     for path in sorted(set(candidates)):
         if not may_hold_tests(path):
             continue
-        how = change_in_tests(path, base_text(tree, path), _read(tree.path / path))
+        how = change_in_tests(path, base_text(tree, path), _read(tree.path / path), modules)
         if how is not None:
             found[path] = how
     return found
 
 
-def change_in_tests(path: str, before: str | None, now: str | None) -> Change | None:
+def change_in_tests(
+    path: str, before: str | None, now: str | None, modules: Collection[str] = ()
+) -> Change | None:
     """How the tests in `path` changed from `before` to `now` (None: not there), None when
     they did not."""
-    if not is_test_file(path):
+    if not is_test_file(path, modules):
         return _test_parts_change(path, before or "", now or "")
     # git's output comes without its last newline.
     if before is not None and now is not None and before.rstrip("\n") == now.rstrip("\n"):
@@ -100,14 +106,16 @@ def change_in_tests(path: str, before: str | None, now: str | None) -> Change | 
     return "edited"
 
 
-def with_base_tests(path: str, before: str | None, now: str | None) -> str | None:
+def with_base_tests(
+    path: str, before: str | None, now: str | None, modules: Collection[str] = ()
+) -> str | None:
     """`path` as the attempt has it (`now`) with the base's tests (`before`): a test file is
     the base's (None: it has none), a file with test parts the attempt's with the base's
     parts put in their place."""
-    if is_test_file(path):
+    if is_test_file(path, modules):
         return before
     if path.endswith(".rs"):
-        return _with_base_modules(before or "", now or "")
+        return rust_tests.with_base_tests(before or "", now or "")
     if path.endswith(".py"):
         return doctests.with_base_docstrings(before or "", now or "")
     return config_sections.with_base_sections(path, before or "", now or "")
@@ -123,10 +131,35 @@ def base_text(tree: Worktree, path: str) -> str | None:
         return None
 
 
+def rust_test_files(tree: Worktree) -> frozenset[str]:
+    """The base's Rust files whose every line is a test besides those under tests/: the
+    files of its out-of-line test modules (`#[cfg(test)] mod tests;`, see
+    rust_tests.module_files) and those its manifests' `[[test]]` and `[[bench]]` name."""
+    declaring = r"\bmod[[:space:]]+(r#)?[[:alnum:]_]+[[:space:]]*;"
+    found: set[str] = set()
+    for path in _base_files(tree, declaring, "*.rs"):
+        found |= rust_tests.module_files(path, base_text(tree, path) or "")
+    for path in _base_files(tree, r"test|bench", "Cargo.toml", "*/Cargo.toml"):
+        found |= config_sections.cargo_test_targets(path, base_text(tree, path) or "")
+    return frozenset(found)
+
+
+def _base_files(tree: Worktree, pattern: str, *globs: str) -> list[str]:
+    """The base's files matching `globs` with a line matching `pattern`."""
+    from forge.execution.workspace import WorkspaceError
+
+    try:
+        listed = tree.git("grep", "-l", "-E", pattern, tree.base, "--", *globs)
+    except WorkspaceError:  # nothing matched
+        return []
+    return [line.removeprefix(f"{tree.base}:") for line in listed.splitlines()]
+
+
 def restore_base_tests(tree: Worktree, paths: list[str]) -> None:
     """The base's tests in `paths`: test files as the base has them (removed when it does not
     have them), the base's test parts spliced into the others."""
-    whole = [path for path in paths if is_test_file(path)]
+    modules = rust_test_files(tree)
+    whole = [path for path in paths if is_test_file(path, modules)]
     at_base = [path for path in whole if base_text(tree, path) is not None]
     for path in whole:
         if path not in at_base:
@@ -160,7 +193,8 @@ def with_base_versions(tree: Worktree, paths: list[str], run: Callable[[], T]) -
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-        at_base = [p for p in paths if is_test_file(p) and base_text(tree, p) is not None]
+        modules = rust_test_files(tree)
+        at_base = [p for p in paths if is_test_file(p, modules) and base_text(tree, p) is not None]
         if at_base:
             tree.git("reset", "--quiet", tree.base, "--", *at_base)
 
@@ -173,32 +207,10 @@ def _test_parts_change(path: str, before: str, now: str) -> Change | None:
         grown = weakened is False and doctests.examples(before) != doctests.examples(now)
         return "added" if grown else None
     if path.endswith(".rs"):
-        old, new = rust_items.cfg_test_modules(before), rust_items.cfg_test_modules(now)
-        if [m.normal for m in old] == [m.normal for m in new]:
-            return None
-        return "added" if rust_items.only_added(old, new) else "edited"
+        return rust_tests.change(before, now)
     if config_sections.holds_test_settings(path) and config_sections.changed(path, before, now):
         return "edited"
     return None
-
-
-def _with_base_modules(before: str, now: str) -> str:
-    """`now` with the base's `#[cfg(test)]` modules in place of its own: each where the one
-    of its name is, appended when `now` lacks it; a new one is set aside."""
-    base = {module.name: module for module in rust_items.cfg_test_modules(before)}
-    pieces: list[str] = []
-    done = 0
-    for module in rust_items.cfg_test_modules(now):
-        pieces.append(now[done : module.start])
-        if module.name in base:
-            pieces.append(base.pop(module.name).text)
-        done = module.end
-    pieces.append(now[done:])
-    text = "".join(pieces).rstrip()
-    if base:
-        text += "\n\n" if text else ""
-        text += "\n\n".join(module.text for module in base.values())
-    return text + "\n" if text else ""
 
 
 def _only_added(path: str, before: str, now: str) -> bool:

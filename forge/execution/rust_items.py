@@ -3,13 +3,15 @@
 Not a parser: a scanner that knows where comments, string and character literals begin and
 end (so a brace inside `"{"`, `'}'`, `r#"..."#` or a comment is not a brace), matches brackets,
 and cuts a block into items: leading attributes and doc comments, then the item up to its
-closing `}` or `;`. An inline `mod name { ... }` is cut again inside.
+closing `}` or `;`. An inline `mod name { ... }`, an `impl` and a `trait` block are cut again
+inside.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Literal
 
 TokenKind = Literal["word", "punct", "literal", "comment", "doc", "inner doc"]
@@ -23,6 +25,9 @@ HEAD = re.compile(
     r"(fn|mod|use)\b\s*(?:r#)?(\w*)"
 )
 # `const X: T = T { .. };` ends at its `;`, not at the struct literal's `}` (as `use a::{b};`).
+BLOCK_OF_ITEMS = re.compile(
+    r"(?:pub\s*(?:\([^)]*\))?\s*)?(?:(?:unsafe|default|auto)\s+)*(?:impl|trait)\b"
+)
 ENDS_AT_SEMICOLON = re.compile(
     r"(?:pub\s*(?:\([^)]*\))?\s*)?(?:const|static)\s+"
     r"(?!(?:(?:unsafe|async|extern\s*(?:\"[^\"]*\")?)\s+)*fn\b)"
@@ -47,21 +52,38 @@ class Item:
     attributes: tuple[str, ...]
     text: str
     normal: str  # the tokens without plain comments, one space apart: layout does not count
-    children: tuple[Item, ...] = ()  # an inline module's items
-    has_body: bool = False  # an inline module (`mod x { }`, not `mod x;`)
+    children: tuple[Item, ...] = ()  # an inline module's, an impl's or a trait's items
+    has_body: bool = False  # a block (`mod x { }`, not `mod x;`)
 
 
 def items(text: str) -> list[Item]:
     """The top-level items of `text`, inline modules cut into their own items."""
     tokens = tokenize(text)
-    return _items(text, tokens, _pairs(text, tokens), 0, len(tokens))
+    return _items(text, tokens, bracket_pairs(text, tokens), 0, len(tokens))
 
 
 def cfg_test_modules(text: str) -> list[Item]:
-    """The top-level `#[cfg(test)]` modules of `text`."""
+    """The `#[cfg(test)]` modules of `text`, inside inline modules too, in order; each named
+    by its path from the file's top (`tests`, `geometry::tests`)."""
     if "test" not in text:
         return []
-    return [item for item in items(text) if is_test_module(item)]
+    return list(_test_modules(items(text), ""))
+
+
+def inline_modules(found: Iterable[Item], prefix: str = "") -> Iterator[tuple[str, Item]]:
+    """The inline modules among `found` and inside them, each with its path."""
+    for item in found:
+        if item.kind == "mod" and item.has_body:
+            yield prefix + item.name, item
+            yield from inline_modules(item.children, f"{prefix}{item.name}::")
+
+
+def _test_modules(found: Iterable[Item], prefix: str) -> Iterator[Item]:
+    for item in found:
+        if is_test_module(item):
+            yield replace(item, name=prefix + item.name)
+        elif item.kind == "mod" and item.has_body:
+            yield from _test_modules(item.children, f"{prefix}{item.name}::")
 
 
 def is_test_module(item: Item) -> bool:
@@ -217,7 +239,7 @@ def _prefixed_literal_end(text: str, word: str, i: int) -> int | None:
     return None
 
 
-def _pairs(text: str, tokens: list[Token]) -> dict[int, int]:
+def bracket_pairs(text: str, tokens: list[Token]) -> dict[int, int]:
     """Token index of each opening bracket to that of its closing one (unclosed: the end)."""
     pairs: dict[int, int] = {}
     open_: list[int] = []
@@ -268,6 +290,7 @@ def _items(text: str, tokens: list[Token], pairs: dict[int, int], lo: int, hi: i
             k = end
             continue
         match = HEAD.match(text, token.start)
+        holds_items = BLOCK_OF_ITEMS.match(text, token.start) is not None
         semicolon_only = (match is not None and match.group(1) == "use") or (
             ENDS_AT_SEMICOLON.match(text, token.start) is not None
         )
@@ -289,7 +312,7 @@ def _items(text: str, tokens: list[Token], pairs: dict[int, int], lo: int, hi: i
         kind: ItemKind = KINDS[match.group(1)] if match else "other"
         name = match.group(2) if match else ""
         children: tuple[Item, ...] = ()
-        if kind == "mod" and body is not None:
+        if (kind == "mod" or holds_items) and body is not None:
             children = tuple(_items(text, tokens, pairs, *body))
         found.append(_item(text, tokens, first, k, kind, name, attributes, children, body))
     return found
