@@ -155,3 +155,24 @@ def test_health_calls_a_model_with_an_error_inside_its_200_unhealthy(
     assert rows["beta"]["ok"] is False and "error_in_body" in rows["beta"]["error"]
     assert rows["claude"]["ok"] is True
     assert "Traceback" not in done.stderr
+
+
+def test_health_names_a_model_id_the_server_does_not_know_and_shows_server_words(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.NOT_FOUND, server="litellm"))
+    fake.script("beta-1", Reply(fault=Fault.CONTEXT_TOO_LONG, server="transformers"))
+    fake.script("claude-x", Reply(text="ok"))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    done = run_forge("models", "--health", "--json", "--config", str(config))
+    assert done.returncode == 1, done.stderr
+    rows = {m["alias"]: m["health"] for m in json.loads(done.stdout)["models"]}
+    alpha = rows["alpha"]["error"]
+    assert "not_found (HTTP 400)" in alpha
+    assert "'alpha-1' is unknown to the server" in alpha and "[models.alpha]" in alpha
+    assert "Invalid model name passed in model=alpha-1" in alpha
+    beta = rows["beta"]["error"]
+    assert "context_too_long (HTTP 400): This model's maximum context length" in beta
+    assert '"detail"' not in beta
+    text = run_forge("models", "--health", "--config", str(config))
+    assert "check `id` in [models.alpha] of forge.toml" in " ".join(text.stdout.split())

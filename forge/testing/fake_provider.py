@@ -94,6 +94,9 @@ class Reply:
     # Fields merged into the usage object as sent, untrusted numbers included (-5, 1e308).
     usage: dict[str, Any] = field(default_factory=dict)
     body: bytes | None = None  # a 200 JSON body sent as it is, streamed request or not
+    # Whose error shape NOT_FOUND, CONTEXT_TOO_LONG and BAD_REQUEST take (see SERVERS); None is
+    # the route's own provider (OpenAI or Anthropic).
+    server: str | None = None
     # Only for a request whose messages contain this text; the first queued reply that fits is
     # used, so parallel requests to one model can each get the answer meant for them.
     when: str | None = None
@@ -105,6 +108,9 @@ class ModelInfo:
 
     id: str
     context_window: int = 8192
+    # llama-server's `meta.n_ctx_train` (what the model was trained for; the server may run
+    # it with less, its `n_ctx`, which is `context_window` here). None: the same.
+    trained_context: int | None = None
     input_price_per_token: str | None = None
     output_price_per_token: str | None = None
 
@@ -342,6 +348,114 @@ _ERRORS: dict[Fault, _ErrorSpec] = {
         "invalid_request_error",
     ),
 }
+
+# The error bodies of OpenAI-compatible servers other than OpenAI, as they send them:
+# (fault, server) -> (status, body); {model} is the model asked for.
+_SERVER_ERRORS: dict[tuple[Fault, str], tuple[int, Any]] = {
+    (Fault.NOT_FOUND, "litellm"): (
+        400,
+        {
+            "error": {
+                "message": "litellm.BadRequestError: You passed in model={model}. There are no "
+                "healthy deployments for this model. Invalid model name passed in model={model}."
+                " Call `/v1/models` to view available models for your key.",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "400",
+            }
+        },
+    ),
+    (Fault.NOT_FOUND, "vllm"): (
+        404,
+        {
+            "object": "error",
+            "message": "The model `{model}` does not exist.",
+            "type": "NotFoundError",
+            "param": None,
+            "code": 404,
+        },
+    ),
+    (Fault.NOT_FOUND, "transformers"): (
+        400,
+        {
+            "detail": "{model} is not a local folder and is not a valid model identifier listed"
+            " on 'https://huggingface.co/models'"
+        },
+    ),
+    (Fault.NOT_FOUND, "ollama"): (
+        404,
+        {"error": 'model "{model}" not found, try pulling it first'},
+    ),
+    (Fault.CONTEXT_TOO_LONG, "llama-server"): (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 1200,
+                "n_ctx": 1024,
+            }
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "transformers"): (
+        400,
+        {
+            "detail": "This model's maximum context length is 1024 tokens. However, you "
+            "requested 1200 tokens in the messages."
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "vllm"): (
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 1024 tokens. However, you "
+            "requested 1300 tokens (1200 in the messages, 100 in the completion). Please "
+            "reduce the length of the messages or completion.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "litellm"): (
+        400,
+        {
+            "error": {
+                "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+                "ContextWindowExceededError: input is too long for {model}",
+                "type": None,
+                "param": None,
+                "code": "400",
+            }
+        },
+    ),
+    (Fault.BAD_REQUEST, "transformers"): (
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["body", "messages", 0, "content"],
+                    "msg": "field required",
+                    "type": "value_error.missing",
+                }
+            ]
+        },
+    ),
+}
+# The servers `Reply.server` and `FakeProvider.server` may name.
+SERVERS = ("openai", "litellm", "vllm", "transformers", "ollama", "llama-server")
+
+
+def _filled(value: Any, model: str) -> Any:
+    """`value` with {model} put in every string."""
+    if isinstance(value, str):
+        return value.replace("{model}", model)
+    if isinstance(value, dict):
+        return {k: _filled(v, model) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, model) for v in value]
+    return value
+
 
 _ERROR_200_MESSAGE = "Upstream provider returned an error"
 _MALFORMED_JSON = b'{"id": "broken", "choices": [{"delta": '
@@ -607,6 +721,13 @@ class _Exchange:
         return True
 
     async def _send_error(self, response: _Response, spec: _ErrorSpec) -> None:
+        fault = self.reply.fault
+        shaped = _SERVER_ERRORS.get((fault, self.reply.server or "")) if fault else None
+        if shaped is not None:
+            status, body = shaped
+            headers = {**self._error_headers(), **self.reply.headers}
+            await response.send_json(status, _filled(body, self.turn.model), headers)
+            return
         message = spec.message.format(model=self.turn.model, key=self._presented_key())
         headers = {**self._error_headers(), **self.reply.headers}
         await response.send_json(spec.status, self.dialect.error_body(spec, message), headers)
