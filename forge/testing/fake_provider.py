@@ -877,6 +877,10 @@ class FakeProvider:
         self._open_streams = 0
         self.requests: list[RecordedRequest] = []
         self.max_concurrent_streams = 0
+        # Which server's discovery the fake speaks besides OpenAI's listing (see SERVERS):
+        # "llama-server" adds `meta` to /v1/models and serves /props, "vllm" adds
+        # `max_model_len`, "litellm" serves /model/info.
+        self.server = "openai"
         # Set to N: every chat request waits (up to HOLD_SECONDS) until N are open at once, so
         # a test of concurrency waits for the thing instead of for a latency long enough.
         self.hold_until_open: int | None = None
@@ -1035,7 +1039,11 @@ class FakeProvider:
             return await self._chat(request, response, _OPENAI)
         if method == "POST" and path.endswith("/messages"):
             return await self._chat(request, response, _ANTHROPIC)
-        if method == "GET" and path.endswith("/api/v1/models"):
+        if method == "GET" and path.endswith("/props") and self.server == "llama-server":
+            await response.send_json(200, self._llama_props(), {})
+        elif method == "GET" and path.endswith("/model/info") and self.server == "litellm":
+            await response.send_json(200, self._litellm_model_info(), {})
+        elif method == "GET" and path.endswith("/api/v1/models"):
             await response.send_json(200, self._openrouter_models(), {})
         elif method == "GET" and path.endswith("/models"):
             await response.send_json(200, self._openai_models(), {})
@@ -1114,11 +1122,49 @@ class FakeProvider:
     # -- discovery ---------------------------------------------------------------------------
 
     def _openai_models(self) -> dict[str, Any]:
-        data = [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": "fake"}
-            for m in self._listed_models()
-        ]
+        data = [self._openai_entry(m) for m in self._listed_models()]
         return {"object": "list", "data": data}
+
+    def _openai_entry(self, info: ModelInfo) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": info.id, "object": "model", "created": 0}
+        if self.server == "llama-server":
+            trained = info.context_window if info.trained_context is None else info.trained_context
+            meta = {"vocab_type": 2, "n_vocab": 151936, "n_ctx_train": trained, "n_embd": 2048}
+            return {**entry, "owned_by": "llamacpp", "meta": meta}
+        if self.server == "vllm":
+            return {
+                **entry,
+                "owned_by": "vllm",
+                "root": info.id,
+                "max_model_len": info.context_window,
+            }
+        return {**entry, "owned_by": "fake"}
+
+    def _llama_props(self) -> dict[str, Any]:
+        """llama-server's /props: the context it runs its (one) model with."""
+        models = self._listed_models()
+        n_ctx = models[0].context_window if models else 4096
+        return {
+            "default_generation_settings": {"n_ctx": n_ctx, "temperature": 0.8},
+            "total_slots": 1,
+            "model_path": f"/models/{models[0].id}" if models else "",
+        }
+
+    def _litellm_model_info(self) -> dict[str, Any]:
+        """LiteLLM's /model/info: each deployment, its limits in `model_info`."""
+        data = [
+            {
+                "model_name": m.id,
+                "litellm_params": {"model": f"openai/{m.id}"},
+                "model_info": {
+                    "id": f"deployment-{index}",
+                    "max_input_tokens": m.context_window,
+                    "max_output_tokens": 4096,
+                },
+            }
+            for index, m in enumerate(self._listed_models())
+        ]
+        return {"data": data}
 
     def _openrouter_models(self) -> dict[str, Any]:
         data = [
