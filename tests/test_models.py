@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from forge.testing.fake_provider import FakeProvider, Fault, ModelInfo, Reply
 from tests.conftest import run_forge, write_config
 
@@ -155,3 +157,80 @@ def test_health_calls_a_model_with_an_error_inside_its_200_unhealthy(
     assert rows["beta"]["ok"] is False and "error_in_body" in rows["beta"]["error"]
     assert rows["claude"]["ok"] is True
     assert "Traceback" not in done.stderr
+
+
+def test_health_names_a_model_id_the_server_does_not_know_and_shows_server_words(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.NOT_FOUND, server="litellm"))
+    fake.script("beta-1", Reply(fault=Fault.CONTEXT_TOO_LONG, server="transformers"))
+    fake.script("claude-x", Reply(text="ok"))
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    done = run_forge("models", "--health", "--json", "--config", str(config))
+    assert done.returncode == 1, done.stderr
+    rows = {m["alias"]: m["health"] for m in json.loads(done.stdout)["models"]}
+    alpha = rows["alpha"]["error"]
+    assert "not_found (HTTP 400)" in alpha
+    assert "'alpha-1' is unknown to the server" in alpha and "[models.alpha]" in alpha
+    assert "Invalid model name passed in model=alpha-1" in alpha
+    beta = rows["beta"]["error"]
+    assert "context_too_long (HTTP 400): This model's maximum context length" in beta
+    assert '"detail"' not in beta
+    text = run_forge("models", "--health", "--config", str(config))
+    assert "check `id` in [models.alpha] of forge.toml" in " ".join(text.stdout.split())
+
+
+OPENAI_DISCOVERY = """
+[providers.served]
+base_url = "{url}/v1"
+discover = "openai"
+"""
+
+
+def discovered_windows(fake: FakeProvider, tmp_path: Path) -> dict[str, object]:
+    config = tmp_path / "forge.toml"
+    config.write_text(OPENAI_DISCOVERY.format(url=fake.url), encoding="utf-8")
+    done = run_forge("models", "--discover", "--json", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = json.loads(done.stdout)["models"]
+    return {m["alias"]: m["context_window"] for m in rows}
+
+
+def test_discover_reads_the_context_llama_server_runs_with_not_what_it_was_trained_for(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.server = "llama-server"
+    fake.add_model(
+        ModelInfo(id="qwen2.5-coder-1.5b-q4.gguf", context_window=1024, trained_context=32768)
+    )
+    windows = discovered_windows(fake, tmp_path)
+    assert windows == {"served/qwen2.5-coder-1.5b-q4.gguf": 1024}
+    assert any(r.path.endswith("/props") for r in fake.requests)
+
+
+def test_discover_reads_litellm_model_info_and_vllm_max_model_len(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.server = "litellm"
+    fake.add_model(ModelInfo(id="gpt-4o-mini", context_window=128000))
+    fake.add_model(ModelInfo(id="local-coder", context_window=16384))
+    assert discovered_windows(fake, tmp_path) == {
+        "served/gpt-4o-mini": 128000,
+        "served/local-coder": 16384,
+    }
+    fake.server = "vllm"
+    fake.add_model(ModelInfo(id="Qwen/Qwen2.5-Coder-7B", context_window=32768))
+    assert discovered_windows(fake, tmp_path)["served/Qwen/Qwen2.5-Coder-7B"] == 32768
+
+
+@pytest.mark.parametrize("server", ["llama-server", "litellm", "vllm"])
+def test_discover_ignores_context_sizes_that_are_not_sizes(
+    fake: FakeProvider, tmp_path: Path, server: str
+) -> None:
+    fake.server = server
+    for index, odd in enumerate([float("inf"), -5, True, "4096", 10**30, {"n": 1}, None]):
+        fake.add_model(ModelInfo(id=f"odd-{index}", context_window=odd))  # type: ignore[arg-type]
+    windows = discovered_windows(fake, tmp_path)
+    assert len(windows) == 7
+    assert set(windows.values()) == {None}

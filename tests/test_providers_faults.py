@@ -253,3 +253,78 @@ async def test_an_openrouter_error_beside_the_choices_of_a_whole_answer_is_a_fai
         with pytest.raises(CallFailed) as caught:
             await c.complete("alpha", "hello", stream=False, max_attempts=1)
     assert "server_error" in str(caught.value) and "Provider disconnected" in str(caught.value)
+
+
+@pytest.mark.parametrize("server", [None, "litellm", "vllm", "transformers", "ollama"])
+async def test_an_unknown_model_is_not_found_and_out_of_the_run_whatever_the_server(
+    fake: FakeProvider, tmp_path: Path, server: str | None
+) -> None:
+    """A typo in `id`: each server says so in its own words and status (LiteLLM and
+    transformers with a 400); forge calls the model once in the run and says what to fix."""
+    fake.script("alpha-1", Reply(fault=Fault.NOT_FOUND, server=server))
+    fake.script("beta-1", Reply(text="from beta"))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "hello")
+        done = await c.complete(["alpha", "beta"], "hello again")
+        with pytest.raises(CallFailed) as again:
+            await c.complete("alpha", "and again")
+    assert done.text == "from beta"
+    assert len(fake.requests_for("alpha-1")) == 1, "a model the server does not know is out"
+    message = str(caught.value)
+    assert caught.value.kind is not None and caught.value.kind.value == "not_found"
+    assert "'alpha-1' is unknown to the server" in message
+    assert "check `id` in [models.alpha] of forge.toml" in message
+    assert "alpha-1" in message.partition("the server said:")[2], "the server's own words"
+    assert '{"' not in message and "{'" not in message, "a message, not a raw body"
+    assert "not_found" in str(again.value)
+
+
+@pytest.mark.parametrize("server", [None, "llama-server", "transformers", "vllm", "litellm"])
+async def test_a_context_overflow_is_context_too_long_whatever_the_server(
+    fake: FakeProvider, tmp_path: Path, server: str | None
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.CONTEXT_TOO_LONG, server=server))
+    fake.script("beta-1", Reply(text="a larger window"))
+    async with client(fake, tmp_path) as c:
+        done = await c.complete(["alpha", "beta"], "a long prompt")
+        assert done.text == "a larger window"
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "a long prompt")
+    assert [a.error_kind for a in done.attempts] == ["context_too_long", None]
+    assert len(fake.requests_for("alpha-1")) == 2, "not retried, but not out of the run"
+    message = str(caught.value)
+    assert "context_too_long (HTTP 400)" in message
+    assert "context" in message and '{"' not in message and "{'" not in message
+
+
+async def test_a_fastapi_validation_error_shows_its_messages_not_its_json(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.BAD_REQUEST, server="transformers"))
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as caught:
+            await c.complete("alpha", "hello")
+    assert "bad_request (HTTP 422): body.messages.0.content: field required" in str(caught.value)
+    assert len(fake.requests_for("alpha-1")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"detail": [{"loc": "not a list", "msg": {"deep": [1] * 5}}] * 1000},
+        {"detail": [["x" * 100_000]]},
+        {"detail": {"msg": "a dict"}},
+        {"detail": None, "error": {"message": None}},
+        {"error": {"message": "m" * 100_000}},
+        {"object": "error", "message": 3},
+        ["not", "an", "object"],
+    ],
+    ids=lambda b: str(b)[:30],
+)
+def test_odd_error_bodies_give_a_short_message_and_no_traceback(body: object) -> None:
+    from forge.providers.failures import classify_status, error_message
+
+    message = error_message(body, "Bad Request")
+    assert isinstance(message, str) and 0 < len(message) <= 2_000
+    assert classify_status(400, body).value in ("bad_request", "not_found", "context_too_long")

@@ -16,7 +16,7 @@ import pytest
 
 from forge.execution.store import RunStore
 from forge.ledger import Ledger
-from forge.testing.fake_provider import FakeProvider, Reply
+from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 
 AUTHOR = {
@@ -1211,3 +1211,86 @@ def test_a_weakened_rust_test_beside_a_real_fix_is_undone_and_the_fix_kept(
     committed = git(repo, "show", f"{report['branch']}:src/lib.rs")
     assert committed.rstrip("\n") == LIB_RS.replace("width + height", "width * height").rstrip()
     assert "Forge-Tests" not in trailers(repo, report["branch"])
+
+
+# -- what a server says about the model ------------------------------------------------------
+
+WIDE_MODEL = """
+[models.wide]
+provider = "fake"
+id = "wide-1"
+tier = "free"
+context_window = 32768
+input_price = 1
+output_price = 2
+"""
+# A block whose search text is not in calc.py: the answer arrives, and forge asks again.
+MISSED = "calc.py\n<<<<<<< SEARCH\n    return y\n=======\n    return a + b\n>>>>>>> REPLACE\n"
+
+
+def test_a_repair_that_outgrows_the_context_moves_to_a_wider_model_of_the_same_tier(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    overflow = Reply(fault=Fault.CONTEXT_TOO_LONG, server="llama-server")
+    fake.script("alpha-1", Reply(text=MISSED), overflow)
+    fake.script("wide-1", Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url, "", "3")
+    cfg.write_text(
+        cfg.read_text().replace('id = "alpha-1"\n', 'id = "alpha-1"\ncontext_window = 4096\n')
+        + WIDE_MODEL
+    )
+
+    code, report, stderr = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
+
+    assert code == 0, stderr
+    task = report["tasks"][0]
+    assert [a["model"] for a in task["attempts"]] == ["alpha", "wide"]
+    assert task["attempts"][0]["failure"] == "context_too_long"
+    assert "exceeds the available context size" in task["attempts"][0]["headline"]
+    assert len(fake.requests_for("alpha-1")) == 2, "the overflowing request is not sent again"
+    assert fake.requests_for("beta-1") == [], "a wider model of the same tier comes first"
+    assert "return a + b" in git(repo, "show", f"{report['branch']}:calc.py")
+
+
+def test_models_that_answered_then_overflowed_are_not_unreachable(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Both models answered; the repair outgrew a 1,024-token context. The task failed, it
+    was not "no model of the ladder could be reached" (exit 4)."""
+    repo = python_repo(tmp_path)
+    overflow = Reply(fault=Fault.CONTEXT_TOO_LONG, server="llama-server")
+    for model in ("alpha-1", "beta-1", "gamma-1"):
+        fake.script(model, Reply(text=MISSED), overflow)
+    cfg = config(tmp_path, fake.url)
+
+    code, report, stderr = forge_run(repo, cfg, "--goal", "Fix add in calc.py", "--tier", "free")
+
+    task = report["tasks"][0]
+    assert code == 1, stderr
+    assert "could be reached" not in task["reason"]
+    assert "every rung tried failed (free, cheap, premium" in task["reason"]
+    assert [a["model"] for a in task["attempts"]] == ["alpha", "beta", "gamma"]
+    assert {a["failure"] for a in task["attempts"]} == {"context_too_long"}
+
+
+def test_a_model_id_the_server_does_not_know_is_called_once_in_the_run(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    fake.script("alpha-1", Reply(fault=Fault.NOT_FOUND, server="litellm"))
+    fake.script("beta-1", Reply(text=FIX_ADD))
+    cfg = config(tmp_path, fake.url)
+    milestone = tmp_path / "m.md"
+    milestone.write_text(
+        "- [ ] one: Fix add in calc.py (files: calc.py)\n"
+        "- [ ] two: Fix add in calc.py again (files: calc.py) (after: one)\n"
+    )
+
+    _, report, _ = forge_run(repo, cfg, str(milestone), "--tier", "free")
+
+    assert len(fake.requests_for("alpha-1")) == 1, "a typo in id is not retried in the run"
+    first = report["tasks"][0]["attempts"][0]
+    assert first["failure"] == "not_found"
+    assert "'alpha-1' is unknown to the server" in first["headline"]
+    assert "check `id` in [models.alpha] of forge.toml" in first["headline"]

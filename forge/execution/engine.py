@@ -64,6 +64,7 @@ from forge.execution.store import RunStore, TaskAttemptRow
 from forge.execution.workspace import Worktree, WorktreePool
 from forge.planning.milestone import MilestoneTask
 from forge.providers.client import BudgetRefused, CallFailed, ModelClient
+from forge.providers.failures import FailureKind
 from forge.providers.types import Completion, Message
 from forge.routing.decision import Pins, RouteDecision, Router, RungChoice
 
@@ -134,6 +135,10 @@ class AttemptSummary:
     review_model: str | None = None
     review_reasons: list[str] = field(default_factory=list)
     review_cost: Decimal = Decimal(0)
+    # Of an attempt whose call failed: the failure kind, and whether a model answered before
+    # (a repair request can fail after the first answer arrived).
+    failure: str | None = None
+    answered: bool = False
 
     @property
     def total_cost(self) -> Decimal:
@@ -384,7 +389,9 @@ class TaskEngine:
                     f"left out {', '.join(r.choice.rung for r in own)}: its model is the "
                     f"reviewer ({reviewer}), which does not review its own work",
                 )
-        for index, rung in enumerate(rungs):
+        index = -1
+        while (index := index + 1) < len(rungs):
+            rung = rungs[index]
             if len(outcome.attempts) >= routing.max_total_attempts:
                 break
             if index > 0:
@@ -404,6 +411,9 @@ class TaskEngine:
                 return
             if state == "done":
                 return
+            if state == "overflow" and (wider := self._wider(rung, rungs, reviewer)) is not None:
+                rungs.insert(index + 1, wider)
+                self._emit(task, "route", wider.choice.why)
             unreachable += state == "unreachable"
         tried = ", ".join(outcome.rungs) or "none"
         if rungs and unreachable == len(outcome.rungs):
@@ -427,6 +437,34 @@ class TaskEngine:
                 continue
             rungs.append(_Rung(choice, choice.model, edit_format(self._format_for(choice))))
         return rungs
+
+    def _wider(self, rung: _Rung, rungs: list[_Rung], reviewer: str | None) -> _Rung | None:
+        """After a context overflow: the model of the same tier with the largest context
+        window, if it is larger than the one that overflowed and not on the task's route yet.
+        None sends the task up the ladder."""
+        models = self.router.fleet.models
+        facts = models.get(rung.model)
+        tier = facts.tier if facts is not None else rung.choice.rung
+        window = (facts.context_window if facts is not None else None) or 0
+        taken = {r.model for r in rungs}
+        wider = [
+            m
+            for m in models.values()
+            if m.tier == tier
+            and (m.context_window or 0) > window
+            and m.alias not in taken
+            and not (reviewer is not None and same_model(self.config, m.alias, reviewer))
+        ]
+        if not wider:
+            return None
+        best = max(wider, key=lambda m: m.context_window or 0)
+        why = (
+            f"{rung.model} overflowed its context window"
+            f"{f' ({window:,} tokens)' if window else ''}: {best.alias} has "
+            f"{best.context_window:,} in the same tier"
+        )
+        choice = RungChoice(rung.choice.rung, best.alias, why)
+        return _Rung(choice, best.alias, edit_format(self._format_for(choice)))
 
     def _format_for(self, choice: RungChoice) -> Literal["search_replace", "whole"]:
         """The model's `edit_format`, else whole files for local models, else SEARCH/REPLACE."""
@@ -478,7 +516,9 @@ class TaskEngine:
 
     # -- one rung ----------------------------------------------------------------------------
 
-    async def _rung(self, job: _Job, rung: _Rung) -> Literal["done", "failed", "unreachable"]:
+    async def _rung(
+        self, job: _Job, rung: _Rung
+    ) -> Literal["done", "failed", "unreachable", "overflow"]:
         """Attempts on one rung; each retry builds on the previous attempt's edits."""
         routing = self.config.routing
         task, outcome = job.task, job.outcome
@@ -512,7 +552,11 @@ class TaskEngine:
                 self._record_first_attempt(task, summary.outcome == "passed")
             if summary.outcome == "call failed":
                 job.earlier.append(f"- {rung.choice.rung} ({rung.model}): {summary.headline}")
-                return "failed" if answered else "unreachable"
+                # A server that says the request is too long for the model has answered: the
+                # same request on the same model would overflow again.
+                if summary.failure == FailureKind.CONTEXT_TOO_LONG:
+                    return "overflow"
+                return "failed" if answered or summary.answered else "unreachable"
             answered = True
             if summary.outcome == "passed":
                 if await self._commit(job, rung, sorted(job.touched)):
@@ -774,8 +818,10 @@ class TaskEngine:
             ) from None
         except CallFailed as exc:
             summary.outcome, summary.headline = "call failed", str(exc)
+            summary.failure = exc.kind.value if exc.kind is not None else None
             self._emit(task, "call failed", str(exc), summary.number)
             return None
+        summary.answered = True
         summary.input_tokens += completion.usage.input_tokens
         summary.output_tokens += completion.usage.output_tokens
         if completion.cost.usd is not None:
@@ -825,6 +871,7 @@ class TaskEngine:
             summary.cost += repair.cost
             if reply is None:
                 summary.outcome, summary.headline = repair.outcome, repair.headline
+                summary.failure = repair.failure
                 return None
             conversation.append(Message("assistant", reply.text))
             application = apply_answer(reply.text, rung.fmt, policy, extra_blocks=kept)

@@ -93,11 +93,14 @@ _CODE_STATUS = {
     "api_error": 500,
     "timeout": 504,
     "context_length_exceeded": 400,
+    "context_window_exceeded": 400,
+    "exceed_context_size_error": 400,  # llama-server
     "invalid_request_error": 400,
     "invalid_api_key": 401,
     "authentication_error": 401,
     "permission_error": 403,
     "model_not_found": 404,
+    "NotFoundError": 404,  # vLLM
     "not_found_error": 404,
 }
 

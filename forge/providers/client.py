@@ -50,6 +50,7 @@ from forge.providers.failures import (
     classify_status,
     error_message,
     parse_retry_after,
+    says_unknown_model,
 )
 from forge.providers.limits import Throttle
 from forge.providers.secrets import Redactor, expand_headers
@@ -803,12 +804,33 @@ class ModelClient:
         """The same error, attributed to its model, with any secret removed from its text."""
         if err.alias and err.detail == self.redact(err.detail):
             return err
+        detail = self.redact(err.detail)
+        if err.kind is FailureKind.NOT_FOUND and not err.alias:
+            detail = self._not_found(target, detail)
         return ProviderError(
             err.kind,
-            self.redact(err.detail),
+            detail,
             alias=err.alias or target.alias,
             status=err.status,
             retry_after=err.retry_after,
+        )
+
+    def _not_found(self, target: Target, said: str) -> str:
+        """What a user does about a model the server does not know: the `id` is the usual
+        culprit (a typo, a model not pulled); a 404 that names no model may be the base_url."""
+        where = (
+            f"`id` in [models.{target.alias}] of forge.toml"
+            if target.alias in self.config.models
+            else f"the model id in {target.alias!r}"
+        )
+        if says_unknown_model(said):
+            return (
+                f"the model id {target.model_id!r} is unknown to the server of "
+                f"[providers.{target.provider}]: check {where} (the server said: {said})"
+            )
+        return (
+            f"the server of [providers.{target.provider}] has no model {target.model_id!r} or "
+            f"no such path: check {where} and its base_url (the server said: {said})"
         )
 
 

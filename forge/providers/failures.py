@@ -79,16 +79,36 @@ class ProviderError(ForgeError):
         return f"{who}{self.kind.value}{status}: {self.detail}"
 
 
+# How servers say a request does not fit the model's context: OpenAI, vLLM and transformers
+# ("maximum context length"), llama-server ("exceeds the available context size",
+# exceed_context_size_error), LiteLLM (ContextWindowExceededError), Anthropic.
 _CONTEXT_WORDS = re.compile(
-    r"context[_ ]length|maximum context|context window|prompt is too long|too many tokens|"
-    r"reduce the length",
+    r"context[_ ]length|maximum context|context window|context[_ ]size|contextwindowexceeded|"
+    r"prompt is too long|too many tokens|reduce the length",
     re.IGNORECASE,
 )
+# How servers say they do not serve the model asked for: OpenAI (model_not_found), LiteLLM
+# ("Invalid model name passed in model=foo"), vLLM ("The model `foo` does not exist."), Ollama
+# ('model "foo" not found, try pulling it first'), transformers serve (the Hub's "is not a
+# valid model identifier").
+_MODEL_WORDS = re.compile(
+    r"model_not_found|invalid model name|not a valid model identifier|unknown model|"
+    r"no such model|model\b[^\n]{0,300}?\b(?:does not exist|not found|is not served)",
+    re.IGNORECASE,
+)
+# Bounds on what an error body may put in a message: a server's words are untrusted.
+MAX_MESSAGE = 2_000
+MAX_SCANNED = 16_000
+
+
+def says_unknown_model(text: str) -> bool:
+    """The text is a server saying it does not know the model asked for."""
+    return _MODEL_WORDS.search(text[:MAX_SCANNED]) is not None
 
 
 def classify_status(status: int, body: Any) -> FailureKind:
     """The failure kind of an HTTP error status and its (parsed) body."""
-    text = str(body)
+    text = str(body)[:MAX_SCANNED]
     if status == 429:
         return FailureKind.QUOTA if "insufficient_quota" in text else FailureKind.RATE_LIMIT
     if status in (503, 529) or "overloaded" in text:
@@ -99,22 +119,43 @@ def classify_status(status: int, body: Any) -> FailureKind:
         return FailureKind.SERVER_ERROR
     if status in (401, 403):
         return FailureKind.AUTH
-    if status == 404:
-        return FailureKind.NOT_FOUND
-    if _CONTEXT_WORDS.search(text):
+    if status in (400, 404, 413, 422) and _CONTEXT_WORDS.search(text):
         return FailureKind.CONTEXT_TOO_LONG
+    if status == 404 or says_unknown_model(text):
+        return FailureKind.NOT_FOUND
     return FailureKind.BAD_REQUEST
 
 
 def error_message(body: Any, fallback: str) -> str:
-    """The human part of an error body in OpenAI's or Anthropic's shape."""
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
+    """The human part of an error body: OpenAI's, Anthropic's, vLLM's and Ollama's shapes, and
+    FastAPI's `{"detail": ...}` (a string, or a list of `{"loc": [...], "msg": ...}`)."""
+    return _message(body, fallback)[:MAX_MESSAGE]
+
+
+def _message(body: Any, fallback: str) -> str:
+    if not isinstance(body, dict):
+        return fallback
+    err = body.get("error", body)
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])[:MAX_MESSAGE]
+    if isinstance(err, str) and err:
+        return err
+    detail = body.get("detail")
+    if isinstance(detail, str) and detail:
+        return detail
+    if isinstance(detail, list) and detail:
+        return "; ".join(_validation_item(item) for item in detail[:5])
     return fallback
+
+
+def _validation_item(item: Any) -> str:
+    """One entry of FastAPI's validation errors: `body.messages.0.content: field required`."""
+    if not isinstance(item, dict):
+        return str(item)[:200]
+    loc = item.get("loc")
+    where = ".".join(str(part)[:40] for part in loc[:8]) if isinstance(loc, list) else ""
+    msg = str(item.get("msg") or item.get("type") or "invalid")[:300]
+    return f"{where}: {msg}" if where else msg
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")

@@ -94,6 +94,9 @@ class Reply:
     # Fields merged into the usage object as sent, untrusted numbers included (-5, 1e308).
     usage: dict[str, Any] = field(default_factory=dict)
     body: bytes | None = None  # a 200 JSON body sent as it is, streamed request or not
+    # Whose error shape NOT_FOUND, CONTEXT_TOO_LONG and BAD_REQUEST take (see SERVERS); None is
+    # the route's own provider (OpenAI or Anthropic).
+    server: str | None = None
     # Only for a request whose messages contain this text; the first queued reply that fits is
     # used, so parallel requests to one model can each get the answer meant for them.
     when: str | None = None
@@ -105,6 +108,9 @@ class ModelInfo:
 
     id: str
     context_window: int = 8192
+    # llama-server's `meta.n_ctx_train` (what the model was trained for; the server may run
+    # it with less, its `n_ctx`, which is `context_window` here). None: the same.
+    trained_context: int | None = None
     input_price_per_token: str | None = None
     output_price_per_token: str | None = None
 
@@ -342,6 +348,114 @@ _ERRORS: dict[Fault, _ErrorSpec] = {
         "invalid_request_error",
     ),
 }
+
+# The error bodies of OpenAI-compatible servers other than OpenAI, as they send them:
+# (fault, server) -> (status, body); {model} is the model asked for.
+_SERVER_ERRORS: dict[tuple[Fault, str], tuple[int, Any]] = {
+    (Fault.NOT_FOUND, "litellm"): (
+        400,
+        {
+            "error": {
+                "message": "litellm.BadRequestError: You passed in model={model}. There are no "
+                "healthy deployments for this model. Invalid model name passed in model={model}."
+                " Call `/v1/models` to view available models for your key.",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "400",
+            }
+        },
+    ),
+    (Fault.NOT_FOUND, "vllm"): (
+        404,
+        {
+            "object": "error",
+            "message": "The model `{model}` does not exist.",
+            "type": "NotFoundError",
+            "param": None,
+            "code": 404,
+        },
+    ),
+    (Fault.NOT_FOUND, "transformers"): (
+        400,
+        {
+            "detail": "{model} is not a local folder and is not a valid model identifier listed"
+            " on 'https://huggingface.co/models'"
+        },
+    ),
+    (Fault.NOT_FOUND, "ollama"): (
+        404,
+        {"error": 'model "{model}" not found, try pulling it first'},
+    ),
+    (Fault.CONTEXT_TOO_LONG, "llama-server"): (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 1200,
+                "n_ctx": 1024,
+            }
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "transformers"): (
+        400,
+        {
+            "detail": "This model's maximum context length is 1024 tokens. However, you "
+            "requested 1200 tokens in the messages."
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "vllm"): (
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 1024 tokens. However, you "
+            "requested 1300 tokens (1200 in the messages, 100 in the completion). Please "
+            "reduce the length of the messages or completion.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+    ),
+    (Fault.CONTEXT_TOO_LONG, "litellm"): (
+        400,
+        {
+            "error": {
+                "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+                "ContextWindowExceededError: input is too long for {model}",
+                "type": None,
+                "param": None,
+                "code": "400",
+            }
+        },
+    ),
+    (Fault.BAD_REQUEST, "transformers"): (
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["body", "messages", 0, "content"],
+                    "msg": "field required",
+                    "type": "value_error.missing",
+                }
+            ]
+        },
+    ),
+}
+# The servers `Reply.server` and `FakeProvider.server` may name.
+SERVERS = ("openai", "litellm", "vllm", "transformers", "ollama", "llama-server")
+
+
+def _filled(value: Any, model: str) -> Any:
+    """`value` with {model} put in every string."""
+    if isinstance(value, str):
+        return value.replace("{model}", model)
+    if isinstance(value, dict):
+        return {k: _filled(v, model) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, model) for v in value]
+    return value
+
 
 _ERROR_200_MESSAGE = "Upstream provider returned an error"
 _MALFORMED_JSON = b'{"id": "broken", "choices": [{"delta": '
@@ -607,6 +721,13 @@ class _Exchange:
         return True
 
     async def _send_error(self, response: _Response, spec: _ErrorSpec) -> None:
+        fault = self.reply.fault
+        shaped = _SERVER_ERRORS.get((fault, self.reply.server or "")) if fault else None
+        if shaped is not None:
+            status, body = shaped
+            headers = {**self._error_headers(), **self.reply.headers}
+            await response.send_json(status, _filled(body, self.turn.model), headers)
+            return
         message = spec.message.format(model=self.turn.model, key=self._presented_key())
         headers = {**self._error_headers(), **self.reply.headers}
         await response.send_json(spec.status, self.dialect.error_body(spec, message), headers)
@@ -756,6 +877,10 @@ class FakeProvider:
         self._open_streams = 0
         self.requests: list[RecordedRequest] = []
         self.max_concurrent_streams = 0
+        # Which server's discovery the fake speaks besides OpenAI's listing (see SERVERS):
+        # "llama-server" adds `meta` to /v1/models and serves /props, "vllm" adds
+        # `max_model_len`, "litellm" serves /model/info.
+        self.server = "openai"
         # Set to N: every chat request waits (up to HOLD_SECONDS) until N are open at once, so
         # a test of concurrency waits for the thing instead of for a latency long enough.
         self.hold_until_open: int | None = None
@@ -914,7 +1039,11 @@ class FakeProvider:
             return await self._chat(request, response, _OPENAI)
         if method == "POST" and path.endswith("/messages"):
             return await self._chat(request, response, _ANTHROPIC)
-        if method == "GET" and path.endswith("/api/v1/models"):
+        if method == "GET" and path.endswith("/props") and self.server == "llama-server":
+            await response.send_json(200, self._llama_props(), {})
+        elif method == "GET" and path.endswith("/model/info") and self.server == "litellm":
+            await response.send_json(200, self._litellm_model_info(), {})
+        elif method == "GET" and path.endswith("/api/v1/models"):
             await response.send_json(200, self._openrouter_models(), {})
         elif method == "GET" and path.endswith("/models"):
             await response.send_json(200, self._openai_models(), {})
@@ -993,11 +1122,49 @@ class FakeProvider:
     # -- discovery ---------------------------------------------------------------------------
 
     def _openai_models(self) -> dict[str, Any]:
-        data = [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": "fake"}
-            for m in self._listed_models()
-        ]
+        data = [self._openai_entry(m) for m in self._listed_models()]
         return {"object": "list", "data": data}
+
+    def _openai_entry(self, info: ModelInfo) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": info.id, "object": "model", "created": 0}
+        if self.server == "llama-server":
+            trained = info.context_window if info.trained_context is None else info.trained_context
+            meta = {"vocab_type": 2, "n_vocab": 151936, "n_ctx_train": trained, "n_embd": 2048}
+            return {**entry, "owned_by": "llamacpp", "meta": meta}
+        if self.server == "vllm":
+            return {
+                **entry,
+                "owned_by": "vllm",
+                "root": info.id,
+                "max_model_len": info.context_window,
+            }
+        return {**entry, "owned_by": "fake"}
+
+    def _llama_props(self) -> dict[str, Any]:
+        """llama-server's /props: the context it runs its (one) model with."""
+        models = self._listed_models()
+        n_ctx = models[0].context_window if models else 4096
+        return {
+            "default_generation_settings": {"n_ctx": n_ctx, "temperature": 0.8},
+            "total_slots": 1,
+            "model_path": f"/models/{models[0].id}" if models else "",
+        }
+
+    def _litellm_model_info(self) -> dict[str, Any]:
+        """LiteLLM's /model/info: each deployment, its limits in `model_info`."""
+        data = [
+            {
+                "model_name": m.id,
+                "litellm_params": {"model": f"openai/{m.id}"},
+                "model_info": {
+                    "id": f"deployment-{index}",
+                    "max_input_tokens": m.context_window,
+                    "max_output_tokens": 4096,
+                },
+            }
+            for index, m in enumerate(self._listed_models())
+        ]
+        return {"data": data}
 
     def _openrouter_models(self) -> dict[str, Any]:
         data = [
