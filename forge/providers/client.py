@@ -258,20 +258,26 @@ class ModelClient:
             last = target.alias == self._last_candidate(targets, call)
             streamed = False
             result: AttemptResult | None = None
+            # A model may repeat a key it saw (in an error, a file, a prompt): masked here, so
+            # no caller, output, saved run or ledger row ever holds it.
+            masked = self.redact.stream()
             try:
                 async with aclosing(self._attempt(target, request, call, task_id, last)) as run:
                     async for piece in run:
                         if isinstance(piece, AttemptResult):
                             result = piece
                             break
-                        streamed = True
-                        yield TextDelta(piece, target.alias)
+                        if shown := masked.feed(piece):
+                            streamed = True
+                            yield TextDelta(shown, target.alias)
             except ProviderError as err:
                 await self._after_failure(target, err, call)
                 if streamed:
                     yield Restart(target.alias, err.describe())
                 continue
             if result is not None:
+                if rest := masked.flush():
+                    yield TextDelta(rest, target.alias)
                 yield Finished(self._completion(target, result, call))
                 return
         raise self._final_error(call)
@@ -361,7 +367,7 @@ class ModelClient:
     def _completion(self, target: Target, result: AttemptResult, call: _CallState) -> Completion:
         call.records.append(AttemptRecord(target.alias, "ok", latency=result.latency))
         return Completion(
-            text=result.text,
+            text=self.redact(result.text),
             target=target,
             usage=result.usage,
             cost=result.cost or call_cost(result.usage, self.prices(target)),
