@@ -80,6 +80,46 @@ def test_two_processes_never_spend_past_the_stop_threshold(
     assert Decimal(report["budget"]["spent_today_usd"]) == spent
 
 
+def test_one_byte_prompts_billed_with_their_chat_template_never_pass_the_stop(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A chat template bills tokens the prompt's bytes do not show: Llama 3.1 wraps a one-byte
+    prompt in its default system block and headers, about 40 prompt tokens. The reservation
+    must still be an upper bound, whichever process settles last."""
+    fake.script("alpha-1", Reply(text="ok", input_tokens=40, output_tokens=1, ttft=0.3))
+    config = pricey_config(tmp_path, fake.url)
+    # $0.041 a call as billed; reserving the prompt's byte and 8 tokens took $0.019, so 150
+    # calls fitted under $3 and settled $6.15.
+    config.write_text(
+        config.read_text().replace("max_output_tokens = 100", "max_output_tokens = 10")
+    )
+    worker = str(Path(__file__).with_name("budget_worker.py"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, worker, str(config), "50", "?"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outcomes += json.loads(out)
+    assert len(outcomes) == 150
+    assert [o for o in outcomes if o["outcome"] == "failed"] == []
+    assert all(r.body["messages"][-1]["content"] == "?" for r in fake.requests)
+    rows = Ledger(Path(os.environ["FORGE_HOME"]) / "ledger.db").attempts(limit=None)
+    spent = sum((r.cost_usd or Decimal(0)) for r in rows if r.outcome == "ok")
+    assert all(r.input_tokens == 40 for r in rows if r.outcome == "ok")
+    assert spent <= STOP, f"settled ${spent} against a ${STOP} stop"
+    assert any(o["outcome"] == "refused" for o in outcomes), "the stop threshold binds"
+
+
 def test_a_reservation_left_by_a_killed_process_expires(fake: FakeProvider, tmp_path: Path) -> None:
     from forge.ledger.store import Limits
     from forge.providers.types import Target
