@@ -111,7 +111,10 @@ class ForgeGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except ForgeError as exc:
-            typer.echo(f"forge: error: {exc}", err=True)
+            from forge.printable import printable
+
+            # An error may quote a server (a model's name, a message it sent).
+            typer.echo(printable(f"forge: error: {exc}"), err=True)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             typer.echo("forge: interrupted", err=True)

@@ -14,13 +14,13 @@ from forge.ledger import Ledger
 from forge.providers.client import ModelClient
 
 
-async def main(config_path: str, calls: int) -> None:
+async def main(config_path: str, calls: int, prompt: str | None = None) -> None:
     config = load_config(Path(config_path)).config
     outcomes: list[dict[str, str]] = []
 
     async def one(client: ModelClient, index: int) -> None:
         try:
-            done = await client.complete("alpha", f"call {index}: say ok")
+            done = await client.complete("alpha", prompt or f"call {index}: say ok")
         except BudgetExceeded as exc:
             outcomes.append({"outcome": "refused", "why": str(exc)})
         except ForgeError as exc:
@@ -35,4 +35,4 @@ async def main(config_path: str, calls: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], int(sys.argv[2]))
+    anyio.run(main, sys.argv[1], int(sys.argv[2]), *sys.argv[3:4])

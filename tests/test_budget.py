@@ -80,6 +80,46 @@ def test_two_processes_never_spend_past_the_stop_threshold(
     assert Decimal(report["budget"]["spent_today_usd"]) == spent
 
 
+def test_one_byte_prompts_billed_with_their_chat_template_never_pass_the_stop(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A chat template bills tokens the prompt's bytes do not show: Llama 3.1 wraps a one-byte
+    prompt in its default system block and headers, about 40 prompt tokens. The reservation
+    must still be an upper bound, whichever process settles last."""
+    fake.script("alpha-1", Reply(text="ok", input_tokens=40, output_tokens=1, ttft=0.3))
+    config = pricey_config(tmp_path, fake.url)
+    # $0.041 a call as billed; reserving the prompt's byte and 8 tokens took $0.019, so 150
+    # calls fitted under $3 and settled $6.15.
+    config.write_text(
+        config.read_text().replace("max_output_tokens = 100", "max_output_tokens = 10")
+    )
+    worker = str(Path(__file__).with_name("budget_worker.py"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, worker, str(config), "50", "?"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outcomes += json.loads(out)
+    assert len(outcomes) == 150
+    assert [o for o in outcomes if o["outcome"] == "failed"] == []
+    assert all(r.body["messages"][-1]["content"] == "?" for r in fake.requests)
+    rows = Ledger(Path(os.environ["FORGE_HOME"]) / "ledger.db").attempts(limit=None)
+    spent = sum((r.cost_usd or Decimal(0)) for r in rows if r.outcome == "ok")
+    assert all(r.input_tokens == 40 for r in rows if r.outcome == "ok")
+    assert spent <= STOP, f"settled ${spent} against a ${STOP} stop"
+    assert any(o["outcome"] == "refused" for o in outcomes), "the stop threshold binds"
+
+
 def test_a_reservation_left_by_a_killed_process_expires(fake: FakeProvider, tmp_path: Path) -> None:
     from forge.ledger.store import Limits
     from forge.providers.types import Target
@@ -200,3 +240,64 @@ def test_a_ledger_written_before_the_new_columns_opens_and_keeps_its_rows(
     attempts = json.loads(run_forge("logs", "--json", env=env).stdout)["attempts"]
     assert len(attempts) == 4
     assert {a["finish_reason"] for a in attempts if a["model"] == "alpha"} == {"length", None}
+
+
+# -- free is what the prices say, not the address -------------------------------------------------
+
+FREE_MODELS = f"""
+[cost]
+daily_budget_usd = 10
+stop_threshold_usd = {STOP}
+
+[models.proxy]
+provider = "fake"
+id = "proxy-1"
+tier = "cheap"
+
+[models.ollama]
+provider = "fake"
+id = "ollama-1"
+tier = "local"
+
+[models.zero]
+provider = "fake"
+id = "zero-1"
+tier = "free"
+input_price = 0
+output_price = 0
+"""
+
+
+def test_an_unpriced_model_on_this_machine_is_refused_under_a_budget_unless_local(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A LiteLLM proxy on 127.0.0.1 bills upstream: the address does not make it free."""
+    fake.script("proxy-1", Reply(text="ok", cost="0.5"))
+    fake.script("ollama-1", Reply(text="ok"))
+    config = write_config(tmp_path / "forge.toml", fake.url, FREE_MODELS)
+    done = run_forge("fanout", "Hi", "-m", "proxy,ollama", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    rows = {a["key"]: a for a in json.loads(done.stdout)["answers"]}
+    assert rows["proxy"]["status"] == "refused"
+    assert "price of proxy is unknown" in rows["proxy"]["cause"]
+    assert fake.requests_for("proxy-1") == [], "a call the budget cannot hold is not sent"
+    assert rows["ollama"]["status"] == "ok" and rows["ollama"]["cost_usd"] in ("0", None)
+
+
+def test_a_model_priced_at_zero_that_reports_a_cost_is_charged_it_and_warned_once(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    # LiteLLM adds float prices: the cost arrives as a JSON number with float noise.
+    noisy = 7.439999999999999e-05
+    fake.script("zero-1", *[Reply(text="42", usage={"cost": noisy})] * 3)
+    config = write_config(tmp_path / "forge.toml", fake.url, FREE_MODELS)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Sum {i}?"}) + "\n" for i in range(3)))
+    done = run_forge("fanout", "--input", str(prompts), "-m", "zero", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "reported a cost" in line]
+    assert len(warnings) == 1, done.stderr  # once per run, not once per call
+    assert "priced at $0" in warnings[0] and "$0.0000744:" in warnings[0]
+    assert "0.0000743999" not in done.stderr
+    spent = json.loads(run_forge("cost", "--json", "-c", str(config)).stdout)
+    assert Decimal(spent["budget"]["spent_today_usd"]) == 3 * Decimal(str(noisy))

@@ -100,7 +100,9 @@ def test_health_checks_every_model_in_parallel_and_logs_the_calls(
 def test_health_exit_code_when_nothing_is_reachable(tmp_path: Path) -> None:
     config = tmp_path / "forge.toml"
     config.write_text(
-        '[providers.p]\nbase_url = "http://127.0.0.1:9/v1"\n[models.m]\nprovider = "p"\nid = "x"\n'
+        '[providers.p]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        # Local: unpriced, so not refused by the default budget before it is tried.
+        '[models.m]\nprovider = "p"\nid = "x"\ntier = "local"\n'
     )
     done = run_forge("models", "--health", "--config", str(config))
     assert done.returncode == 4
@@ -113,7 +115,8 @@ def test_cost_flags_unpriced_calls_instead_of_counting_them_free(
     config = write_config(
         tmp_path / "forge.toml",
         fake.url,
-        '[models.mystery]\nprovider = "fake"\nid = "mystery-1"\n',
+        # A local model may go unpriced under the budget; any other is refused.
+        '[models.mystery]\nprovider = "fake"\nid = "mystery-1"\ntier = "local"\n',
     )
     assert run_forge("models", "--health", "--config", str(config)).returncode == 0
     report = json.loads(run_forge("cost", "--json", "--config", str(config)).stdout)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from forge.commands.options import ConfigOption, JsonOption
+from forge.printable import printable
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -319,7 +320,7 @@ def _plain_line(answer: Answer) -> None:
         f"{usd(answer.cost_usd):>10}",
         summary_line(answer),
     ]
-    sys.stdout.write("  ".join(parts) + "\n")
+    sys.stdout.write(printable("  ".join(parts)) + "\n")
     sys.stdout.flush()  # a pipe is block-buffered: each line must leave as its model finishes
 
 
@@ -468,7 +469,7 @@ class _Output:
 
             from forge.fanout.report import report_markdown
 
-            sys.stdout.write(report_markdown(report))
+            sys.stdout.write(printable(report_markdown(report)))
         else:
             _render(report, self.view)
         if self.html is not None and not self.json and not self.markdown:
@@ -487,7 +488,7 @@ class _Output:
 
             from forge.fanout.batch import batch_markdown
 
-            sys.stdout.write(batch_markdown(result))
+            sys.stdout.write(printable(batch_markdown(result)))
         else:
             _render_batch(result)
 
@@ -544,7 +545,7 @@ def _answers_table(
     for a in shown:
         speed = a.tokens_per_second
         table.add_row(
-            Text(a.key),
+            Text(printable(a.key)),
             Text(a.tier or "-"),
             Text(a.label, style=STATUS_STYLE.get(a.label, "")),
             seconds(a.ttft),
@@ -552,7 +553,7 @@ def _answers_table(
             str(a.output_tokens) if a.output_tokens else "-",
             "-" if speed is None else f"{speed:.0f}",
             usd(a.cost_usd),
-            Text(summary_line(a)),  # model text, never read as markup
+            Text(printable(summary_line(a))),  # model text, never read as markup
         )
     if hidden:
         table.add_row(Text(f"… {hidden} more", style="dim"), *[""] * 8)
@@ -597,13 +598,13 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
             out.print(Text(f"code of {key} against {c.code.consensus}:", style="bold"))
             out.print(_diff_text(diff))
     title = "consensus answer" if c.consensus else "reference answer (not a consensus)"
-    out.print(Panel(Text(report.answer(consensus).text), title=f"{title}: {consensus}"))
+    out.print(Panel(Text(printable(report.answer(consensus).text)), title=f"{title}: {consensus}"))
     outside = set(c.outside())
     for key, d in c.diffs.items():
         if view == "summary" and key not in outside:
             continue
         if view == "all":
-            out.print(Panel(Text(report.answer(key).text), title=key))
+            out.print(Panel(Text(printable(report.answer(key).text)), title=key))
         against = "the consensus" if c.consensus else "the reference"
         out.print(Text(f"{key}: similarity {d.similarity:.2f} to {against}", style="bold"))
         if not d.text:
@@ -630,7 +631,8 @@ def _print_different(out: Console, report: Report) -> None:
         for key in c.outside():
             found = True
             d = c.diffs[key]
-            out.print(Panel(Text(report.answer(key).text), title=f"{key} (outside the consensus)"))
+            answer = Text(printable(report.answer(key).text))
+            out.print(Panel(answer, title=f"{key} (outside the consensus)"))
             against = "the consensus" if c.consensus else "the reference, not a consensus"
             out.print(Text(f"against {against} ({c.reference}):", style="bold"))
             out.print(_diff_text(d.text) if d.style == "lines" else _word_diff_text(d.text))
@@ -646,11 +648,11 @@ def _print_consensus_only(out: Console, report: Report) -> None:
     comparisons = list(report.by_role.values()) if report.run.roles else [report.comparison]
     for c in comparisons:
         if c.consensus is not None:
-            sys.stdout.write(report.answer(c.consensus).text.rstrip("\n") + "\n")
+            sys.stdout.write(printable(report.answer(c.consensus).text.rstrip("\n")) + "\n")
         elif c.reference is None:
-            sys.stderr.write(nothing_to_compare(c) + "\n")
+            sys.stderr.write(printable(nothing_to_compare(c)) + "\n")
         else:
-            sys.stderr.write(headline(c, c.reference) + "\n")
+            sys.stderr.write(printable(headline(c, c.reference)) + "\n")
 
 
 def _matrix_table(c: Comparison) -> Table:
@@ -721,7 +723,9 @@ def _roles_matrix(run: FanoutRun) -> Table:
                 continue
             style = STATUS_STYLE.get(a.status.value, "")
             line = a.first_line if a.ok else (a.cause or "")
-            cells.append(Text(f"{a.label} {seconds(a.latency)}\n{line[:60]}", style=style))
+            cells.append(
+                Text(printable(f"{a.label} {seconds(a.latency)}\n{line[:60]}"), style=style)
+            )
         table.add_row(role, *cells)
     return table
 
@@ -736,7 +740,7 @@ def _print_extras(out: Console, report: Report) -> None:
         v = report.verdict
         head = f"Judge {v.judge}: best answer {v.best or '-'}"
         out.print(Text(head + (f" ({usd(v.cost_usd)})" if v.cost_usd else ""), style="bold"))
-        out.print(Text(v.reason))
+        out.print(Text(printable(v.reason)))
         if not v.valid:
             out.print(Text(f"fallback: {v.note}", style="yellow"))
         for d in v.disagreements:
@@ -744,7 +748,8 @@ def _print_extras(out: Console, report: Report) -> None:
     if report.synthesis is not None:
         s = report.synthesis
         if s.text:
-            out.print(Panel(Text(s.text), title=f"synthesis by {s.model} ({usd(s.cost_usd)})"))
+            title = f"synthesis by {s.model} ({usd(s.cost_usd)})"
+            out.print(Panel(Text(printable(s.text)), title=title))
             if s.unknown:
                 out.print(Text(f"citations naming no model asked: {', '.join(s.unknown)}"))
         else:

@@ -22,6 +22,7 @@ def logs(
 
     from forge.commands.output import console, print_json, seconds, usd
     from forge.ledger import Ledger
+    from forge.printable import printable
 
     rows = Ledger.open().attempts(limit=count, model=model, run_id=run)
     if json_output:
@@ -53,14 +54,14 @@ def logs(
         table.add_row(
             time.strftime("%H:%M:%S", time.localtime(r.started_at)),
             r.run_id or "-",
-            r.model,
+            Text(printable(r.model)),
             r.tier or "-",
             outcome if not r.error_kind else f"{outcome} ({r.error_kind})",
             f"{r.input_tokens or 0}/{r.output_tokens or 0}",
             seconds(r.ttft_s),
             seconds(r.latency_s),
             usd(r.cost_usd, r.cost_source) if r.outcome != "refused" else "-",
-            Text((r.error or "")[:200]),  # provider text, never read as markup
+            Text(printable((r.error or "")[:200])),  # provider text, never read as markup
         )
     out.print(table)
 

@@ -144,10 +144,11 @@ def _render(
     from rich.text import Text
 
     from forge.commands.output import console, seconds
+    from forge.printable import printable
 
     out = console()
     for note in notes:
-        out.print(note, markup=False)
+        out.print(Text(printable(note)))
     if not entries:
         out.print("No models configured. Run `forge init`, or add \\[models] to forge.toml.")
         return
@@ -191,5 +192,6 @@ def _render(
                 row.append(f"ok {check['latency']:.2f}s")
             else:
                 row.append(f"failed: {check['error']}")
-        table.add_row(*(Text(cell) for cell in row))  # provider text, never read as markup
+        # Provider text: never read as markup, never obeyed as a terminal escape.
+        table.add_row(*(Text(printable(cell)) for cell in row))
     out.print(table)

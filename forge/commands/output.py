@@ -8,7 +8,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from collections.abc import Iterable
+
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.segment import Segment
 
 
 def console(stderr: bool = False, capture: TextIO | None = None) -> Console:
@@ -16,21 +19,46 @@ def console(stderr: bool = False, capture: TextIO | None = None) -> Console:
 
     Piped output (CI logs, files) gets wide lines instead of tables folded to 80 columns.
     With `capture`, the output goes there, rendered as it would be for the real stream.
+    Whatever it prints is `printable`: a model's text in a table cell or a panel cannot send
+    the terminal escape sequences.
     """
     import os
     import shutil
-
-    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
     width = None if terminal else int(os.environ.get("COLUMNS") or 160)
     if capture is not None:
         width = width or shutil.get_terminal_size().columns
-        return Console(
+        return _safe_console()(
             file=capture, force_terminal=terminal, highlight=False, soft_wrap=False, width=width
         )
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    return _safe_console()(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _safe_console() -> type[Console]:
+    """A Rich console whose every rendered piece of text is `printable`.
+
+    Rich writes its own styles and cursor moves as control segments, which are left alone; the
+    text segments (cells, panels, titles, live tables) are where a model's escapes would ride.
+    Rich is imported here, not at the top, so commands that print nothing stay fast to start.
+    """
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from forge.printable import printable
+
+    class SafeConsole(Console):
+        def render(
+            self, renderable: RenderableType, options: ConsoleOptions | None = None
+        ) -> Iterable[Segment]:
+            for segment in super().render(renderable, options):
+                if segment.control or segment.text.isprintable():
+                    yield segment
+                else:
+                    yield Segment(printable(segment.text), segment.style)
+
+    return SafeConsole
 
 
 def usd(value: Decimal | None, source: str | None = None) -> str:

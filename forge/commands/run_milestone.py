@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from forge.commands.options import ConfigOption, JsonOption
+from forge.printable import printable
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -198,7 +199,7 @@ def _plan(
         return _model_plan(goal, plan_with, config, yes), f"--goal (planned by {plan_with})"
     planned, notes = goal_plan(goal, milestone=plan, config_path=config, base=base)
     for note in notes:
-        typer.echo(f"forge: {note}", err=True)
+        typer.echo(printable(f"forge: {note}"), err=True)
     return planned, "--goal" if milestone is None else f"--goal with {milestone}"
 
 
@@ -228,7 +229,7 @@ def _model_plan(goal: str, model: str, config_path: Path | None, yes: bool) -> M
     for task in plan.tasks:
         after = f" (after: {', '.join(task.after)})" if task.after else ""
         files = f" (files: {', '.join(task.files)})" if task.files else ""
-        typer.echo(f"  - [ ] {task.id}: {task.title}{files}{after}", err=True)
+        typer.echo(printable(f"  - [ ] {task.id}: {task.title}{files}{after}"), err=True)
     if yes:
         return plan
     if not sys.stdin.isatty():
@@ -339,9 +340,10 @@ class _View:
             if event.stage in ("failed", "stopped"):
                 return  # the run's own line for the task says the same
             where = f" [{event.rung}/{event.model}]" if event.model else ""
-            typer.echo(f"{event.task_id}{where} {event.stage}: {event.message}", err=True)
+            line = f"{event.task_id}{where} {event.stage}: {event.message}"
         else:
-            typer.echo(f"{event.task_id} {event.state}: {event.message}", err=True)
+            line = f"{event.task_id} {event.state}: {event.message}"
+        typer.echo(printable(line), err=True)
 
     def stop(self) -> None:
         if self.live_table is not None:
@@ -385,7 +387,7 @@ def _render(result: RunResult) -> None:
             out.print(Text.assemble(title, " " + ", ".join(last.review)))
         if record.state == "failed" and last and last.last_findings:
             out.print(f"[bold]{record.task.id}[/]: last findings")
-            out.print(last.last_findings, markup=False, highlight=False)
+            out.print(Text(printable(last.last_findings)), highlight=False)
     summed = totals(result)
     top = summed.top_tier
     compared = f" (the same work at the top tier: {usd(top)})" if top is not None else ""
@@ -404,4 +406,4 @@ def _apply(result: RunResult) -> None:
 
     outcome = result.outcome
     message = fast_forward(result.repo, outcome.branch, state=outcome.state, base=outcome.base)
-    typer.echo(f"forge: {message}", err=True)
+    typer.echo(printable(f"forge: {message}"), err=True)

@@ -37,6 +37,7 @@ from forge.fanout.run import new_run_id
 from forge.fanout.stats import mcnemar_exact, percentile, wilson_interval
 from forge.fanout.store import RunStore, SavedRun
 from forge.ledger.store import Ledger
+from forge.printable import printable
 from forge.providers.client import ModelClient
 from forge.providers.types import Target
 from forge.validation.process import run as run_process
@@ -303,7 +304,8 @@ async def _ask(
 def _progress_line(answer: Answer) -> None:
     import sys
 
-    sys.stdout.write(f"{answer.key:<32} {answer.label:<9} {seconds(answer.latency)}\n")
+    line = f"{answer.key:<32} {answer.label:<9} {seconds(answer.latency)}"
+    sys.stdout.write(printable(line) + "\n")
     sys.stdout.flush()
 
 

@@ -67,12 +67,25 @@ def library_prices(model_id: str, base_url: str) -> Prices | None:
     )
 
 
+# What a chat template adds to the text, billed as prompt tokens. Per message, the role's
+# header and end marker: ChatML `<|im_start|>user\n ... <|im_end|>\n` is 5, Llama-3
+# `<|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|>` 5, Gemma
+# `<start_of_turn>user\n ... <end_of_turn>\n` 5; 16 covers them three times over, and a name or
+# tool marker. Per request, what is there with no message at all: `<|begin_of_text|>` or
+# `<bos>`, the assistant header that primes the answer (4 to 5), and the system block some
+# templates add unasked (Llama 3.1's "Cutting Knowledge Date ... Today Date ..." is about 25).
+TEMPLATE_TOKENS_PER_MESSAGE = 16
+TEMPLATE_TOKENS_PER_REQUEST = 32
+
+
 def estimate_input_tokens(texts: list[str]) -> int:
-    """An upper bound on the prompt's tokens: BPE tokenizers never emit more tokens than bytes.
+    """An upper bound on the prompt's tokens: BPE tokenizers never emit more tokens than bytes,
+    and the chat template's own tokens come on top (a one-byte prompt bills about 40).
 
     Reservations must not undershoot, or concurrent calls could pass the stop threshold.
     """
-    return sum(len(t.encode("utf-8")) + 8 for t in texts)
+    text = sum(len(t.encode("utf-8")) for t in texts)
+    return TEMPLATE_TOKENS_PER_REQUEST + text + TEMPLATE_TOKENS_PER_MESSAGE * len(texts)
 
 
 def resolve_prices(

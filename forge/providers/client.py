@@ -78,6 +78,8 @@ DEFAULT_MAX_TOKENS = 4096
 POOL_SIZE = 50
 MAX_TRIES_PER_MODEL = 3
 MAX_ERROR_BODY = 64 * 1024
+# The tier of models on this machine (Ollama, llama.cpp): the only ones free without a price.
+LOCAL_TIER = "local"
 MessagesLike = str | Sequence[Message | Mapping[str, str]]
 
 
@@ -155,6 +157,7 @@ class ModelClient:
         # Attempts whose ledger row is reserved and not yet settled, by reservation id.
         self._unsettled: dict[int, tuple[Target, Reservation, _Timing]] = {}
         self._distrusted: set[str] = set()  # models whose untrusted usage was warned about
+        self._overcharged: set[str] = set()  # models whose unforeseen cost was warned about
 
     async def __aenter__(self) -> ModelClient:
         self._pools = _Pools(self.config)
@@ -259,20 +262,26 @@ class ModelClient:
             last = target.alias == self._last_candidate(targets, call)
             streamed = False
             result: AttemptResult | None = None
+            # A model may repeat a key it saw (in an error, a file, a prompt): masked here, so
+            # no caller, output, saved run or ledger row ever holds it.
+            masked = self.redact.stream()
             try:
                 async with aclosing(self._attempt(target, request, call, task_id, last)) as run:
                     async for piece in run:
                         if isinstance(piece, AttemptResult):
                             result = piece
                             break
-                        streamed = True
-                        yield TextDelta(piece, target.alias)
+                        if shown := masked.feed(piece):
+                            streamed = True
+                            yield TextDelta(shown, target.alias)
             except ProviderError as err:
                 await self._after_failure(target, err, call)
                 if streamed:
                     yield Restart(target.alias, err.describe())
                 continue
             if result is not None:
+                if rest := masked.flush():
+                    yield TextDelta(rest, target.alias)
                 yield Finished(self._completion(target, result, call))
                 return
         raise self._final_error(call)
@@ -362,7 +371,7 @@ class ModelClient:
     def _completion(self, target: Target, result: AttemptResult, call: _CallState) -> Completion:
         call.records.append(AttemptRecord(target.alias, "ok", latency=result.latency))
         return Completion(
-            text=result.text,
+            text=self.redact(result.text),
             target=target,
             usage=result.usage,
             cost=result.cost or call_cost(result.usage, self.prices(target)),
@@ -660,7 +669,9 @@ class ModelClient:
         cost = self.config.cost
         provider = self.config.providers[target.provider]
         limited = cost.daily_stop is not None or cost.run_budget_usd is not None
-        if prices is None and limited and not _is_local(provider.base_url):
+        # Unpriced is refused under a budget, wherever the server is: a proxy on 127.0.0.1
+        # (LiteLLM) bills upstream. Only the local tier's models go unpriced (and free).
+        if prices is None and limited and target.tier != LOCAL_TIER:
             raise ProviderError(
                 FailureKind.BUDGET,
                 f"budget: the price of {target.alias} is unknown, so the budget cannot hold it; "
@@ -744,16 +755,9 @@ class ModelClient:
             )
             self.warnings.append(message)
             log.warning(message)
-        if (
-            result.usage.reported_cost is not None
-            and result.usage.reported_cost > reservation.amount
-        ):
-            message = (
-                f"{target.alias} reported a cost of ${result.usage.reported_cost} above its "
-                f"reservation of ${reservation.amount:.6f}: check its prices in forge.toml"
-            )
-            self.warnings.append(message)
-            log.warning(message)
+        reported = result.usage.reported_cost
+        if reported is not None and reported > reservation.amount:
+            self._warn_reported(target, reported, reservation.amount)
         if settled.warn_crossed:
             message = (
                 f"today's spend ${settled.spent_today:.4f} has passed the warning threshold "
@@ -761,6 +765,26 @@ class ModelClient:
             )
             self.warnings.append(message)
             log.warning(message)
+
+    def _warn_reported(self, target: Target, reported: Decimal, reserved: Decimal) -> None:
+        """A cost the prices did not foresee (a model taken as free that bills): charged as
+        reported, and said once per model for the run, not on every call."""
+        if target.alias in self._overcharged:
+            return
+        self._overcharged.add(target.alias)
+        if reserved == 0:
+            message = (
+                f"{target.alias} is priced at $0 (or is a local model) but its provider "
+                f"reported a cost of ${_amount(reported)}: its calls are charged what is "
+                "reported; set its input_price and output_price in forge.toml"
+            )
+        else:
+            message = (
+                f"{target.alias} reported a cost of ${_amount(reported)} above its reservation "
+                f"of ${_amount(reserved)}: check its prices in forge.toml"
+            )
+        self.warnings.append(message)
+        log.warning(message)
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -1020,10 +1044,10 @@ class _timer:
             raise ProviderError(FailureKind.TIMEOUT, self._why) from None
 
 
-def _is_local(url: str) -> bool:
-    """A server on this machine (Ollama, llama.cpp, LM Studio) does not bill."""
-    host = httpx.URL(url).host
-    return host in ("localhost", "::1") or host.startswith("127.")
+def _amount(value: Decimal) -> str:
+    """Dollars as a plain Decimal string, without a float's noise (0.00007439999999999999 is
+    0.0000744): twelve places are finer than any provider bills."""
+    return f"{value.quantize(Decimal('1e-12')).normalize():f}"
 
 
 def _origin(url: str) -> str:
