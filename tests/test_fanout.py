@@ -555,3 +555,34 @@ def test_a_twenty_megabyte_answer_reaches_the_user_whole_and_the_store_cut(
     ledger_file = Path(os.environ["FORGE_HOME"]) / "ledger.db"
     sizes = [p.stat().st_size for p in ledger_file.parent.glob("ledger.db*")]
     assert sum(sizes) < 5_000_000
+
+
+# -- a closed pipe --------------------------------------------------------------------------------
+
+
+def test_a_reader_that_closes_the_pipe_ends_forge_quietly_with_141(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    # `forge fanout ... | head -c 2`. In the run, the second model is still answering when the
+    # pipe closes, so the plain line it ends with meets the closed pipe; printing the saved run
+    # again, the long answer's panel is more than a pipe holds, so forge is still writing.
+    fake.script("first-1", Reply(text=CAPITAL), Reply(text=CAPITAL))
+    long = Reply(text="Paris and the Seine. " * 5_000, latency=0.5, output_tokens=900)
+    fake.script("second-1", long, long)
+    config = write(tmp_path, fanout_config(fake.url, ["first", "second"]))
+    ask = ["fanout", "Capital?", "-m", "first,second", "-c", str(config)]
+    assert run_forge(*ask).returncode == 0
+    for args in (ask, ["fanout", "--show", "last", "--show", "all"]):
+        forge = subprocess.Popen(
+            [sys.executable, "-m", "forge", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert forge.stdout is not None and forge.stderr is not None
+        assert len(forge.stdout.read(2)) == 2
+        forge.stdout.close()
+        stderr = forge.stderr.read().decode()
+        assert forge.wait(timeout=120) == 141, (args, stderr)
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+        assert stderr == "", "a closed pipe is not an error worth a word"
