@@ -586,3 +586,56 @@ def test_a_reader_that_closes_the_pipe_ends_forge_quietly_with_141(
         assert forge.wait(timeout=120) == 141, (args, stderr)
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         assert stderr == "", "a closed pipe is not an error worth a word"
+
+
+# -- where the prompt comes from ------------------------------------------------------------------
+
+
+def test_the_prompt_comes_from_a_pipe_a_file_or_at_path(fake: FakeProvider, tmp_path: Path) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["only"]))
+    ask = ["-m", "only", "-c", str(config), "--json"]
+    piped = subprocess.run(
+        [sys.executable, "-m", "forge", "fanout", *ask],
+        input="Capital of France?\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["prompt"] == "Capital of France?\n"
+    prompt_file = tmp_path / "prompt.md"
+    prompt_file.write_text("Capital of Italy?\nAnswer in one word.\n", encoding="utf-8")
+    for given in (["--file", str(prompt_file)], ["-f", str(prompt_file)], [f"@{prompt_file}"]):
+        data = fanout_json(*given, *ask[:-1])
+        assert data["prompt"] == "Capital of Italy?\nAnswer in one word.\n", given
+    assert len(fake.requests_for("only-1")) == 4
+
+
+def test_a_prompt_that_cannot_be_read_exits_2_before_any_model_is_asked(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["only"]))
+    (tmp_path / "blank.txt").write_text("  \n\n", encoding="utf-8")
+    cases = [
+        (["--file", str(tmp_path / "nope.txt")], "cannot read the prompt file", "No such file"),
+        ([f"@{tmp_path / 'nope.txt'}"], "cannot read the prompt file", "nope.txt"),
+        (["--file", str(tmp_path / "blank.txt")], "the prompt is empty", "holds no text"),
+        (["Capital?", "--file", str(tmp_path / "blank.txt")], "give the prompt once", "not both"),
+        (["   "], "the prompt is empty", ""),
+        ([], 'give a prompt: forge fanout "PROMPT", --file PATH, @PATH', "pipe it on stdin"),
+    ]
+    for args, message, detail in cases:
+        done = run_forge("fanout", *args, "-m", "only", "-c", str(config))
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("forge: error: ") and "Traceback" not in done.stderr
+        assert message in done.stderr and detail in done.stderr, (args, done.stderr)
+    empty_pipe = subprocess.run(
+        [sys.executable, "-m", "forge", "fanout", "-m", "only", "-c", str(config)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty_pipe.returncode == 2
+    assert "the prompt is empty (nothing came on stdin)" in empty_pipe.stderr
+    assert fake.requests_for("only-1") == [], "no model is asked without a prompt"
