@@ -15,8 +15,6 @@ from forge.commands.options import ConfigOption, FileOption, JsonOption
 from forge.printable import printable
 
 if TYPE_CHECKING:
-    from decimal import Decimal
-
     import anyio
     from rich.console import Console
     from rich.table import Table
@@ -779,14 +777,13 @@ def _candidates_table(report: Report) -> Table:
 def _print_footer(out: Console, report: Report) -> None:
     from rich.text import Text
 
-    from forge.fanout.report import counts, usd
+    from forge.fanout.report import counts
 
     run = report.run
     tally = ", ".join(f"{n} {status}" for status, n in counts(run.answers).items())
-    cost: Decimal = run.cost_usd
     out.print(
         Text(
-            f"run {run.run_id}: {tally}; {usd(cost)}; {run.duration:.2f}s. "
+            f"run {run.run_id}: {tally}; {report.cost_text()}; {run.duration:.2f}s. "
             f"`forge fanout --show {run.run_id}` prints it again; "
             f"`forge logs --run {run.run_id}` lists its calls.",
             style="dim",
