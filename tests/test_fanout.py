@@ -139,6 +139,42 @@ def test_budget_refusal_is_a_row_with_its_cause(fake: FakeProvider, tmp_path: Pa
     assert only.returncode == 3, "every call refused by the budget: exit 3"
 
 
+def test_a_spent_budget_never_refuses_a_free_model_and_its_reason_is_shown_whole(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    for name in ("paid", "zero", "home"):
+        fake.script(f"{name}-1", Reply(text=CAPITAL, output_tokens=5))
+    models = (
+        '\n[models.paid]\nprovider = "fake"\nid = "paid-1"\ninput_price = 50000\n'
+        "output_price = 50000\nmax_output_tokens = 10\n"
+        '\n[models.zero]\nprovider = "fake"\nid = "zero-1"\ninput_price = 0\noutput_price = 0\n'
+        '\n[models.home]\nprovider = "fake"\nid = "home-1"\ntier = "local"\n'  # no prices
+    )
+    rich = write(tmp_path, fanout_config(fake.url, [], extra=models))
+    first = run_forge("fanout", "Capital?", "-m", "paid", "-c", str(rich))
+    assert first.returncode == 0, first.stderr  # the default $5 a day holds it
+    # The day's spend is now past a $0.10 stop: the paid model is refused, the free ones are not.
+    (tmp_path / "budget.toml").write_text(
+        fanout_config(fake.url, [], extra=models + "\n[cost]\ndaily_budget_usd = 0.1\n"),
+        encoding="utf-8",
+    )
+    ask = ["Capital?", "-m", "paid,zero,home", "-c", str(tmp_path / "budget.toml")]
+    by_key = rows(fanout_json(*ask))
+    assert by_key["zero"]["status"] == "ok" and by_key["home"]["status"] == "ok", by_key
+    assert by_key["paid"]["status"] == "refused"
+    assert "may cost up to $0.0000" not in json.dumps(by_key)
+    assert len(fake.requests_for("zero-1")) == 1 and len(fake.requests_for("home-1")) == 1
+    # The table shows the refusal's reason whole, wrapped in its cell, not cut with an ellipsis.
+    reason = str(by_key["paid"]["cause"])
+    assert len(reason) > 150 and reason.endswith("more is needed"), reason
+    table = run_forge("fanout", "--show", "last", env={"COLUMNS": "120"}).stdout
+    cells = [line.split("│")[1:-1] for line in table.splitlines() if line.count("│") == 10]
+    start = next(i for i, row in enumerate(cells) if row[0].strip() == "paid")
+    end = next(i for i, row in enumerate(cells) if i > start and row[0].strip())
+    shown = " ".join(row[-1].strip() for row in cells[start:end])
+    assert shown == " ".join(reason.split()), table
+
+
 def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
     fake: FakeProvider, tmp_path: Path
 ) -> None:

@@ -539,7 +539,9 @@ def _answers_table(
         ("cost", "right"),
         ("answer", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column != "answer", overflow="ellipsis")  # type: ignore[arg-type]
+        wrap = column == "answer"  # a refusal's reason is shown whole, on as many lines as it takes
+        overflow = "fold" if wrap else "ellipsis"
+        table.add_column(column, justify=justify, no_wrap=not wrap, overflow=overflow)  # type: ignore[arg-type]
     shown, hidden = _rows_to_show(answers, limit)
     for a in shown:
         speed = a.tokens_per_second

@@ -352,14 +352,14 @@ def _run_notes(run: FanoutRun) -> list[str]:
 
 
 def summary_line(a: Answer) -> str:
-    """What a table shows in its answer column: the first line, or the cause of a failure."""
+    """What a table shows in its answer column: the first line (cut to fit), or the cause of a
+    failure whole, since a cut cause hides what to do about it."""
     if a.status is Status.OK and not normalise(a.text):
-        line = "(empty: left out of the comparison)"
-    elif a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
+        return "(empty: left out of the comparison)"
+    if a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
         line = a.first_line
-    else:
-        line = a.cause or ""
-    return line if len(line) <= FIRST_LINE_WIDTH else line[: FIRST_LINE_WIDTH - 1] + "…"
+        return line if len(line) <= FIRST_LINE_WIDTH else line[: FIRST_LINE_WIDTH - 1] + "…"
+    return " ".join((a.cause or "").split())  # one paragraph, wrapped by the table
 
 
 def usd(value: Decimal | None) -> str:
