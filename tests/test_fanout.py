@@ -185,8 +185,29 @@ def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
     assert "not_found (HTTP 404)" in done.stdout
     wrong = run_forge("fanout", "hi", "-m", "dwon", "--config", str(config))
     assert wrong.returncode == 2 and "did you mean 'down'" in wrong.stderr
-    nothing = run_forge("fanout", "hi", "--config", str(config))
-    assert nothing.returncode == 2 and "-m a,b,c, --tier NAME or --all" in nothing.stderr
+
+
+def test_without_models_fanout_asks_the_configured_ones_or_says_how_to_set_them(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    for name in ("one", "two", "three"):
+        fake.script(f"{name}-1", Reply(text=CAPITAL))
+    bare = fanout_config(fake.url, ["one", "two", "three"])
+    config = write(tmp_path, bare)
+    unset = run_forge("fanout", "Capital?", "-c", str(config))
+    assert unset.returncode == 2 and "Traceback" not in unset.stderr
+    assert "-m a,b,c, --tier NAME or --all" in unset.stderr
+    toml = unset.stderr.split("\n\n", 1)[1]  # the TOML the message gives, pasted as it is
+    write(tmp_path, bare + "\n" + toml)
+    assert sorted(rows(fanout_json("Capital?", "-c", str(config)))) == ["one", "three", "two"]
+    write(tmp_path, bare + '\n[fanout]\nmodels = ["three"]\ntier = "free"\n')
+    asked = list(rows(fanout_json("Capital?", "-c", str(config))))
+    assert asked == ["three", "one", "two"], "the models first, then the tier's, each once"
+    assert list(rows(fanout_json("Capital?", "-m", "two", "-c", str(config)))) == ["two"]
+    write(tmp_path, bare + '\n[fanout]\nmodel = ["three"]\n')
+    typo = run_forge("fanout", "Capital?", "-c", str(config))
+    assert typo.returncode == 2 and "fanout.model: unknown key 'model'" in typo.stderr
+    assert "did you mean 'models'" in typo.stderr
 
 
 def test_sigint_prints_the_partial_table_and_exits_130(fake: FakeProvider, tmp_path: Path) -> None:

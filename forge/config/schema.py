@@ -233,6 +233,13 @@ class RoleConfig(Section):
     models: list[str] = []
 
 
+class FanoutConfig(Section):
+    """`[fanout]`: the models `forge fanout` asks when the command line names none."""
+
+    models: list[str] = []  # aliases or provider/model-id
+    tier: str | None = None  # every model of this tier, after `models`
+
+
 class ForgeConfig(Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -243,6 +250,7 @@ class ForgeConfig(Section):
     context: ContextConfig = ContextConfig()
     cost: CostConfig = CostConfig()
     roles: dict[str, RoleConfig] = {}
+    fanout: FanoutConfig = FanoutConfig()
 
     def tier_names(self) -> set[str]:
         return {m.tier for m in self.models.values() if m.tier}
