@@ -587,6 +587,30 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, fake: FakeProvider) 
     assert "Traceback" not in done.stderr
 
 
+def test_a_run_with_no_model_it_can_call_exits_2_before_making_a_branch_or_worktree(
+    fake: FakeProvider, tmp_path: Path, isolated_home: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    keyed = config(tmp_path, fake.url).read_text()
+    keyed = keyed.replace("[providers.fake]\n", '[providers.fake]\napi_key_env = "FAKE_API_KEY"\n')
+    cfg = tmp_path / "keyed.toml"
+    cfg.write_text(keyed)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[providers.fake]\nbase_url = "{fake.url}/v1"\n')
+
+    no_key = run_forge("run-milestone", "--goal", "Fix add in calc.py", "-c", str(cfg), cwd=repo)
+    no_model = run_forge("run-milestone", "--goal", "Fix add in calc.py", "-c", str(bare), cwd=repo)
+
+    assert no_key.returncode == 2, no_key.stderr
+    assert "FAKE_API_KEY is not set (for alpha, beta, gamma)" in no_key.stderr
+    assert no_model.returncode == 2, no_model.stderr
+    assert "no model in forge.toml has a tier of the ladder" in no_model.stderr
+    assert "Traceback" not in no_key.stderr + no_model.stderr
+    assert git(repo, "branch", "--list", "forge/*") == ""
+    assert not (isolated_home / "forge-home" / "worktrees").exists()
+    assert fake.requests == []
+
+
 # -- Rust ---------------------------------------------------------------------------------------
 
 CARGO = '[package]\nname = "shapes"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
