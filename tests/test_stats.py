@@ -128,8 +128,12 @@ def test_stats_recommend_the_model_that_passed_most_often_and_price_the_top_tier
     cost = found["cost"]
     assert float(cost["work_usd"]) > 0
     assert (cost["top_tier"], cost["top_model"]) == ("premium", "gamma")
-    assert float(cost["top_tier_usd"]) > float(cost["work_usd"])
-    assert 0 < cost["saved"] < 1
+    # Only the two finished tasks' attempts are compared: the failed run bought nothing.
+    assert 0 < float(cost["finished_usd"]) < float(cost["work_usd"])
+    assert float(cost["top_tier_usd"]) > float(cost["finished_usd"])
+    assert cost["saved"] == pytest.approx(
+        1 - float(cost["finished_usd"]) / float(cost["top_tier_usd"])
+    )
 
     text = run_forge("stats", "-c", str(ledger.cfg)).stdout
     kind = best["task_type"]
@@ -140,6 +144,15 @@ def test_stats_recommend_the_model_that_passed_most_often_and_price_the_top_tier
     assert "at the top tier (saved" in text
     for column in ("latency p50", "p95", "alpha", "beta", "gamma", "premium"):
         assert column in text
+
+
+def test_a_run_that_finished_nothing_claims_no_saving(ledger: Runs) -> None:
+    cost = stats("--run", ledger.failed, "-c", str(ledger.cfg))["cost"]
+
+    assert float(cost["work_usd"]) > 0
+    assert (cost["finished_usd"], cost["top_tier_usd"], cost["saved"]) == ("0", None, None)
+    text = run_forge("stats", "--run", ledger.failed, "-c", str(ledger.cfg)).stdout
+    assert "no finished work to compare" in text and "saved" not in text
 
 
 def test_without_a_config_the_top_tier_is_unpriced(ledger: Runs, tmp_path: Path) -> None:
