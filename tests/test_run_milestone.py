@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -564,6 +566,41 @@ def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
     assert code == 1
     assert "calc.py" in report["tasks"][0]["attempts"][0]["headline"]
     assert git(repo, "show", f"{report['branch']}:README.md") == "calc\n"
+
+
+def test_ctrl_c_during_a_run_says_how_to_resume_it(fake: FakeProvider, tmp_path: Path) -> None:
+    repo = python_repo(tmp_path)
+    cfg = config(tmp_path, fake.url)
+    fake.script("alpha-1", Reply(fault=Fault.STALL, stall_seconds=60))
+    args = ["run-milestone", "--goal", "Fix add in calc.py", "--tier", "free", "-c", str(cfg)]
+    forge = subprocess.Popen(
+        [sys.executable, "-m", "forge", *args],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert forge.stderr is not None
+        seen = []
+        for line in forge.stderr:  # wait until the first task asks its model
+            seen.append(line)
+            if "asking alpha" in line:
+                break
+        else:
+            pytest.fail("the run ended before it asked a model:\n" + "".join(seen))
+        run_id = seen[0].split()[2]  # forge: run RUN (1 task(s))
+        forge.send_signal(signal.SIGINT)
+        rest = forge.communicate(timeout=120)[1]
+    finally:
+        forge.kill()
+
+    assert forge.returncode == 130, rest
+    assert f"to carry on: forge run-milestone --resume {run_id} -c {cfg}" in rest
+    assert "Traceback" not in rest
+    runs = json.loads(run_forge("runs", "--json").stdout)["runs"]
+    assert [(r["run"], r["state"]) for r in runs] == [(run_id, "interrupted")]
 
 
 # -- usage errors -------------------------------------------------------------------------------
