@@ -226,6 +226,13 @@ def test_task_solved_on_the_first_rung_is_one_commit_with_trailers_and_the_user_
     assert user_state(repo) == before
     assert git(repo, "rev-parse", "HEAD").strip() == head
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert run_folders() == []
+
+
+def run_folders() -> list[str]:
+    """The folders runs' worktrees live in (conftest's FORGE_HOME)."""
+    home = Path(os.environ["FORGE_HOME"]) / "worktrees"
+    return sorted(p.name for p in home.iterdir()) if home.is_dir() else []
 
 
 # -- retry with the failure in hand, then escalation --------------------------------------------
@@ -301,7 +308,11 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
     assert "every rung tried failed (free, cheap, premium" in task["reason"]
     assert "test_add" in task["last_findings"]
     assert task["commit"] is None
-    assert git(repo, "rev-parse", report["branch"]).strip() == head  # left at the base
+    # Nothing was merged: no empty branch and no empty worktree folder are left behind.
+    assert report["branch"] is None
+    assert git(repo, "branch", "--list", "forge/*") == ""
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert run_folders() == []
     human = run_forge(
         "run-milestone",
         "--goal",
@@ -315,6 +326,7 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
     )
     assert human.returncode == 1
     assert "every rung tried failed (premium" in human.stdout
+    assert "nothing was merged, so no branch was made" in human.stdout
     assert "last findings" in human.stdout and "test_add" in human.stdout
 
 
@@ -1185,7 +1197,7 @@ def test_a_pytest_plugin_added_through_pyproject_does_not_fix_the_task(
     first = task["attempts"][0]
     assert first["outcome"] == "failed"
     assert "once your test changes (pyproject.toml) are set aside" in first["headline"]
-    assert git(repo, "rev-parse", report["branch"]).strip() == head
+    assert report["branch"] is None and git(repo, "rev-parse", "HEAD").strip() == head
 
 
 RETURN_EARLY_FROM_THE_RUST_TEST = """\

@@ -412,6 +412,8 @@ def _render(result: RunResult) -> None:
         out.print(f"stopped by the budget: {outcome.stop_reason}")
     if outcome.branch:
         out.print(f"branch to review: [bold]{outcome.branch}[/] ({(outcome.head or '')[:10]})")
+    else:
+        out.print("nothing was merged, so no branch was made")
 
 
 def _apply(result: RunResult) -> None:

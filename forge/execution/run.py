@@ -266,7 +266,7 @@ async def run_plan(
             # else runs by now, so blocking the loop for it costs nothing.
             worktrees.close()
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
-        outcome.branch = integration.finish(kept)
+        outcome.branch = integration.finish(base, kept)
         outcome.head = integration.head()
         state = outcome.state
         top = top_tier_work(setup.config, setup.ledger, store, run_id)
