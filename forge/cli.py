@@ -108,6 +108,14 @@ class ForgeGroup(TyperGroup):
         finally:
             self.listing = False
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        # Completing a command's name needs its summary, not its module and options.
+        self.listing = True
+        try:
+            return list(super().shell_complete(ctx, incomplete))
+        finally:
+            self.listing = False
+
     def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context is private
         try:
             try:
@@ -155,7 +163,7 @@ app = typer.Typer(
     help="Get coding work done by many language models at once, cheaply and safely.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -184,7 +192,9 @@ app.add_typer(config_cmd.app, name="config")
 
 def main() -> None:
     try:
-        app()
+        # Named `forge` however it is started (`python -m forge` too): the shell completion
+        # scripts call the program by this name.
+        app(prog_name="forge")
     finally:
         # The command is over. At exit the interpreter runs full garbage collections over every
         # object still alive (0.3 s after a 40-task run); frozen, they are skipped and the memory

@@ -114,8 +114,12 @@ class ModelConfig(Section):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
 
 
+# The tiers forge knows without being told, cheapest first: the default ladder.
+BUILTIN_TIERS = ("local", "free", "cheap", "premium")
+
+
 class TiersConfig(Section):
-    ladder: list[str] = ["local", "free", "cheap", "premium"]
+    ladder: list[str] = list(BUILTIN_TIERS)
     simple_edit: list[str] | None = None
     bug_fix: list[str] | None = None
     refactor: list[str] | None = None
