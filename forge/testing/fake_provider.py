@@ -860,8 +860,11 @@ class FakeProvider:
     path suffix, so one server can stand in for several providers with different base URLs.
     """
 
-    def __init__(self, models: list[ModelInfo] | None = None, *, port: int = 0) -> None:
+    def __init__(
+        self, models: list[ModelInfo] | None = None, *, port: int = 0, default: Reply | None = None
+    ) -> None:
         self._models: dict[str, ModelInfo] = {info.id: info for info in models or []}
+        self._default = default or Reply()  # the reply of a model no script speaks for
         self._scripts: dict[str, list[Reply]] = {}
         self._last_reply: dict[str, Reply] = {}
         self._lock = threading.Lock()
@@ -986,8 +989,10 @@ class FakeProvider:
             for index, reply in enumerate(queue):
                 if reply.when is None or json.dumps(reply.when)[1:-1] in text:
                     return queue.pop(index)
-            last = self._last_reply.get(model, Reply())
-            return last if last.when is None or json.dumps(last.when)[1:-1] in text else Reply()
+            last = self._last_reply.get(model, self._default)
+            if last.when is None or json.dumps(last.when)[1:-1] in text:
+                return last
+            return self._default
 
     def _listed_models(self) -> list[ModelInfo]:
         with self._lock:
@@ -1201,8 +1206,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a fake language-model provider.")
     parser.add_argument("--port", type=int, default=8799, help="port on 127.0.0.1 (0: any)")
     parser.add_argument("--model", action="append", default=[], help="model id to list")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before each answer's first token, to watch the live views",
+    )
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        metavar="N",
+        help="stream each answer at this pace (default: at once)",
+    )
     args = parser.parse_args(argv)
-    provider = FakeProvider([ModelInfo(id=m) for m in args.model], port=args.port)
+    if args.latency < 0 or (args.tokens_per_second is not None and args.tokens_per_second <= 0):
+        parser.error("--latency must be 0 or more, and --tokens-per-second more than 0")
+    default = Reply(ttft=args.latency, tokens_per_second=args.tokens_per_second)
+    provider = FakeProvider([ModelInfo(id=m) for m in args.model], port=args.port, default=default)
     with provider:
         print(f"fake provider listening on {provider.url} (Ctrl-C to stop)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
