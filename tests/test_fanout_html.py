@@ -341,7 +341,7 @@ NO_CONSENSUS = {
     "all different": {
         "alpha": Reply(text=CAPITAL),
         "beta": Reply(text=DISAGREE[0]),
-        "gamma": Reply(text=DISAGREE[1]),
+        "gamma": Reply(text=DISAGREE[1] + "\n\nSorry.\nTruly.\nNo France."),  # a line diff
     },
     "no answer": {
         "alpha": Reply(fault=Fault.SERVER_ERROR),
@@ -371,6 +371,8 @@ def test_without_a_consensus_no_heading_speaks_of_one(
         assert reference is not None, said
         diffs = f"Diffs against the reference, {reference.group(1)}"
         assert [h for h in headings if h.startswith("Diffs")] == [diffs]
+        unified = [e.text for e in tree.all("pre", "diff") if e.text.startswith("---")]
+        assert [d.split("\n")[:2] for d in unified] == [[f"--- {reference.group(1)}", "+++ gamma"]]
     else:
         assert "No answer arrived, so there is nothing to compare." in said
         assert "server_error" in card(tree, "alpha").text
