@@ -157,7 +157,7 @@ def compare(answers: Sequence[Answer], threshold: float = DEFAULT_THRESHOLD) -> 
         clusters = _clusters_by_founders(keys, words, threshold)
     consensus = clusters[0].center  # the reference: the consensus unless the top clusters tie
     diffs = {
-        key: _diff(texts[consensus], texts[key], key, similarity(words[consensus], words[key]))
+        key: _diff(consensus, texts, key, similarity(words[consensus], words[key]))
         for key in keys
         if key != consensus
     }
@@ -261,13 +261,16 @@ def _largest_first(clusters: list[Cluster], centrality: dict[str, float]) -> tup
     return tuple(sorted(clusters, key=weight))
 
 
-def _diff(consensus: str, other: str, key: str, score: float) -> Diff:
-    if consensus == other:
+def _diff(reference: str, texts: dict[str, str], key: str, score: float) -> Diff:
+    """`key`'s answer against the reference's; a unified diff names both by their keys, since
+    the reference is not always a consensus."""
+    base, other = texts[reference], texts[key]
+    if base == other:
         return Diff(key, 1.0, "words", "")  # identical: nothing to show
-    a_lines, b_lines = consensus.splitlines(), other.splitlines()
+    a_lines, b_lines = base.splitlines(), other.splitlines()
     if max(len(a_lines), len(b_lines)) <= WORD_DIFF_MAX_LINES:
-        return Diff(key, score, "words", word_diff(consensus, other))
-    lines = difflib.unified_diff(a_lines, b_lines, "consensus", key, lineterm="", n=1)
+        return Diff(key, score, "words", word_diff(base, other))
+    lines = difflib.unified_diff(a_lines, b_lines, reference, key, lineterm="", n=1)
     return Diff(key, score, "lines", "\n".join(lines))
 
 
