@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from forge.fanout.answers import Answer, Status
 from forge.fanout.comparison import MATRIX_LIMIT, compare
+from forge.ledger import Ledger
 from forge.providers.client import _origin
 from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
@@ -185,6 +187,62 @@ def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
     assert "not_found (HTTP 404)" in done.stdout
     wrong = run_forge("fanout", "hi", "-m", "dwon", "--config", str(config))
     assert wrong.returncode == 2 and "did you mean 'down'" in wrong.stderr
+
+
+def free_port() -> int:
+    """A port nothing listens on: bound to learn its number, then closed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+STOPPED_SERVER = """
+[providers.{provider}]
+base_url = "http://{host}:{port}/v1"
+{discover}
+
+[models.local-model]
+provider = "{provider}"
+id = "qwen2.5-coder:7b"
+tier = "local"
+"""
+
+
+def test_a_stopped_local_server_fails_at_once_with_what_to_start_and_never_cools_down(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = write(
+        tmp_path,
+        STOPPED_SERVER.format(
+            provider="ollama", host="localhost", port=port, discover='discover = "ollama"'
+        ),
+    )
+    for _run in range(3):  # runs used to take 2 s, then 32 s, then 280 s
+        done = run_forge("fanout", "hi", "-m", "local-model", "-c", str(config), "--json")
+        assert done.returncode == 4, done.stderr
+        answer = rows(json.loads(done.stdout))["local-model"]
+        assert answer["status"] == "failed" and answer["error_kind"] == "connection"
+        cause = str(answer["cause"])
+        assert f"nothing listens on localhost:{port} — is `ollama serve` running?" in cause
+        assert "cooling" not in cause
+        assert answer["attempts"] == 1, "a refused connection is not retried"
+    ledger = Ledger.open()
+    assert len(ledger.attempts(limit=None)) == 3, "one attempt a run, each sent at once"
+    assert not ledger.breakers(), "no cooldown was saved for the next run to wait on"
+
+
+def test_a_refused_connection_under_a_deadline_is_not_called_overloaded(tmp_path: Path) -> None:
+    port = free_port()
+    config = write(
+        tmp_path, STOPPED_SERVER.format(provider="lab", host="127.0.0.1", port=port, discover="")
+    )
+    done = run_forge("fanout", "hi", "-m", "local-model", "-c", str(config), "--deadline", "2")
+    assert done.returncode == 4
+    assert f"nothing listens on 127.0.0.1:{port} — is the server running?" in done.stdout
+    assert "overloaded" not in done.stdout
+    assert "1 failed" in done.stdout
 
 
 def test_without_models_fanout_asks_the_configured_ones_or_says_how_to_set_them(

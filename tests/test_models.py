@@ -237,3 +237,45 @@ def test_discover_ignores_context_sizes_that_are_not_sizes(
     windows = discovered_windows(fake, tmp_path)
     assert len(windows) == 7
     assert set(windows.values()) == {None}
+
+
+def test_reset_clears_saved_breaker_state_for_every_model_or_one(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    import time
+
+    from forge.ledger import Ledger
+
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    ledger = Ledger.open()
+    ledger.save_breaker("fake", "alpha-1", 3, time.time() + 280, "alpha: connection: refused")
+    ledger.save_breaker("fake", "beta-1", 4, time.time() + 280, "beta: server_error: boom")
+
+    def breakers() -> dict[str, str]:
+        listed = run_forge("models", "--json", "--config", str(config))
+        return {m["alias"]: m["breaker"] for m in json.loads(listed.stdout)["models"]}
+
+    assert breakers()["alpha"] == "open" and breakers()["beta"] == "open"
+    one = run_forge("models", "--reset", "alpha", "--config", str(config))
+    assert one.returncode == 0, one.stderr
+    assert "alpha: breaker reset (it was cooling down until" in one.stdout
+    assert "after 3 failures" in one.stdout
+    assert breakers() == {"alpha": "closed", "beta": "open", "claude": "closed"}
+    again = run_forge("models", "--reset", "alpha", "--config", str(config))
+    assert "alpha has no saved breaker state" in again.stdout
+    every = run_forge("models", "--reset", "--json", "--config", str(config))
+    assert every.returncode == 0, every.stderr
+    assert json.loads(every.stdout)["reset"]["cleared"] == 1
+    assert set(breakers().values()) == {"closed"}
+    assert not Ledger.open().breakers()
+
+
+def test_reset_of_an_unknown_model_exits_2_with_a_did_you_mean(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "forge.toml", fake.url)
+    typo = run_forge("models", "--reset", "alpah", "--config", str(config))
+    assert typo.returncode == 2
+    assert "unknown model 'alpah'; did you mean 'alpha'?" in typo.stderr
+    stray = run_forge("models", "alpha", "--config", str(config))
+    assert stray.returncode == 2 and "goes with --reset" in stray.stderr

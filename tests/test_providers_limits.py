@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from pathlib import Path
 
 import anyio
@@ -12,6 +13,7 @@ from forge.config import parse_config_text
 from forge.ledger import Ledger
 from forge.providers.breaker import Breaker
 from forge.providers.client import CallFailed, ModelClient
+from forge.providers.types import Pause
 from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import fake_config
 
@@ -113,7 +115,7 @@ async def test_an_open_breaker_sends_calls_to_the_next_model(
     assert done.target.alias == "beta"
     assert len(fake.requests_for("alpha-1")) == sent, "a cooling model gets no request"
     saved = Ledger(tmp_path / "ledger.db").breakers()[("fake", "alpha-1")]
-    assert saved[1] > time.time(), "the cooldown is shared with other processes via the ledger"
+    assert saved.open_until > time.time(), "the cooldown is shared with other processes"
 
 
 def test_a_breaker_cooldown_only_ever_extends() -> None:
@@ -124,6 +126,78 @@ def test_a_breaker_cooldown_only_ever_extends() -> None:
     assert breaker.open_until == long_until
     assert breaker.record_failure("429", cooldown=60)
     assert breaker.open_until > long_until
+
+
+def test_a_failure_long_after_a_cooldown_ended_starts_a_new_streak() -> None:
+    """Failures of a run days ago do not double today's first cooldown."""
+    breaker = Breaker(failures=8, open_until=time.time() - 3600)
+    assert not breaker.record_failure("connection", kind="connection")
+    assert breaker.failures == 1 and not breaker.is_open()
+
+
+async def first_pause(c: ModelClient, alias: str) -> Pause:
+    """The wait a call announces before it sleeps through it; the call is left there."""
+    async with aclosing(c.stream(alias, "hi")) as events:
+        async for event in events:
+            if isinstance(event, Pause):
+                return event
+    raise AssertionError("the call never waited")
+
+
+async def test_a_saved_cooldown_is_announced_with_its_end_and_failures(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    until = time.time() + 120
+    Ledger(tmp_path / "ledger.db").save_breaker(
+        "fake", "alpha-1", 3, until, "alpha: server_error (HTTP 500): boom", "server_error"
+    )
+    async with client(fake, tmp_path) as c:
+        pause = await first_pause(c, "alpha")
+    clock = time.strftime("%H:%M:%S", time.localtime(pause.until))
+    assert pause.reason == "cooldown" and pause.failures == 3
+    assert pause.describe() == f"cooling down until {clock} after 3 failures"
+    assert abs(pause.until - until) < 1
+    assert not fake.requests_for("alpha-1"), "nothing is sent while it cools"
+
+
+async def test_a_breaker_that_opens_during_a_call_is_announced_as_a_cooldown(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", *[Reply(fault=Fault.SERVER_ERROR)] * 3)
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed):
+            await c.complete("alpha", "x", max_attempts=2)
+        first = await first_pause(c, "alpha")  # the third failure in a row opens the breaker
+    assert first.reason == "cooldown" and first.failures == 3 and first.cause == "server_error"
+    assert first.describe().startswith("cooling down until ")
+
+
+async def test_a_long_retry_after_is_announced_as_a_rate_limit(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.script("alpha-1", Reply(fault=Fault.RATE_LIMIT, retry_after=30))
+    async with client(fake, tmp_path) as c:
+        pause = await first_pause(c, "alpha")
+    assert pause.reason == "rate_limit" and pause.cause == "429"
+    assert pause.describe() == "rate limited: retrying in 30 s"
+    assert pause.describe(remaining=12.5) == "rate limited: retrying in 13 s"
+
+
+async def test_a_cooldown_past_the_deadline_fails_with_the_failure_behind_it(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A cooldown a refused connection left (saved by a forge that did not record the kind) is
+    reported as the connection failure it was, not as an overloaded model."""
+    Ledger(tmp_path / "ledger.db").save_breaker(
+        "fake", "alpha-1", 8, time.time() + 280, "alpha: connection: ConnectError: refused"
+    )
+    async with client(fake, tmp_path) as c:
+        with pytest.raises(CallFailed) as failed:
+            await c.complete("alpha", "x", deadline=2)
+    error = failed.value.errors[-1]
+    assert error.kind.value == "connection"
+    assert "cooling down until" in error.detail and "after 8 failures" in error.detail
+    assert "forge models --reset alpha" in error.detail
 
 
 async def test_a_busy_model_hands_over_to_the_next_one_at_once(

@@ -251,8 +251,8 @@ async def test_leaving_a_stream_early_settles_its_row_and_frees_its_slot(
     config = parse_config_text(fake_config(fake.url, solo + "max_concurrency = 1\n"))
     async with ModelClient(config, ledger=ledger) as c:
         async for event in c.stream("solo", "hi"):
-            assert isinstance(event, TextDelta)
-            break  # no aclose(): the generator is left for the garbage collector
+            if isinstance(event, TextDelta):
+                break  # no aclose(): the generator is left for the garbage collector
         fake.script("alpha-1", Reply(text="second"))
         second = await c.complete("solo", "again")
         async for _event in c.stream("solo", "third"):

@@ -1368,3 +1368,46 @@ def test_a_model_id_the_server_does_not_know_is_called_once_in_the_run(
     assert first["failure"] == "not_found"
     assert "'alpha-1' is unknown to the server" in first["headline"]
     assert "check `id` in [models.alpha] of forge.toml" in first["headline"]
+
+
+def test_the_live_tables_elapsed_column_ticks_between_events() -> None:
+    """A task's clock moves at every refresh of the live table, not only when the task reports
+    something: a long validation used to show `0s` all along. The table's clock is the test's."""
+    import io
+
+    from rich.console import Console
+
+    from forge.commands.run_view import LiveTasks
+    from forge.execution.scheduler import RunEvent
+    from forge.planning.milestone import parse_markdown
+
+    plan = parse_markdown(
+        "- [ ] fix: Fix the adder (files: calc.py)\n- [ ] docs: Docs (after: fix)"
+    )
+    screen = io.StringIO()
+    now = [100.0]
+    view = LiveTasks(
+        plan,
+        console=Console(file=screen, force_terminal=True, width=160, no_color=True),
+        clock=lambda: now[0],
+    )
+
+    def refreshed() -> str:
+        """What one refresh, as the Live's own timer does it, draws of the `fix` row."""
+        start = screen.tell()
+        view.live.refresh()
+        frame = screen.getvalue()[start:]
+        return next(line for line in frame.splitlines() if "│ fix " in line)
+
+    view.start()
+    try:
+        view.update(RunEvent("fix", "running", "started"))
+        now[0] = 103.2
+        assert "│ 3s " in refreshed()
+        now[0] = 104.6  # no event since: only the clock moved
+        assert "│ 5s " in refreshed()
+        view.update(RunEvent("fix", "done", "merged"))
+        now[0] = 200.0
+        assert "│ 5s " in refreshed(), "a finished task's clock stops"
+    finally:
+        view.stop()

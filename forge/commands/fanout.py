@@ -33,9 +33,14 @@ if TYPE_CHECKING:
 VIEWS = ("summary", "all", "different", "consensus")
 REFRESH_SECONDS = 0.125
 MATRIX_MAX_MODELS = 12
+# Without a live table, a wait this long before a retry is said on stderr as it starts.
+NOTED_WAIT_SECONDS = 2.0
 STATUS_STYLE = {
     "ok": "green",
+    "connecting": "cyan",
+    "waiting (first token)": "cyan",
     "streaming": "cyan",
+    "retrying": "yellow",
     "waiting": "dim",
     "failed": "red",
     "timeout": "yellow",
@@ -283,6 +288,7 @@ def _run(
                 synthesize=synthesize,
                 on_finish=_plain_line if output.plain_lines() else None,
                 on_streamed=streamed.set,
+                on_change=_wait_note if live is None else None,
             )
             group.cancel_scope.cancel()
         return report
@@ -291,16 +297,35 @@ def _run(
 
 
 async def _refresh_live(console: Console, answers: list[Answer], done: anyio.Event) -> None:
-    """Redrawn from the event loop, never from a thread, so rows are read between updates."""
+    """Redrawn from the event loop, never from a thread, so rows are read between updates;
+    redrawn on a timer, not on events, so clocks and countdowns move while nothing arrives."""
+    import time
+
     import anyio
     from rich.live import Live
 
     rows = max(5, console.height - 4)
     with Live(console=console, auto_refresh=False, transient=True) as live:
         while not done.is_set():
-            live.update(_answers_table(answers, limit=rows), refresh=True)
+            table = _answers_table(answers, limit=rows, now=time.monotonic())
+            live.update(table, refresh=True)
             with anyio.move_on_after(REFRESH_SECONDS):
                 await done.wait()
+
+
+def _wait_note(answer: Answer) -> None:
+    """Without a live table, a long wait is said as it starts rather than sat through."""
+    import sys
+
+    from forge.fanout.answers import Status
+
+    pause = answer.pause
+    if answer.status is not Status.RETRYING or pause is None:
+        return
+    if pause.seconds < NOTED_WAIT_SECONDS:
+        return
+    sys.stderr.write(printable(f"{answer.key}: {pause.describe()} ({pause.error})") + "\n")
+    sys.stderr.flush()
 
 
 def _plain_line(answer: Answer) -> None:
@@ -520,11 +545,20 @@ def _render(report: Report, view: str) -> None:
 
 
 def _answers_table(
-    answers: list[Answer], *, limit: int | None = None, title: str | None = None
+    answers: list[Answer],
+    *,
+    limit: int | None = None,
+    title: str | None = None,
+    now: float | None = None,
 ) -> Table:
+    """The answers as they stand at `now` (monotonic): a row in flight shows what it is doing
+    and its clock so far in the latency column."""
+    import time
+
     from rich.table import Table
     from rich.text import Text
 
+    now = time.monotonic() if now is None else now
     from forge.fanout.report import seconds, summary_line, usd
 
     table = Table(title=title, title_justify="left")
@@ -548,9 +582,9 @@ def _answers_table(
         table.add_row(
             Text(printable(a.key)),
             Text(a.tier or "-"),
-            Text(a.label, style=STATUS_STYLE.get(a.label, "")),
+            Text(a.state(now), style=STATUS_STYLE.get(a.label, "")),
             seconds(a.ttft),
-            seconds(a.latency),
+            _clock(a, now),
             str(a.output_tokens) if a.output_tokens else "-",
             "-" if speed is None else f"{speed:.0f}",
             usd(a.cost_usd),
@@ -561,12 +595,24 @@ def _answers_table(
     return table
 
 
+def _clock(a: Answer, now: float) -> str:
+    """A finished answer's latency; a running one's seconds so far, whole, ticking."""
+    from forge.fanout.report import seconds
+
+    elapsed = a.elapsed(now)
+    if a.finished or elapsed is None:
+        return seconds(elapsed)
+    return f"{int(elapsed)}s"
+
+
 def _rows_to_show(answers: list[Answer], limit: int | None) -> tuple[list[Answer], int]:
     """All rows when they fit; otherwise the ones still running first, then failures."""
+    from forge.fanout.answers import IN_FLIGHT, Status
+
     if limit is None or len(answers) <= limit:
         return answers, 0
-    order = {"streaming": 0, "waiting": 1, "failed": 2, "timeout": 2, "refused": 2}
-    ranked = sorted(answers, key=lambda a: order.get(a.status.value, 3))
+    order = {Status.WAITING: 1, Status.FAILED: 2, Status.TIMEOUT: 2, Status.REFUSED: 2}
+    ranked = sorted(answers, key=lambda a: 0 if a.status in IN_FLIGHT else order.get(a.status, 3))
     return ranked[: limit - 1], len(answers) - (limit - 1)
 
 

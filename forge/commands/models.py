@@ -17,6 +17,14 @@ HEALTH_PROMPT = "Reply with the single word: ok"
 
 
 def models(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="With --reset: the model whose breaker to reset (default: every model).",
+            show_default=False,
+            metavar="[MODEL]",
+        ),
+    ] = None,
     config: ConfigOption = None,
     discover: Annotated[
         bool, typer.Option("--discover", help="Ask providers which models they serve.")
@@ -24,18 +32,34 @@ def models(
     health: Annotated[
         bool, typer.Option("--health", help="Send each configured model a tiny request.")
     ] = False,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Clear the saved circuit-breaker state (cooldown, failure count) of every "
+            "model, or of MODEL, e.g. once a stopped local server runs again.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """List configured and discovered models: tier, prices, context, latency, errors, breaker."""
     import anyio
 
     from forge.config import load_config
+    from forge.errors import UsageError
     from forge.ledger import Ledger
     from forge.providers.catalogue import build_catalogue
 
+    if model is not None and not reset:
+        raise UsageError(f"a MODEL ({model!r}) goes with --reset: forge models --reset {model}")
     cfg = load_config(config).config
     ledger = Ledger.open()
     notes: list[str] = []
+    reset_done = _reset(cfg, ledger, model) if reset else None
+    if reset_done is not None and not json_output:
+        from forge.commands.output import console
+
+        console().print(reset_done["message"], markup=False)
     if discover:
         notes = anyio.run(_discover, cfg, ledger)
     checks = anyio.run(_health, cfg, ledger) if health else {}
@@ -43,7 +67,11 @@ def models(
     if json_output:
         from forge.commands.output import print_json
 
-        print_json({"models": [_entry_json(e, checks.get(e.alias)) for e in entries]})
+        data: dict[str, object] = {}
+        if reset_done is not None:
+            data["reset"] = reset_done
+        data["models"] = [_entry_json(e, checks.get(e.alias)) for e in entries]
+        print_json(data)
     else:
         _render(entries, checks, notes)
     if checks and all(c.get("budget") for c in checks.values()):
@@ -52,6 +80,40 @@ def models(
         raise typer.Exit(4)
     if checks and not all(c["ok"] for c in checks.values()):
         raise typer.Exit(1)
+
+
+def _reset(cfg: ForgeConfig, ledger: Ledger, ref: str | None) -> dict[str, object]:
+    """Forget saved breaker state: what a user does once the cause of the failures is fixed
+    (a local server started again) rather than wait out a cooldown. An unknown MODEL is a
+    usage error with a did-you-mean, as everywhere a model is named."""
+    from forge.providers.client import ModelClient
+
+    if ref is None:
+        cleared = ledger.clear_breakers()
+        message = (
+            f"Breaker state reset for {cleared} model{'s' if cleared != 1 else ''}."
+            if cleared
+            else "No model has saved breaker state: nothing to reset."
+        )
+        return {"model": None, "cleared": cleared, "message": message}
+    target = ModelClient(cfg).resolve(ref)
+    saved = ledger.breakers().get((target.provider, target.model_id))
+    cleared = ledger.clear_breakers(target.provider, target.model_id)
+    if not cleared or saved is None:
+        message = f"{ref} has no saved breaker state: nothing to reset."
+    else:
+        message = f"{ref}: breaker reset ({_was(saved.failures, saved.open_until)})."
+    return {"model": ref, "cleared": cleared, "message": message}
+
+
+def _was(failures: int, open_until: float) -> str:
+    import time
+
+    counted = f"{failures} failure{'s' if failures != 1 else ''}"
+    if open_until > time.time():
+        clock = time.strftime("%H:%M:%S", time.localtime(open_until))
+        return f"it was cooling down until {clock} after {counted}"
+    return f"{counted} counted, no cooldown left"
 
 
 async def _discover(cfg: ForgeConfig, ledger: Ledger) -> list[str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from forge.execution.engine import TaskEvent
     from forge.execution.scheduler import RunEvent
     from forge.planning.milestone import Milestone
@@ -29,21 +32,35 @@ class _Row:
 
 
 class LiveTasks:
-    def __init__(self, plan: Milestone, budget: Decimal | None = None) -> None:
+    """The table is built afresh at every refresh (four a second), from the rows and the
+    clock: the elapsed column ticks while a task runs, not only when it reports an event."""
+
+    def __init__(
+        self,
+        plan: Milestone,
+        budget: Decimal | None = None,
+        *,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from rich.live import Live
 
-        from forge.commands.output import console
+        from forge.commands.output import console as stderr_console
 
         self.rows = {t.id: _Row(", ".join(t.after) or "-") for t in plan.tasks}
         self.budget = budget
+        self.clock = clock
         # On stderr, like the log lines it replaces: stdout is for the report (and --json).
-        self.live = Live(self._table(), console=console(stderr=True), refresh_per_second=4)
+        self.live = Live(self, console=console or stderr_console(stderr=True), refresh_per_second=4)
+
+    def __rich__(self) -> Any:
+        return self._table()
 
     def start(self) -> None:
         self.live.start()
 
     def stop(self) -> None:
-        self.live.update(self._table())
+        self.live.refresh()
         self.live.stop()
 
     def update(self, event: TaskEvent | RunEvent) -> None:
@@ -67,10 +84,9 @@ class LiveTasks:
             row.state = event.state
             row.note = event.message
             if event.state == "running" and row.started is None:
-                row.started = time.monotonic()
+                row.started = self.clock()
             elif event.state not in ("running", "waiting"):
-                row.ended = time.monotonic()
-        self.live.update(self._table())
+                row.ended = self.clock()
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -91,7 +107,7 @@ class LiveTasks:
             "note",
         )
         counts: dict[str, int] = {}
-        now = time.monotonic()
+        now = self.clock()
         for task_id, row in self.rows.items():
             counts[row.state] = counts.get(row.state, 0) + 1
             elapsed = "-"

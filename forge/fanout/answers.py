@@ -6,10 +6,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from forge.providers.types import Pause
+
 
 class Status(StrEnum):
     WAITING = "waiting"  # not sent yet: held by a provider's limits
-    STREAMING = "streaming"
+    CONNECTING = "connecting"  # an attempt is on its way to the server
+    FIRST_TOKEN = "waiting (first token)"  # the server took it; no text yet
+    STREAMING = "streaming"  # text is arriving
+    RETRYING = "retrying"  # waiting before another attempt; `pause` says why and how long
     OK = "ok"
     FAILED = "failed"  # the provider failed; `cause` says how
     TIMEOUT = "timeout"  # a provider timer (first token, idle, total) ran out
@@ -19,6 +24,7 @@ class Status(StrEnum):
 
 
 MIN_STREAMING_SECONDS = 0.05
+IN_FLIGHT = frozenset({Status.CONNECTING, Status.FIRST_TOKEN, Status.STREAMING, Status.RETRYING})
 DONE = frozenset({Status.OK, Status.FAILED, Status.TIMEOUT, Status.REFUSED})
 UNFINISHED = frozenset({Status.LATE, Status.CANCELLED})
 
@@ -37,6 +43,7 @@ class Answer:
     status: Status = Status.WAITING
     pieces: list[str] = field(default_factory=list)
     started: float | None = None  # monotonic, when the request left the queue
+    attempt_started: float | None = None  # monotonic, when its latest attempt was sent
     ttft: float | None = None
     latency: float | None = None
     input_tokens: int = 0
@@ -47,6 +54,25 @@ class Answer:
     cause: str | None = None
     attempts: int = 0
     truncated: bool = False  # it stopped at its token limit (finish_reason length / max_tokens)
+    pause: Pause | None = None  # RETRYING: the wait before the next attempt
+    pause_ends: float | None = None  # monotonic, when that wait ends
+
+    def state(self, now: float) -> str:
+        """The status as a live view shows it at `now` (monotonic): a wait says why, and
+        counts down."""
+        if self.status is Status.RETRYING and self.pause is not None:
+            ends = self.pause_ends if self.pause_ends is not None else now
+            return self.pause.describe(ends - now)
+        return self.label
+
+    def elapsed(self, now: float) -> float | None:
+        """Its latency once finished; before, the seconds its latest attempt has taken so far
+        (a retry starts the clock again, as the latency is that of the attempt that answers).
+        None before it is sent."""
+        if self.finished:
+            return self.latency
+        began = self.attempt_started or self.started
+        return None if began is None else now - began
 
     @property
     def text(self) -> str:

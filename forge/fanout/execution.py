@@ -25,13 +25,25 @@ from forge.errors import ForgeError
 from forge.fanout.answers import Answer, Settings, Status
 from forge.providers.client import BudgetRefused, CallFailed, ModelClient
 from forge.providers.failures import FailureKind, ProviderError
-from forge.providers.types import Finished, Message, Restart, Target, TextDelta
+from forge.providers.types import (
+    Accepted,
+    Finished,
+    Message,
+    Pause,
+    Restart,
+    Sending,
+    StreamEvent,
+    Target,
+    TextDelta,
+)
 
 # The provider layer's own deadline sits a little past --deadline, so that a late answer is
 # reported as late by the run rather than as a timeout by the call.
 DEADLINE_GRACE = 5.0
 
 OnFinish = Callable[[Answer], None]
+# Called after an answer's status changed (sent, accepted, streaming, waiting to retry).
+OnChange = Callable[[Answer], None]
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ async def execute(
     on_finish: OnFinish | None = None,
     stop: anyio.Event | None = None,
     concurrency: int | None = None,
+    on_change: OnChange | None = None,
 ) -> Outcome:
     """Ask every request at once (or `concurrency` at a time); returns when all are done,
     the deadline passes, or `stop` is set."""
@@ -93,7 +106,9 @@ async def execute(
             with anyio.move_on_after(settings.deadline or math.inf) as timer:
                 async with anyio.create_task_group() as asks:
                     for request in requests:
-                        asks.start_soon(_ask, client, request, settings, on_finish, limiter)
+                        asks.start_soon(
+                            _ask, client, request, settings, on_finish, on_change, limiter
+                        )
             outcome.deadline_passed = timer.cancelled_caught
             watchers.cancel_scope.cancel()
     outcome.duration = time.monotonic() - started
@@ -146,20 +161,22 @@ async def _ask(
     request: Request,
     settings: Settings,
     on_finish: OnFinish | None,
+    on_change: OnChange | None,
     limiter: anyio.CapacityLimiter | None,
 ) -> None:
     if limiter is None:
-        await _stream_into(client, request, settings)
+        await _stream_into(client, request, settings, on_change)
     else:
         async with limiter:
-            await _stream_into(client, request, settings)
+            await _stream_into(client, request, settings, on_change)
     if on_finish is not None:
         on_finish(request.answer)
 
 
-async def _stream_into(client: ModelClient, request: Request, settings: Settings) -> None:
+async def _stream_into(
+    client: ModelClient, request: Request, settings: Settings, on_change: OnChange | None
+) -> None:
     answer = request.answer
-    answer.status = Status.STREAMING
     answer.started = time.monotonic()
     deadline = settings.deadline + DEADLINE_GRACE if settings.deadline else None
     events = client.stream(
@@ -174,21 +191,45 @@ async def _stream_into(client: ModelClient, request: Request, settings: Settings
     try:
         async with aclosing(events) as stream:
             async for event in stream:
-                if isinstance(event, TextDelta):
-                    if answer.ttft is None:
-                        answer.ttft = time.monotonic() - answer.started
-                    answer.pieces.append(event.text)
-                elif isinstance(event, Restart):
-                    answer.pieces.clear()
-                    answer.ttft = None
-                elif isinstance(event, Finished):
-                    _finish(answer, event)
+                before = answer.status
+                track(answer, event, time.monotonic())
+                if on_change is not None and (answer.status != before or isinstance(event, Pause)):
+                    on_change(answer)
     except BudgetRefused as err:
         _fail(answer, Status.REFUSED, FailureKind.BUDGET.value, str(err))
     except CallFailed as err:
         _failed_call(answer, err)
     except ForgeError as err:  # e.g. a model that cannot be resolved
         _fail(answer, Status.FAILED, type(err).__name__, str(err))
+
+
+def track(answer: Answer, event: StreamEvent, now: float) -> None:
+    """What one event of the call says about its answer at `now` (monotonic)."""
+    if isinstance(event, Sending):
+        answer.status = Status.CONNECTING
+        answer.attempt_started = now
+        answer.pause = answer.pause_ends = None
+        answer.cause = None
+    elif isinstance(event, Accepted):
+        answer.status = Status.FIRST_TOKEN
+    elif isinstance(event, TextDelta):
+        began = answer.attempt_started or answer.started
+        if answer.ttft is None and began is not None:
+            answer.ttft = now - began
+        answer.status = Status.STREAMING
+        answer.pieces.append(event.text)
+    elif isinstance(event, Restart):
+        # What streamed is dropped; the Pause (or the failure) that follows says what next.
+        answer.pieces.clear()
+        answer.ttft = None
+        answer.cause = event.reason
+    elif isinstance(event, Pause):
+        answer.status = Status.RETRYING
+        answer.pause = event
+        answer.pause_ends = now + event.seconds
+        answer.cause = f"{event.cause}: {event.error}" if event.error else event.cause
+    elif isinstance(event, Finished):
+        _finish(answer, event)
 
 
 def _finish(answer: Answer, event: Finished) -> None:
@@ -203,6 +244,8 @@ def _finish(answer: Answer, event: Finished) -> None:
     answer.cost_source = done.cost.source
     answer.attempts = len(done.attempts)
     answer.truncated = done.truncated
+    answer.cause = None
+    answer.pause = answer.pause_ends = None
 
 
 def _failed_call(answer: Answer, err: CallFailed) -> None:
@@ -220,6 +263,7 @@ def _fail(answer: Answer, status: Status, kind: str | None, cause: str) -> None:
     answer.status = status
     answer.error_kind = kind
     answer.cause = cause
+    answer.pause = answer.pause_ends = None
     answer.pieces.clear()
     if answer.started is not None:
         answer.latency = time.monotonic() - answer.started
@@ -234,6 +278,7 @@ def _close_unfinished(
         if answer.finished:
             continue
         answer.status = Status.CANCELLED if outcome.interrupted else Status.LATE
+        answer.pause = answer.pause_ends = None
         answer.cause = (
             "interrupted before it finished"
             if outcome.interrupted

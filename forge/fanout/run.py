@@ -16,7 +16,7 @@ from forge.config.schema import ForgeConfig
 from forge.fanout import judge as judging
 from forge.fanout.answers import Answer, FanoutRun, Settings
 from forge.fanout.comparison import DEFAULT_THRESHOLD
-from forge.fanout.execution import OnFinish, Request, execute, request_for
+from forge.fanout.execution import OnChange, OnFinish, Request, execute, request_for
 from forge.fanout.report import Report, build_report
 from forge.fanout.roles import plan_roles
 from forge.fanout.selection import Selection, select
@@ -69,13 +69,16 @@ async def run_fanout(
     synthesize: str | None = None,
     on_finish: OnFinish | None = None,
     on_streamed: Callable[[], None] | None = None,
+    on_change: OnChange | None = None,
 ) -> Report:
     """Stream every answer, compare them, then the judge and the synthesis if asked.
 
     Setting `stop` (Ctrl-C) cancels whatever is in flight; what arrived is kept and the run is
     marked interrupted.
     """
-    outcome = await execute(client, requests, run.settings, on_finish=on_finish, stop=stop)
+    outcome = await execute(
+        client, requests, run.settings, on_finish=on_finish, stop=stop, on_change=on_change
+    )
     if on_streamed is not None:
         on_streamed()
     run.duration = outcome.duration

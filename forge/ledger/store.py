@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
 CREATE INDEX IF NOT EXISTS attempts_held ON attempts(status) WHERE status = 'reserved';
 CREATE TABLE IF NOT EXISTS breakers (
     provider TEXT NOT NULL, model TEXT NOT NULL,
-    failures INTEGER NOT NULL, open_until REAL NOT NULL, last_error TEXT,
+    failures INTEGER NOT NULL, open_until REAL NOT NULL, last_error TEXT, last_kind TEXT,
     PRIMARY KEY (provider, model)
 );
 CREATE TABLE IF NOT EXISTS discovered (
@@ -59,7 +59,10 @@ CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL);
 """
 
 # Columns added since the first ledgers were written; an older file gets them on open.
-ADDED_COLUMNS = {"attempts": {"finish_reason": "TEXT", "note": "TEXT"}}
+ADDED_COLUMNS = {
+    "attempts": {"finish_reason": "TEXT", "note": "TEXT"},
+    "breakers": {"last_kind": "TEXT"},
+}
 # What the ledger keeps of a provider's error message: enough to read, never megabytes.
 MAX_ERROR_CHARS = 4000
 
@@ -110,6 +113,16 @@ class Reservation:
 class Refusal:
     kind: str  # "budget" or "quota"
     reason: str
+
+
+@dataclass(frozen=True)
+class SavedBreaker:
+    """A model's circuit breaker as the ledger holds it, for every forge process to respect."""
+
+    failures: int
+    open_until: float  # time.time()
+    last_error: str | None
+    last_kind: str | None  # the FailureKind value of the last failure
 
 
 @dataclass(frozen=True)
@@ -627,23 +640,44 @@ class Ledger:
     # -- breakers and discovery ----------------------------------------------------------------
 
     def save_breaker(
-        self, provider: str, model: str, failures: int, open_until: float, last_error: str | None
+        self,
+        provider: str,
+        model: str,
+        failures: int,
+        open_until: float,
+        last_error: str | None,
+        last_kind: str | None = None,
     ) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO breakers VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider, model) DO "
+                "INSERT INTO breakers (provider, model, failures, open_until, last_error, "
+                "last_kind) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(provider, model) DO "
                 "UPDATE SET failures=excluded.failures, last_error=excluded.last_error, "
-                "open_until=MAX(open_until, excluded.open_until)",
-                (provider, model, failures, open_until, last_error),
+                "last_kind=excluded.last_kind, open_until=MAX(open_until, excluded.open_until)",
+                (provider, model, failures, open_until, last_error, last_kind),
             )
 
-    def breakers(self) -> dict[tuple[str, str], tuple[int, float, str | None]]:
+    def breakers(self) -> dict[tuple[str, str], SavedBreaker]:
         with self._read() as db:
             rows = db.execute("SELECT * FROM breakers").fetchall()
         return {
-            (r["provider"], r["model"]): (r["failures"], r["open_until"], r["last_error"])
+            (r["provider"], r["model"]): SavedBreaker(
+                r["failures"], r["open_until"], r["last_error"], r["last_kind"]
+            )
             for r in rows
         }
+
+    def clear_breakers(self, provider: str | None = None, model: str | None = None) -> int:
+        """Forget saved breaker state: every model's, or one (provider, model id)'s. Returns
+        how many models had some."""
+        with self._write() as db:
+            if provider is None:
+                cursor = db.execute("DELETE FROM breakers")
+            else:
+                cursor = db.execute(
+                    "DELETE FROM breakers WHERE provider = ? AND model = ?", (provider, model)
+                )
+            return cursor.rowcount
 
     def save_discovered(self, provider: str, models: list[dict[str, Any]]) -> None:
         now = time.time()

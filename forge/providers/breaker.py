@@ -14,6 +14,7 @@ class Breaker:
     failures: int = 0
     open_until: float = 0.0  # time.time(), so that other processes can read it from the ledger
     last_error: str | None = None
+    last_kind: str | None = None  # the FailureKind value of the last failure
 
     def is_open(self, now: float | None = None) -> bool:
         return self.open_until > (time.time() if now is None else now)
@@ -21,16 +22,25 @@ class Breaker:
     def record_success(self) -> None:
         self.failures = 0
         self.last_error = None
+        self.last_kind = None
 
-    def record_failure(self, error: str, cooldown: float | None = None) -> bool:
+    def record_failure(
+        self, error: str, cooldown: float | None = None, kind: str | None = None
+    ) -> bool:
         """Count a failure; returns True when this opened or extended the cooldown.
 
         `cooldown` is what the provider asked for (Retry-After); otherwise the breaker opens
         after `threshold` consecutive failures, doubling each time. The cooldown only extends:
         a shorter one never cuts a longer one short.
         """
+        now = time.time()
+        if self.open_until and now - self.open_until > self.max_cooldown:
+            # The last cooldown ended long ago (an earlier run, yesterday): this failure starts
+            # a new streak, rather than doubling a cooldown that no longer means anything.
+            self.failures = 0
         self.failures += 1
         self.last_error = error
+        self.last_kind = kind
         wait = cooldown
         if wait is None and self.failures >= self.threshold:
             wait = min(
@@ -41,7 +51,7 @@ class Breaker:
         wait = min(
             wait, self.max_cooldown
         )  # a provider's "retry after a day" is not obeyed blindly
-        until = time.time() + wait
+        until = now + wait
         if until <= self.open_until:
             return False
         self.open_until = until

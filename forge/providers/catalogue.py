@@ -56,9 +56,8 @@ def build_catalogue(config: ForgeConfig, ledger: Ledger) -> list[CatalogueEntry]
         model = config.models.get(target.alias)
         price = resolve_prices(config, target, prices)
         stat = stats.get(target.alias)
-        _failures, open_until, last_error = breakers.get(
-            (target.provider, target.model_id), (0, 0.0, None)
-        )
+        saved = breakers.get((target.provider, target.model_id))
+        open_until, last_error = (saved.open_until, saved.last_error) if saved else (0.0, None)
         remaining = open_until - time.time()
         entries.append(
             CatalogueEntry(

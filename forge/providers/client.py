@@ -45,16 +45,21 @@ from forge.providers.breaker import Breaker
 from forge.providers.failures import (
     MODEL_OUT,
     NEXT_MODEL,
+    OLLAMA_PORT,
     FailureKind,
     ProviderError,
     classify_status,
     error_message,
+    is_loopback,
+    kind_named_in,
+    nothing_listens,
     parse_retry_after,
     says_unknown_model,
 )
 from forge.providers.limits import Throttle
 from forge.providers.secrets import Redactor, expand_headers
 from forge.providers.types import (
+    Accepted,
     AttemptRecord,
     AttemptResult,
     ChatRequest,
@@ -62,7 +67,9 @@ from forge.providers.types import (
     Cost,
     Finished,
     Message,
+    Pause,
     Restart,
+    Sending,
     StreamEvent,
     Target,
     TextDelta,
@@ -77,6 +84,8 @@ DEFAULT_MAX_TOKENS = 4096
 # thousand models spent most of its time there. Calls spread over pools of this size instead.
 POOL_SIZE = 50
 MAX_TRIES_PER_MODEL = 3
+# A server's Retry-After this long or longer is a rate limit to show as such, not a retry.
+LONG_RETRY_AFTER = 10.0
 MAX_ERROR_BODY = 64 * 1024
 # The tier of models on this machine (Ollama, llama.cpp): the only ones free without a price.
 LOCAL_TIER = "local"
@@ -163,9 +172,13 @@ class ModelClient:
         self._pools = _Pools(self.config)
         if self.ledger is not None:
             # Cooldowns other forge processes started still hold here.
-            for (provider, model_id), (failures, until, error) in self.ledger.breakers().items():
-                self._breakers[(provider, model_id)] = Breaker(
-                    failures=failures, open_until=until, last_error=error
+            for key, saved in self.ledger.breakers().items():
+                self._breakers[key] = Breaker(
+                    failures=saved.failures,
+                    open_until=saved.open_until,
+                    last_error=saved.last_error,
+                    # A ledger from before the kind was saved: read it from the message.
+                    last_kind=saved.last_kind or kind_named_in(saved.last_error),
                 )
         return self
 
@@ -237,6 +250,11 @@ class ModelClient:
         """Text as it arrives, a `Restart` when a failed attempt's text must be discarded, and
         `Finished` with the completion. `model` may be a list: the fallback order.
 
+        For a live view, it also says what the call is doing while no text arrives: `Sending`
+        when an attempt leaves, `Accepted` when the server took it, and `Pause` before a wait
+        (a retry's backoff, a Retry-After, a breaker's cooldown). A caller that only wants the
+        text ignores them.
+
         Raises `CallFailed` (exit 4) when no model answered, `BudgetRefused` (exit 3) when the
         budget refused every attempt, `UsageError` for an unknown model.
         """
@@ -248,9 +266,14 @@ class ModelClient:
         )
         msgs = to_messages(messages)
         while call.attempts_left > 0:
-            target = await self._next_target(targets, call)
-            if target is None:
+            choice = self._choose(targets, call)
+            if isinstance(choice, Pause):
+                yield choice
+                await anyio.sleep(choice.seconds)
+                continue
+            if choice is None:
                 break
+            target = choice
             call.attempts_left -= 1
             call.tries[target.alias] += 1
             request = ChatRequest(
@@ -271,7 +294,9 @@ class ModelClient:
                         if isinstance(piece, AttemptResult):
                             result = piece
                             break
-                        if shown := masked.feed(piece):
+                        if isinstance(piece, Sending | Accepted):
+                            yield piece
+                        elif shown := masked.feed(piece):
                             streamed = True
                             yield TextDelta(shown, target.alias)
             except ProviderError as err:
@@ -288,37 +313,75 @@ class ModelClient:
 
     # -- the loop's decisions ----------------------------------------------------------------
 
-    async def _next_target(self, targets: list[Target], call: _CallState) -> Target | None:
-        """The first usable candidate; waits for a cooling one only if the deadline allows."""
-        while True:
-            waits: list[tuple[float, Target]] = []
-            for target in targets:
-                if target.alias in call.skipped or target.alias in self._out:
-                    continue
-                wait = max(
-                    call.not_before.get(target.alias, 0.0) - time.monotonic(),
-                    self._breaker(target).open_until - time.time(),
+    def _choose(self, targets: list[Target], call: _CallState) -> Target | Pause | None:
+        """The first usable candidate; or, when every one must wait, the shortest wait if the
+        deadline allows it; or None, with the cause in `call.errors`."""
+        waits: list[tuple[float, Target]] = []
+        for target in targets:
+            if target.alias in call.skipped or target.alias in self._out:
+                continue
+            wait = max(
+                call.not_before.get(target.alias, 0.0) - time.monotonic(),
+                self._breaker(target).open_until - time.time(),
+            )
+            if wait <= 0:
+                return target
+            waits.append((wait, target))
+        if not waits:
+            return None
+        wait, target = min(waits, key=lambda w: w[0])
+        pause = self._pause(target, call, wait)
+        if time.monotonic() + wait < call.deadline:
+            return pause
+        if not any(e.alias == target.alias for e in call.errors):
+            # The cause is the failure behind the cooldown (a refused connection is not
+            # `overloaded`); a cooldown of unknown cause is taken for an overloaded model.
+            breaker = self._breaker(target)
+            kind = kind_named_in(breaker.last_kind) or FailureKind.OVERLOADED
+            call.errors.append(
+                ProviderError(
+                    kind,
+                    f"{pause.describe()}, past the call's deadline (last: "
+                    f"{breaker.last_error or 'a recent failure'}); `forge models --reset "
+                    f"{target.alias}` clears it once the cause is fixed",
+                    alias=target.alias,
                 )
-                if wait <= 0:
-                    return target
-                waits.append((wait, target))
-            if not waits:
-                return None
-            wait, target = min(waits, key=lambda w: w[0])
-            if time.monotonic() + wait >= call.deadline:
-                if not any(e.alias == target.alias for e in call.errors):
-                    breaker = self._breaker(target)
-                    cause = breaker.last_error or "a recent failure"
-                    call.errors.append(
-                        ProviderError(
-                            FailureKind.OVERLOADED,
-                            f"cooling down for {wait:.1f}s more after {cause}, past the "
-                            "call's deadline",
-                            alias=target.alias,
-                        )
-                    )
-                return None
-            await anyio.sleep(wait)
+            )
+        return None
+
+    def _pause(self, target: Target, call: _CallState, wait: float) -> Pause:
+        """What the wait before the next attempt on `target` is, in terms a user can act on."""
+        alias = target.alias
+        breaker = self._breaker(target)
+        retry = call.not_before.get(alias, 0.0) - time.monotonic()
+        last = next((e for e in reversed(call.errors) if e.alias == alias), None)
+        tries = call.tries[alias]
+        attempts = min(MAX_TRIES_PER_MODEL, tries + call.attempts_left)
+        if last is None or wait > retry + 1.0:
+            # The breaker holds it longer than this call's own backoff would.
+            return Pause(
+                alias,
+                "cooldown",
+                wait,
+                time.time() + wait,
+                cause=last.kind.value if last else breaker.last_kind or "failures",
+                error=last.detail if last else breaker.last_error or "",
+                attempt=tries + 1,
+                attempts=attempts,
+                failures=breaker.failures,
+            )
+        asked = last.retry_after is not None and last.retry_after >= LONG_RETRY_AFTER
+        return Pause(
+            alias,
+            "rate_limit" if asked else "retry",
+            wait,
+            time.time() + wait,
+            cause=str(last.status) if last.status else last.kind.value,
+            error=last.detail,
+            attempt=tries + 1,
+            attempts=attempts,
+            failures=breaker.failures,
+        )
 
     def _last_candidate(self, targets: list[Target], call: _CallState) -> str | None:
         usable = [
@@ -336,6 +399,11 @@ class ModelClient:
             call.skipped.add(alias)
             return
         call.records.append(AttemptRecord(alias, "error", err.kind.value, err.detail))
+        if err.unreachable:
+            # Nothing listens there: it fails the same way at once until someone starts the
+            # server, and no cooldown would help, so the breaker does not count it.
+            call.skipped.add(alias)
+            return
         if err.kind in MODEL_OUT:
             self._out[alias] = err  # a bad key or a missing model will not fix itself this run
             return
@@ -350,7 +418,8 @@ class ModelClient:
             call.skipped.add(alias)
         breaker = self._breaker(target)
         cooldown = err.retry_after if err.kind is FailureKind.RATE_LIMIT else None
-        if breaker.record_failure(err.describe(), cooldown) and self.ledger is not None:
+        opened = breaker.record_failure(err.describe(), cooldown, err.kind.value)
+        if opened and self.ledger is not None:
             await anyio.to_thread.run_sync(
                 partial(
                     self.ledger.save_breaker,
@@ -359,6 +428,7 @@ class ModelClient:
                     breaker.failures,
                     breaker.open_until,
                     breaker.last_error,
+                    breaker.last_kind,
                 )
             )
 
@@ -416,8 +486,9 @@ class ModelClient:
         call: _CallState,
         task_id: str | None,
         last_candidate: bool,
-    ) -> AsyncGenerator[str | AttemptResult, None]:
-        """Text as it arrives, then the settled result last; raises ProviderError.
+    ) -> AsyncGenerator[str | Sending | Accepted | AttemptResult, None]:
+        """`Sending` once forge's limits let the attempt go, `Accepted` when the server took
+        it, text as it arrives, then the settled result last; raises ProviderError.
 
         Whatever happens after the reservation (an error, a cancellation, the consumer walking
         away), the ledger row is settled: a reservation is never left behind by a live process.
@@ -440,6 +511,11 @@ class ModelClient:
             timing = _Timing(start=time.monotonic(), input_estimate=input_tokens)
             if reservation is not None:
                 self._unsettled[reservation.id] = (target, reservation, timing)
+            yield Sending(
+                target.alias,
+                call.tries[target.alias],
+                min(MAX_TRIES_PER_MODEL, call.tries[target.alias] + call.attempts_left),
+            )
             try:
                 exchange = self._exchange(target, request, key, call.deadline, timing)
                 async with aclosing(exchange) as texts:
@@ -495,7 +571,7 @@ class ModelClient:
         key: str | None,
         deadline: float,
         timing: _Timing,
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[str | Accepted, None]:
         assert self._pools is not None, "use ModelClient inside `async with`"
         pools = self._pools
         provider = self.config.providers[target.provider]
@@ -524,6 +600,7 @@ class ModelClient:
                 self._throttle(target.alias).observe(response.headers)
                 if response.status_code != 200:
                     raise await self._http_error(response, first_by)
+                yield Accepted(target.alias)
                 content_type = response.headers.get("content-type", "")
                 if not request.stream or content_type.startswith("application/json"):
                     with _timer(end, "no complete answer within the total time limit"):
@@ -544,6 +621,8 @@ class ModelClient:
             raise
         except httpx.TimeoutException as exc:
             raise ProviderError(FailureKind.TIMEOUT, f"{type(exc).__name__}: {exc}") from None
+        except httpx.ConnectError as exc:
+            raise self._connect_error(target, exc) from None
         except httpx.HTTPError as exc:
             raise ProviderError(
                 FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
@@ -563,6 +642,24 @@ class ModelClient:
             ) from None
         finally:
             pools.release(http)
+
+    def _connect_error(self, target: Target, exc: httpx.ConnectError) -> ProviderError:
+        """A connection that could not be made. On this machine that means nothing listens on
+        the port (a refusal is immediate), so the message says which server to start."""
+        provider = self.config.providers[target.provider]
+        url = httpx.URL(provider.base_url)
+        if provider.proxy or not is_loopback(url.host):
+            return ProviderError(
+                FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
+            )
+        port = url.port or (443 if url.scheme == "https" else 80)
+        ollama = port == OLLAMA_PORT or provider.discover == "ollama" or "ollama" in target.provider
+        return ProviderError(
+            FailureKind.CONNECTION,
+            f"{nothing_listens(url.host, port, ollama=ollama)} (base_url of "
+            f"[providers.{target.provider}])",
+            unreachable=True,
+        )
 
     def _headers(self, target: Target) -> dict[str, str]:
         provider = self.config.providers[target.provider]
@@ -845,6 +942,7 @@ class ModelClient:
             alias=err.alias or target.alias,
             status=err.status,
             retry_after=err.retry_after,
+            unreachable=err.unreachable,
         )
 
     def _not_found(self, target: Target, said: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import re
 import time
 from collections.abc import Mapping
@@ -65,11 +66,15 @@ class ProviderError(ForgeError):
         alias: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        unreachable: bool = False,
     ) -> None:
         self.kind = kind
         self.alias = alias
         self.status = status
         self.retry_after = retry_after
+        # Nothing listens where the model is served (a local server that is not running):
+        # another try within the call cannot help, and it says nothing about the model's load.
+        self.unreachable = unreachable
         self.detail = message
         super().__init__(self.describe())
 
@@ -99,6 +104,39 @@ _MODEL_WORDS = re.compile(
 # Bounds on what an error body may put in a message: a server's words are untrusted.
 MAX_MESSAGE = 2_000
 MAX_SCANNED = 16_000
+
+
+_KIND_IN_TEXT = re.compile(
+    r"(?:^|: )(" + "|".join(re.escape(k.value) for k in FailureKind) + r")(?: \(HTTP \d+\))?(?::|$)"
+)
+
+
+def kind_named_in(text: str | None) -> FailureKind | None:
+    """The kind a `ProviderError.describe()` text (or a bare kind value) names, if any."""
+    found = _KIND_IN_TEXT.search(text or "")
+    return FailureKind(found.group(1)) if found else None
+
+
+OLLAMA_PORT = 11434
+
+
+def is_loopback(host: str) -> bool:
+    """The host is this machine: localhost, 127.0.0.0/8 or ::1."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def nothing_listens(host: str, port: int, *, ollama: bool) -> str:
+    """What a refused connection to a server on this machine means, and what to do about it."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if ollama:
+        return f"nothing listens on {where} — is `ollama serve` running?"
+    return f"nothing listens on {where} — is the server running?"
 
 
 def says_unknown_model(text: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -121,8 +123,58 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class Sending:
+    """An attempt leaves: forge's own limits let it through, and it is connecting."""
+
+    alias: str
+    attempt: int  # this model's attempt in the call, from 1
+    attempts: int  # the most attempts this model may have in the call
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The server took the request (HTTP 200); the answer's first token has not come yet."""
+
+    alias: str
+
+
+# Why a call waits before its next attempt: a retry's backoff, a server's Retry-After, or a
+# circuit breaker's cooldown (this call's failures or those of an earlier run).
+PauseReason = Literal["retry", "rate_limit", "cooldown"]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The call waits `seconds` (until `until`, wall clock) before trying `alias` again."""
+
+    alias: str
+    reason: PauseReason
+    seconds: float
+    until: float  # time.time() when the wait ends
+    cause: str  # what failed, short: "429", "503", "connection", "timeout"
+    error: str  # what failed, in the server's or forge's words
+    attempt: int  # the attempt that follows the wait
+    attempts: int
+    failures: int = 0  # a cooldown: the consecutive failures behind it
+
+    def describe(self, remaining: float | None = None) -> str:
+        """The wait in a user's words, `remaining` seconds before it ends: `retrying (429,
+        2/3) in 4 s`, `rate limited: retrying in 45 s`, `cooling down until 14:03:20 after 3
+        failures`."""
+        left = math.ceil(self.seconds if remaining is None else remaining)
+        when = f" in {left} s" if left > 0 else ""
+        if self.reason == "cooldown":
+            clock = time.strftime("%H:%M:%S", time.localtime(self.until))
+            failures = f"{self.failures} failure{'s' if self.failures != 1 else ''}"
+            return f"cooling down until {clock} after {failures}"
+        if self.reason == "rate_limit":
+            return f"rate limited: retrying{when}"
+        return f"retrying ({self.cause}, {self.attempt}/{self.attempts}){when}"
+
+
+@dataclass(frozen=True)
 class Finished:
     completion: Completion
 
 
-StreamEvent = TextDelta | Restart | Finished
+StreamEvent = Sending | Accepted | TextDelta | Restart | Pause | Finished

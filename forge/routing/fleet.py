@@ -110,7 +110,7 @@ def load_fleet(config: ForgeConfig, ledger: Ledger | None, repo: str) -> Fleet:
     now = time.time()
     facts = model_facts(config, ledger.discovered())
     # Breakers are kept per (provider, model id): every alias of that model is cooling.
-    cooling = {key: (until, error) for key, (_, until, error) in ledger.breakers().items()}
+    cooling = {key: (b.open_until, b.last_error) for key, b in ledger.breakers().items()}
     breakers = {
         m.alias: cooling[(m.provider, m.model_id)]
         for m in facts.values()
