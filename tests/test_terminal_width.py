@@ -1,5 +1,5 @@
-"""Every table forge draws reads at 60, 80 and 120 columns; here, the fan-out's live and final
-tables, the roles matrix and the batch leaderboard.
+"""Every table forge draws reads at 60, 80 and 120 columns: the fan-out's live and final tables,
+run-milestone's live table and report, and `forge logs`, `models`, `cost`, `stats` and `runs`.
 
 At a width a table cannot fill, its least important columns leave (and the table says which);
 what stays is whole: model names, costs and ids are never cut into `…`, and an answer, a reason
@@ -34,7 +34,7 @@ from forge.fanout.report import usd
 from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 from tests.test_fanout import fanout_config, write
-from tests.test_run_milestone import AUTHOR
+from tests.test_run_milestone import AUTHOR, FIX_ADD, python_repo
 
 WIDTHS = (60, 80, 120)
 TEXT_WIDTH = 30  # the least an answer, a reason or an error is given a line, at any width
@@ -291,3 +291,107 @@ def test_fanout_roles_and_leaderboard_at_every_width(fake: FakeProvider, tmp_pat
         names = leaderboard["model"].values()
         assert len(names) == len(MODELS[0] + MODELS[1]) and all(m in names for m in MODELS[:2])
         assert re.fullmatch(r"(\$0\.0000\d\d){2}", leaderboard["cost"].values()), board
+
+
+# -- run-milestone, and the ledger's views of it -------------------------------------------------
+
+LLAMA = "llama-3-1-8b-instruct"
+HAIKU = "claude-3-5-haiku"
+MILESTONE = """# Calculator
+
+- [ ] fix-add: Fix add in calc.py so the tests pass (files: calc.py)
+- [ ] docs-readme: Document add in the README (files: README.md) (tier: cheap)
+"""
+
+
+def milestone_config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "forge.toml"
+    path.write_text(
+        f"""
+[providers.fake]
+base_url = "{url}/v1"
+
+[models.llama-3-1-8b-instruct]
+provider = "fake"
+id = "alpha-1"
+tier = "free"
+input_price = 0.1
+output_price = 0.2
+
+[models.claude-3-5-haiku]
+provider = "fake"
+id = "beta-1"
+tier = "cheap"
+input_price = 3
+output_price = 3
+
+[tiers]
+ladder = ["free", "cheap"]
+
+[routing]
+max_attempts_per_tier = 1
+max_total_attempts = 1
+learn_from_history = false
+max_call_attempts = 1
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_run_milestone_and_the_ledger_views_at_width(
+    fake: FakeProvider, tmp_path: Path, width: int
+) -> None:
+    repo = python_repo(tmp_path, extra={"milestone.md": MILESTONE})
+    config = milestone_config(tmp_path, fake.url)
+    fake.script("alpha-1", Reply(text=FIX_ADD))
+    fake.script("beta-1", Reply(fault=Fault.AUTH))
+    code, received, report = on_terminal(
+        "run-milestone", "milestone.md", "-c", str(config), width=width, live_on="stderr", cwd=repo
+    )
+    assert code == 4, report  # the README task's model could not be reached
+    reason = "no model of the ladder could be reached (tried: cheap)"
+
+    last = frames(received)[-1]  # the live table stays up, in its final state
+    assert_fits(last, width)
+    live = drawn(last, "┏")
+    assert live["task"].values() == "fix-add" + "docs-readme"
+    assert live["state"].values() == "done" + "failed"
+    total = re.search(r"^cost (\$0\.0000\d\d) of \$5\.0000; done 1, failed 1", last, re.M)
+    assert total is not None, last
+    spent = total.group(1)
+    assert live["note"].width >= TEXT_WIDTH
+    assert reason in live["note"].prose()
+
+    assert_fits(report, width)
+    final = drawn(report, "run ")
+    assert final["task"].values() == "fix-add" + "docs-readme"
+    assert final["why"].width >= TEXT_WIDTH
+    assert reason in final["why"].prose()
+    assert f"cost: {spent} (the same work at the top tier: $0.00" in report
+    if width > 60:  # at 60 the tasks' costs give way to the reasons; the totals stay
+        assert live["cost"].values() == spent + "-"
+        assert final["cost"].values() == spent + "$0"
+    if width == 120:
+        assert {"tier/model", "stage", "elapsed"} <= set(live)
+        assert {"tiers tried", "attempts", "time"} <= set(final)
+
+    def view(title: str, *args: str) -> dict[str, Drawn]:
+        output = run_forge(*args, env={"COLUMNS": str(width)}, cwd=repo).stdout
+        assert_fits(output, width)
+        return drawn(output, title)
+
+    runs = view("Runs", "runs")
+    assert re.fullmatch(r"\d{4}-\d{4}-[0-9a-f]{4}", runs["run"].values())
+    assert runs["cost"].values() == spent
+    stats = view("Models", "stats")
+    logs = view("Recent attempts", "logs", "-c", str(config))
+    cost = view("Today", "cost", "-c", str(config))
+    for table, name in ((stats, "model"), (logs, "model"), (cost, "name")):
+        assert LLAMA in table[name].values() and HAIKU in table[name].values()
+        assert spent in table["cost"].values()
+    assert logs["error"].prose().startswith("Incorrect API key provided")
+    models = view("Models", "models", "-c", str(config))
+    assert models["model"].values() == LLAMA + HAIKU
+    assert models["$/Mtok in/out"].values() == "0.1/0.2" + "3/3"
