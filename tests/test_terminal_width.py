@@ -1,5 +1,6 @@
 """Every table forge draws reads at 60, 80 and 120 columns: the fan-out's live and final tables,
-run-milestone's live table and report, and `forge logs`, `models`, `cost`, `stats` and `runs`.
+run-milestone's live table and report, and `forge logs`, `models`, `cost`, `stats`, `runs`,
+`route` and `validate`.
 
 At a width a table cannot fill, its least important columns leave (and the table says which);
 what stays is whole: model names, costs and ids are never cut into `…`, and an answer, a reason
@@ -35,6 +36,7 @@ from forge.testing.fake_provider import FakeProvider, Fault, Reply
 from tests.conftest import run_forge
 from tests.test_fanout import fanout_config, write
 from tests.test_run_milestone import AUTHOR, FIX_ADD, python_repo
+from tests.test_validate_python import make_repo
 
 WIDTHS = (60, 80, 120)
 TEXT_WIDTH = 30  # the least an answer, a reason or an error is given a line, at any width
@@ -395,3 +397,54 @@ def test_run_milestone_and_the_ledger_views_at_width(
     models = view("Models", "models", "-c", str(config))
     assert models["model"].values() == LLAMA + HAIKU
     assert models["$/Mtok in/out"].values() == "0.1/0.2" + "3/3"
+
+
+# -- route and validate ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_route_tables_at_width(width: int) -> None:
+    examples = Path(__file__).parent.parent / "examples"
+    config = ["-c", str(examples / "quickstart" / "forge.toml")]
+    milestone = examples / "python-package" / "milestone.toml"
+    plan = run_forge("route", "--milestone", str(milestone), *config, env={"COLUMNS": str(width)})
+    assert plan.returncode == 0, plan.stderr
+    table = plan.stdout[: plan.stdout.index("Total for")]
+    assert_fits(table, width)
+    columns = drawn(table, "Milestone")
+    assert columns["id"].values() == "triangle" + "square" + "docstrings"
+    assert re.fullmatch(r"(\$0|\$\d\.\d{4,6}){3}", columns["first"].values()), table
+    task = "Fix the off-by-one in the pagination of the admin users list, then add a test for it"
+    parts = run_forge("route", task, *config, env={"COLUMNS": str(width)}).stdout
+    subtasks = parts[parts.index("Subtasks") :]
+    assert_fits(subtasks, width)
+    columns = drawn(subtasks, "Subtasks")
+    assert columns["part"].width >= TEXT_WIDTH
+    assert columns["part"].prose().startswith("Fix the off-by-one in the pagination")
+    assert columns["model"].values() == "small" * 2
+
+
+def test_validate_findings_at_every_width(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "pkg"\nversion = "0.1.0"\n\n'
+            "[tool.mypy]\nstrict = true\n",
+            "pkg/__init__.py": "",
+            "pkg/identifiers_of_things.py": (
+                "def identifiers(values: list[int]) -> list[str]:\n    return values\n"
+            ),
+            "tests/test_ok.py": "def test_ok() -> None:\n    assert True\n",
+        },
+    )
+    message = 'Incompatible return value type (got "list[int]", expected "list[str]")'
+    for width in WIDTHS:  # the first run fills the cache the other two answer from
+        done = run_forge("validate", str(root), env={"COLUMNS": str(width)})
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert_fits(done.stdout, width)
+        findings = unboxed(done.stdout, "✗ mypy")
+        assert findings["location"].values() == "pkg/identifiers_of_things.py:2:12"
+        assert findings["message"].width >= TEXT_WIDTH
+        assert message in findings["message"].prose()
+        if width == 120:
+            assert findings["code"].values() == "return-value"
