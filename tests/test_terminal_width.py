@@ -292,7 +292,7 @@ def test_fanout_roles_and_leaderboard_at_every_width(fake: FakeProvider, tmp_pat
         leaderboard = drawn(board, "Leaderboard")
         names = leaderboard["model"].values()
         assert len(names) == len(MODELS[0] + MODELS[1]) and all(m in names for m in MODELS[:2])
-        assert re.fullmatch(r"(\$0\.0000\d\d){2}", leaderboard["cost"].values()), board
+        assert re.fullmatch(r"(\$0\.\d{4,6}){2}", leaderboard["cost"].values()), board
 
 
 # -- run-milestone, and the ledger's views of it -------------------------------------------------
@@ -360,7 +360,7 @@ def test_run_milestone_and_the_ledger_views_at_width(
     live = drawn(last, "┏")
     assert live["task"].values() == "fix-add" + "docs-readme"
     assert live["state"].values() == "done" + "failed"
-    total = re.search(r"^cost (\$0\.0000\d\d) of \$5\.0000; done 1, failed 1", last, re.M)
+    total = re.search(r"^cost (\$0\.\d{4,6}) of \$5\.0000; done 1, failed 1", last, re.M)
     assert total is not None, last
     spent = total.group(1)
     assert live["note"].width >= TEXT_WIDTH
@@ -371,7 +371,7 @@ def test_run_milestone_and_the_ledger_views_at_width(
     assert final["task"].values() == "fix-add" + "docs-readme"
     assert final["why"].width >= TEXT_WIDTH
     assert reason in final["why"].prose()
-    assert f"cost: {spent} (the same work at the top tier: $0.00" in report
+    assert f"cost: {spent} (the same work at the top tier: $" in report
     if width > 60:  # at 60 the tasks' costs give way to the reasons; the totals stay
         assert live["cost"].values() == spent + "-"
         assert final["cost"].values() == spent + "$0"
