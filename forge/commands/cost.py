@@ -45,7 +45,7 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(report)
         return
-    from rich.table import Table
+    from forge.commands.tables import Column, FittedTable
 
     out = console()
     stop = cfg.cost.daily_stop
@@ -56,9 +56,15 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     )
     for title, rows in (("Today", today), ("This month", month)):
         groups = _groups(rows)
-        table = Table(title=title, title_justify="left")
-        for column in ("by", "name", "calls", "tokens in/out", "cost", "unpriced calls"):
-            table.add_column(column)
+        table = FittedTable(
+            Column("by", drop=3),
+            Column("name"),
+            Column("calls", drop=1),
+            Column("tokens in/out", drop=0),
+            Column("cost"),
+            Column("unpriced calls", drop=2),
+            title=title,
+        )
         for by in ("provider", "model", "tier"):
             for name, g in groups[by].items():
                 table.add_row(

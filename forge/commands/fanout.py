@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from forge.commands.tables import FittedTable
     from forge.config.schema import ForgeConfig
     from forge.fanout.answers import Answer, FanoutRun, Settings
     from forge.fanout.batch import BatchResult
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from forge.fanout.comparison import Comparison
     from forge.fanout.execution import Request
     from forge.fanout.report import Report
+    from forge.fanout.roles import RoleMatrix
     from forge.fanout.selection import Selection
     from forge.fanout.store import RunStore
     from forge.ledger import Ledger
@@ -35,6 +37,7 @@ REFRESH_SECONDS = 0.125
 MATRIX_MAX_MODELS = 12
 # Without a live table, a wait this long before a retry is said on stderr as it starts.
 NOTED_WAIT_SECONDS = 2.0
+MATRIX_TOO_WIDE = "Agreement matrix: too wide for the terminal; see --json, --markdown or --html."
 STATUS_STYLE = {
     "ok": "green",
     "connecting": "cyan",
@@ -307,7 +310,7 @@ async def _refresh_live(console: Console, answers: list[Answer], done: anyio.Eve
     rows = max(5, console.height - 4)
     with Live(console=console, auto_refresh=False, transient=True) as live:
         while not done.is_set():
-            table = _answers_table(answers, limit=rows, now=time.monotonic())
+            table = _answers_table(answers, limit=rows, now=time.monotonic(), live=True)
             live.update(table, refresh=True)
             with anyio.move_on_after(REFRESH_SECONDS):
                 await done.wait()
@@ -405,12 +408,17 @@ def _list_runs(json_output: bool) -> None:
     if not runs:
         out.print("No fan-out runs saved yet.")
         return
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Recent fan-out runs", title_justify="left")
-    for column in ("run", "when", "models", "prompt"):
-        table.add_column(column, overflow="ellipsis", no_wrap=column != "prompt")
+    from forge.commands.tables import Column, FittedTable
+
+    table = FittedTable(
+        Column("run"),
+        Column("when", drop=1),
+        Column("models", drop=0),
+        Column("prompt", prose=True),
+        title="Recent fan-out runs",
+    )
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started_at))
         first = r.prompt.strip().splitlines()[0] if r.prompt.strip() else ""
@@ -534,7 +542,7 @@ def _render(report: Report, view: str) -> None:
     if run.deadline_passed:
         out.print(f"Deadline of {run.settings.deadline:g}s passed: unfinished answers are late.")
     if run.roles:
-        out.print(_roles_matrix(run))
+        out.print(_roles_matrix(run, out.width))
         for role in run.roles:
             out.rule(f"role: {role}", style="dim")
             _print_comparison(out, report, report.by_role[role], view)
@@ -550,32 +558,33 @@ def _answers_table(
     limit: int | None = None,
     title: str | None = None,
     now: float | None = None,
-) -> Table:
+    live: bool = False,
+) -> FittedTable:
     """The answers as they stand at `now` (monotonic): a row in flight shows what it is doing
     and its clock so far in the latency column."""
     import time
 
-    from rich.table import Table
     from rich.text import Text
 
-    now = time.monotonic() if now is None else now
+    from forge.commands.tables import Column, FittedTable
     from forge.fanout.report import seconds, summary_line, usd
 
-    table = Table(title=title, title_justify="left")
-    for column, justify in (
-        ("model", "left"),
-        ("tier", "left"),
-        ("status", "left"),
-        ("first token", "right"),
-        ("latency", "right"),
-        ("tokens", "right"),
-        ("tok/s", "right"),
-        ("cost", "right"),
-        ("answer", "left"),
-    ):
-        wrap = column == "answer"  # a refusal's reason is shown whole, on as many lines as it takes
-        overflow = "fold" if wrap else "ellipsis"
-        table.add_column(column, justify=justify, no_wrap=not wrap, overflow=overflow)  # type: ignore[arg-type]
+    now = time.monotonic() if now is None else now
+
+    # A narrow terminal keeps the model, its cost and its answer (or why there is none).
+    table = FittedTable(
+        Column("model"),
+        Column("tier", drop=2),
+        Column("status", drop=5),
+        Column("first token", "right", drop=1),
+        Column("latency", "right", drop=4),
+        Column("tokens", "right", drop=3),
+        Column("tok/s", "right", drop=0),
+        Column("cost", "right"),
+        Column("answer", prose=True),  # a refusal's reason is shown whole, wrapped
+        title=title,
+        live=live,
+    )
     shown, hidden = _rows_to_show(answers, limit)
     for a in shown:
         speed = a.tokens_per_second
@@ -634,9 +643,9 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
     clusters = "  ".join("[" + ", ".join(cl.members) + "]" for cl in c.clusters)
     out.print(Text(f"Clusters: {clusters}"))
     if c.matrix is not None and 1 < len(c.keys) <= MATRIX_MAX_MODELS:
-        out.print(_matrix_table(c))
+        out.print(_matrix_table(c, out))
     elif len(c.keys) > MATRIX_MAX_MODELS:
-        out.print("Agreement matrix: too wide for the terminal; see --json, --markdown or --html.")
+        out.print(MATRIX_TOO_WIDE)
     if c.code is not None:
         from forge.fanout.report import code_summary
 
@@ -702,18 +711,26 @@ def _print_consensus_only(out: Console, report: Report) -> None:
             sys.stderr.write(printable(headline(c, c.reference)) + "\n")
 
 
-def _matrix_table(c: Comparison) -> Table:
+def _matrix_table(c: Comparison, out: Console) -> Table | str:
+    """The matrix headed by the models' names, or by their numbers when the names are too wide
+    for the terminal; when even that is too wide, where to find it."""
+    from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     assert c.matrix is not None
-    table = Table(title="Agreement matrix (similarity)", title_justify="left")
-    table.add_column("")
-    for key in c.keys:
-        table.add_column(key, justify="right")
-    for key, row in zip(c.keys, c.matrix, strict=True):
-        cells = [_heat(v) for v in row]
-        table.add_row(key, *cells)
-    return table
+    for numbered in (False, True):
+        table = Table(title="Agreement matrix (similarity)", title_justify="left")
+        table.add_column("", no_wrap=True)
+        for n, key in enumerate(c.keys, start=1):
+            table.add_column(str(n) if numbered else Text(key), justify="right", no_wrap=True)
+        for n, (key, row) in enumerate(zip(c.keys, c.matrix, strict=True), start=1):
+            label = Text(f"{n} {key}" if numbered else key)
+            table.add_row(label, *(_heat(v) for v in row))
+        unbounded = out.options.update_width(10 * out.width)  # a table measures within its room
+        if Measurement.get(out, unbounded, table).maximum <= out.width:
+            return table
+    return MATRIX_TOO_WIDE
 
 
 def _heat(value: float) -> str:
@@ -749,14 +766,20 @@ def _word_diff_text(diff: str) -> object:
     return text
 
 
-def _roles_matrix(run: FanoutRun) -> Table:
+def _roles_matrix(run: FanoutRun, width: int) -> Table | FittedTable:
+    """Roles down, models across, when each model's column can be `PROSE_MIN_WIDTH` wide;
+    otherwise one row per role and model."""
     from rich.table import Table
     from rich.text import Text
 
+    from forge.commands.tables import PROSE_MIN_WIDTH
     from forge.fanout.report import seconds
     from forge.fanout.roles import role_matrix
 
     matrix = role_matrix(run)
+    role_width = max(len(r) for r in [*matrix.roles, "role"])
+    if role_width + len(matrix.models) * (PROSE_MIN_WIDTH + 3) + 4 > width:
+        return _roles_rows(matrix)
     table = Table(title="Roles x models", title_justify="left")
     table.add_column("role")
     for alias in matrix.models:
@@ -769,12 +792,38 @@ def _roles_matrix(run: FanoutRun) -> Table:
                 cells.append(Text("-", style="dim"))
                 continue
             style = STATUS_STYLE.get(a.status.value, "")
-            line = a.first_line if a.ok else (a.cause or "")
-            cells.append(
-                Text(printable(f"{a.label} {seconds(a.latency)}\n{line[:60]}"), style=style)
-            )
+            text = f"{a.label} {seconds(a.latency)}\n{_role_line(a)}"
+            cells.append(Text(printable(text), style=style))
         table.add_row(role, *cells)
     return table
+
+
+def _roles_rows(matrix: RoleMatrix) -> FittedTable:
+    from rich.text import Text
+
+    from forge.commands.tables import Column, FittedTable
+    from forge.fanout.report import seconds
+
+    table = FittedTable(
+        Column("role"),
+        Column("model"),
+        Column("status", drop=1),
+        Column("latency", "right", drop=0),
+        Column("answer", prose=True),
+        title="Roles x models",
+    )
+    for role in matrix.roles:
+        for alias in matrix.models:
+            a = matrix.cell(role, alias)
+            if a is not None:
+                label = Text(a.label, style=STATUS_STYLE.get(a.status.value, ""))
+                answer = Text(printable(_role_line(a)))
+                table.add_row(role, Text(printable(alias)), label, seconds(a.latency), answer)
+    return table
+
+
+def _role_line(a: Answer) -> str:
+    return (a.first_line if a.ok else (a.cause or ""))[:60]
 
 
 def _print_extras(out: Console, report: Report) -> None:
@@ -805,15 +854,20 @@ def _print_extras(out: Console, report: Report) -> None:
         out.print(_candidates_table(report))
 
 
-def _candidates_table(report: Report) -> Table:
-    from rich.table import Table
+def _candidates_table(report: Report) -> FittedTable:
     from rich.text import Text
 
+    from forge.commands.tables import Column, FittedTable
     from forge.fanout.report import usd
 
-    table = Table(title="Validation: candidates ranked by what passes, then cost")
-    for column in ("rank", "model", "result", "checks", "cost"):
-        table.add_column(column, overflow="fold")
+    table = FittedTable(
+        Column("rank", drop=0),
+        Column("model"),
+        Column("result"),
+        Column("checks", prose=True),
+        Column("cost"),
+        title="Validation: candidates ranked by what passes, then cost",
+    )
     for rank, c in enumerate(report.candidates or [], start=1):
         style = "green" if c.status == "passed" else "red"
         table.add_row(
@@ -840,27 +894,26 @@ def _print_footer(out: Console, report: Report) -> None:
 
 
 def _render_batch(result: BatchResult) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     from forge.commands.output import console
+    from forge.commands.tables import Column, FittedTable
     from forge.fanout.report import seconds, usd
 
     out = console()
     board = result.leaderboard
-    table = Table(title=f"Leaderboard: {len(result.prompts)} prompts", title_justify="left")
-    for column in (
-        "model",
-        "pass rate",
-        "95% CI",
-        "passed",
-        "graded",
-        "errors",
-        "cost",
-        "p50",
-        "p95",
-    ):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = FittedTable(
+        Column("model"),
+        Column("pass rate", "right"),
+        Column("95% CI", "right", drop=4),
+        Column("passed", "right", drop=2),
+        Column("graded", "right", drop=1),
+        Column("errors", "right", drop=5),
+        Column("cost", "right"),
+        Column("p50", "right", drop=3),
+        Column("p95", "right", drop=0),
+        title=f"Leaderboard: {len(result.prompts)} prompts",
+    )
     for row in board.rows:
         rate = "-" if row.pass_rate is None else f"{row.pass_rate:.0%}"
         interval = (

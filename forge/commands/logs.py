@@ -32,23 +32,24 @@ def logs(
     if not rows:
         out.print("No model calls recorded yet.")
         return
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Recent attempts (newest first)", title_justify="left")
-    for column in (
-        "when",
-        "run",
-        "model",
-        "tier",
-        "outcome",
-        "in/out tok",
-        "ttft",
-        "latency",
-        "cost",
-        "error",
-    ):
-        table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
+    from forge.commands.tables import Column, FittedTable
+
+    # A narrow terminal keeps which model, what came of it, its cost and its error.
+    table = FittedTable(
+        Column("when", drop=5),
+        Column("run", drop=3),
+        Column("model"),
+        Column("tier", drop=2),
+        Column("outcome", drop=6),
+        Column("in/out tok", drop=1),
+        Column("ttft", drop=0),
+        Column("latency", drop=4),
+        Column("cost"),
+        Column("error", prose=True),
+        title="Recent attempts (newest first)",
+    )
     for r in rows:
         outcome = r.outcome or "in flight"
         table.add_row(

@@ -202,10 +202,10 @@ def _entry_json(entry: CatalogueEntry, check: dict[str, object] | None) -> dict[
 def _render(
     entries: list[CatalogueEntry], checks: dict[str, dict[str, object]], notes: list[str]
 ) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     from forge.commands.output import console, seconds
+    from forge.commands.tables import Column, FittedTable
     from forge.printable import printable
 
     out = console()
@@ -214,21 +214,20 @@ def _render(
     if not entries:
         out.print("No models configured. Run `forge init`, or add \\[models] to forge.toml.")
         return
-    table = Table(title="Models", title_justify="left")
-    for column in (
-        "model",
-        "provider / id",
-        "tier",
-        "$/Mtok in/out",
-        "context",
-        "7d calls",
-        "errors",
-        "p50",
-        "breaker",
-    ):
-        table.add_column(column, overflow="fold")
-    if checks:
-        table.add_column("health", overflow="fold")
+    # A narrow terminal keeps each model, what it is, and its price (and its health check).
+    table = FittedTable(
+        Column("model"),
+        Column("provider / id", drop=5),
+        Column("tier", drop=4),
+        Column("$/Mtok in/out"),
+        Column("context", drop=1),
+        Column("7d calls", drop=0),
+        Column("errors", drop=3),
+        Column("p50", drop=2),
+        Column("breaker", drop=6),
+        *([Column("health", prose=True)] if checks else []),
+        title="Models",
+    )
     for e in entries:
         price = (
             "unpriced"

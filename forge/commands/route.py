@@ -177,13 +177,20 @@ def _route_one(session: _Session, text: str, json_output: bool) -> None:
 
 
 def _subtask_table(parts: list[tuple[int, tuple[int, ...], RouteDecision]]) -> Any:
-    from rich.table import Table
-
+    from forge.commands.tables import Column, FittedTable
     from forge.routing.estimate import money
 
-    table = Table(title="Subtasks", title_justify="left")
-    for column in ("#", "after", "part", "type", "band", "tier", "model", "first attempt"):
-        table.add_column(column, overflow="fold")
+    table = FittedTable(
+        Column("#"),
+        Column("after", drop=1),
+        Column("part", prose=True),
+        Column("type", drop=2),
+        Column("band", drop=0),
+        Column("tier", drop=3),
+        Column("model"),
+        Column("first attempt"),
+        title="Subtasks",
+    )
     for index, after, d in parts:
         table.add_row(
             str(index + 1),
@@ -218,14 +225,22 @@ def _route_milestone(session: _Session, path: Path, json_output: bool) -> None:
 
 
 def _render_milestone(routes: PlanRoutes) -> None:
-    from rich.table import Table
-
     from forge.commands.output import console
+    from forge.commands.tables import Column, FittedTable
     from forge.routing.estimate import money
 
-    table = Table(title=f"Milestone {routes.plan.source}", title_justify="left")
-    for column in ("id", "after", "type", "band", "quality", "tier", "model", "first", "worst"):
-        table.add_column(column, overflow="fold")
+    table = FittedTable(
+        Column("id"),
+        Column("after", drop=3),
+        Column("type", drop=2),
+        Column("band", drop=0),
+        Column("quality", drop=1),
+        Column("tier", drop=4),
+        Column("model"),
+        Column("first"),
+        Column("worst"),
+        title=f"Milestone {routes.plan.source}",
+    )
     for t in routes.plan.tasks:
         d = routes.decisions.get(t.id)
         if d is None:

@@ -367,10 +367,10 @@ class _View:
 
 
 def _render(result: RunResult) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     from forge.commands.output import console, usd
+    from forge.commands.tables import Column, FittedTable
     from forge.execution.report import totals
 
     out = console()
@@ -379,7 +379,15 @@ def _render(result: RunResult) -> None:
     out.print(f"run {result.run_id}: [{colours.get(outcome.state, 'white')}]{outcome.state}[/]")
     if result.dirty:
         out.print("note: your uncommitted changes are not part of the base and were left alone")
-    table = Table("task", "state", "tiers tried", "attempts", "cost", "time", "why")
+    table = FittedTable(
+        Column("task"),
+        Column("state"),
+        Column("tiers tried", drop=2),
+        Column("attempts", drop=1),
+        Column("cost", drop=3),  # the total follows the table
+        Column("time", drop=0),
+        Column("why", prose=True),
+    )
     records = list(outcome.records.values())
     for record in records:
         seconds = f"{record.seconds:.1f}s" if record.seconds is not None else "-"

@@ -89,22 +89,22 @@ class LiveTasks:
                 row.ended = self.clock()
 
     def _table(self) -> Any:
-        from rich.table import Table
-
         from forge.commands.output import usd
+        from forge.commands.tables import Column, FittedTable
 
-        table = Table(
-            "task",
-            "after",
-            "state",
-            "tier/model",
-            "attempt",
-            "stage",
-            "validators",
-            "tokens",
-            "cost",
-            "elapsed",
-            "note",
+        table = FittedTable(
+            Column("task"),
+            Column("after", drop=3),
+            Column("state"),
+            Column("tier/model", drop=6),
+            Column("attempt", drop=0),
+            Column("stage", drop=4),
+            Column("validators", drop=2),
+            Column("tokens", drop=1),
+            Column("cost", drop=7),  # the caption has the total
+            Column("elapsed", drop=5),
+            Column("note", prose=True),
+            live=True,
         )
         counts: dict[str, int] = {}
         now = self.clock()

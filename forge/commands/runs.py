@@ -22,10 +22,10 @@ def runs(
     """
     import time
 
-    from rich.table import Table
     from rich.text import Text
 
     from forge.commands.output import console, print_json, usd
+    from forge.commands.tables import Column, FittedTable
     from forge.execution.stats import list_runs
     from forge.ledger import Ledger
 
@@ -41,10 +41,16 @@ def runs(
     if not found:
         out.print("no runs yet")
         return
-    table = Table(title="Runs (newest first)", title_justify="left")
-    for column in ("run", "state", "started", "duration", "source", "done/failed/skipped/total"):
-        table.add_column(column, no_wrap=column != "source", overflow="fold")
-    table.add_column("cost", no_wrap=True)
+    table = FittedTable(
+        Column("run"),
+        Column("state"),
+        Column("started", drop=1),
+        Column("duration", drop=0),
+        Column("source", drop=2),
+        Column("done/failed/skipped/total", drop=3),
+        Column("cost"),
+        title="Runs (newest first)",
+    )
     for r in found:
         t = r.tasks
         unpriced = f" (+{r.unpriced_calls} unpriced)" if r.unpriced_calls else ""

@@ -89,13 +89,18 @@ def _share(rate: float | None) -> str:
 
 
 def _tiers(out: Console, found: Stats) -> None:
-    from rich.table import Table
+    from forge.commands.tables import Column, FittedTable
 
     if not found.tiers:
         return
-    table = Table(title="Work per tier", title_justify="left")
-    for column in ("tier", "tasks finished", "share", "attempts", "share of attempts"):
-        table.add_column(column)
+    table = FittedTable(
+        Column("tier"),
+        Column("tasks finished"),
+        Column("share", drop=2),
+        Column("attempts", drop=1),
+        Column("share of attempts", drop=0),
+        title="Work per tier",
+    )
     for tier in found.tiers:
         table.add_row(
             tier.tier,
@@ -108,25 +113,23 @@ def _tiers(out: Console, found: Stats) -> None:
 
 
 def _models(out: Console, found: Stats) -> None:
-    from rich.table import Table
-
     from forge.commands.output import seconds, usd
+    from forge.commands.tables import Column, FittedTable
 
     if not found.models:
         return
-    table = Table(title="Models", title_justify="left")
-    for column in (
-        "model",
-        "tier",
-        "calls",
-        "success",
-        "latency p50",
-        "p95",
-        "tokens in/out",
-        "cost",
-        "attempts passed",
-    ):
-        table.add_column(column, no_wrap=True)
+    table = FittedTable(
+        Column("model"),
+        Column("tier", drop=2),
+        Column("calls", drop=3),
+        Column("success", drop=6),
+        Column("latency p50", drop=4),
+        Column("p95", drop=1),
+        Column("tokens in/out", drop=0),
+        Column("cost"),
+        Column("attempts passed", drop=5),
+        title="Models",
+    )
     for m in found.models:
         cost = usd(m.cost_usd) + (f" (+{m.unpriced_calls} unpriced)" if m.unpriced_calls else "")
         table.add_row(

@@ -13,8 +13,8 @@ from forge.commands.options import ConfigOption
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
+    from forge.commands.tables import FittedTable
     from forge.validation.replay import ReplayStore
     from forge.validation.runner import ProgressEvent
     from forge.validation.types import ValidationReport, ValidatorResult
@@ -196,13 +196,22 @@ class _Progress:
                 row.finished = time.monotonic()
                 row.status = event.result.status.value + (" (cached)" * event.result.cached)
 
-    def __rich__(self) -> Table:
+    def __rich__(self) -> FittedTable:
         import time
 
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(box=None, padding=(0, 1), show_header=False)
+        from forge.commands.tables import Column, FittedTable
+
+        table = FittedTable(
+            Column("validator"),
+            Column("project", drop=1),
+            Column("state"),
+            Column("elapsed", drop=0),
+            box=None,
+            padding=(0, 1),
+            show_header=False,
+        )
         now = time.monotonic()
         with self._lock:
             rows = [(key, replace(row)) for key, row in self._rows.items()]
@@ -315,9 +324,9 @@ ICONS = {
 def _validator(out: Console, report: ValidationReport, result: ValidatorResult) -> None:
     from typing import get_args
 
-    from rich.table import Table
     from rich.text import Text
 
+    from forge.commands.tables import Column, FittedTable
     from forge.validation.types import TestOutcome
 
     where = "" if result.project == "." else f" ({result.project})"
@@ -333,9 +342,14 @@ def _validator(out: Console, report: ValidationReport, result: ValidatorResult) 
     )
     out.print(line)
     if result.diagnostics:
-        table = Table(show_header=True, box=None, padding=(0, 1))
-        for column in ("severity", "location", "code", "message"):
-            table.add_column(column, overflow="fold")
+        table = FittedTable(
+            Column("severity", drop=1),
+            Column("location"),
+            Column("code", drop=0),
+            Column("message", prose=True),
+            box=None,
+            padding=(0, 1),
+        )
         for d in result.diagnostics[:FIRST_FINDINGS]:
             location = ":".join(str(p) for p in (d.file, d.line, d.column) if p is not None)
             table.add_row(d.severity, Text(location or "-"), Text(d.code or ""), Text(d.message))
