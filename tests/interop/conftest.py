@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.interop.real_servers import litellm_proxy
+from tests.interop.real_servers import litellm_proxy, llama_server
 
 ANSWER_A = "It's simple to use and easy to get started"
 ANSWER_B = "It is simple to use and easy to start"
@@ -26,3 +26,13 @@ def litellm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a real LiteLLM proxy serving LITELLM_MOCKS."""
     with litellm_proxy(LITELLM_MOCKS, tmp_path_factory.mktemp("litellm")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def llama_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two real llama-servers serving Gemma 3 270M: a 1,024-token window and a 4,096-token one."""
+    with (
+        llama_server(tmp_path_factory.mktemp("llama-small"), context=1024) as small,
+        llama_server(tmp_path_factory.mktemp("llama-wide"), context=4096) as wide,
+    ):
+        yield small, wide
