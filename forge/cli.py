@@ -8,6 +8,7 @@ building their options. Each command imports what it needs inside its function.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import typer
@@ -107,9 +108,22 @@ class ForgeGroup(TyperGroup):
         finally:
             self.listing = False
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        # Completing a command's name needs its summary, not its module and options.
+        self.listing = True
+        try:
+            return list(super().shell_complete(ctx, incomplete))
+        finally:
+            self.listing = False
+
     def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context is private
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                # What is still buffered meets a closed pipe here, where it is handled, rather
+                # than at the interpreter's exit ("Exception ignored", exit 120).
+                sys.stdout.flush()
         except ForgeError as exc:
             from forge.printable import printable
 
@@ -119,6 +133,28 @@ class ForgeGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("forge: interrupted", err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            raise typer.Exit(pipe_closed()) from None
+        except BaseExceptionGroup as group:  # a closed pipe met by tasks writing as they finish
+            if group.split(BrokenPipeError)[1] is not None:
+                raise
+            raise typer.Exit(pipe_closed()) from None
+
+
+def pipe_closed() -> int:
+    """The reader of stdout went away (`forge ... | head`): stop quietly, as `cat` would.
+
+    Whatever is still buffered for stdout would fail again when the interpreter flushes it at
+    exit ("Exception ignored ... BrokenPipeError"), so stdout is pointed at /dev/null first.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return int(ExitCode.PIPE_CLOSED)
 
 
 app = typer.Typer(
@@ -127,7 +163,7 @@ app = typer.Typer(
     help="Get coding work done by many language models at once, cheaply and safely.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -147,7 +183,7 @@ def _root(
     """Get coding work done by many language models at once, cheaply and safely.
 
     Exit codes: 0 ok, 1 work failed, 2 usage or configuration error, 3 budget stopped the work,
-    4 no model could be reached, 130 interrupted.
+    4 no model could be reached, 130 interrupted, 141 the reader of the output closed the pipe.
     """
 
 
@@ -156,7 +192,9 @@ app.add_typer(config_cmd.app, name="config")
 
 def main() -> None:
     try:
-        app()
+        # Named `forge` however it is started (`python -m forge` too): the shell completion
+        # scripts call the program by this name.
+        app(prog_name="forge")
     finally:
         # The command is over. At exit the interpreter runs full garbage collections over every
         # object still alive (0.3 s after a 40-task run); frozen, they are skipped and the memory

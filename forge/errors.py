@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     BUDGET = 3
     UNREACHABLE = 4
     INTERRUPTED = 130
+    PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a tool the closed pipe ended
 
 
 class ForgeError(Exception):

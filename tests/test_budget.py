@@ -61,8 +61,10 @@ def test_two_processes_never_spend_past_the_stop_threshold(
     ok = [o for o in outcomes if o["outcome"] == "ok"]
     refused = [o for o in outcomes if o["outcome"] == "refused"]
     assert len(ok) + len(refused) == 100, [o for o in outcomes if o["outcome"] == "failed"]
-    # $3 of ~$0.10 calls: about 25 succeed, and concurrency must not let more through.
-    assert 20 <= len(ok) <= 30, len(ok)
+    # $3 of ~$0.10 calls, each holding ~$0.17 (its reservation: the prompt with the chat
+    # template's allowance, and max_output_tokens) until it settles: all 100 start at once, so
+    # about 18 fit; concurrency must not let more through than the stop allows.
+    assert 15 <= len(ok) <= 30, len(ok)
     assert refused, "the threshold must refuse the calls that do not fit"
     for refusal in refused:
         assert "budget" in refusal["why"] and "stop threshold" in refusal["why"]

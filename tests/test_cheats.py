@@ -364,8 +364,8 @@ def assert_refused(repo: Path, code: int, report: dict[str, object], stderr: str
     assert code == 1, stderr
     assert task["state"] == "failed", task
     assert task["commit"] is None
-    branch = report["branch"]
-    assert git(repo, "rev-parse", branch) == git(repo, "rev-parse", "main")  # type: ignore[arg-type]
+    assert report["branch"] is None  # nothing merged, so no branch
+    assert git(repo, "branch", "--list", "forge/*") == ""
 
 
 @pytest.mark.parametrize("cheat", PYTHON_CHEATS, ids=lambda c: c.name)
@@ -383,12 +383,6 @@ def test_a_python_cheat_is_not_merged(cheat: Cheat, fake: FakeProvider, tmp_path
     )
 
     assert_refused(repo, code, report, stderr)
-    assert add_is_still_buggy(repo, report["branch"], cheat)
-
-
-def add_is_still_buggy(repo: Path, branch: str, cheat: Cheat) -> bool:
-    path = "calc/__init__.py" if "calc/__init__.py" in dict(cheat.extra) else "calc.py"
-    return "return a - b" in git(repo, "show", f"{branch}:{path}")
 
 
 @pytest.mark.parametrize("cheat", RUST_CHEATS + RUST_INLINE_CHEATS, ids=lambda c: c.name)

@@ -88,6 +88,24 @@ def test_bad_config_through_the_installed_entry_point() -> None:
     assert SECRET_MARKER not in completed.stdout + completed.stderr
 
 
+def test_a_model_tier_is_checked_against_the_ladder_and_the_built_in_tiers(tmp_path: Path) -> None:
+    models = (
+        '[providers.fake]\nbase_url = "http://127.0.0.1:1/v1"\n'
+        '[models.box]\nprovider = "fake"\nid = "box"\ntier = "gpu-bx"\n'
+        '[models.own]\nprovider = "fake"\nid = "own"\ntier = "paid"\n'
+        '[models.gpu]\nprovider = "fake"\nid = "gpu"\ntier = "gpu-box"\n'
+    )
+    path = write(tmp_path / "forge.toml", models + '[tiers]\nladder = ["gpu-box"]\n')
+
+    result = forge("config", "show", "--config", str(path))
+
+    assert result.exit_code == 2
+    assert "models.box.tier: unknown tier 'gpu-bx'; did you mean 'gpu-box'?" in result.stderr
+    assert "paid" not in result.stderr  # a tier of one's own, for --tier, like nothing known
+    write(path, models.replace("gpu-bx", "gpu-box") + '[tiers]\nladder = ["gpu-box"]\n')
+    assert forge("config", "show", "--config", str(path)).exit_code == 0
+
+
 def test_a_bad_override_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORGE_COST__DAILY_BUDGET_USD", "-1")
 

@@ -139,6 +139,42 @@ def test_budget_refusal_is_a_row_with_its_cause(fake: FakeProvider, tmp_path: Pa
     assert only.returncode == 3, "every call refused by the budget: exit 3"
 
 
+def test_a_spent_budget_never_refuses_a_free_model_and_its_reason_is_shown_whole(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    for name in ("paid", "zero", "home"):
+        fake.script(f"{name}-1", Reply(text=CAPITAL, output_tokens=5))
+    models = (
+        '\n[models.paid]\nprovider = "fake"\nid = "paid-1"\ninput_price = 50000\n'
+        "output_price = 50000\nmax_output_tokens = 10\n"
+        '\n[models.zero]\nprovider = "fake"\nid = "zero-1"\ninput_price = 0\noutput_price = 0\n'
+        '\n[models.home]\nprovider = "fake"\nid = "home-1"\ntier = "local"\n'  # no prices
+    )
+    rich = write(tmp_path, fanout_config(fake.url, [], extra=models))
+    first = run_forge("fanout", "Capital?", "-m", "paid", "-c", str(rich))
+    assert first.returncode == 0, first.stderr  # the default $5 a day holds it
+    # The day's spend is now past a $0.10 stop: the paid model is refused, the free ones are not.
+    (tmp_path / "budget.toml").write_text(
+        fanout_config(fake.url, [], extra=models + "\n[cost]\ndaily_budget_usd = 0.1\n"),
+        encoding="utf-8",
+    )
+    ask = ["Capital?", "-m", "paid,zero,home", "-c", str(tmp_path / "budget.toml")]
+    by_key = rows(fanout_json(*ask))
+    assert by_key["zero"]["status"] == "ok" and by_key["home"]["status"] == "ok", by_key
+    assert by_key["paid"]["status"] == "refused"
+    assert "may cost up to $0.0000" not in json.dumps(by_key)
+    assert len(fake.requests_for("zero-1")) == 1 and len(fake.requests_for("home-1")) == 1
+    # The table shows the refusal's reason whole, wrapped in its cell, not cut with an ellipsis.
+    reason = str(by_key["paid"]["cause"])
+    assert len(reason) > 150 and reason.endswith("more is needed"), reason
+    table = run_forge("fanout", "--show", "last", env={"COLUMNS": "120"}).stdout
+    cells = [line.split("│")[1:-1] for line in table.splitlines() if line.count("│") == 10]
+    start = next(i for i, row in enumerate(cells) if row[0].strip() == "paid")
+    end = next(i for i, row in enumerate(cells) if i > start and row[0].strip())
+    shown = " ".join(row[-1].strip() for row in cells[start:end])
+    assert shown == " ".join(reason.split()), table
+
+
 def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
     fake: FakeProvider, tmp_path: Path
 ) -> None:
@@ -149,8 +185,29 @@ def test_no_model_reachable_exits_4_and_unknown_model_exits_2(
     assert "not_found (HTTP 404)" in done.stdout
     wrong = run_forge("fanout", "hi", "-m", "dwon", "--config", str(config))
     assert wrong.returncode == 2 and "did you mean 'down'" in wrong.stderr
-    nothing = run_forge("fanout", "hi", "--config", str(config))
-    assert nothing.returncode == 2 and "-m a,b,c, --tier NAME or --all" in nothing.stderr
+
+
+def test_without_models_fanout_asks_the_configured_ones_or_says_how_to_set_them(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    for name in ("one", "two", "three"):
+        fake.script(f"{name}-1", Reply(text=CAPITAL))
+    bare = fanout_config(fake.url, ["one", "two", "three"])
+    config = write(tmp_path, bare)
+    unset = run_forge("fanout", "Capital?", "-c", str(config))
+    assert unset.returncode == 2 and "Traceback" not in unset.stderr
+    assert "-m a,b,c, --tier NAME or --all" in unset.stderr
+    toml = unset.stderr.split("\n\n", 1)[1]  # the TOML the message gives, pasted as it is
+    write(tmp_path, bare + "\n" + toml)
+    assert sorted(rows(fanout_json("Capital?", "-c", str(config)))) == ["one", "three", "two"]
+    write(tmp_path, bare + '\n[fanout]\nmodels = ["three"]\ntier = "free"\n')
+    asked = list(rows(fanout_json("Capital?", "-c", str(config))))
+    assert asked == ["three", "one", "two"], "the models first, then the tier's, each once"
+    assert list(rows(fanout_json("Capital?", "-m", "two", "-c", str(config)))) == ["two"]
+    write(tmp_path, bare + '\n[fanout]\nmodel = ["three"]\n')
+    typo = run_forge("fanout", "Capital?", "-c", str(config))
+    assert typo.returncode == 2 and "fanout.model: unknown key 'model'" in typo.stderr
+    assert "did you mean 'models'" in typo.stderr
 
 
 def test_sigint_prints_the_partial_table_and_exits_130(fake: FakeProvider, tmp_path: Path) -> None:
@@ -555,3 +612,87 @@ def test_a_twenty_megabyte_answer_reaches_the_user_whole_and_the_store_cut(
     ledger_file = Path(os.environ["FORGE_HOME"]) / "ledger.db"
     sizes = [p.stat().st_size for p in ledger_file.parent.glob("ledger.db*")]
     assert sum(sizes) < 5_000_000
+
+
+# -- a closed pipe --------------------------------------------------------------------------------
+
+
+def test_a_reader_that_closes_the_pipe_ends_forge_quietly_with_141(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    # `forge fanout ... | head -c 2`. In the run, the second model is still answering when the
+    # pipe closes, so the plain line it ends with meets the closed pipe; printing the saved run
+    # again, the long answer's panel is more than a pipe holds, so forge is still writing.
+    fake.script("first-1", Reply(text=CAPITAL), Reply(text=CAPITAL))
+    long = Reply(text="Paris and the Seine. " * 5_000, latency=0.5, output_tokens=900)
+    fake.script("second-1", long, long)
+    config = write(tmp_path, fanout_config(fake.url, ["first", "second"]))
+    ask = ["fanout", "Capital?", "-m", "first,second", "-c", str(config)]
+    assert run_forge(*ask).returncode == 0
+    for args in (ask, ["fanout", "--show", "last", "--show", "all"]):
+        forge = subprocess.Popen(
+            [sys.executable, "-m", "forge", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert forge.stdout is not None and forge.stderr is not None
+        assert len(forge.stdout.read(2)) == 2
+        forge.stdout.close()
+        stderr = forge.stderr.read().decode()
+        assert forge.wait(timeout=120) == 141, (args, stderr)
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+        assert stderr == "", "a closed pipe is not an error worth a word"
+
+
+# -- where the prompt comes from ------------------------------------------------------------------
+
+
+def test_the_prompt_comes_from_a_pipe_a_file_or_at_path(fake: FakeProvider, tmp_path: Path) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["only"]))
+    ask = ["-m", "only", "-c", str(config), "--json"]
+    piped = subprocess.run(
+        [sys.executable, "-m", "forge", "fanout", *ask],
+        input="Capital of France?\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["prompt"] == "Capital of France?\n"
+    prompt_file = tmp_path / "prompt.md"
+    prompt_file.write_text("Capital of Italy?\nAnswer in one word.\n", encoding="utf-8")
+    for given in (["--file", str(prompt_file)], ["-f", str(prompt_file)], [f"@{prompt_file}"]):
+        data = fanout_json(*given, *ask[:-1])
+        assert data["prompt"] == "Capital of Italy?\nAnswer in one word.\n", given
+    assert len(fake.requests_for("only-1")) == 4
+
+
+def test_a_prompt_that_cannot_be_read_exits_2_before_any_model_is_asked(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    config = write(tmp_path, fanout_config(fake.url, ["only"]))
+    (tmp_path / "blank.txt").write_text("  \n\n", encoding="utf-8")
+    cases = [
+        (["--file", str(tmp_path / "nope.txt")], "cannot read the prompt file", "No such file"),
+        ([f"@{tmp_path / 'nope.txt'}"], "cannot read the prompt file", "nope.txt"),
+        (["--file", str(tmp_path / "blank.txt")], "the prompt is empty", "holds no text"),
+        (["Capital?", "--file", str(tmp_path / "blank.txt")], "give the prompt once", "not both"),
+        (["   "], "the prompt is empty", ""),
+        ([], 'give a prompt: forge fanout "PROMPT", --file PATH, @PATH', "pipe it on stdin"),
+    ]
+    for args, message, detail in cases:
+        done = run_forge("fanout", *args, "-m", "only", "-c", str(config))
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("forge: error: ") and "Traceback" not in done.stderr
+        assert message in done.stderr and detail in done.stderr, (args, done.stderr)
+    empty_pipe = subprocess.run(
+        [sys.executable, "-m", "forge", "fanout", "-m", "only", "-c", str(config)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty_pipe.returncode == 2
+    assert "the prompt is empty (nothing came on stdin)" in empty_pipe.stderr
+    assert fake.requests_for("only-1") == [], "no model is asked without a prompt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from forge.fanout.judge import citations, read_ballot
@@ -124,3 +125,40 @@ def test_a_wide_fanout_shows_the_judge_one_answer_per_cluster(
     prompt = fake.requests_for("judge-1")[0].body["messages"][-1]["content"]
     assert prompt.count("<answer number=") == 3, "one answer per cluster, not 25"
     assert data["judge"]["best"] == data["comparison"]["consensus"]  # type: ignore[index]
+
+
+def test_the_judge_and_the_synthesis_are_in_the_runs_cost(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    script_answers(fake)
+    fake.script("judge-1", Reply(text=json.dumps({"best": 1, "reason": "Right."})))
+    fake.script("synth-1", Reply(text="Paris [alpha, beta]."))
+    dear = "".join(
+        f'\n[models.{name}]\nprovider = "fake"\nid = "{name}-1"\n'
+        "input_price = 500\noutput_price = 500\n"
+        for name in ("judge", "synth")
+    )
+    config = write(tmp_path, fanout_config(fake.url, NAMES, price="0.01") + dear)
+    ask = ["Capital?", "-m", ",".join(NAMES), "--judge", "judge", "--synthesize", "synth"]
+    data = fanout_json(*ask, "-c", str(config))
+    answers = sum(Decimal(str(a["cost_usd"])) for a in data["answers"])  # type: ignore[union-attr]
+    judge = Decimal(str(data["judge"]["cost_usd"]))  # type: ignore[index]
+    synthesis = Decimal(str(data["synthesis"]["cost_usd"]))  # type: ignore[index]
+    assert judge > 100 * answers and synthesis > 100 * answers, "the judge costs the most here"
+    assert Decimal(str(data["cost_usd"])) == answers + judge + synthesis
+    assert data["cost_parts_usd"] == {
+        "answers": str(answers),
+        "judge": str(judge),
+        "synthesis": str(synthesis),
+    }
+    # The total line, now and when the saved run is printed again, shows the total and its parts.
+    total = f"${answers + judge + synthesis:.4f}"
+    for shown in (
+        run_forge("fanout", *ask, "-c", str(config)).stdout,
+        run_forge("fanout", "--show", str(data["run_id"])).stdout,
+    ):
+        footer = next(line for line in shown.splitlines() if line.startswith("run fo-"))
+        assert f"{total} (answers $" in footer and ", judge $0." in footer, footer
+        assert ", synthesis $0." in footer, footer
+    saved = fanout_json("--show", str(data["run_id"]))
+    assert saved["cost_usd"] == data["cost_usd"]

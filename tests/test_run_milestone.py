@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,13 @@ def test_task_solved_on_the_first_rung_is_one_commit_with_trailers_and_the_user_
     assert user_state(repo) == before
     assert git(repo, "rev-parse", "HEAD").strip() == head
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert run_folders() == []
+
+
+def run_folders() -> list[str]:
+    """The folders runs' worktrees live in (conftest's FORGE_HOME)."""
+    home = Path(os.environ["FORGE_HOME"]) / "worktrees"
+    return sorted(p.name for p in home.iterdir()) if home.is_dir() else []
 
 
 # -- retry with the failure in hand, then escalation --------------------------------------------
@@ -299,7 +308,11 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
     assert "every rung tried failed (free, cheap, premium" in task["reason"]
     assert "test_add" in task["last_findings"]
     assert task["commit"] is None
-    assert git(repo, "rev-parse", report["branch"]).strip() == head  # left at the base
+    # Nothing was merged: no empty branch and no empty worktree folder are left behind.
+    assert report["branch"] is None
+    assert git(repo, "branch", "--list", "forge/*") == ""
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert run_folders() == []
     human = run_forge(
         "run-milestone",
         "--goal",
@@ -313,6 +326,7 @@ def test_a_task_that_exhausts_the_ladder_fails_with_a_report_of_every_rung_and_n
     )
     assert human.returncode == 1
     assert "every rung tried failed (premium" in human.stdout
+    assert "nothing was merged, so no branch was made" in human.stdout
     assert "last findings" in human.stdout and "test_add" in human.stdout
 
 
@@ -563,7 +577,43 @@ def test_strict_files_refuses_edits_to_files_the_task_does_not_list(
 
     assert code == 1
     assert "calc.py" in report["tasks"][0]["attempts"][0]["headline"]
-    assert git(repo, "show", f"{report['branch']}:README.md") == "calc\n"
+    assert report["branch"] is None  # nothing merged
+    assert (repo / "README.md").read_text() == "calc\n"
+
+
+def test_ctrl_c_during_a_run_says_how_to_resume_it(fake: FakeProvider, tmp_path: Path) -> None:
+    repo = python_repo(tmp_path)
+    cfg = config(tmp_path, fake.url)
+    fake.script("alpha-1", Reply(fault=Fault.STALL, stall_seconds=60))
+    args = ["run-milestone", "--goal", "Fix add in calc.py", "--tier", "free", "-c", str(cfg)]
+    forge = subprocess.Popen(
+        [sys.executable, "-m", "forge", *args],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert forge.stderr is not None
+        seen = []
+        for line in forge.stderr:  # wait until the first task asks its model
+            seen.append(line)
+            if "asking alpha" in line:
+                break
+        else:
+            pytest.fail("the run ended before it asked a model:\n" + "".join(seen))
+        run_id = seen[0].split()[2]  # forge: run RUN (1 task(s))
+        forge.send_signal(signal.SIGINT)
+        rest = forge.communicate(timeout=120)[1]
+    finally:
+        forge.kill()
+
+    assert forge.returncode == 130, rest
+    assert f"to carry on: forge run-milestone --resume {run_id} -c {cfg}" in rest
+    assert "Traceback" not in rest
+    runs = json.loads(run_forge("runs", "--json").stdout)["runs"]
+    assert [(r["run"], r["state"]) for r in runs] == [(run_id, "interrupted")]
 
 
 # -- usage errors -------------------------------------------------------------------------------
@@ -585,6 +635,30 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, fake: FakeProvider) 
     done = run_forge("run-milestone", "--goal", "x", "--base", "nope", "-c", str(cfg), cwd=repo)
     assert done.returncode == 2 and "'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_with_no_model_it_can_call_exits_2_before_making_a_branch_or_worktree(
+    fake: FakeProvider, tmp_path: Path, isolated_home: Path
+) -> None:
+    repo = python_repo(tmp_path)
+    keyed = config(tmp_path, fake.url).read_text()
+    keyed = keyed.replace("[providers.fake]\n", '[providers.fake]\napi_key_env = "FAKE_API_KEY"\n')
+    cfg = tmp_path / "keyed.toml"
+    cfg.write_text(keyed)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[providers.fake]\nbase_url = "{fake.url}/v1"\n')
+
+    no_key = run_forge("run-milestone", "--goal", "Fix add in calc.py", "-c", str(cfg), cwd=repo)
+    no_model = run_forge("run-milestone", "--goal", "Fix add in calc.py", "-c", str(bare), cwd=repo)
+
+    assert no_key.returncode == 2, no_key.stderr
+    assert "FAKE_API_KEY is not set (for alpha, beta, gamma)" in no_key.stderr
+    assert no_model.returncode == 2, no_model.stderr
+    assert "no model in forge.toml has a tier of the ladder" in no_model.stderr
+    assert "Traceback" not in no_key.stderr + no_model.stderr
+    assert git(repo, "branch", "--list", "forge/*") == ""
+    assert not (isolated_home / "forge-home" / "worktrees").exists()
+    assert fake.requests == []
 
 
 # -- Rust ---------------------------------------------------------------------------------------
@@ -1124,7 +1198,7 @@ def test_a_pytest_plugin_added_through_pyproject_does_not_fix_the_task(
     first = task["attempts"][0]
     assert first["outcome"] == "failed"
     assert "once your test changes (pyproject.toml) are set aside" in first["headline"]
-    assert git(repo, "rev-parse", report["branch"]).strip() == head
+    assert report["branch"] is None and git(repo, "rev-parse", "HEAD").strip() == head
 
 
 RETURN_EARLY_FROM_THE_RUST_TEST = """\

@@ -8,6 +8,7 @@ one that fails on every rung. The tests then read it through the real CLI.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,8 +129,12 @@ def test_stats_recommend_the_model_that_passed_most_often_and_price_the_top_tier
     cost = found["cost"]
     assert float(cost["work_usd"]) > 0
     assert (cost["top_tier"], cost["top_model"]) == ("premium", "gamma")
-    assert float(cost["top_tier_usd"]) > float(cost["work_usd"])
-    assert 0 < cost["saved"] < 1
+    # Only the two finished tasks' attempts are compared: the failed run bought nothing.
+    assert 0 < float(cost["finished_usd"]) < float(cost["work_usd"])
+    assert float(cost["top_tier_usd"]) > float(cost["finished_usd"])
+    assert cost["saved"] == pytest.approx(
+        1 - float(cost["finished_usd"]) / float(cost["top_tier_usd"])
+    )
 
     text = run_forge("stats", "-c", str(ledger.cfg)).stdout
     kind = best["task_type"]
@@ -140,6 +145,15 @@ def test_stats_recommend_the_model_that_passed_most_often_and_price_the_top_tier
     assert "at the top tier (saved" in text
     for column in ("latency p50", "p95", "alpha", "beta", "gamma", "premium"):
         assert column in text
+
+
+def test_a_run_that_finished_nothing_claims_no_saving(ledger: Runs) -> None:
+    cost = stats("--run", ledger.failed, "-c", str(ledger.cfg))["cost"]
+
+    assert float(cost["work_usd"]) > 0
+    assert (cost["finished_usd"], cost["top_tier_usd"], cost["saved"]) == ("0", None, None)
+    text = run_forge("stats", "--run", ledger.failed, "-c", str(ledger.cfg)).stdout
+    assert "no finished work to compare" in text and "saved" not in text
 
 
 def test_without_a_config_the_top_tier_is_unpriced(ledger: Runs, tmp_path: Path) -> None:
@@ -216,3 +230,31 @@ def test_runs_lists_runs_newest_first_with_their_state_tasks_and_cost(ledger: Ru
         line = next(line for line in text.splitlines() if run_id in line)
         assert state in line and "--goal" in line
     assert text.index(ledger.failed) < text.index(ledger.first)
+
+
+def test_two_aliases_of_one_model_id_are_two_rows(fake: FakeProvider, tmp_path: Path) -> None:
+    """Statistics follow the project's names: a model id used as a cheap fast alias and as a
+    careful one is judged as the two models the ladder has, not one."""
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(
+        f'[providers.fake]\nbase_url = "{fake.url}/v1"\n'
+        '[models.fast]\nprovider = "fake"\nid = "same-1"\ntier = "free"\n'
+        "input_price = 0\noutput_price = 0\n"
+        '[models.careful]\nprovider = "fake"\nid = "same-1"\ntier = "cheap"\ntemperature = 0\n'
+        "input_price = 1\noutput_price = 1\n"
+        '[tiers]\nladder = ["free", "cheap"]\n[routing]\nlearn_from_history = false\n'
+    )
+    fake.script("same-1", Reply(text=FIX_ADD))
+    for alias in ("fast", "careful", "careful"):
+        _run(tmp_path / alias, cfg, 0, "--model", alias)
+        shutil.rmtree(tmp_path / alias)
+
+    models = by(stats("-c", str(cfg))["models"], "model")
+    listed = by(json.loads(run_forge("models", "--json", "-c", str(cfg)).stdout)["models"], "alias")
+
+    assert [(m, r["tier"], r["calls"]) for m, r in models.items()] == [
+        ("careful", "cheap", 2),
+        ("fast", "free", 1),
+    ]
+    assert float(models["fast"]["cost_usd"]) == 0 < float(models["careful"]["cost_usd"])
+    assert (listed["fast"]["calls_7d"], listed["careful"]["calls_7d"]) == (1, 2)

@@ -123,7 +123,7 @@ def test_a_servers_error_text_is_shown_not_obeyed_in_logs_and_health(
 
     logs = forge_bytes("logs")
     assert logs.returncode == 0, logs.stderr
-    assert b"does not exist" in logs.stdout
+    assert b"unknown to the server" in logs.stdout
     assert b"\x1b" not in logs.stdout and "\x9b".encode() not in logs.stdout
     assert "␛]2;pwned".encode() in logs.stdout
     raw = json.loads(forge_bytes("logs", "--json").stdout)["attempts"][0]["error"]

@@ -589,3 +589,21 @@ def test_baseline_keeps_a_new_failure_nothing_explains(tmp_path: Path) -> None:
     done = run_forge("validate", "--baseline", "HEAD", cwd=root)
 
     assert done.returncode == 1, done.stdout
+
+
+def test_changed_or_baseline_outside_a_git_repository_is_one_clear_line(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "0"\n')
+    (plain / "plain.py").write_text("x = 1\n")
+
+    for flags, message in (
+        (["--changed"], "--changed needs git history"),
+        (["--baseline", "main"], "--baseline needs git history"),
+    ):
+        done = run_forge("validate", *flags, cwd=plain)
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            f"forge: error: {message}, and {plain.resolve()} is not inside a git repository"
+        ]

@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from forge.commands.options import ConfigOption, JsonOption
+from forge.commands.options import ConfigOption, FileOption, JsonOption
 from forge.printable import printable
 
 if TYPE_CHECKING:
-    from decimal import Decimal
-
     import anyio
     from rich.console import Console
     from rich.table import Table
@@ -52,9 +50,12 @@ def fanout(
     prompt: Annotated[
         str | None,
         typer.Argument(
-            help="The prompt (- reads it from stdin).", show_default=False, metavar="PROMPT"
+            help="The prompt; @PATH reads a file, - (or a pipe) reads stdin.",
+            show_default=False,
+            metavar="PROMPT",
         ),
     ] = None,
+    file: FileOption = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -159,14 +160,15 @@ def fanout(
     if list_runs:
         _list_runs(json_output)
         return
-    if prompt is None and input_file is None:
-        if not runs:
-            raise UsageError("give a prompt, --input prompts.jsonl, or --show RUN")
+    if runs:
+        if prompt is not None or file is not None:
+            raise UsageError(f"--show {runs[0]} prints a saved run; it takes no prompt")
         for run_id in runs:
             _show_saved(run_id, output)
         return
-    if runs:
-        raise UsageError(f"--show {runs[0]} prints a saved run; it takes no prompt")
+    if input_file is not None and (prompt is not None or file is not None):
+        raise UsageError(f"--input {input_file} runs the prompts in that file; it takes no prompt")
+    text = None if input_file is not None else _prompt_text(prompt, file)
     from forge.config import load_config
     from forge.fanout.answers import Settings
     from forge.fanout.run import plan_run
@@ -180,7 +182,7 @@ def fanout(
     if input_file is not None:
         _batch(cfg, ledger, input_file, selection, settings, output)
         return
-    assert prompt is not None
+    assert text is not None
     workspace = _workspace(validate, target, tests)
     if workspace is not None and cfg.validation.sandbox == "bwrap":
         from forge.validation.sandbox import require_bwrap
@@ -191,9 +193,7 @@ def fanout(
             "--judge and --synthesize weigh answers to one request; with --roles each role "
             "answers a different one, so run them for one role at a time"
         )
-    run, requests = plan_run(
-        cfg, ledger, _read_prompt(prompt), selection, settings, split_names([roles or ""])
-    )
+    run, requests = plan_run(cfg, ledger, text, selection, settings, split_names([roles or ""]))
     report = _run(cfg, ledger, run, requests, output, threshold, judge, synthesize)
     if workspace is not None and not run.interrupted:
         from forge.fanout.candidates import try_candidates
@@ -220,15 +220,14 @@ def _split_show(values: list[str]) -> tuple[list[str], list[str]]:
     return [n for n in names if n in VIEWS], [n for n in names if n not in VIEWS]
 
 
-def _read_prompt(prompt: str) -> str:
-    import sys
+def _prompt_text(prompt: str | None, file: Path | None) -> str:
+    from forge.commands.options import given_text
 
-    from forge.errors import UsageError
-
-    text = sys.stdin.read() if prompt == "-" else prompt
-    if not text.strip():
-        raise UsageError("the prompt is empty")
-    return text
+    usage = (
+        'give a prompt: forge fanout "PROMPT", --file PATH, @PATH, or pipe it on stdin '
+        "(or --input prompts.jsonl for a batch, --show RUN for a saved run)"
+    )
+    return given_text(prompt, file, what="prompt", usage=usage)
 
 
 def _workspace(validate: bool, target: Path | None, tests: Path | None) -> Workspace | None:
@@ -540,7 +539,9 @@ def _answers_table(
         ("cost", "right"),
         ("answer", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column != "answer", overflow="ellipsis")  # type: ignore[arg-type]
+        wrap = column == "answer"  # a refusal's reason is shown whole, on as many lines as it takes
+        overflow = "fold" if wrap else "ellipsis"
+        table.add_column(column, justify=justify, no_wrap=not wrap, overflow=overflow)  # type: ignore[arg-type]
     shown, hidden = _rows_to_show(answers, limit)
     for a in shown:
         speed = a.tokens_per_second
@@ -778,14 +779,13 @@ def _candidates_table(report: Report) -> Table:
 def _print_footer(out: Console, report: Report) -> None:
     from rich.text import Text
 
-    from forge.fanout.report import counts, usd
+    from forge.fanout.report import counts
 
     run = report.run
     tally = ", ".join(f"{n} {status}" for status, n in counts(run.answers).items())
-    cost: Decimal = run.cost_usd
     out.print(
         Text(
-            f"run {run.run_id}: {tally}; {usd(cost)}; {run.duration:.2f}s. "
+            f"run {run.run_id}: {tally}; {report.cost_text()}; {run.duration:.2f}s. "
             f"`forge fanout --show {run.run_id}` prints it again; "
             f"`forge logs --run {run.run_id}` lists its calls.",
             style="dim",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from decimal import Decimal
@@ -49,6 +50,11 @@ def _safe_console() -> type[Console]:
     from forge.printable import printable
 
     class SafeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich would exit 1 on its own; the CLI ends every command's closed pipe the same way.
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output closed the pipe")
+
         def render(
             self, renderable: RenderableType, options: ConsoleOptions | None = None
         ) -> Iterable[Segment]:

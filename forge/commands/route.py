@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from forge.commands.options import ConfigOption, JsonOption
+from forge.commands.options import ConfigOption, FileOption, JsonOption
 
 if TYPE_CHECKING:
     from forge.config import ForgeConfig
@@ -29,11 +29,10 @@ class Classifier(StrEnum):
 
 def route(
     task: Annotated[
-        str | None, typer.Argument(help="The task; '-' (or a pipe) reads it from stdin.")
+        str | None,
+        typer.Argument(help="The task; @PATH reads a file, '-' (or a pipe) reads stdin."),
     ] = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="Read the task from this file.")
-    ] = None,
+    file: FileOption = None,
     milestone: Annotated[
         Path | None,
         typer.Option("--milestone", help="Route every task of a milestone file (.md or .toml)."),
@@ -145,24 +144,10 @@ class _Session:
 
 
 def _task_text(task: str | None, file: Path | None) -> str:
-    import sys
+    from forge.commands.options import given_text
 
-    from forge.errors import UsageError
-
-    if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read the task file {file}: {exc}") from None
-    elif task == "-" or (task is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
-    elif task is None:
-        raise UsageError('give a task: forge route "TASK", --file PATH, or pipe it on stdin')
-    else:
-        text = task
-    if not text.strip():
-        raise UsageError("the task is empty")
-    return text
+    usage = 'give a task: forge route "TASK", --file PATH, @PATH, or pipe it on stdin'
+    return given_text(task, file, what="task", usage=usage)
 
 
 def _route_one(session: _Session, text: str, json_output: bool) -> None:

@@ -6,6 +6,7 @@ to stdout (`--json` for a machine).
 
 from __future__ import annotations
 
+import shlex
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -112,7 +113,7 @@ def run_milestone(
     """
     import anyio
 
-    from forge.errors import UsageError
+    from forge.errors import ExitCode, UsageError
     from forge.execution.run import RunOptions, run_plan
     from forge.routing.decision import Pins
 
@@ -165,6 +166,15 @@ def run_milestone(
                 on_start=view.start,
             )
         )
+    except KeyboardInterrupt:
+        view.stop()
+        if view.run_id is None:
+            raise  # nothing was started: there is nothing to carry on
+        again = f"forge run-milestone --resume {view.run_id}"
+        if config is not None:
+            again += f" -c {shlex.quote(str(config))}"
+        typer.echo(printable(f"forge: interrupted; to carry on: {again}"), err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     finally:
         view.stop()
     if json_output:
@@ -319,10 +329,12 @@ class _View:
         import sys
 
         self.live_table: LiveTasks | None = None
+        self.run_id: str | None = None  # once the run has started
         self.terminal = sys.stderr.isatty()
         self.json_output = json_output
 
     def start(self, run_id: str, plan: Milestone, budget: Decimal | None) -> None:
+        self.run_id = run_id
         typer.echo(f"forge: run {run_id} ({len(plan.tasks)} task(s))", err=True)
         if self.terminal:
             from forge.commands.run_view import LiveTasks
@@ -348,6 +360,7 @@ class _View:
     def stop(self) -> None:
         if self.live_table is not None:
             self.live_table.stop()
+            self.live_table = None
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -399,6 +412,8 @@ def _render(result: RunResult) -> None:
         out.print(f"stopped by the budget: {outcome.stop_reason}")
     if outcome.branch:
         out.print(f"branch to review: [bold]{outcome.branch}[/] ({(outcome.head or '')[:10]})")
+    else:
+        out.print("nothing was merged, so no branch was made")
 
 
 def _apply(result: RunResult) -> None:

@@ -172,13 +172,16 @@ def _cost(out: Console, found: Stats) -> None:
 
     c = found.cost
     unpriced = f", {c.unpriced_attempts} attempt(s) unpriced" if c.unpriced_attempts else ""
-    if c.top_tier_usd is None:
+    if not c.finished_tasks:
+        out.print(f"cost {usd(c.work_usd)}{unpriced}; no finished work to compare", markup=False)
+    elif c.top_tier_usd is None:
         out.print(f"cost {usd(c.work_usd)}{unpriced}; top tier unpriced", markup=False)
     else:
         saved = "" if c.saved is None else f" (saved {c.saved:.0%})"
         out.print(
-            f"cost {usd(c.work_usd)} vs {usd(c.top_tier_usd)} at the top tier{saved}"
-            f"; top tier {c.top_tier} priced as {c.top_model}{unpriced}",
+            f"cost {usd(c.work_usd)}{unpriced}; the {c.finished_tasks} finished task(s) "
+            f"{usd(c.finished_usd)} vs {usd(c.top_tier_usd)} at the top tier{saved}"
+            f"; top tier {c.top_tier} priced as {c.top_model}",
             markup=False,
         )
     if c.total_usd != c.work_usd or c.unpriced_calls:

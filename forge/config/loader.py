@@ -15,13 +15,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from forge.config.discovery import CONFIG_NAME, config_files
-from forge.config.schema import ForgeConfig
+from forge.config.schema import BUILTIN_TIERS, ForgeConfig
 from forge.errors import ConfigError
 
 ENV_PREFIX = "FORGE_"
 DEFAULT_SOURCE = "default"
 # Keys whose values are never echoed in an error: they may hold a secret by mistake.
 SECRET_KEYS = {"api_key_env", "headers", "api_key", "key", "token", "secret"}
+# How alike a model's tier must be to a known one to be taken for a misspelling of it ("cheep"
+# and "cheap" are 0.8; "premium-plus" and "premium" 0.74 is a tier of its own).
+TYPO_CUTOFF = 0.8
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def reference_problems(config: ForgeConfig, data: Mapping[str, Any]) -> list[tup
                     _unknown("provider", model.provider, list(config.providers)),
                 )
             )
+    problems += _misspelt_tiers(config)
     rungs = sorted(config.tier_names() | set(config.models))
     for name, ladder in config.tiers.ladders().items():
         if name not in data.get("tiers", {}):
@@ -189,6 +193,25 @@ def reference_problems(config: ForgeConfig, data: Mapping[str, Any]) -> list[tup
         alias = getattr(config.local_models, role)
         if alias is not None and alias not in config.models:
             problems.append((f"local_models.{role}", _unknown("model", alias, list(config.models))))
+    return problems
+
+
+def _misspelt_tiers(config: ForgeConfig) -> list[tuple[str, str]]:
+    """A model's tier that no ladder names and the built-in tiers do not know, but that is one
+    letter or two away from one of them: `tier = "cheep"` would leave the model out of every
+    route. A tier of one's own that resembles none (`tier = "paid"`) stays, for `--tier`."""
+    known = sorted(
+        set(BUILTIN_TIERS) | {r for ladder in config.tiers.ladders().values() for r in ladder}
+    )
+    problems: list[tuple[str, str]] = []
+    for alias, model in config.models.items():
+        if model.tier is None or model.tier in known:
+            continue
+        guess = difflib.get_close_matches(model.tier, known, n=1, cutoff=TYPO_CUTOFF)
+        if guess:
+            problems.append(
+                (f"models.{alias}.tier", f"unknown tier {model.tier!r}; did you mean {guess[0]!r}?")
+            )
     return problems
 
 

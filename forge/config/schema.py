@@ -114,8 +114,12 @@ class ModelConfig(Section):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
 
 
+# The tiers forge knows without being told, cheapest first: the default ladder.
+BUILTIN_TIERS = ("local", "free", "cheap", "premium")
+
+
 class TiersConfig(Section):
-    ladder: list[str] = ["local", "free", "cheap", "premium"]
+    ladder: list[str] = list(BUILTIN_TIERS)
     simple_edit: list[str] | None = None
     bug_fix: list[str] | None = None
     refactor: list[str] | None = None
@@ -233,6 +237,13 @@ class RoleConfig(Section):
     models: list[str] = []
 
 
+class FanoutConfig(Section):
+    """`[fanout]`: the models `forge fanout` asks when the command line names none."""
+
+    models: list[str] = []  # aliases or provider/model-id
+    tier: str | None = None  # every model of this tier, after `models`
+
+
 class ForgeConfig(Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -243,6 +254,7 @@ class ForgeConfig(Section):
     context: ContextConfig = ContextConfig()
     cost: CostConfig = CostConfig()
     roles: dict[str, RoleConfig] = {}
+    fanout: FanoutConfig = FanoutConfig()
 
     def tier_names(self) -> set[str]:
         return {m.tier for m in self.models.values() if m.tier}

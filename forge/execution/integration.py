@@ -142,8 +142,10 @@ class Integration:
         """The commits of the integration line, its base included."""
         return {base, *self.git("rev-list", f"{base}..{self.ref}").split()}
 
-    def finish(self, keep_worktrees: tuple[Path, ...] = ()) -> str:
-        """Task branches removed, `forge/<run>` at the integration head; returns the branch."""
+    def finish(self, base: str, keep_worktrees: tuple[Path, ...] = ()) -> str | None:
+        """Task branches removed, `forge/<run>` at the integration head; returns the branch.
+        A line still at `base` (nothing merged) makes no branch: there is nothing to review,
+        and `--resume` reads the line from the run's hidden ref."""
         for tree in keep_worktrees:
             subprocess.run(["git", "checkout", "--quiet", "--detach"], cwd=tree, check=False)
         prefix = f"refs/heads/{self.branch}/"
@@ -161,6 +163,8 @@ class Integration:
             )
             if done.returncode != 0:
                 raise WorkspaceError(f"git update-ref failed: {done.stderr.strip()}")
+        if self.head() == base:
+            return None
         self.git("branch", "-f", self.branch, self.head())
         return self.branch
 

@@ -1,7 +1,7 @@
 """The report of a run as plain data: what `--json` prints and the terminal view renders.
 
 Shape: `run`, `repository`, `base`, `source`, `resumed`, `state` (done / failed / stopped),
-`exit_code`, `stop_reason`, `branch` (the branch to review), `head`,
+`exit_code`, `stop_reason`, `branch` (the branch to review; null when nothing was merged), `head`,
 `uncommitted_changes_left_out`; `tasks`: one object per task with `id`, `title`, `after`,
 `state` (done, failed, skipped, stopped, not_started), `reason`, `type`, `band`, `tier` (the rung
 that finished it), `rungs_tried`, `escalations`, `attempt_count`, `attempts` (each engine attempt:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -189,6 +189,7 @@ async def run_plan(
         run_id, base = resume, saved.base
         source = saved.source
         plan, options = _saved_plan(saved.options, source), _saved_options(saved.options)
+        _some_model_usable(setup.config, plan, options.pins)
         integration = Integration(setup.root, run_id)
         integration.resume()
         on_line = integration.on_line(base)
@@ -197,6 +198,7 @@ async def run_plan(
         store.set_run_state(run_id, "running")
     else:
         run_id, base = new_run_id(), resolve_base(setup.repo, options.base)
+        _some_model_usable(setup.config, plan, options.pins)
         integration = Integration(setup.root, run_id)
         integration.start(base)
         merged, earlier = frozenset(), {}
@@ -264,7 +266,7 @@ async def run_plan(
             # else runs by now, so blocking the loop for it costs nothing.
             worktrees.close()
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
-        outcome.branch = integration.finish(kept)
+        outcome.branch = integration.finish(base, kept)
         outcome.head = integration.head()
         state = outcome.state
         top = top_tier_work(setup.config, setup.ledger, store, run_id)
@@ -307,6 +309,35 @@ def _distinct_branches(plan: Milestone) -> None:
                 f"name {name!r}; rename one of them"
             )
         seen[name] = task.id
+
+
+def _some_model_usable(
+    config: ForgeConfig, plan: Milestone, pins: Pins, env: Mapping[str, str] = os.environ
+) -> None:
+    """Before a branch or a worktree is made: some model the run may call can be called. A run
+    whose ladders hold no model, or whose every model's provider lacks its key, would make them
+    and then fail every task on the first call."""
+    rungs = {rung for ladder in config.tiers.ladders().values() for rung in ladder}
+    rungs |= {task.tier for task in plan.pending() if task.tier}
+    if pins.tier is not None:
+        rungs.add(pins.tier)
+    aliases = sorted({alias for rung in rungs for alias in config.models_in(rung)})
+    if pins.model is not None:
+        aliases = sorted({*aliases, pins.model})
+    if not aliases:
+        named = ", ".join(config.tiers.ladder)
+        raise UsageError(
+            f"no model to run the tasks with: no model in forge.toml has a tier of the ladder "
+            f"({named}) or is named on it; give a model one of these tiers"
+        )
+    unset: dict[str, list[str]] = {}
+    for alias in aliases:
+        variable = config.providers[config.models[alias].provider].api_key_env
+        if not variable or env.get(variable):
+            return
+        unset.setdefault(variable, []).append(alias)
+    missing = "; ".join(f"{name} is not set (for {', '.join(a)})" for name, a in unset.items())
+    raise UsageError(f"no model to run the tasks with can be called: {missing}")
 
 
 def _check_tiers(plan: Milestone, router: Any, pins: Pins) -> None:

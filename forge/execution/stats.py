@@ -29,13 +29,16 @@ fractions from 0 to 1, times are seconds; a value that cannot be known is null:
                            "pass_rate": float, "cost_per_attempt_usd": str | null,
                            "ladder": [str]}],
       "cost": {"total_usd": str, "unpriced_calls": int, "work_usd": str,
-               "unpriced_attempts": int, "top_tier": str | null, "top_model": str | null,
-               "top_tier_usd": str | null, "saved": float | null}
+               "unpriced_attempts": int, "finished_usd": str, "top_tier": str | null,
+               "top_model": str | null, "top_tier_usd": str | null, "saved": float | null}
     }
 
 `models` runs from the busiest model down; `tiers` follows the ladder. `ladder` in a
 recommendation is the model followed by the rungs above its tier in `[tiers] ladder` (just the
-model when its tier is not on the ladder). `saved` is 1 - work_usd / top_tier_usd.
+model when its tier is not on the ladder). A saving is claimed over finished work only:
+`finished_usd` is what the attempts of the tasks that are done cost (their failed attempts
+included), `top_tier_usd` the same attempts' tokens at the top tier's prices (null when no task
+is done or the top tier has no price), and `saved` is 1 - finished_usd / top_tier_usd.
 
 `RunSummary.as_json()` is one entry of `forge runs --json`, whose shape is `{"runs": [entry]}`:
 
@@ -255,15 +258,20 @@ class Savings:
     unpriced_calls: int = 0
     work_usd: Decimal = Decimal(0)  # the task attempts
     unpriced_attempts: int = 0
+    finished_usd: Decimal = Decimal(0)  # the attempts of the tasks that are done
+    finished_tasks: int = 0
     top_tier: str | None = None
     top_model: str | None = None
-    top_tier_usd: Decimal | None = None  # None: the top tier has no price
+    # The finished tasks' attempts at the top tier's prices; None: nothing finished, or the
+    # top tier has no price.
+    top_tier_usd: Decimal | None = None
 
     @property
     def saved(self) -> float | None:
-        if not self.top_tier_usd:
+        """Over finished work only: money spent on tasks that failed bought nothing to compare."""
+        if not self.finished_tasks or not self.top_tier_usd:
             return None
-        return float(1 - self.work_usd / self.top_tier_usd)
+        return float(1 - self.finished_usd / self.top_tier_usd)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -271,6 +279,7 @@ class Savings:
             "unpriced_calls": self.unpriced_calls,
             "work_usd": str(self.work_usd),
             "unpriced_attempts": self.unpriced_attempts,
+            "finished_usd": str(self.finished_usd),
             "top_tier": self.top_tier,
             "top_model": self.top_model,
             "top_tier_usd": _money(self.top_tier_usd),
@@ -416,6 +425,7 @@ def gather(ledger: Ledger, scope: Scope, config: ForgeConfig | None = None) -> S
     for attempt in attempts:
         by_task.setdefault((attempt.run_id, attempt.task_id), []).append(attempt)
     finished: Counter[str] = Counter()  # tasks done, by the rung of their passing attempt
+    done = {(task.run_id, task.task_id) for task in tasks if task.state == "done"}
     counts: Counter[str] = Counter()
     for task in tasks:
         tried = by_task.get((task.run_id, task.task_id), [])
@@ -441,7 +451,7 @@ def gather(ledger: Ledger, scope: Scope, config: ForgeConfig | None = None) -> S
         tiers=_tiers(finished, Counter(a.rung for a in attempts), config),
         models=_models(calls, attempts),
         recommendations=_recommendations(attempts, config),
-        cost=_savings(calls, attempts, config, ledger),
+        cost=_savings(calls, attempts, config, ledger, done),
     )
 
 
@@ -532,17 +542,26 @@ def _ladder(model: str, config: ForgeConfig | None) -> tuple[str, ...]:
 
 
 def _savings(
-    calls: list[_Call], attempts: list[_Attempt], config: ForgeConfig | None, ledger: Ledger
+    calls: list[_Call],
+    attempts: list[_Attempt],
+    config: ForgeConfig | None,
+    ledger: Ledger,
+    done: set[tuple[str, str]],
 ) -> Savings:
     settled = [c for c in calls if c.status == "settled" and c.outcome != "refused"]
-    tokens_in = sum(a.input_tokens for a in attempts)
-    tokens_out = sum(a.output_tokens for a in attempts)
-    top = top_tier(config, ledger, tokens_in, tokens_out) if config is not None else None
+    finished = [a for a in attempts if (a.run_id, a.task_id) in done]
+    tokens_in = sum(a.input_tokens for a in finished)
+    tokens_out = sum(a.output_tokens for a in finished)
+    top = None
+    if config is not None and finished:
+        top = top_tier(config, ledger, tokens_in, tokens_out)
     return Savings(
         total_usd=sum((c.cost_usd for c in settled if c.cost_usd is not None), Decimal(0)),
         unpriced_calls=sum(c.cost_usd is None for c in settled),
         work_usd=sum((a.cost_usd for a in attempts if a.cost_usd is not None), Decimal(0)),
         unpriced_attempts=sum(a.cost_usd is None for a in attempts),
+        finished_usd=sum((a.cost_usd for a in finished if a.cost_usd is not None), Decimal(0)),
+        finished_tasks=len(done),
         top_tier=config.tiers.ladder[-1] if config is not None and config.tiers.ladder else None,
         top_model=top[0] if top else None,
         top_tier_usd=top[1] if top else None,

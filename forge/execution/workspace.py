@@ -9,6 +9,7 @@ the user asks to keep it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -513,3 +514,6 @@ class WorktreePool:
             shutil.rmtree(path, ignore_errors=True)
         if paths or self._dropped:
             worktree(self.repo, "prune")
+        # The run's folder goes too, unless it holds a worktree kept by --keep-worktrees.
+        with contextlib.suppress(OSError):
+            (worktrees_home() / branch_part(self.run_id)).rmdir()

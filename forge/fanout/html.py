@@ -88,7 +88,7 @@ def report_html(report: Report) -> str:
 def _notes(report: Report) -> str:
     run = report.run
     parts = [f"{len(run.answers)} models asked", f"{len(run.answered())} answered"]
-    parts.append(f"total cost {usd(run.cost_usd)}")
+    parts.append(f"total cost {report.cost_text()}")
     parts.append(f"{run.duration:.2f}s")
     if run.interrupted:
         parts.append("interrupted: unfinished answers were cancelled")

@@ -38,6 +38,32 @@ class Report:
     def answer(self, key: str) -> Answer:
         return next(a for a in self.run.answers if a.key == key)
 
+    def cost_parts(self) -> dict[str, Decimal | None]:
+        """What the run spent on the answers, the judge and the synthesis (those asked for);
+        None where a call was made whose price is unknown."""
+        parts: dict[str, Decimal | None] = {"answers": self.run.cost_usd}
+        if self.verdict is not None:
+            parts["judge"] = self.verdict.cost_usd
+        if self.synthesis is not None:
+            parts["synthesis"] = self.synthesis.cost_usd
+        return parts
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Everything the run spent: the answers, and the judge's and synthesiser's calls."""
+        return sum((c for c in self.cost_parts().values() if c is not None), Decimal(0))
+
+    def cost_text(self) -> str:
+        """`$0.0011 (answers $0.000002, judge $0.001098)`: the total, then its parts."""
+        parts = self.cost_parts()
+        if len(parts) == 1:
+            return usd(self.cost_usd)
+        shown = ", ".join(
+            f"{name} {usd(cost) if cost is not None else 'unpriced'}"
+            for name, cost in parts.items()
+        )
+        return f"{usd(self.cost_usd)} ({shown})"
+
 
 def build_report(run: FanoutRun, threshold: float = DEFAULT_THRESHOLD) -> Report:
     """The comparison of a run: across all its answers, or within each role."""
@@ -80,7 +106,10 @@ def report_json(report: Report) -> dict[str, Any]:
         "duration_s": round(run.duration, 3),
         "interrupted": run.interrupted,
         "deadline_passed": run.deadline_passed,
-        "cost_usd": str(run.cost_usd),
+        "cost_usd": str(report.cost_usd),
+        "cost_parts_usd": {
+            name: None if cost is None else str(cost) for name, cost in report.cost_parts().items()
+        },
         "counts": counts(run.answers),
         "answers": [answer_json(a) for a in run.answers],
     }
@@ -171,6 +200,7 @@ def report_markdown(report: Report) -> str:
     if run.settings.system:
         out += ["**System:**", "", _quote(run.settings.system), ""]
     out += _markdown_table(run.answers)
+    out += ["", f"Total cost: {report.cost_text()}."]
     notes = _run_notes(run)
     if notes:
         out += ["", *notes]
@@ -322,14 +352,14 @@ def _run_notes(run: FanoutRun) -> list[str]:
 
 
 def summary_line(a: Answer) -> str:
-    """What a table shows in its answer column: the first line, or the cause of a failure."""
+    """What a table shows in its answer column: the first line (cut to fit), or the cause of a
+    failure whole, since a cut cause hides what to do about it."""
     if a.status is Status.OK and not normalise(a.text):
-        line = "(empty: left out of the comparison)"
-    elif a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
+        return "(empty: left out of the comparison)"
+    if a.status in (Status.OK, Status.STREAMING) or (a.status is Status.LATE and a.text):
         line = a.first_line
-    else:
-        line = a.cause or ""
-    return line if len(line) <= FIRST_LINE_WIDTH else line[: FIRST_LINE_WIDTH - 1] + "…"
+        return line if len(line) <= FIRST_LINE_WIDTH else line[: FIRST_LINE_WIDTH - 1] + "…"
+    return " ".join((a.cause or "").split())  # one paragraph, wrapped by the table
 
 
 def usd(value: Decimal | None) -> str:

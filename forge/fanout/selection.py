@@ -21,7 +21,11 @@ class Selection:
 
 
 def select(config: ForgeConfig, selection: Selection, ledger: Ledger | None = None) -> list[Target]:
-    """The targets, each once, in the order asked; an unknown name is a usage error."""
+    """The targets, each once, in the order asked; an unknown name is a usage error.
+
+    With no models, tiers or --all, the `[fanout]` defaults of forge.toml are asked."""
+    if not (selection.models or selection.tiers or selection.every):
+        selection = _configured(config, selection)
     refs = list(selection.models)
     for tier in selection.tiers:
         found = config.models_in(tier)
@@ -32,9 +36,28 @@ def select(config: ForgeConfig, selection: Selection, ledger: Ledger | None = No
     if selection.every:
         refs += list(config.models) + _discovered(config, ledger)
     if not refs:
-        raise UsageError("choose the models to ask: -m a,b,c, --tier NAME or --all")
+        raise UsageError(_how_to_choose(config))
     targets = _resolve(config, refs)
     return targets[: selection.cap] if selection.cap else targets
+
+
+def _configured(config: ForgeConfig, selection: Selection) -> Selection:
+    defaults = config.fanout
+    tiers = (defaults.tier,) if defaults.tier else ()
+    return Selection(tuple(defaults.models), tiers, False, selection.cap)
+
+
+def _how_to_choose(config: ForgeConfig) -> str:
+    """The error when no model is chosen, with the TOML that would choose them for next time."""
+    aliases = list(config.models)[:3] or ["MODEL", "OTHER"]
+    tiers = sorted(config.tier_names())
+    listed = ", ".join(f'"{a}"' for a in aliases)
+    return (
+        "choose the models to ask: -m a,b,c, --tier NAME or --all; or name the ones to ask by "
+        "default in forge.toml:\n\n"
+        f"[fanout]\nmodels = [{listed}]\n"
+        f'# or every model of a tier: tier = "{tiers[0] if tiers else "free"}"'
+    )
 
 
 def split_names(values: Sequence[str]) -> tuple[str, ...]:

@@ -678,7 +678,15 @@ class ModelClient:
                 f"set input_price and output_price in [models.{target.alias}] "
                 "(or run `forge models --discover`)",
             )
-        limits = Limits(cost.daily_stop, cost.run_budget_usd, provider.requests_per_day)
+        # A call that cannot cost anything (priced at $0, or a local model without prices) is
+        # never refused by a budget, however far over it the day is; a provider's request quota
+        # still counts it. A model that reported a cost in this run is no longer taken as free.
+        free = amount == 0 and target.alias not in self._overcharged
+        limits = Limits(
+            None if free else cost.daily_stop,
+            None if free else cost.run_budget_usd,
+            provider.requests_per_day,
+        )
         outcome = await anyio.to_thread.run_sync(
             partial(
                 self.ledger.reserve,

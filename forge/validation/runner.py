@@ -37,7 +37,7 @@ from forge.validation.tools import (
     python_choice_stamp,
     python_environment_probe,
 )
-from forge.validation.tree import Listing, listing, repository_root
+from forge.validation.tree import Listing, git_root, listing, repository_root
 from forge.validation.types import PythonUsed, Stage, Status, ValidationReport, ValidatorResult
 from forge.validation.validator import Context, Parsed, Validator
 
@@ -127,6 +127,7 @@ def validate(
     scope = path.resolve()
     if not scope.is_dir():
         raise UsageError(f"{path} is not a folder")
+    _in_git_for_refs(scope, options)
     if sandboxed(settings, options):
         require_bwrap(_asking(options))  # before anything runs
     repo_root = repository_root(scope)
@@ -531,6 +532,20 @@ def _git(repo_root: Path, *args: str) -> str:
     if done.returncode != 0:
         raise UsageError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
     return done.stdout
+
+
+def _in_git_for_refs(scope: Path, options: Options) -> None:
+    """--changed and --baseline name git refs: outside a repository, one line, not git's usage."""
+    asked = [
+        flag
+        for flag, ref in (("--changed", options.changed_since), ("--baseline", options.baseline))
+        if ref is not None
+    ]
+    if asked and git_root(scope) is None:
+        needs = "needs" if len(asked) == 1 else "need"
+        raise UsageError(
+            f"{' and '.join(asked)} {needs} git history, and {scope} is not inside a git repository"
+        )
 
 
 def _changed_files(repo_root: Path, base: str) -> tuple[str, ...]:
