@@ -262,7 +262,9 @@ def llama_server(workdir: Path, context: int) -> Iterator[str]:
     binary, model = install_llama_server()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    command = [str(binary), "-m", str(model), "--alias", LLAMA_ALIAS, "--chat-template", "gemma"]
+    command = [str(binary), "-m", str(model), "--alias", LLAMA_ALIAS]
+    # Gemma's chat template, built in (with Jinja on, the name would be read as a template).
+    command += ["--no-jinja", "--chat-template", "gemma"]
     command += ["-t", "1", "-c", str(context), "-np", "1", "--seed", "7"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with serving(command, "/health", port, workdir / "llama-server.log") as url:

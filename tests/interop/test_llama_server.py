@@ -17,8 +17,8 @@ from tests.interop.real_servers import LLAMA_ALIAS
 
 pytestmark = pytest.mark.interop
 
-# A prompt far over 1,024 tokens, however the model's tokenizer cuts it.
-LONG_PROMPT = "Summarise this list. " + " ".join(f"item-{n} is number {n};" for n in range(900))
+# About 1,500 of Gemma's tokens: over the small window, inside the wide one.
+LONG_PROMPT = "Summarise this list. " + " ".join(f"item-{n} is number {n};" for n in range(125))
 
 
 def write_config(tmp_path: Path, small: str, wide: str, extra: str = "") -> Path:
@@ -33,7 +33,7 @@ discover = "openai"
 
 [providers.llama-messages]
 api = "anthropic"
-base_url = "{small}"
+base_url = "{small}/v1"
 
 [providers.llama-wide]
 base_url = "{wide}/v1"
@@ -86,9 +86,10 @@ def test_discovery_reads_the_served_model_and_its_context(
     done = forge("models", "--discover", "--json", "--config", str(config))
 
     assert done.returncode == 0, done.stderr
-    found = [m for m in json.loads(done.stdout)["models"] if not m["configured"]]
-    assert [(m["provider"], m["model_id"]) for m in found] == [("llama", LLAMA_ALIAS)]
-    assert found[0]["context_window"] == 1024, "the window the server runs with (/props n_ctx)"
+    served = [m for m in json.loads(done.stdout)["models"] if m["provider"] == "llama"]
+    assert [m["model_id"] for m in served] == [LLAMA_ALIAS]
+    assert served[0]["alias"] == "small", "the served model is the one configured as `small`"
+    assert served[0]["context_window"] == 1024, "the window the server runs with (/props n_ctx)"
 
 
 def test_health_checks_the_model_over_both_apis(
@@ -197,6 +198,8 @@ tier = "free"
 context_window = 4096
 max_output_tokens = 200
 temperature = 0
+input_price = 0
+output_price = 0
 
 [tiers]
 ladder = ["local", "free"]
