@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import email.utils
 import ipaddress
 import re
@@ -175,7 +176,7 @@ def _message(body: Any, fallback: str) -> str:
         return fallback
     err = body.get("error", body)
     if isinstance(err, dict) and err.get("message"):
-        return str(err["message"])[:MAX_MESSAGE]
+        return _unwrapped(str(err["message"])[:MAX_MESSAGE])
     if isinstance(err, str) and err:
         return err
     detail = body.get("detail")
@@ -184,6 +185,22 @@ def _message(body: Any, fallback: str) -> str:
     if isinstance(detail, list) and detail:
         return "; ".join(_validation_item(item) for item in detail[:5])
     return fallback
+
+
+def _unwrapped(message: str) -> str:
+    """LiteLLM's proxy passes some errors on as the printed Python dict of the router's error
+    (`{'error': '/chat/completions: Invalid model name ...'}`): the words inside it."""
+    text = message.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return message
+    try:
+        inner = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return message
+    if not isinstance(inner, dict):
+        return message
+    found = _message(inner, "")
+    return found if found and found != text else message
 
 
 def _validation_item(item: Any) -> str:
