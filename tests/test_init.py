@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import tomllib
 from collections.abc import Iterator
 from decimal import Decimal
@@ -214,11 +213,8 @@ def test_ollama_host_is_read_like_ollama_reads_it(host: str, root: str) -> None:
     assert ollama_root({"OLLAMA_HOST": host}) == root
 
 
-async def test_no_ollama_means_no_models_quickly() -> None:
-    started = time.monotonic()
-
+async def test_no_ollama_means_no_models() -> None:
     assert await find_ollama_models(f"http://127.0.0.1:{closed_port()}") == []
-    assert time.monotonic() - started < 1
 
 
 async def test_a_silent_server_times_out_to_no_models() -> None:
