@@ -89,3 +89,29 @@ def test_the_proxys_mock_errors_are_rows_with_their_cause(litellm_url: str, tmp_
     assert flaky["attempts"] > 1, "a server error is retried"
     assert throttled["status"] == "failed" and throttled["error_kind"] == "rate_limit"
     assert "mock rate limit error" in throttled["cause"]
+
+
+def test_the_proxys_anthropic_api_whole_and_its_in_band_stream_error(
+    litellm_url: str, tmp_path: Path
+) -> None:
+    """LiteLLM 1.80's `/v1/messages` answers a mock model whole, but a stream of one is a
+    single `data: {"error": ...}` event (the proxy fails inside its own stream). forge streams:
+    the health check and the fan-out are failures in the proxy's words, never an answer."""
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        f'[providers.messages]\napi = "anthropic"\nbase_url = "{litellm_url}/v1"\n'
+        'api_key_env = "LITELLM_KEY"\n\n'
+        '[models.a]\nprovider = "messages"\nid = "mock-a"\ntier = "local"\n',
+        encoding="utf-8",
+    )
+
+    health = forge("models", "--health", "--json", "--config", str(config))
+    code, answers = fanout(config, "a")
+
+    check = json.loads(health.stdout)["models"][0]["health"]
+    assert health.returncode == 4 and check["ok"] is False  # no model answered
+    assert "__aiter__" in check["error"]
+    assert code == 4, "the only model gave no answer"
+    answer = answers["a"]
+    assert answer["status"] == "failed" and answer["text"] in ("", None), answer
+    assert "__aiter__" in answer["cause"], "the proxy's own error, shown"
