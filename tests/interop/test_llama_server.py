@@ -5,8 +5,6 @@ overflows its context, and a run-milestone task that a 270M model cannot do."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 
 from tests.conftest import run_forge
 from tests.interop.real_servers import LLAMA_ALIAS
+from tests.test_run_milestone import git, python_repo
 
 pytestmark = pytest.mark.interop
 
@@ -152,48 +151,18 @@ def test_a_model_id_the_server_does_not_check_still_reaches_its_one_model(
     assert code == 0 and answers["typo"]["status"] == "ok"
 
 
-CALC = "def add(a: int, b: int) -> int:\n    return a - b\n"
-TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-PYPROJECT = '[project]\nname = "calc"\nversion = "0.1.0"\n\n[tool.pytest.ini_options]\n'
-PYPROJECT += 'pythonpath = ["."]\n'
-AUTHOR = {
-    "GIT_AUTHOR_NAME": "Dev",
-    "GIT_AUTHOR_EMAIL": "dev@example.com",
-    "GIT_COMMITTER_NAME": "Dev",
-    "GIT_COMMITTER_EMAIL": "dev@example.com",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **AUTHOR}
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_run_milestone_with_the_real_model_retries_escalates_and_reports(
     llama_urls: tuple[str, str], tmp_path: Path
 ) -> None:
-    """A 270M model does not fix the bug (or answers in no edit format at all). forge retries
-    with the failure in hand, moves on when the small window overflows, escalates, and ends
-    with a clear report: exit 1, nothing merged, the user's checkout untouched."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name, text in {
-        "calc.py": CALC,
-        "tests/test_calc.py": TESTS,
-        "pyproject.toml": PYPROJECT,
-    }.items():
-        (repo / name).parent.mkdir(exist_ok=True)
-        (repo / name).write_text(text)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "start")
+    """A 270M model does not fix the bug (or answers in no edit format at all). forge repairs,
+    retries with the failure in hand, escalates, and ends with a clear report: exit 1, nothing
+    merged, the user's checkout untouched."""
+    repo = python_repo(tmp_path)  # add() subtracts; its test says so
     head = git(repo, "rev-parse", "HEAD")
-    extra = """
+    extra = f"""
 [models.next]
 provider = "llama-wide"
-id = "gemma-3-270m"
+id = "{LLAMA_ALIAS}"
 tier = "free"
 context_window = 4096
 max_output_tokens = 200
