@@ -102,3 +102,13 @@ def run_forge(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+# A throw-away PostgreSQL server for the team ledger's tests, started only by the tests that ask.
+from tests.postgres_server import (  # noqa: E402
+    postgres_database,
+    postgres_server,
+    postgres_url,
+)
+
+__all__ = ["postgres_database", "postgres_server", "postgres_url"]

@@ -61,6 +61,10 @@ def _settings(loaded: LoadedConfig, env: Mapping[str, str]) -> Iterator[Setting]
     for key, value in _leaves(loaded.config.model_dump(), ""):
         if key.endswith(".proxy") and isinstance(value, str):
             value = PROXY_PASSWORD.sub(r"\1***@", value)
+        if key == "ledger.url" and isinstance(value, str):
+            from forge.ledger.url import mask_url
+
+            value = mask_url(value)
         variable_set = bool(env.get(value)) if key.endswith(".api_key_env") else None
         yield Setting(key, value, loaded.source_of(key), variable_set)
 

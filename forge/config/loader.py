@@ -21,7 +21,9 @@ from forge.errors import ConfigError
 ENV_PREFIX = "FORGE_"
 DEFAULT_SOURCE = "default"
 # Keys whose values are never echoed in an error: they may hold a secret by mistake.
-SECRET_KEYS = {"api_key_env", "headers", "api_key", "key", "token", "secret"}
+SECRET_KEYS = {"api_key_env", "headers", "api_key", "key", "token", "secret", "url"}
+# Environment variables named as users expect rather than by the FORGE_SECTION__KEY rule.
+ENV_ALIASES = {"FORGE_LEDGER_URL": "ledger.url"}
 # How alike a model's tier must be to a known one to be taken for a misspelling of it ("cheep"
 # and "cheap" are 0.8; "premium-plus" and "premium" 0.74 is a tier of its own).
 TYPO_CUTOFF = 0.8
@@ -127,7 +129,10 @@ def _merge(
 
 
 def _env_key(name: str) -> str | None:
-    """FORGE_COST__DAILY_BUDGET_USD -> cost.daily_budget_usd; other FORGE_* names are not config."""
+    """FORGE_COST__DAILY_BUDGET_USD -> cost.daily_budget_usd, FORGE_LEDGER_URL -> ledger.url;
+    other FORGE_* names are not config."""
+    if name in ENV_ALIASES:
+        return ENV_ALIASES[name]
     if not name.startswith(ENV_PREFIX) or "__" not in name:
         return None
     parts = name[len(ENV_PREFIX) :].lower().split("__")

@@ -206,6 +206,8 @@ class CostConfig(Section):
     stop_threshold_usd: Usd | None = None
     run_budget_usd: Usd | None = None
     max_premium_calls_per_day: Annotated[int, Field(ge=0)] | None = None
+    # Whose day the daily budget is on a shared (PostgreSQL) ledger: each person's, or the team's.
+    scope: Literal["user", "team"] = "user"
 
     @model_validator(mode="after")
     def _ordered(self) -> CostConfig:
@@ -228,6 +230,28 @@ class CostConfig(Section):
             return self.warn_threshold_usd
         stop = self.daily_stop
         return None if stop is None else stop * Decimal("0.8")
+
+
+class LedgerConfig(Section):
+    """`[ledger]`: where the ledger lives. Unset: SQLite in forge's home (one person); a
+    `postgresql://` URL: a team's shared database (FORGE_LEDGER_URL overrides)."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else None
+        if scheme not in ("postgresql", "postgres"):
+            # Never echo the value: it may hold the database's password.
+            found = "no scheme" if scheme is None else f"the scheme {scheme[:20]!r}"
+            raise ValueError(
+                "expected a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL (leave it unset "
+                f"for the local SQLite ledger), found {found}"
+            )
+        return value
 
 
 class RoleConfig(Section):
@@ -263,6 +287,7 @@ class ForgeConfig(Section):
     validation: ValidationConfig = ValidationConfig()
     context: ContextConfig = ContextConfig()
     cost: CostConfig = CostConfig()
+    ledger: LedgerConfig = LedgerConfig()
     roles: dict[str, RoleConfig] = {}
     fanout: FanoutConfig = FanoutConfig()
     execution: ExecutionConfig = ExecutionConfig()
