@@ -38,6 +38,7 @@ def ray_node(
     """Start or join a Ray cluster as a node for run-milestone --executor ray."""
     import json
     import os
+    import shlex
     import sys
 
     from forge.config import load_config
@@ -54,9 +55,10 @@ def ray_node(
         typer.echo(printable(f"forge: {line}"), err=True)
     command = [sys.executable, "-m", "ray.scripts.scripts", "start"]
     command += ["--head"] if head else ["--address", str(address)]
-    command += ["--resources", json.dumps(probe.resources()), *(ray_args or [])]
+    resources = json.dumps(probe.resources(), separators=(",", ":"))
+    command += ["--resources", resources, *(ray_args or [])]
     if dry_run:
-        typer.echo(" ".join(command))
+        typer.echo(shlex.join(command))
         return
     sys.stdout.flush()
     sys.stderr.flush()

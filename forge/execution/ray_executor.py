@@ -72,6 +72,7 @@ def connect(address: str | None) -> Any:
     if ray.is_initialized():
         return ray
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    _cluster_messages_to_stderr(ray)
     try:
         ray.init(
             address=target,
@@ -86,6 +87,21 @@ def connect(address: str | None) -> Any:
             "`forge ray-node --head`, join nodes with `forge ray-node --address HEAD:PORT`)"
         ) from None
     return ray
+
+
+def _cluster_messages_to_stderr(ray: Any) -> None:
+    """Ray prints the cluster's events (a node lost, a raylet ended) on the driver's standard
+    output, where `--json` puts forge's report: they go to standard error instead."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "forge_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.forge_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr  # type: ignore[union-attr]
 
 
 class RayTasks:

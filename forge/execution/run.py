@@ -330,18 +330,13 @@ def _cluster_ready(config: ForgeConfig, options: RunOptions, address: str | None
 
 
 def require_shared_ledger(config: ForgeConfig) -> None:
-    url = _ledger_url(config)
-    if not (url or "").startswith(("postgresql://", "postgres://")):
+    from forge.ledger.url import is_postgres
+
+    if not is_postgres(config.ledger.url):
         raise UsageError(
             "--executor ray needs a ledger every node shares, so one budget holds across "
             'machines: set [ledger] url = "postgresql://..." in forge.toml (or FORGE_LEDGER_URL)'
         )
-
-
-def _ledger_url(config: ForgeConfig) -> str | None:
-    ledger = getattr(config, "ledger", None)
-    url = getattr(ledger, "url", None)
-    return url if isinstance(url, str) else os.environ.get("FORGE_LEDGER_URL")
 
 
 def top_tier_work(config: ForgeConfig, ledger: Any, store: RunStore, run_id: str) -> Any:
