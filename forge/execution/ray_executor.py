@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -135,6 +136,7 @@ class RayTasks:
         self._remote = self.ray.remote(run_remote)
         self._base_object: Any = None
         self._increments: dict[str, Any] = {}  # head -> object ref, the latest few
+        self._shipping_lock = threading.Lock()
         self._identity = _identity(self.repo_dir)
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
@@ -252,15 +254,15 @@ class RayTasks:
 
     def _objects(self, head: str) -> tuple[Any, Any]:
         """The base bundle's object (put once) and the one for `head`'s newer commits."""
-        if self._base_object is None:
-            self._base_object = self.ray.put(self.shipping.base_bundle())
-        if head == self.base:
-            return self._base_object, None
-        if head not in self._increments:
-            data = self.shipping.increment(head)
-            self._increments = {**dict(list(self._increments.items())[-3:]), head: None}
-            self._increments[head] = self.ray.put(data)
-        return self._base_object, self._increments[head]
+        with self._shipping_lock:  # tasks starting together share each object
+            if self._base_object is None:
+                self._base_object = self.ray.put(self.shipping.base_bundle())
+            if head == self.base:
+                return self._base_object, None
+            if head not in self._increments:
+                latest = dict(list(self._increments.items())[-3:])
+                self._increments = {**latest, head: self.ray.put(self.shipping.increment(head))}
+            return self._base_object, self._increments[head]
 
     def _emit(self, task: MilestoneTask, stage: str, message: str) -> None:
         self.on_event(TaskEvent(task_id=task.id, stage=stage, message=message))
