@@ -21,7 +21,7 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     from forge.ledger import Ledger
 
     cfg = load_config(config).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(cfg)
     month_start = time.mktime((*time.localtime()[:2], 1, 0, 0, 0, 0, 0, -1))
     month = ledger.attempts(limit=None, since=month_start)
     day = time.strftime("%Y-%m-%d")
