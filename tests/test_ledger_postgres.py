@@ -67,8 +67,12 @@ def settled_by_user(url: str) -> dict[str, Decimal]:
 def test_two_machines_three_processes_each_never_pass_the_team_stop(
     fake: FakeProvider, tmp_path: Path, postgres_database: str
 ) -> None:
-    """2 machines x 3 processes x 50 concurrent calls, one $3 stop for the team."""
-    fake.script("alpha-1", Reply(text="ok", output_tokens=100, ttft=0.3))
+    """2 machines x 3 processes x 50 concurrent calls, one $3 stop for the team.
+
+    The fake reports more input tokens than the prompt could make, so forge charges each call
+    its reservation: spend is then exactly what was reserved, and a reservation that was not
+    atomic across the six processes would show as settled spend past the stop."""
+    fake.script("alpha-1", Reply(text="ok", input_tokens=100_000, output_tokens=100, ttft=0.3))
     config = team_config(tmp_path, fake.url)
     worker = str(ROOT / "tests" / "budget_worker.py")
     processes = [
@@ -96,7 +100,9 @@ def test_two_machines_three_processes_each_never_pass_the_team_stop(
     assert refused and all("stop threshold" in o["why"] for o in refused)
     assert all("the team's spend today" in o["why"] for o in refused)
     spent = sum((Decimal(o["cost"]) for o in ok), Decimal(0))
-    assert Decimal(0) < spent <= STOP
+    assert spent <= STOP, f"settled ${spent} past the ${STOP} stop"
+    most = max(Decimal(o["cost"]) for o in ok)
+    assert spent > STOP - most, "the stop was reached: the calls it refused did not fit"
     assert len(fake.requests) == len(ok), "a refused call is never sent"
 
     # The database holds every call, sent or refused, with who made it and where.
