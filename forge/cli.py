@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from forge import __version__
 from forge.commands import config as config_cmd
+from forge.commands import ledger as ledger_cmd
 from forge.errors import ExitCode, ForgeError
 
 # name: (module, function, the first line of its docstring, which `forge --help` shows).
@@ -193,6 +194,7 @@ def _root(
 
 
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(ledger_cmd.app, name="ledger")
 
 
 def main() -> None:

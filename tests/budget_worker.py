@@ -28,7 +28,8 @@ async def main(config_path: str, calls: int, prompt: str | None = None) -> None:
         else:
             outcomes.append({"outcome": "ok", "cost": str(done.cost.usd)})
 
-    async with ModelClient(config, ledger=Ledger.open()) as client, anyio.create_task_group() as g:
+    ledger = Ledger.configured(config)  # [ledger] url or FORGE_LEDGER_URL: a shared one
+    async with ModelClient(config, ledger=ledger) as client, anyio.create_task_group() as g:
         for index in range(calls):
             g.start_soon(one, client, index)
     print(json.dumps(outcomes))

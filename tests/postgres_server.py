@@ -134,10 +134,14 @@ class PostgresServer:
         self.create_database(DATABASE)
 
     def start(self) -> None:
-        """Start (or start again) on the same port and data; returns once it takes connections."""
+        """Start (or start again) on the same port and data; returns once it takes connections.
+
+        fsync is off (an operating system crash may lose data; a killed server does not), but
+        commits stay synchronous: a commit acknowledged must survive `restart()`, as on a real
+        server, or a test of a restarted database would see rows vanish."""
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c fsync=off -c full_page_writes=off -c max_connections=100"
         )
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,

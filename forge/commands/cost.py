@@ -4,16 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 from forge.commands.options import ConfigOption, JsonOption
 
 if TYPE_CHECKING:
-    from forge.ledger.store import AttemptRow
+    from forge.ledger.store import AttemptRow, Ledger
 
 
-def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """Spend today and this month, grouped by provider, model and tier, against the budget."""
+class By(StrEnum):
+    PROVIDER = "provider"
+    MODEL = "model"
+    TIER = "tier"
+    USER = "user"
+
+
+def cost(
+    config: ConfigOption = None,
+    by: Annotated[
+        list[By] | None,
+        typer.Option(
+            "--by", help="Group by this only (repeat for more); `user`: a team's spend per person."
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Spend today and this month, grouped by provider, model and tier, against the budget.
+
+    On a team's shared ledger the budget line is the day of `[cost] scope`: yours, or the team's.
+    """
     import time
 
     from forge.commands.output import console, print_json, usd
@@ -21,12 +43,14 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     from forge.ledger import Ledger
 
     cfg = load_config(config).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(cfg)
     month_start = time.mktime((*time.localtime()[:2], 1, 0, 0, 0, 0, 0, -1))
     month = ledger.attempts(limit=None, since=month_start)
     day = time.strftime("%Y-%m-%d")
     today = [r for r in month if time.strftime("%Y-%m-%d", time.localtime(r.started_at)) == day]
     spend = ledger.spend_today()
+    ledger.close()
+    whose = _whose(ledger, cfg.cost.scope)
     budget = {
         "daily_budget_usd": cfg.cost.daily_budget_usd,
         "warn_threshold_usd": cfg.cost.daily_warn,
@@ -38,6 +62,8 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
         else max(Decimal(0), cfg.cost.daily_stop - spend.settled - spend.held),
     }
     report = {
+        "ledger": ledger.where,
+        "budget_of": whose,
         "budget": {k: None if v is None else str(v) for k, v in budget.items()},
         "today": _as_json(_groups(today)),
         "month": _as_json(_groups(month)),
@@ -50,7 +76,8 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     out = console()
     stop = cfg.cost.daily_stop
     out.print(
-        f"Today: {usd(spend.settled)} spent, {usd(spend.held)} held by calls in flight"
+        (f"Today ({whose}): " if ledger.shared else "Today: ")
+        + f"{usd(spend.settled)} spent, {usd(spend.held)} held by calls in flight"
         + (f", stop at {usd(stop)}" if stop is not None else ", no daily limit")
         + (f", {usd(budget['left_today_usd'])} left" if stop is not None else "")
     )
@@ -65,10 +92,12 @@ def cost(config: ConfigOption = None, json_output: JsonOption = False) -> None:
             Column("unpriced calls", drop=2),
             title=title,
         )
-        for by in ("provider", "model", "tier"):
-            for name, g in groups[by].items():
+        for group in by or list(By):
+            if group is By.USER and not by and not ledger.shared:
+                continue  # one person's ledger: the user rows would repeat the total
+            for name, g in groups[group].items():
                 table.add_row(
-                    by,
+                    group.value,
                     name,
                     str(g.calls),
                     f"{g.input_tokens}/{g.output_tokens}",
@@ -99,13 +128,30 @@ class Tally:
 
 
 def _groups(rows: list[AttemptRow]) -> dict[str, dict[str, Tally]]:
-    groups: dict[str, dict[str, Tally]] = {"provider": {}, "model": {}, "tier": {}}
+    groups: dict[str, dict[str, Tally]] = {by.value: {} for by in By}
     for r in rows:
         if r.outcome == "refused":
             continue
-        for by, name in (("provider", r.provider), ("model", r.model), ("tier", r.tier or "-")):
+        names = {
+            "provider": r.provider,
+            "model": r.model,
+            "tier": r.tier or "-",
+            "user": r.username or "-",
+        }
+        for by, name in names.items():
             groups[by].setdefault(name, Tally()).add(r)
     return groups
+
+
+def _whose(ledger: Ledger, scope: str) -> str:
+    """Whose day the budget line counts: this person's, or a shared ledger's team's."""
+    if not ledger.shared:
+        return "this machine"
+    if scope == "team":
+        return "the team"
+    from forge.ledger.store import user_name
+
+    return user_name()
 
 
 def _as_json(groups: dict[str, dict[str, Tally]]) -> dict[str, dict[str, dict[str, object]]]:

@@ -184,7 +184,7 @@ def fanout(
     from forge.ledger import Ledger
 
     cfg = load_config(config).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(cfg)
     settings = Settings(system, temperature, max_tokens, deadline, attempts)
     selection = Selection(split_names(model or []), split_names(tier or []), every, cap)
     if input_file is not None:

@@ -21,10 +21,15 @@ def logs(
     from dataclasses import asdict
 
     from forge.commands.output import console, print_json, seconds, usd
+    from forge.config import load_config
     from forge.ledger import Ledger
     from forge.printable import printable
 
-    rows = Ledger.open().attempts(limit=count, model=model, run_id=run)
+    ledger = Ledger.configured(load_config(config).config)
+    try:
+        rows = ledger.attempts(limit=count, model=model, run_id=run)
+    finally:
+        ledger.close()
     if json_output:
         print_json({"attempts": [asdict(r) | {"cost_usd": _text(r.cost_usd)} for r in rows]})
         return

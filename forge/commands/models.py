@@ -53,7 +53,7 @@ def models(
     if model is not None and not reset:
         raise UsageError(f"a MODEL ({model!r}) goes with --reset: forge models --reset {model}")
     cfg = load_config(config).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(cfg)
     notes: list[str] = []
     reset_done = _reset(cfg, ledger, model) if reset else None
     if reset_done is not None and not json_output:

@@ -120,7 +120,7 @@ class _Session:
         config = load_config(config_path).config
         if use_model:
             router_model(config)  # no router configured: a usage error before any work
-        ledger = Ledger.open()
+        ledger = Ledger.configured(config)
         codebase = codebase_at(Path.cwd())
         repo = str(codebase.root if codebase else Path.cwd().resolve())
         router = Router(load_fleet(config, ledger, repo))

@@ -255,7 +255,7 @@ def _model_plan(goal: str, model: str, config_path: Path | None, yes: bool) -> M
     tree = module_tree(list_files(repository_root(Path.cwd())))
 
     async def ask() -> Milestone:
-        async with ModelClient(config, ledger=Ledger.open()) as client:
+        async with ModelClient(config, ledger=Ledger.configured(config)) as client:
             return await plan_with_model(client, model, goal, context=tree)
 
     plan = anyio.run(ask)
@@ -296,7 +296,7 @@ def _dry_run(
     from forge.routing.fleet import load_fleet
 
     config = load_config(config_path).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(config)
     codebase = codebase_at(Path.cwd())
     repo = str(codebase.root if codebase else Path.cwd().resolve())
     router = Router(load_fleet(config, ledger, repo))

@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from forge.commands.options import JsonOption
+from forge.commands.options import ConfigOption, JsonOption
 
 
 def runs(
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many runs.")] = 20,
+    config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first: state, start, duration, source, tasks and cost.
@@ -26,10 +27,11 @@ def runs(
 
     from forge.commands.output import console, print_json, usd
     from forge.commands.tables import Column, FittedTable
+    from forge.config import load_config
     from forge.execution.stats import list_runs
     from forge.ledger import Ledger
 
-    ledger = Ledger.open()
+    ledger = Ledger.configured(load_config(config).config)
     try:
         found = list_runs(ledger, count)
     finally:

@@ -40,7 +40,7 @@ def stats(
     if since is not None:
         day_start(since)  # a bad date is a usage error before anything is read
     cfg = load_config(config).config
-    ledger = Ledger.open()
+    ledger = Ledger.configured(cfg)
     try:
         found = gather(ledger, Scope(run_id=run, since_day=since), cfg)
     finally:

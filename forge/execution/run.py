@@ -155,7 +155,7 @@ def _open(config_path: Path | None, pins: Pins) -> _Setup:
     _sandbox_ready(config)
     repo = open_repository(Path.cwd())
     root = Path(repo.working_dir)
-    ledger = Ledger.open()
+    ledger = Ledger.configured(config)
     codebase = codebase_at(root)
     router = Router(load_fleet(config, ledger, str(codebase.root if codebase else root)))
     router.check(pins)
@@ -409,10 +409,15 @@ def _check_tiers(plan: Milestone, router: Any, pins: Pins) -> None:
 
 
 def _resumable(saved: RunRow, root: Path) -> None:
-    from forge.ledger.store import pid_alive
+    from forge.ledger.store import host_name, pid_alive
 
     if Path(saved.repo) != root:
         raise UsageError(f"run {saved.run_id} belongs to {saved.repo}; resume it from there")
+    if saved.state == "running" and saved.host not in (None, host_name()):
+        raise UsageError(
+            f"run {saved.run_id} is marked running on {saved.host} (process {saved.pid}): "
+            "resume it there, or once that process has ended"
+        )
     if saved.state == "running" and saved.pid and pid_alive(saved.pid):
         raise UsageError(f"run {saved.run_id} is still running (process {saved.pid})")
     if saved.state == "done":

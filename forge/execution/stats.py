@@ -50,7 +50,6 @@ is done or the top tier has no price), and `saved` is 1 - finished_usd / top_tie
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -62,7 +61,7 @@ from forge.errors import UsageError
 from forge.execution.store import RunStore
 from forge.fanout.stats import percentile
 from forge.ledger.pricing import MILLION, Prices
-from forge.ledger.store import Ledger, connect
+from forge.ledger.store import Database, Ledger, column, host_name
 from forge.routing.history import RouteHistory
 
 if TYPE_CHECKING:
@@ -345,13 +344,13 @@ class _Attempt:
     task_type: str | None
 
 
-def _runs(db: sqlite3.Connection, scope: Scope) -> list[str]:
+def _runs(db: Database, scope: Scope) -> list[str]:
     where, args = scope.runs_where()
     rows = db.execute(f"SELECT run_id FROM runs WHERE {where} ORDER BY started_at", args)
     return [r["run_id"] for r in rows]
 
 
-def _calls(db: sqlite3.Connection, scope: Scope) -> list[_Call]:
+def _calls(db: Database, scope: Scope) -> list[_Call]:
     where, args = scope.runs_where()
     rows = db.execute(
         "SELECT model, tier, outcome, status, latency_s, ttft_s, input_tokens, output_tokens, "
@@ -375,7 +374,7 @@ def _calls(db: sqlite3.Connection, scope: Scope) -> list[_Call]:
     ]
 
 
-def _attempts(db: sqlite3.Connection, scope: Scope) -> list[_Attempt]:
+def _attempts(db: Database, scope: Scope) -> list[_Attempt]:
     where, args = scope.runs_where()
     rows = db.execute(
         "SELECT a.run_id, a.task_id, a.rung, a.model, a.input_tokens, a.output_tokens, "
@@ -414,7 +413,7 @@ def _prepare(ledger: Ledger) -> RunStore:
 def gather(ledger: Ledger, scope: Scope, config: ForgeConfig | None = None) -> Stats:
     """Everything `forge stats` shows; `config` prices the top tier and completes ladders."""
     store = _prepare(ledger)
-    with connect(ledger.path) as db:
+    with ledger.reading() as db:
         run_ids = _runs(db, scope)
         if scope.run_id is not None and not run_ids:
             raise UsageError(f"no run {scope.run_id!r} in the ledger (see `forge runs`)")
@@ -635,7 +634,7 @@ def list_runs(ledger: Ledger, limit: int | None = None) -> list[RunSummary]:
     newest = "SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC"
     if limit is not None:
         newest += f" LIMIT {int(limit)}"
-    with connect(ledger.path) as db:
+    with ledger.reading() as db:
         runs = db.execute(
             f"SELECT * FROM runs WHERE run_id IN ({newest}) ORDER BY started_at DESC, rowid DESC"
         ).fetchall()
@@ -650,18 +649,18 @@ def list_runs(ledger: Ledger, limit: int | None = None) -> list[RunSummary]:
     return [_summary(run, states, costs) for run in runs]
 
 
-def _live_state(run: sqlite3.Row) -> str:
-    """A run still marked running whose process is gone crashed or was killed: resumable."""
+def _live_state(run: Any) -> str:
+    """A run still marked running whose process is gone crashed or was killed: resumable.
+    On a shared ledger only the runs of this host can be asked about (a pid is a host's)."""
     from forge.ledger.store import pid_alive
 
-    if run["state"] == "running" and run["pid"] and not pid_alive(int(run["pid"])):
+    here = column(run, "host") in (None, host_name())
+    if run["state"] == "running" and run["pid"] and here and not pid_alive(int(run["pid"])):
         return "crashed"
     return str(run["state"])
 
 
-def _summary(
-    run: sqlite3.Row, states: Iterable[sqlite3.Row], costs: Iterable[sqlite3.Row]
-) -> RunSummary:
+def _summary(run: Any, states: Iterable[Any], costs: Iterable[Any]) -> RunSummary:
     run_id = run["run_id"]
     by_state = Counter({r["state"]: r["n"] for r in states if r["run_id"] == run_id})
     mine = [r["cost_usd"] for r in costs if r["run_id"] == run_id]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from forge.ledger.store import SideTables
+from forge.ledger.store import SideTables, column
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -79,6 +79,7 @@ class RunRow:
     finished_at: float | None
     options: dict[str, Any]  # the plan's tasks and the options it ran with, for --resume
     pid: int | None = None  # the process running it (or that last ran it)
+    host: str | None = None  # where that process runs (shared ledgers only)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class RunStore(SideTables):
             finished_at=row["finished_at"],
             options=json.loads(row["options"]),
             pid=row["pid"],
+            host=column(row, "host"),
         )
 
     # -- tasks -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ counting and is marked `abandoned`, never deleted.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -22,11 +23,14 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from forge.errors import ExitCode, ForgeError
 from forge.home import forge_home
 from forge.providers.types import TRUNCATED, Cost, Target, Usage
+
+if TYPE_CHECKING:
+    from forge.config.schema import ForgeConfig
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -60,13 +64,49 @@ CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL);
 
 # Columns added since the first ledgers were written; an older file gets them on open.
 ADDED_COLUMNS = {
-    "attempts": {"finish_reason": "TEXT", "note": "TEXT"},
+    "attempts": {"finish_reason": "TEXT", "note": "TEXT", "username": "TEXT"},
     "breakers": {"last_kind": "TEXT"},
 }
 # What the ledger keeps of a provider's error message: enough to read, never megabytes.
 MAX_ERROR_CHARS = 4000
 
-HOST = socket.gethostname()
+
+def host_name() -> str:
+    """The machine a row comes from: FORGE_HOST (a CI runner's name, say), else the host name."""
+    return os.environ.get("FORGE_HOST") or socket.gethostname()
+
+
+def user_name() -> str:
+    """Who made a call: FORGE_USER, else the login name (a shared ledger sums spend by it)."""
+    try:
+        return os.environ.get("FORGE_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, as in some containers
+        return f"uid{os.getuid()}"
+
+
+HOST = host_name()
+
+
+class Rows(Protocol):
+    """What a statement returns on either backend (an sqlite3 or a psycopg cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """A connection as the modules that keep tables in the ledger use it: `?` placeholders,
+    rows readable by column name and by position, on SQLite or on PostgreSQL."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Rows: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Rows: ...
 
 
 def add_missing_columns(db: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
@@ -154,6 +194,8 @@ class AttemptRow:
     status: str
     finish_reason: str | None = None
     note: str | None = None  # e.g. why the provider's usage was not trusted
+    username: str | None = None  # who made the call (None in rows older than the column)
+    host: str | None = None
 
     @property
     def truncated(self) -> bool:
@@ -182,7 +224,7 @@ class Spend:
     sent_by_provider: dict[str, int] = field(default_factory=dict)
 
 
-def _count(spend: Spend, row: sqlite3.Row, sign: Literal[1, -1]) -> None:
+def _count(spend: Spend, row: Any, sign: Literal[1, -1]) -> None:
     """What one attempt row adds to a spend: sent unless refused, then held while reserved,
     else its cost (or one unpriced call)."""
     if row["outcome"] == "refused":
@@ -213,6 +255,12 @@ def _tokens(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
         return value
     return None
+
+
+def column(row: Any, name: str) -> Any:
+    """`row[name]`, or None when the row has no such column (a table from an older forge, or
+    a column only a shared ledger has). `in row` would look among the values, not the names."""
+    return row[name] if name in row.keys() else None  # noqa: SIM118
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -287,8 +335,44 @@ class Ledger:
                 time.sleep(0.05)
 
     @classmethod
-    def open(cls, env: Mapping[str, str] | None = None) -> Ledger:
-        return cls(ledger_home(env) / "ledger.db")
+    def open(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+        scope: Literal["user", "team"] = "user",
+    ) -> Ledger:
+        """The ledger `url` names (`[ledger] url`), else FORGE_LEDGER_URL's, else the SQLite
+        file in forge's home. `scope` is `[cost] scope`: whose day a shared ledger's daily
+        budget is (one person's, or the team's)."""
+        url = url or (os.environ if env is None else env).get("FORGE_LEDGER_URL") or None
+        if url is None:
+            return cls(ledger_home(env) / "ledger.db")
+        from forge.ledger.url import is_postgres, mask_url
+
+        if not is_postgres(url):
+            raise LedgerError(
+                f"FORGE_LEDGER_URL / [ledger] url: expected a postgresql:// URL, found "
+                f"{mask_url(url)[:40]!r}"
+            )
+        from forge.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(url, home=ledger_home(env), scope=scope)
+
+    @classmethod
+    def configured(cls, config: ForgeConfig) -> Ledger:
+        """The ledger a configuration names (`[ledger] url`, `[cost] scope`)."""
+        return cls.open(url=config.ledger.url, scope=config.cost.scope)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other people's and machines' calls are in this ledger (PostgreSQL)."""
+        return False
+
+    @property
+    def where(self) -> str:
+        """Where the ledger is, fit to print (a URL's password never is)."""
+        return str(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -309,14 +393,14 @@ class Ledger:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[Database]:
         """A write transaction on the ledger's own connection, for the tables other modules
         keep in its file (SideTables). One connection for all of them: opening one per row cost
         the event loop a millisecond or more, and another connection's commit made this one
         drop its spend totals (PRAGMA data_version) and count them again on the next call."""
         return self._write()
 
-    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+    def reading(self) -> AbstractContextManager[Database]:
         """The ledger's connection for reads only: no transaction, so nothing waits on them
         (in WAL mode a read takes no lock other writers would wait for)."""
         return self._read()
@@ -325,7 +409,7 @@ class Ledger:
         """Run `statements` (CREATE ... IF NOT EXISTS) once per ledger for the tables `name`."""
         if name in self._side_tables:
             return
-        with self._write() as db:
+        with self.transaction() as db:
             for statement in statements:
                 db.execute(statement)
         self._side_tables.add(name)
@@ -371,8 +455,8 @@ class Ledger:
                 return refusal
             db.execute(
                 "UPDATE attempts SET status='reserved', reserved_usd=?, expires_at=?, pid=?, "
-                "host=? WHERE id=?",
-                (str(amount), now + hold_seconds, os.getpid(), HOST, row),
+                "host=?, username=? WHERE id=?",
+                (str(amount), now + hold_seconds, os.getpid(), HOST, user_name(), row),
             )
             self._account(db, row, +1)
             return Reservation(row, amount)
@@ -601,13 +685,13 @@ class Ledger:
         sql = f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(sql, args).fetchall()
         return [_row(r) for r in rows]
 
     def model_stats(self, since: float) -> dict[str, ModelStats]:
         """Sent attempts per model alias since `since`: count, errors, median latency."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
                 "SELECT model, outcome, latency_s FROM attempts "
                 "WHERE started_at >= ? AND outcome IN ('ok', 'error')",
@@ -658,7 +742,7 @@ class Ledger:
             )
 
     def breakers(self) -> dict[tuple[str, str], SavedBreaker]:
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute("SELECT * FROM breakers").fetchall()
         return {
             (r["provider"], r["model"]): SavedBreaker(
@@ -670,7 +754,7 @@ class Ledger:
     def clear_breakers(self, provider: str | None = None, model: str | None = None) -> int:
         """Forget saved breaker state: every model's, or one (provider, model id)'s. Returns
         how many models had some."""
-        with self._write() as db:
+        with self.transaction() as db:
             if provider is None:
                 cursor = db.execute("DELETE FROM breakers")
             else:
@@ -690,7 +774,7 @@ class Ledger:
                 )
 
     def discovered(self) -> dict[str, list[dict[str, Any]]]:
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute("SELECT * FROM discovered ORDER BY provider, model_id").fetchall()
         found: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
@@ -731,14 +815,14 @@ class SideTables:
         self.path = ledger.path
         ledger.create_tables(type(self).__qualname__, self.SCHEMA)
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _connect(self) -> AbstractContextManager[Database]:
         return self.ledger.transaction()
 
-    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _reading(self) -> AbstractContextManager[Database]:
         return self.ledger.reading()
 
 
-def _row(r: sqlite3.Row) -> AttemptRow:
+def _row(r: Any) -> AttemptRow:
     return AttemptRow(
         id=r["id"],
         run_id=r["run_id"],
@@ -761,4 +845,6 @@ def _row(r: sqlite3.Row) -> AttemptRow:
         status=r["status"],
         finish_reason=r["finish_reason"],
         note=r["note"],
+        username=r["username"],
+        host=r["host"],
     )
