@@ -138,6 +138,11 @@ class RayTasks:
         self._increments: dict[str, Any] = {}  # head -> object ref, the latest few
         self._shipping_lock = threading.Lock()
         self._identity = _identity(self.repo_dir)
+        # The node's calls are the user's: a shared ledger's rows and a `scope = "user"`
+        # budget count them against the person who started the run, not the node's login.
+        from forge.ledger.store import user_name
+
+        self._runtime_env = {"env_vars": {"FORGE_USER": user_name()}}
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
@@ -202,7 +207,11 @@ class RayTasks:
         lost = ray.exceptions
         while True:
             ref = self._remote.options(
-                num_cpus=CPUS_PER_TASK, resources=needs, max_retries=0, retry_exceptions=False
+                num_cpus=CPUS_PER_TASK,
+                resources=needs,
+                max_retries=0,
+                retry_exceptions=False,
+                runtime_env=self._runtime_env,
             ).remote(job, [base], increment)
             try:
                 result: RemoteResult = await asyncio.wrap_future(ref.future())

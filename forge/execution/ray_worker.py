@@ -207,7 +207,7 @@ def _engine(
 
 
 def open_ledger(config: ForgeConfig) -> Any:
-    """The ledger every node and the driver share."""
+    """The ledger every node and the driver share (the run requires a PostgreSQL one)."""
     from forge.ledger import Ledger
 
-    return Ledger.open()
+    return Ledger.configured(config)
