@@ -66,6 +66,7 @@ class RayCluster:
             "FORGE_HOME": str(home / "forge-home"),
             "HOME": str(home),
             "XDG_CONFIG_HOME": str(home / ".config"),
+            "FORGE_HOST": name,  # a shared ledger's rows say which node made each call
         }
 
     def add_worker(self, name: str, cpus: int = 1) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -152,6 +153,7 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "FORGE_USER": "alice", "FORGE_HOST": "driver"},
     )
     try:
         wait_for(
@@ -178,6 +180,14 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
         assert git(repo, "show", f"{branch}:mod_{task_id}.py") == module(task_id, 2)
     # The user's branch, index and tree are as they were, byte for byte.
     assert checkout_state(repo) == before
+    # Every node wrote its calls to the one shared ledger, as the user who started the run.
+    logs = run_forge("logs", "--run", report["run"], "--json", "-n", "50", "-c", str(cfg), cwd=repo)
+    calls = [c for c in json.loads(logs.stdout)["attempts"] if c["outcome"] == "ok"]
+    assert sorted(c["model"] for c in calls) == [f"m{n}" for n in range(1, len(IDS) + 1)]
+    assert {c["username"] for c in calls} == {"alice"}
+    assert {c["host"] for c in calls} <= {"steady", "doomed"} and "steady" in {
+        c["host"] for c in calls
+    }
     # No task branch or shipping ref is left behind.
     assert git(repo, "for-each-ref", "refs/forge/ship", f"refs/heads/{branch}/") == ""
 

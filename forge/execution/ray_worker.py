@@ -84,15 +84,16 @@ def run_remote(job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> 
     events: list[TaskEvent] = []
     task_home = folder / "tasks" / f"{branch_part(job.task.id)}-{secrets.token_hex(4)}"
     try:
-        outcome = anyio.run(_engine_run, job, clone, task_home, events.append)
+        own = _own_repository(clone, task_home / "repo", job.identity)
+        outcome = anyio.run(_engine_run, job, own, clone, task_home / "trees", events.append)
+        bundle = None
+        if outcome.state == "done" and outcome.commit is not None:
+            branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
+            from forge.execution.bundles import make_bundle
+
+            bundle = make_bundle(own, branch, outcome.commit, since=job.head)
     finally:
         shutil.rmtree(task_home, ignore_errors=True)
-    bundle = None
-    if outcome.state == "done" and outcome.commit is not None:
-        branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
-        from forge.execution.bundles import make_bundle
-
-        bundle = make_bundle(clone, branch, outcome.commit, since=job.head)
     # Paths of this node mean nothing to the driver; its validation report is redone there.
     outcome = replace(outcome, worktree=None, report=None)
     return RemoteResult(
@@ -137,7 +138,8 @@ def _git(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> Path:
-    """The node's clone of the run, holding `job.head`."""
+    """The node's clone of the run, holding `job.head`: made once per node and run, then
+    only ever given objects (under the node's lock), never a worktree."""
     folder.mkdir(parents=True, exist_ok=True)
     clone = folder / "repo"
     with _locked(folder / "lock"):
@@ -148,15 +150,14 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], increment: bytes |
             shutil.rmtree(fresh, ignore_errors=True)
             fresh.mkdir()
             _git(fresh, "init", "--quiet")
+            # Tasks' repositories borrow its objects: nothing may prune them.
+            _git(fresh, "config", "gc.auto", "0")
             take_bundle(fresh, ray.get(base_ref[0]), BASE_REF)
             # A checkout of the base: what the route's analysis reads, as it reads the user's
             # checkout on one machine.
             done = _git(fresh, "checkout", "--quiet", "--detach", job.base)
             if done.returncode != 0:
                 raise ForgeError(f"cannot check out the run's base: {done.stderr.strip()}")
-            if job.identity is not None:
-                _git(fresh, "config", "user.name", job.identity[0])
-                _git(fresh, "config", "user.email", job.identity[1])
             fresh.rename(clone)
         has_head = _git(clone, "cat-file", "-e", f"{job.head}^{{commit}}").returncode == 0
         if not has_head:
@@ -166,18 +167,34 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], increment: bytes |
     return clone
 
 
-async def _engine_run(job: RemoteJob, clone: Path, task_home: Path, on_event: Any) -> TaskOutcome:
+def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
+    """The task's own repository, borrowing the node clone's objects (`clone --shared`): its
+    worktree, branch and refs are its own, so tasks side by side on a node never see each
+    other's worktrees come and go (git trips over a worktree half made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _git(path.parent, "clone", "--quiet", "--shared", "--no-checkout", str(clone), path.name)
+    if done.returncode != 0:
+        raise ForgeError(f"cannot make the task's repository: {done.stderr.strip()}")
+    if identity is not None:
+        _git(path, "config", "user.name", identity[0])
+        _git(path, "config", "user.email", identity[1])
+    return path
+
+
+async def _engine_run(
+    job: RemoteJob, own: Path, clone: Path, trees: Path, on_event: Any
+) -> TaskOutcome:
     from git import Repo
 
     from forge.execution.workspace import WorktreePool
     from forge.providers.client import ModelClient
 
-    repo = Repo(clone)
-    worktrees = WorktreePool(repo, job.run_id, home=task_home)
+    repo = Repo(own)
+    worktrees = WorktreePool(repo, job.run_id, home=trees)
     ledger = open_ledger(job.config)
     try:
         async with ModelClient(job.config, ledger=ledger, run_id=job.run_id) as client:
-            engine = _engine(job, repo, ledger, client, worktrees, on_event)
+            engine = _engine(job, repo, clone, ledger, client, worktrees, on_event)
             return await engine.run(job.task, job.head)
     finally:
         worktrees.close()
@@ -185,7 +202,13 @@ async def _engine_run(job: RemoteJob, clone: Path, task_home: Path, on_event: An
 
 
 def _engine(
-    job: RemoteJob, repo: Any, ledger: Any, client: Any, worktrees: Any, on_event: Any
+    job: RemoteJob,
+    repo: Any,
+    clone: Path,
+    ledger: Any,
+    client: Any,
+    worktrees: Any,
+    on_event: Any,
 ) -> TaskEngine:
     from forge.execution.engine import TaskEngine
     from forge.routing.codebase import codebase_at
@@ -199,7 +222,7 @@ def _engine(
         client=client,
         router=router,
         repo=repo,
-        codebase=codebase_at(Path(repo.working_dir)),
+        codebase=codebase_at(clone),  # checked out at the run's base, as the user's checkout
         settings=job.settings,
         on_event=on_event,
         worktrees=worktrees,
