@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,7 +30,7 @@ import anyio
 import anyio.to_thread
 
 from forge.errors import ForgeError, UsageError
-from forge.execution.bundles import Shipping, take_bundle
+from forge.execution.bundles import Piece, Shipping, take_bundle
 from forge.execution.engine import TaskEvent
 from forge.execution.placement import repository_toolchains, task_needs
 from forge.execution.workspace import branch_part
@@ -132,11 +131,8 @@ class RayTasks:
         self.repo_dir = Path(repo.working_dir)
         self.run_id = settings.run_id
         self.base = base
-        self.shipping = Shipping(self.repo_dir, self.run_id, base)
+        self.shipping = Shipping(self.repo_dir, self.run_id, base, self.ray.put)
         self._remote = self.ray.remote(run_remote)
-        self._base_object: Any = None
-        self._increments: dict[str, Any] = {}  # head -> object ref, the latest few
-        self._shipping_lock = threading.Lock()
         self._identity = _identity(self.repo_dir)
         # The node's calls are the user's: a shared ledger's rows and a `scope = "user"`
         # budget count them against the person who started the run, not the node's login.
@@ -162,7 +158,7 @@ class RayTasks:
         needs = task_needs(self.config, decision, self.toolchains)
         self._placeable(task, needs)
         shipped = time.monotonic()
-        base_object, increment = await anyio.to_thread.run_sync(self._objects, base)
+        base_object, pieces = await anyio.to_thread.run_sync(self._objects, base)
         shipped = time.monotonic() - shipped
         from forge import __version__
 
@@ -178,7 +174,7 @@ class RayTasks:
             version=__version__,
         )
         self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
-        result = await self._until_it_returns(task, job, needs, base_object, increment)
+        result = await self._until_it_returns(task, job, needs, base_object, pieces)
         for event in result.events:
             self.on_event(event)
         outcome = result.outcome
@@ -201,7 +197,7 @@ class RayTasks:
         return outcome
 
     async def _until_it_returns(
-        self, task: MilestoneTask, job: Any, needs: dict[str, float], base: Any, increment: Any
+        self, task: MilestoneTask, job: Any, needs: dict[str, float], base: Any, pieces: Any
     ) -> RemoteResult:
         ray = self.ray
         lost = ray.exceptions
@@ -212,7 +208,7 @@ class RayTasks:
                 max_retries=0,
                 retry_exceptions=False,
                 runtime_env=self._runtime_env,
-            ).remote(job, [base], increment)
+            ).remote(job, [base], pieces)
             try:
                 result: RemoteResult = await asyncio.wrap_future(ref.future())
                 return result
@@ -261,17 +257,9 @@ class RayTasks:
                 "join a node that has it with `forge ray-node` (it says what each node lacks)"
             )
 
-    def _objects(self, head: str) -> tuple[Any, Any]:
-        """The base bundle's object (put once) and the one for `head`'s newer commits."""
-        with self._shipping_lock:  # tasks starting together share each object
-            if self._base_object is None:
-                self._base_object = self.ray.put(self.shipping.base_bundle())
-            if head == self.base:
-                return self._base_object, None
-            if head not in self._increments:
-                latest = dict(list(self._increments.items())[-3:])
-                self._increments = {**latest, head: self.ray.put(self.shipping.increment(head))}
-            return self._base_object, self._increments[head]
+    def _objects(self, head: str) -> tuple[Any, list[Piece]]:
+        """The base bundle's object (put once) and the pieces of the line up to `head`."""
+        return self.shipping.base_object(), self.shipping.pieces(head)
 
     def _emit(self, task: MilestoneTask, stage: str, message: str) -> None:
         self.on_event(TaskEvent(task_id=task.id, stage=stage, message=message))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forge.errors import ForgeError
-from forge.execution.bundles import take_bundle
+from forge.execution.bundles import Piece, take_bundle
 from forge.execution.workspace import branch_part
 
 if TYPE_CHECKING:
@@ -65,9 +65,10 @@ class NodeMismatch(ForgeError):
     """The node cannot run the driver's work as the driver would (another forge version)."""
 
 
-def run_remote(job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> RemoteResult:
-    """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list so that
-    Ray does not fetch it for a node whose clone already has the base."""
+def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> RemoteResult:
+    """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list, and
+    `pieces` hold the line's newer commits as objects: Ray fetches none of them by itself, so
+    a node takes only what its clone lacks."""
     import anyio
 
     from forge import __version__
@@ -79,21 +80,17 @@ def run_remote(job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> 
         )
     started = time.monotonic()
     folder = run_folder(job.run_id)
-    clone = _clone(folder, job, base_ref, increment)
+    clone = _clone(folder, job, base_ref, pieces)
     cloned = time.monotonic() - started
     events: list[TaskEvent] = []
-    task_home = folder / "tasks" / f"{branch_part(job.task.id)}-{secrets.token_hex(4)}"
-    try:
-        own = _own_repository(clone, task_home / "repo", job.identity)
-        outcome = anyio.run(_engine_run, job, own, clone, task_home / "trees", events.append)
-        bundle = None
-        if outcome.state == "done" and outcome.commit is not None:
-            branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
-            from forge.execution.bundles import make_bundle
+    kept = _kept_for(job, folder, clone)
+    outcome = anyio.run(_engine_run, job, kept, clone, events.append)
+    bundle = None
+    if outcome.state == "done" and outcome.commit is not None:
+        branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
+        from forge.execution.bundles import make_bundle
 
-            bundle = make_bundle(own, branch, outcome.commit, since=job.head)
-    finally:
-        shutil.rmtree(task_home, ignore_errors=True)
+        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head)
     # Paths of this node mean nothing to the driver; its validation report is redone there.
     outcome = replace(outcome, worktree=None, report=None)
     return RemoteResult(
@@ -104,6 +101,51 @@ def run_remote(job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> 
         seconds=time.monotonic() - started,
         clone_seconds=cloned,
     )
+
+
+@dataclass
+class _Kept:
+    """What one Ray worker process keeps between the tasks of a run it runs one after another
+    (Ray reuses a worker process, one task at a time): its own repository and worktrees, moved
+    from task to task as on one machine, the ledger's connection and the run's router."""
+
+    run_id: str
+    own: Path
+    repo: Any
+    worktrees: Any
+    ledger: Any
+    router: Any
+
+    def close(self) -> None:
+        self.worktrees.close()
+        self.ledger.close()
+        shutil.rmtree(self.own.parent, ignore_errors=True)
+
+
+_KEPT: list[_Kept] = []  # at most one: this process's, for the run it last worked for
+
+
+def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
+    from git import Repo
+
+    from forge.execution.workspace import WorktreePool
+    from forge.routing.decision import Router
+    from forge.routing.fleet import load_fleet
+
+    if _KEPT and _KEPT[0].run_id == job.run_id:
+        return _KEPT[0]
+    while _KEPT:
+        _KEPT.pop().close()
+    home = folder / "workers" / f"{os.getpid()}-{secrets.token_hex(4)}"
+    own = _own_repository(clone, home / "repo", job.identity)
+    repo = Repo(own)
+    ledger = open_ledger(job.config)
+    router = Router(load_fleet(job.config, ledger, job.repo_key))
+    kept = _Kept(
+        job.run_id, own, repo, WorktreePool(repo, job.run_id, home=home / "trees"), ledger, router
+    )
+    _KEPT.append(kept)
+    return kept
 
 
 def run_folder(run_id: str) -> Path:
@@ -137,15 +179,15 @@ def _git(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=False)
 
 
-def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], increment: bytes | None) -> Path:
+def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Path:
     """The node's clone of the run, holding `job.head`: made once per node and run, then
     only ever given objects (under the node's lock), never a worktree."""
+    import ray
+
     folder.mkdir(parents=True, exist_ok=True)
     clone = folder / "repo"
     with _locked(folder / "lock"):
         if not (clone / ".git").is_dir():
-            import ray
-
             fresh = folder / f"repo-{os.getpid()}"
             shutil.rmtree(fresh, ignore_errors=True)
             fresh.mkdir()
@@ -159,12 +201,23 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], increment: bytes |
             if done.returncode != 0:
                 raise ForgeError(f"cannot check out the run's base: {done.stderr.strip()}")
             fresh.rename(clone)
-        has_head = _git(clone, "cat-file", "-e", f"{job.head}^{{commit}}").returncode == 0
-        if not has_head:
-            if increment is None:
-                raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
-            take_bundle(clone, increment, f"{HEADS_REFS}/{job.head}")
+        lacking: list[Piece] = []
+        for piece in reversed(pieces):  # newest first, down to what the clone has
+            if _has(clone, piece.head):
+                break
+            lacking.append(piece)
+            if _has(clone, piece.since):
+                break
+        lacking.reverse()
+        for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
+            take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
+        if not _has(clone, job.head):
+            raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
     return clone
+
+
+def _has(clone: Path, commit: str) -> bool:
+    return _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
@@ -181,51 +234,28 @@ def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -
     return path
 
 
-async def _engine_run(
-    job: RemoteJob, own: Path, clone: Path, trees: Path, on_event: Any
-) -> TaskOutcome:
-    from git import Repo
-
-    from forge.execution.workspace import WorktreePool
+async def _engine_run(job: RemoteJob, kept: _Kept, clone: Path, on_event: Any) -> TaskOutcome:
     from forge.providers.client import ModelClient
 
-    repo = Repo(own)
-    worktrees = WorktreePool(repo, job.run_id, home=trees)
-    ledger = open_ledger(job.config)
-    try:
-        async with ModelClient(job.config, ledger=ledger, run_id=job.run_id) as client:
-            engine = _engine(job, repo, clone, ledger, client, worktrees, on_event)
-            return await engine.run(job.task, job.head)
-    finally:
-        worktrees.close()
-        ledger.close()
+    async with ModelClient(job.config, ledger=kept.ledger, run_id=job.run_id) as client:
+        engine = _engine(job, kept, clone, client, on_event)
+        return await engine.run(job.task, job.head)
 
 
-def _engine(
-    job: RemoteJob,
-    repo: Any,
-    clone: Path,
-    ledger: Any,
-    client: Any,
-    worktrees: Any,
-    on_event: Any,
-) -> TaskEngine:
+def _engine(job: RemoteJob, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
     from forge.execution.engine import TaskEngine
     from forge.routing.codebase import codebase_at
-    from forge.routing.decision import Router
-    from forge.routing.fleet import load_fleet
 
-    router = Router(load_fleet(job.config, ledger, job.repo_key))
     return TaskEngine(
         config=job.config,
-        ledger=ledger,
+        ledger=kept.ledger,
         client=client,
-        router=router,
-        repo=repo,
+        router=kept.router,
+        repo=kept.repo,
         codebase=codebase_at(clone),  # checked out at the run's base, as the user's checkout
         settings=job.settings,
         on_event=on_event,
-        worktrees=worktrees,
+        worktrees=kept.worktrees,
     )
 
 
