@@ -298,3 +298,50 @@ def test_ray_node_says_what_this_machine_lacks_and_joins_with_what_it_has(
     resources = json.loads(command[command.index("--resources") + 1])
     assert sorted(resources) == ["forge_key_RAYTEST_SET_KEY", "forge_python"]
     assert "sk-set-here" not in done.stdout + done.stderr
+
+
+def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    repo = six_module_repo(tmp_path)
+    fake.script("m1-1", Reply(text=raise_value("a")))
+    fake.script("m2-1", Reply(text=raise_value("b"), ttft=30.0), Reply(text=raise_value("b")))
+    fake.script("m3-1", Reply(text=raise_value("c")))
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    plan = tmp_path / "three.toml"
+    plan.write_text(
+        "".join(
+            f'[[task]]\nid = "{t}"\ntitle = "Raise value_{t} to 2"\ntier = "t{n}"\n'
+            f'files = ["mod_{t}.py"]\nafter = {json.dumps(["a"] if t != "a" else [])}\n\n'
+            for n, t in enumerate("abc", 1)
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "driver.log"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            # b asks its model only once a is merged: the driver dies with a on the line and b
+            # mid-task on a node.
+            wait_for(lambda: fake.requests_for("m2-1"), "task b to ask its model")
+        finally:
+            driver.kill()
+            driver.wait()
+    run_id = log.read_text().split()[2]
+
+    done = run_forge("run-milestone", "--resume", run_id, "--json", "-c", str(cfg), cwd=repo)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["resumed"] is True
+    tasks = {t["id"]: t for t in report["tasks"]}
+    assert {t: v["state"] for t, v in tasks.items()} == dict.fromkeys("abc", "done")
+    assert tasks["a"]["reason"] == "merged before the run resumed"
+    assert len(fake.requests_for("m1-1")) == 1  # a was not redone
+    assert merged_once(repo, report["branch"]) == ["a", "b", "c"]
