@@ -289,6 +289,9 @@ def test_ledger_copy_moves_local_history_once(
     assert [(r["run"], r["state"]) for r in json.loads(runs.stdout)["runs"]] == [
         ("run-local", "done")
     ]
+    stats = run_forge("stats", "--json", env=team)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["tasks"]["done"] == 1
 
 
 def _a_local_run(path: Path) -> None:
