@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from forge.testing.fake_provider import FakeProvider, Reply
 from tests.conftest import run_forge
 from tests.postgres_server import PASSWORD, PostgresServer
 from tests.test_budget import STOP, pricey_config
+
+# One PostgreSQL cluster for the file: its tests run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("postgres")
 
 ROOT = Path(__file__).parents[1]
 MACHINES = {"alice": "host-a", "bob": "host-b"}
