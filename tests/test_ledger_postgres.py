@@ -129,7 +129,8 @@ def test_two_machines_three_processes_each_never_pass_the_team_stop(
     assert per_person == by_user
     table = run_forge("cost", "--by", "user", "--config", str(config), env=alice)
     assert "Today (the team)" in table.stdout
-    assert "alice" in table.stdout and "bob" in table.stdout
+    # Whoever spent is named (on a busy machine one machine's processes may take the whole day).
+    assert by_user and all(user in table.stdout for user in by_user), table.stdout
     assert PASSWORD not in shown.stdout + shown.stderr + table.stdout + table.stderr
     assert "***" in report["ledger"]
 
