@@ -19,6 +19,17 @@ from forge.validation.tree import git_root
 GENERIC_STEMS = frozenset({"mod", "lib", "main", "index", "__init__", "__main__", "init", "app"})
 MIN_STEM_LENGTH = 3
 GIT_TIMEOUT_SECONDS = 10
+# Where tests live, as git pathspecs.
+TESTS = ("*test*", "*spec*")
+
+
+def _is_test(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return (
+        pure.name.startswith("test")
+        or pure.stem.endswith(("_test", "_spec"))
+        or any(part in ("tests", "test", "testing", "spec") for part in pure.parts[:-1])
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class Codebase:
     _tracked: tuple[str, ...] | None = None
     _by_name: dict[str, list[str]] = field(default_factory=dict)
     _facts: dict[str, FileFacts | None] = field(default_factory=dict)
+    _tested: dict[str, bool] = field(default_factory=dict)
     _listing: threading.Lock = field(default_factory=threading.Lock)  # tasks route in threads
 
     def facts(self, named: str) -> FileFacts | None:
@@ -56,6 +68,22 @@ class Codebase:
             path = self._resolve(named)
             self._facts[named] = None if path is None else self._measure(path)
         return self._facts[named]
+
+    def tested(self, files: tuple[NamedFile, ...]) -> dict[str, bool]:
+        """For each named file the repository has: whether a test file names its module."""
+        return {f.path: self._is_tested(f.path) for f in files if f.found}
+
+    def _is_tested(self, path: str) -> bool:
+        if path not in self._tested:
+            pure = PurePosixPath(path)
+            stem = pure.parent.name if pure.stem in GENERIC_STEMS else pure.stem
+            named = any(_is_test(p) and stem in PurePosixPath(p).name for p in self.tracked())
+            if _is_test(path) or len(stem) < MIN_STEM_LENGTH or named:
+                self._tested[path] = True
+            else:
+                listed = self._git("grep", "-l", "-z", "-w", "-F", "-I", "-e", stem, "--", *TESTS)
+                self._tested[path] = any(p for p in listed.split("\0"))
+        return self._tested[path]
 
     def tracked(self) -> tuple[str, ...]:
         with self._listing:

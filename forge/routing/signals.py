@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from forge.routing.pasted import Pasted, strip_pasted
 from forge.routing.vocabulary import words
 
 EXTENSIONS = (
@@ -128,6 +129,8 @@ INLINE_SQL = re.compile(
     r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
     r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
 )
+# Code symbols are looked for in the first READ_CHARS of the prose (see analysis.READ_CHARS).
+READ_CHARS = 2000
 # Roughly what a model's tokenizer makes of English and code.
 CHARS_PER_TOKEN = 4
 
@@ -184,19 +187,28 @@ class TextSignals:
     quantities: tuple[Quantity, ...] = ()
     unsafe_sql: bool = False
     has_code: bool = False
+    # What was pasted around the author's words (templates, version dumps, tracebacks), by kind.
+    pasted: Pasted | None = None
+    code_lines: int = 0
 
 
 def read_signals(text: str) -> TextSignals:
-    prose, pasted = _split_output(text)
-    files = _files(text)
+    """The signals of a task; templates, version dumps and tracebacks never reach the counts."""
+    stripped = strip_pasted(text)
+    clean = stripped.text
+    prose, output = _split_output(clean)
+    files = _files(clean)
+    removed = stripped.removed
     return TextSignals(
         prose=prose,
         files=files,
-        symbols=_symbols(prose, set(files)),
-        errors=_errors(f"{pasted}\n{prose}"),
-        quantities=_quantities(text),
+        symbols=_symbols(prose[:READ_CHARS], set(files)),
+        errors=_errors(f"{removed}\n{output}\n{prose}" if removed else f"{output}\n{prose}"),
+        quantities=_quantities(prose[:READ_CHARS]),
         unsafe_sql=_unsafe_sql(text),
-        has_code=bool(pasted.strip()),
+        has_code=bool(output.strip() or removed.strip()),
+        pasted=stripped,
+        code_lines=output.count("\n") + 1 if output.strip() else 0,
     )
 
 
