@@ -54,7 +54,7 @@ SYMBOL_TOKENS = 300
 REPOSITORY_MAP_TOKENS = 1000
 # A long issue says what it asks in its first paragraphs: its words are read up to here (its
 # length still counts in full), and only a task this short is split into parts to route apart.
-READ_CHARS = 2000
+READ_CHARS = 1200
 SPLIT_UP_TO_TOKENS = 250
 
 

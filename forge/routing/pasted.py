@@ -77,17 +77,13 @@ def strip_pasted(text: str) -> Pasted:
     counts = {"checkboxes": 0, "version": 0, "trace": 0, "tracebacks": 0, "repl": 0}
     files: dict[str, None] = {}
     functions: dict[str, None] = {}
-    _mark_tracebacks(lines, keep, counts, files, functions)
-    _mark_dumps(lines, keep, counts)
-    for index, line in enumerate(lines):
-        if not keep[index]:
-            continue
-        if "[" in line and CHECKBOX.match(line):
-            keep[index] = False
-            counts["checkboxes"] += 1
-        elif (">" in line or "..." in line or "[" in line) and REPL_PROMPT.match(line):
-            keep[index] = False
-            counts["repl"] += 1
+    # Each kind is looked for line by line only when the whole text shows a sign of it.
+    if "Traceback" in text:
+        _mark_tracebacks(lines, keep, counts, files, functions)
+    if HAS_DIGIT(text) or "None" in text:
+        _mark_dumps(lines, keep, counts)
+    if "[" in text or ">>>" in text or "..." in text:
+        _mark_prompts(lines, keep, counts)
     if all(keep):
         return Pasted(text, template_lines=template_lines)
     return Pasted(
@@ -102,6 +98,19 @@ def strip_pasted(text: str) -> Pasted:
         trace_files=tuple(files),
         trace_functions=tuple(functions),
     )
+
+
+def _mark_prompts(lines: list[str], keep: list[bool], counts: dict[str, int]) -> None:
+    """Check-box lines of a template, and the prompts of an interpreter session."""
+    for index, line in enumerate(lines):
+        if not keep[index]:
+            continue
+        if "[" in line and CHECKBOX.match(line):
+            keep[index] = False
+            counts["checkboxes"] += 1
+        elif (">" in line or "..." in line or "[" in line) and REPL_PROMPT.match(line):
+            keep[index] = False
+            counts["repl"] += 1
 
 
 def _mark_tracebacks(

@@ -130,7 +130,7 @@ INLINE_SQL = re.compile(
     r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
 )
 # Code symbols are looked for in the first READ_CHARS of the prose (see analysis.READ_CHARS).
-READ_CHARS = 2000
+READ_CHARS = 1200
 # Roughly what a model's tokenizer makes of English and code.
 CHARS_PER_TOKEN = 4
 
@@ -274,7 +274,10 @@ def _split_output(text: str) -> tuple[str, str]:
 def _files(text: str) -> tuple[str, ...]:
     """Paths in the text, found token by token (a scan of the whole text backtracks)."""
     found: dict[str, None] = {}
-    for token in PATH_TOKEN.findall(text):
+    # Whitespace splits first (in C); only words that can hold a path are tokenised further.
+    # (Every bare file name but LICENSE ends in "file".)
+    words = [w for w in text.split() if "." in w or "file" in w or "LICENSE" in w]
+    for token in PATH_TOKEN.findall(" ".join(words)):
         if "." not in token and not token.endswith(BARE_FILES):
             continue
         if "://" in token or token[0] == "@":
