@@ -26,6 +26,7 @@ from forge.routing.estimate import (
     worst_call_cost,
 )
 from forge.routing.fleet import Fleet, ModelFacts
+from forge.routing.learned import tier_chance, with_history
 
 BAND_POSITION: dict[Band, int] = {"trivial": 0, "simple": 0, "medium": 1, "complex": 2}
 ONE_RUNG_HIGHER = frozenset({"architecture", "planning"})
@@ -59,6 +60,25 @@ class RungChoice:
 
 
 @dataclass(frozen=True)
+class RungChance:
+    """The chance that a first attempt on `rung` passes validation, and what it rests on."""
+
+    rung: str
+    probability: float
+    prior: float
+    successes: int = 0
+    samples: int = 0
+
+    def __str__(self) -> str:
+        if not self.samples:
+            return f"{self.rung} {self.probability:.0%}"
+        return (
+            f"{self.rung} {self.probability:.0%} (model {self.prior:.0%}, here "
+            f"{self.successes}/{self.samples})"
+        )
+
+
+@dataclass(frozen=True)
 class RouteDecision:
     analysis: TaskAnalysis
     ladder_name: str
@@ -71,6 +91,7 @@ class RouteDecision:
     history: tuple[str, ...]
     notes: tuple[str, ...]
     estimate: Estimate
+    chances: tuple[RungChance, ...] = ()
 
 
 class Router:
@@ -106,6 +127,7 @@ class Router:
         escalation = tuple(self._choose(rung, analysis, needed) for rung in later)
         chain = [self.fleet.models[c.model] for c in (first, *escalation) if c.model]
         routing = self.config.routing
+        chances = self.chances(analysis, ladder)
         return RouteDecision(
             analysis=analysis,
             ladder_name=name,
@@ -124,7 +146,32 @@ class Router:
                 total_attempts=routing.max_total_attempts,
                 budget_left=self.fleet.budget_left,
             ),
+            chances=chances,
         )
+
+    def chances(self, analysis: TaskAnalysis, ladder: list[str]) -> tuple[RungChance, ...]:
+        """Each rung's chance of passing first time: the learned model's, moved by history.
+
+        Rungs are placed on the default four-rung ladder as the start is (proportionally).
+        """
+        top = len(ladder) - 1
+        rates = self.fleet.history
+        learn = self.config.routing.learn_from_history
+        found = []
+        for index, rung in enumerate(ladder):
+            position = math.floor(index * DEFAULT_TOP / top + 0.5) if top else DEFAULT_TOP
+            prior = tier_chance(analysis.difficulty, position)
+            record = rates.get(analysis.type, analysis.band, rung) if learn else None
+            if record is None or not record.samples:
+                found.append(RungChance(rung, round(prior, 3), round(prior, 3)))
+                continue
+            chance = with_history(prior, record.successes, record.samples)
+            found.append(
+                RungChance(
+                    rung, round(chance, 3), round(prior, 3), record.successes, record.samples
+                )
+            )
+        return tuple(found)
 
     def check(self, pins: Pins) -> None:
         """Unknown `--tier` or `--model` names are usage errors (exit 2), with a guess."""

@@ -120,6 +120,22 @@ def repository_logit(files: tuple[NamedFile, ...], tested: dict[str, bool]) -> t
     return delta, why
 
 
+DEFAULT_TIERS = ("local", "free", "cheap", "premium")
+# A ledger's record of a rung counts as this many tasks' worth against the model's prior.
+PRIOR_WEIGHT = 4
+
+
+def tier_chance(difficulty: float, position: int) -> float:
+    """The model's chance that a first attempt on the default ladder's rung `position` passes."""
+    under_hour, hour_plus = model().tiers[DEFAULT_TIERS[max(0, min(3, position))]]
+    return (1 - difficulty) * under_hour + difficulty * hour_plus
+
+
+def with_history(prior: float, successes: int, samples: int) -> float:
+    """The prior chance moved by a rung's own first attempts in this repository."""
+    return (PRIOR_WEIGHT * prior + successes) / (PRIOR_WEIGHT + samples)
+
+
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))

@@ -208,8 +208,15 @@ def read_signals(text: str) -> TextSignals:
         unsafe_sql=_unsafe_sql(text),
         has_code=bool(output.strip() or removed.strip()),
         pasted=stripped,
-        code_lines=output.count("\n") + 1 if output.strip() else 0,
+        code_lines=_code_lines(output),
     )
+
+
+def _code_lines(output: str) -> int:
+    """Lines of pasted code or output, fences and blank lines not counted."""
+    if not output.strip():
+        return 0
+    return sum(1 for line in output.splitlines() if line.strip() and not FENCE.match(line))
 
 
 def _unsafe_sql(text: str) -> bool:
