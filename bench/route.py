@@ -149,6 +149,7 @@ def end_to_end(batch_file: Path, config: Path, count: int, env: dict[str, str]) 
         capture_output=True,
         text=True,
         env=env,
+        cwd=config.parent,  # outside any repository: the routing itself, no git look-ups
     )
     elapsed = time.perf_counter() - started
     assert done.stdout.count("\n") == count, "one output line per task"

@@ -214,3 +214,20 @@ def test_the_learned_score_needs_no_scientific_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_symbols_and_traceback_frames_are_looked_up_in_the_repository(tmp_path: Path) -> None:
+    repo = git_repository(tmp_path / "repo")
+    frame = (
+        "Traceback (most recent call last):\n"
+        '  File "/home/me/venv/lib/python3.11/site-packages/core/engine.py", line 7, in step\n'
+        "    return x\nValueError: bad x"
+    )
+
+    by_symbol = analyse("`step()` rounds half down", codebase=Codebase(repo))
+    by_frame = analyse(f"rounding fails\n\n{frame}", codebase=Codebase(repo))
+    outside = analyse(f"rounding fails\n\n{frame}")
+
+    assert "core/engine.py: 3600 lines" in " ".join(by_symbol.difficulty_reasons)
+    assert "core/engine.py: 3600 lines" in " ".join(by_frame.difficulty_reasons)
+    assert by_frame.difficulty > outside.difficulty

@@ -116,7 +116,7 @@ def analyse(
     score, complexity_reasons = complexity(task_type, signals, words, reading, measured, actions)
     features = text_features(score, signals, actions)
     learned = logit_of(features)
-    repo_delta, repo_why = repository_logit(measured, codebase.tested(measured) if codebase else {})
+    repo_delta, repo_why = _repository(codebase, measured, signals) if codebase else (0.0, "")
     subtasks = tuple(
         Subtask(
             index=i,
@@ -160,6 +160,32 @@ def training_row(text: str) -> dict[str, float]:
     actions = sum(starts_with_action(part.text) for part in parts) if len(parts) > 1 else 0
     score, _ = complexity(task_type, signals, words, reading, measured, actions)
     return text_features(score, signals, actions)
+
+
+# Symbols looked up in a repository (one `git grep` each), in the order the task names them.
+MAX_SYMBOL_LOOKUPS = 3
+MAX_TRACE_FILES = 3
+
+
+def _repository(
+    codebase: Codebase, measured: tuple[NamedFile, ...], signals: TextSignals
+) -> tuple[float, str]:
+    """What the repository says of the files the task, its traceback and its symbols name."""
+    found = {f.path: f for f in measured if f.found}
+    named: list[str] = []
+    if signals.pasted is not None:
+        # The innermost frames are nearest the failure.
+        named += [p for p in signals.pasted.trace_files if p.endswith(".py")][-MAX_TRACE_FILES:]
+    named += list(signals.symbols[:MAX_SYMBOL_LOOKUPS])
+    for name in named:
+        path = name if name.endswith(".py") else codebase.defining(name)
+        if path is None:
+            continue
+        facts = codebase.facts(path)
+        if facts is not None and facts.path not in found:
+            found[facts.path] = _measure(facts.path, codebase)
+    files = tuple(found.values())
+    return repository_logit(files, codebase.tested(files))
 
 
 def _splittable(signals: TextSignals) -> bool:

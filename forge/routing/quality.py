@@ -22,7 +22,7 @@ import re
 from typing import Literal
 
 from forge.routing.reading import CueReading
-from forge.routing.signals import TextSignals
+from forge.routing.signals import READ_CHARS, TextSignals
 from forge.routing.vocabulary import (
     DATA_WORDS,
     MIGRATION_NOUNS,
@@ -85,7 +85,7 @@ def judge_quality(
     reading: CueReading, lowered: list[str], signals: TextSignals
 ) -> tuple[Quality, tuple[str, ...]]:
     touched: dict[str, list[str]] = {}
-    unquoted = _plain(QUOTED.sub(" ", signals.prose))
+    unquoted = _plain(QUOTED.sub(" ", signals.prose[:READ_CHARS]))
     named = _named(signals, unquoted) if signals.files or signals.symbols else {}
     for category, keys in reading.critical.items():
         kept = [k for k in keys if f" {_plain(k).strip()} " in unquoted]
