@@ -4,9 +4,11 @@ The ladder is `[tiers]`'s ladder for the task type (`critical` for critical task
 `ladder`). The first rung follows the band on the default four-rung ladder local / free / cheap /
 premium: trivial and simple start on rung 0, medium on 1, complex on 2, architecture and planning
 one higher; other ladders map those positions proportionally. Critical tasks start at the top.
-History can move the start one rung up. Inside a rung, `[routing] strategy` picks the model among
-those that can take the call now: no open breaker, free quota left, a context window that fits,
-and premium calls left today.
+History can move the start one rung up, or, for a task that is not critical, down to the
+cheapest rung whose chance of passing first time (the learned model's prior moved by that rung's
+own record here, `chances`) is good enough. Inside a rung, `[routing] strategy` picks the model
+among those that can take the call now: no open breaker, free quota left, a context window that
+fits, and premium calls left today.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from forge.routing.estimate import (
     worst_call_cost,
 )
 from forge.routing.fleet import Fleet, ModelFacts
+from forge.routing.history import MIN_SAMPLES
 from forge.routing.learned import tier_chance, with_history
 
 BAND_POSITION: dict[Band, int] = {"trivial": 0, "simple": 0, "medium": 1, "complex": 2}
 ONE_RUNG_HIGHER = frozenset({"architecture", "planning"})
 DEFAULT_TOP = 3  # positions are placed on the default four-rung ladder, then scaled
+# A cheaper rung whose chance (the model's prior moved by its record here) reaches this starts.
+GOOD_ENOUGH = 0.8
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,19 @@ class Router:
                 f"{ladder[start + 1]}"
             )
             start += 1
+        if analysis.quality != "critical":
+            chances = self.chances(analysis, ladder)
+            for index, rung in enumerate(ladder[:start]):
+                # The cheapest rung whose own record makes its chance good enough.
+                chance = chances[index]
+                if chance.samples >= MIN_SAMPLES and chance.probability >= GOOD_ENOUGH:
+                    lines.append(
+                        f"history: {rung} got {kind} tasks in this repository right on the "
+                        f"first attempt {chance.successes}/{chance.samples} times; its chance "
+                        f"{chance.probability:.0%} is good enough (at least {GOOD_ENOUGH:.0%}): "
+                        f"starting there instead of {ladder[start]}"
+                    )
+                    return index, lines
         for rung in ladder[:start]:
             good = rates.does_well(analysis.type, analysis.band, rung)
             if good is not None:
