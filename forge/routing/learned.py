@@ -1,9 +1,9 @@
 """The learned difficulty: a logistic model over the task's signals, trained offline.
 
 `scripts/train_router.py` fits it on real issues with human difficulty labels and writes
-`router_model.json` beside this file: a weight per named feature and the
-calibration of each tier's first attempt. Here it is only applied: a dot product and a sigmoid,
-pure Python, a few microseconds per task. The features are the hand rules' score and what the
+`router_model.json` beside this file: a weight per named feature and the calibration of each
+tier's first attempt. Here it is only applied: a dot product and a sigmoid, pure Python, a few
+microseconds per task. The features are the hand rules' score and what the
 text says once pasted material is out of it (see `pasted`), so a version table, a template or a
 longer traceback does not change them; in a repository, what the named files are adds a fixed,
 documented amount on top (the training data has no checkouts to learn it from).
@@ -24,7 +24,8 @@ from forge.routing.signals import TextSignals, token_count
 
 MODEL_FILE = Path(__file__).with_name("router_model.json")
 # What the repository says about the named files, in log-odds: not learnable from the training
-# set (issue texts without checkouts), so set by hand, the size of one doubling of the prose.
+# set (issue texts without checkouts), so set by hand, in the range of the learned weights
+# (asking for new work adds about 0.5).
 REPO_LINES = ((3000, 0.6), (1000, 0.4), (300, 0.2))
 REPO_IMPORTERS = ((40, 0.6), (15, 0.4), (5, 0.2))
 REPO_UNTESTED = 0.2
@@ -36,15 +37,6 @@ NEW_WORK = (
 )  # fmt: skip
 CRASH = ("crash", "raises", "exception", "error")
 COMMIT = re.compile(r"\b[0-9a-f]{7,40}\b")
-
-
-@dataclass(frozen=True)
-class Difficulty:
-    """The chance the task is hour-plus work, and the features that made it."""
-
-    probability: float
-    features: dict[str, float]
-    repository_logit: float = 0.0
 
 
 @dataclass(frozen=True)
