@@ -37,6 +37,8 @@ NEW_WORK = (
 )  # fmt: skip
 CRASH = ("crash", "raises", "exception", "error")
 COMMIT = re.compile(r"\b[0-9a-f]{7,40}\b")
+# The cues above are looked for in this much of the text (the start of an issue says what it is).
+CUE_CHARS = 3000
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def text_features(hand_score: float, signals: TextSignals, parts: int) -> dict[s
     """The features the model reads, all from the author's words and code, none from pastes."""
     prose_tokens = token_count(signals.prose)
     # The text without pastes, its code kept: "raises ValueError" is often in a snippet.
-    text = signals.pasted.text if signals.pasted is not None else signals.prose
+    text = (signals.pasted.text if signals.pasted is not None else signals.prose)[:CUE_CHARS]
     lowered = text.lower()
     return {
         "hand_score": hand_score,

@@ -42,6 +42,8 @@ TRACE_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+(?:, in (\w+))?')
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 REPL_PROMPT = re.compile(r"^\s*(?:>>>|\.\.\.)(?: |$)|^\s*In \[\d+\]: |^\s*Out\[\d+\]: ")
 MIN_DUMP_LINES = 2
+# What a check-box list or an interpreter session cannot do without.
+PROMPT_SIGNS = ("- [", "* [", "+ [", ". [", ">>>", "...", "In [", "Out[")
 HAS_DIGIT = re.compile(r"\d").search
 
 
@@ -82,7 +84,7 @@ def strip_pasted(text: str) -> Pasted:
         _mark_tracebacks(lines, keep, counts, files, functions)
     if HAS_DIGIT(text) or "None" in text:
         _mark_dumps(lines, keep, counts)
-    if "[" in text or ">>>" in text or "..." in text:
+    if any(sign in text for sign in PROMPT_SIGNS):
         _mark_prompts(lines, keep, counts)
     if all(keep):
         return Pasted(text, template_lines=template_lines)

@@ -85,8 +85,11 @@ def judge_quality(
     reading: CueReading, lowered: list[str], signals: TextSignals
 ) -> tuple[Quality, tuple[str, ...]]:
     touched: dict[str, list[str]] = {}
-    unquoted = _plain(QUOTED.sub(" ", signals.prose[:READ_CHARS]))
-    named = _named(signals, unquoted) if signals.files or signals.symbols else {}
+    kinds = _name_kinds(signals)
+    unquoted = ""
+    if reading.critical or kinds:
+        unquoted = _plain(QUOTED.sub(" ", signals.prose[:READ_CHARS]))
+    named = _named(signals, kinds, unquoted) if kinds else {}
     for category, keys in reading.critical.items():
         kept = [k for k in keys if f" {_plain(k).strip()} " in unquoted]
         weak = [k for k in kept if k.lower() in WEAK]
@@ -127,20 +130,30 @@ def _plain(text: str) -> str:
     return f" {NOT_WORD.sub(' ', text.lower())} "
 
 
-def _named(signals: TextSignals, unquoted: str) -> dict[str, list[str]]:
-    """Critical kinds of the files and symbols the task names (outside quotes), with the names."""
-    found: dict[str, list[str]] = {}
+def _name_kinds(signals: TextSignals) -> dict[str, set[str]]:
+    """The critical kinds each named file or symbol's parts say, for those that say any."""
+    found: dict[str, set[str]] = {}
     files = set(signals.files)
     for name in (*signals.files, *signals.symbols):
-        if name not in files and _plain(name) not in unquoted:
-            continue  # a name inside a quoted message or query
         parts = [p.lower() for p in NAME_SPLIT.split(name) if p]
         kinds = {NAME_PARTS[p] for p in parts if p in NAME_PARTS}
         if name in files:
             kinds |= {PATH_PARTS[p] for p in parts if p in PATH_PARTS}
             if MIGRATION_FILE.search(name):
                 kinds.add("migrations")
-        for kind in sorted(kinds):
+        if kinds:
+            found[name] = kinds
+    return found
+
+
+def _named(signals: TextSignals, kinds: dict[str, set[str]], unquoted: str) -> dict[str, list[str]]:
+    """Critical kinds of the names, by kind; a symbol only where it stands outside quotes."""
+    found: dict[str, list[str]] = {}
+    files = set(signals.files)
+    for name, said in kinds.items():
+        if name not in files and _plain(name) not in unquoted:
+            continue  # a name inside a quoted message or query
+        for kind in sorted(said):
             found.setdefault(kind, []).append(name)
     return found
 
