@@ -141,7 +141,7 @@ UNSAFE_SQL = re.compile(
     r"""|f["'](?:SELECT|INSERT|UPDATE|DELETE)\b[^"']*\{""",
     re.IGNORECASE,
 )
-SQL_HINTS = ("execute(", "query(", "raw(", "SELECT", "select", "Select", "INSERT", "insert")
+SQL_HINTS = ("execute(", "query(", "raw(", 'f"', "f'", "EXECUTE(", "QUERY(", "RAW(")
 NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "a dozen": 12, "dozens of": 24, "hundreds of": 200, "thousands of": 2000,
@@ -221,7 +221,7 @@ def _code_lines(output: str) -> int:
 
 
 def _unsafe_sql(text: str) -> bool:
-    # The usual spellings first: lowering a long issue costs more than these scans.
+    # Every form of UNSAFE_SQL is a call or an f-string: without one, no regex scan.
     if not any(word in text for word in SQL_HINTS):
         return False
     return UNSAFE_SQL.search(text) is not None
