@@ -27,7 +27,7 @@ from forge.routing.complexity import (
 from forge.routing.learned import logit_of, repository_logit, sigmoid, text_features
 from forge.routing.quality import Quality, judge_quality
 from forge.routing.reading import Words, read_cues
-from forge.routing.signals import TextSignals, read_signals, token_count
+from forge.routing.signals import READ_CHARS, TextSignals, read_signals, token_count
 from forge.routing.subtasks import split_task, starts_with_action
 from forge.routing.task_type import classify_type
 from forge.routing.vocabulary import TaskType
@@ -52,9 +52,8 @@ __all__ = [
 DEFAULT_FILE_TOKENS = 1500
 SYMBOL_TOKENS = 300
 REPOSITORY_MAP_TOKENS = 1000
-# A long issue says what it asks in its first paragraphs: its words are read up to here (its
-# length still counts in full), and only a task this short is split into parts to route apart.
-READ_CHARS = 1200
+# A long issue says what it asks in its first paragraphs: its words are read up to READ_CHARS
+# (its length still counts in full), and only a task this short is split into parts.
 SPLIT_UP_TO_TOKENS = 250
 
 

@@ -129,7 +129,8 @@ INLINE_SQL = re.compile(
     r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
     r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
 )
-# Code symbols are looked for in the first READ_CHARS of the prose (see analysis.READ_CHARS).
+# A long issue says what it asks in its first paragraphs: its prose is read word by word (cues,
+# symbols, counts) up to here; its length still counts in full.
 READ_CHARS = 1200
 # Roughly what a model's tokenizer makes of English and code.
 CHARS_PER_TOKEN = 4
