@@ -14,7 +14,8 @@ from tests.conftest import run_forge
 from tests.interop.real_servers import LLAMA_ALIAS
 from tests.test_run_milestone import git, python_repo
 
-pytestmark = pytest.mark.interop
+# One worker runs every interop test: each worker would start its own servers.
+pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("interop")]
 
 # About 1,500 of Gemma's tokens: over the small window, inside the wide one.
 LONG_PROMPT = "Summarise this list. " + " ".join(f"item-{n} is number {n};" for n in range(125))
