@@ -278,7 +278,7 @@ def test_sigint_prints_the_partial_table_and_exits_130(fake: FakeProvider, tmp_p
     )
     assert process.stdout is not None
     seen = []
-    while len([line for line in seen if " ok " in line]) < 2:
+    while len([line for line in seen if " done " in line]) < 2:
         line = process.stdout.readline()
         assert line, "forge ended before the first answers"
         seen.append(line)
@@ -409,7 +409,7 @@ def test_json_markdown_and_saved_runs(fake: FakeProvider, tmp_path: Path) -> Non
     assert again["answers"] == data["answers"] and again["comparison"] == data["comparison"]
     markdown = run_forge("fanout", "--show", run_id, "--markdown").stdout
     assert markdown.startswith(f"# forge fanout {run_id}")
-    assert "| alpha | free | ok |" in markdown and "### Agreement matrix" in markdown
+    assert "| alpha | free | done |" in markdown and "### Agreement matrix" in markdown
     listing = run_forge("fanout", "--list")
     assert run_id in listing.stdout
     logs = run_forge("logs", "--run", run_id, "--json")
@@ -520,6 +520,23 @@ def test_empty_answers_are_left_out_and_never_form_the_consensus(
     only_empty = compare(answered(["", "  ", "?!"]))
     assert only_empty.keys == () and only_empty.consensus is None
     assert only_empty.empty == ("k000", "k001", "k002") and only_empty.reason == "no_answers"
+
+
+def test_one_answer_is_never_called_a_consensus(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.script("solo-1", Reply(text=AGREE[0]))
+    fake.script("gone-1", Reply(fault=Fault.AUTH))
+    config = write(tmp_path, fanout_config(fake.url, ["solo", "gone"]))
+    data = fanout_json("Capital?", "-m", "solo,gone", "--config", str(config))
+    comparison = data["comparison"]
+    assert isinstance(comparison, dict)
+    assert comparison["consensus"] is None and comparison["consensus_reason"] == "one_answer"
+    terminal = run_forge("fanout", "--show", str(data["run_id"]))
+    assert "One answer arrived (solo): there is nothing to agree or differ with." in terminal.stdout
+    assert "the only answer: solo" in terminal.stdout
+    markdown = run_forge("fanout", "--show", str(data["run_id"]), "--markdown").stdout
+    assert "The only answer (solo)" in markdown
+    for shown in (terminal.stdout, markdown):
+        assert "onsensus" not in shown, shown
 
 
 def test_two_clusters_of_the_same_size_mean_no_majority(fake: FakeProvider, tmp_path: Path) -> None:

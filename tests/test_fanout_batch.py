@@ -209,10 +209,9 @@ def test_ctrl_c_while_grading_keeps_what_was_graded_and_exits_130(
     while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert marker.exists(), "the slow test started"
-    started = time.monotonic()
     process.send_signal(signal.SIGINT)
+    # The slow test sleeps 60 s: forge ending within 30 means it was stopped, not waited for.
     stdout, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - started < 10, "the running test was stopped, not waited for"
     assert process.returncode == 130, stderr
     data = json.loads(stdout)
     assert data["interrupted"] is True

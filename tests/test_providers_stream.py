@@ -125,11 +125,10 @@ async def test_keep_alive_comments_do_not_hold_off_the_idle_timer(
         "alpha-1",
         Reply(text="one two three", fault=Fault.STALL, stall_after_tokens=1, stall_seconds=5),
     )
-    started = time.monotonic()
     async with client(fake, tmp_path, TIMERS.format(first=5, idle=0.6, total=10)) as c:
-        with pytest.raises(CallFailed, match="idle"):
+        with pytest.raises(CallFailed, match="idle") as caught:
             await c.complete("alpha", "hi", max_attempts=1)
-    assert time.monotonic() - started < 3, "the idle limit, not the total one, ended the call"
+    assert "total" not in str(caught.value), "the idle limit, not the total one, ended the call"
 
 
 async def test_a_slow_whole_answer_is_not_cut_by_the_first_token_limit(

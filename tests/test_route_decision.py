@@ -324,6 +324,34 @@ def test_history_hints_at_a_cheaper_tier_that_does_well() -> None:
     assert any("hint: free got feature/complex tasks here right" in h for h in decision.history)
 
 
+def test_a_cheaper_tier_with_a_long_good_record_becomes_the_first_rung() -> None:
+    cfg = config()
+    ledger = Ledger.open()
+    history = RouteHistory(ledger)
+    for n in range(20):
+        history.record(
+            task_id=f"g{n}",
+            run_id=None,
+            repo=REPO,
+            task_type="feature",
+            band="complex",
+            tier="free",
+            model=None,
+        )
+        history.record_first_attempt(task_id=f"g{n}", run_id=None, ok=True)
+
+    decision = route(cfg, COMPLEX_FEATURE, ledger=ledger)
+
+    assert decision.first.rung == "free"
+    (line,) = decision.history
+    assert "free got feature/complex tasks in this repository right on the first attempt " in line
+    assert "20/20 times" in line and "starting there instead of cheap" in line
+    free = next(c for c in decision.chances if c.rung == "free")
+    assert free.samples == 20 and free.probability >= 0.8 > free.prior
+    assert "here 20/20" in str(free)  # the record moved the model's prior, and says so
+    assert line in explain(decision)
+
+
 def test_history_is_ignored_when_learning_is_off() -> None:
     cfg = config("\n[routing]\nlearn_from_history = false\n")
     ledger = Ledger.open()

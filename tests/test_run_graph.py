@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,12 +100,24 @@ def merged_tasks(repo: Path, branch: str) -> list[str]:
     return sorted(line for line in text.split() if line)
 
 
+def merged_into_the_run(repo: Path, task: str) -> Callable[[], bool]:
+    """Whether `task` has been merged into a run's integration ref: a fake reply held on it
+    answers only after that merge, however busy the machine."""
+
+    def check() -> bool:
+        refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/forge/runs/").split()
+        return any(task in merged_tasks(repo, ref) for ref in refs)
+
+    return check
+
+
 def test_three_independent_tasks_run_at_the_same_time_and_all_land_on_the_run_branch(
     fake: FakeProvider, tmp_path: Path
 ) -> None:
     repo = text_repo(tmp_path, **{"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"})
+    fake.hold_until_open = 3  # each call answers once all three are open at once
     for n, name in enumerate("abc", 1):
-        fake.script(f"m{n}-1", Reply(text=edit(f"{name}.txt", name, name.upper()), ttft=6.0))
+        fake.script(f"m{n}-1", Reply(text=edit(f"{name}.txt", name, name.upper())))
     plan = milestone(
         tmp_path,
         *(
@@ -185,8 +198,8 @@ def test_two_parallel_tasks_editing_the_same_line_the_second_reruns_on_the_new_h
     fake.script("m1-1", Reply(text=edit("README.md", "calc", "calc A")))
     fake.script(
         "m2-1",
-        # Slow enough that A has merged before B's first attempt ends, even on a busy machine.
-        Reply(text=edit("README.md", "calc", "calc B"), ttft=8.0),
+        # B's first answer comes once A has merged: B's work is then on a stale head.
+        Reply(text=edit("README.md", "calc", "calc B"), after=merged_into_the_run(repo, "a")),
         Reply(text=edit("README.md", "calc A", "calc A and B")),
     )
     plan = milestone(
@@ -403,13 +416,13 @@ def test_fix_the_build_runs_one_task_per_broken_file_in_parallel_then_what_comes
     replies = [
         Reply(
             text=edit(f"src/{n}.rs", f'    "{n}"', f"    {i}"),
-            ttft=6.0,
             when=f"in src/{n}.rs",
         )
         for i, n in enumerate("abc", 1)
     ]
     readme = Reply(text=edit("README.md", "parts", "parts: a, b and c"), when="README")
     fake.script("m1-1", *replies, readme)
+    fake.hold_until_open = 3  # the fixes answer once all three are open at once
     cfg = graph_config(tmp_path, fake.url)
 
     code, report, stderr = run(
@@ -521,7 +534,7 @@ def test_work_that_breaks_when_merged_with_earlier_work_runs_again_on_the_new_he
     fake.script("m1-1", Reply(text=rename))
     fake.script(
         "m2-1",
-        Reply(text=new_test.format(name="add"), ttft=8.0),  # A merges first
+        Reply(text=new_test.format(name="add"), after=merged_into_the_run(repo, "rename")),
         Reply(text=new_test.format(name="plus")),
     )
     plan = milestone(

@@ -1411,3 +1411,65 @@ def test_the_live_tables_elapsed_column_ticks_between_events() -> None:
         assert "│ 5s " in refreshed(), "a finished task's clock stops"
     finally:
         view.stop()
+
+
+def test_a_task_waiting_on_a_rate_limit_says_so_and_then_goes_on(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """A Retry-After is announced on the task's line as the wait starts, not lived through as
+    silence that looks like a hang."""
+    repo = python_repo(tmp_path)
+    fake.script(
+        "alpha-1",
+        Reply(fault=Fault.RATE_LIMIT, retry_after=1),
+        Reply(text="Here is the fix.\n\n" + FIX_ADD),
+    )
+    cfg = config(tmp_path, fake.url)
+    cfg.write_text(cfg.read_text().replace("max_call_attempts = 1", "max_call_attempts = 2"))
+    milestone = tmp_path / "m.md"
+    milestone.write_text("- [ ] fix-add: Fix add in calc.py (files: calc.py, tests/test_calc.py)\n")
+
+    code, report, stderr = forge_run(repo, cfg, str(milestone), "--tier", "free")
+
+    assert code == 0, stderr
+    assert "fix-add [free/alpha] waiting: retrying (429, 2/2) in 1 s" in stderr
+    assert [a["outcome"] for a in report["tasks"][0]["attempts"]] == ["passed"]
+
+
+def test_the_live_table_counts_a_tasks_wait_down() -> None:
+    import io
+
+    from rich.console import Console
+
+    from forge.commands.run_view import LiveTasks
+    from forge.execution.engine import TaskEvent
+    from forge.execution.scheduler import RunEvent
+    from forge.planning.milestone import parse_markdown
+    from forge.providers.types import Pause
+
+    plan = parse_markdown("- [ ] fix: Fix the adder (files: calc.py)")
+    screen = io.StringIO()
+    wall = [1_000.0]
+    view = LiveTasks(
+        plan,
+        console=Console(file=screen, force_terminal=True, width=160, no_color=True),
+        wall_clock=lambda: wall[0],
+    )
+
+    def refreshed() -> str:
+        start = screen.tell()
+        view.live.refresh()
+        return next(line for line in screen.getvalue()[start:].splitlines() if "│ fix " in line)
+
+    wait = Pause("alpha", "retry", 4.0, 1_004.0, "429", "rate limited", 2, 3)
+    view.start()
+    try:
+        view.update(RunEvent("fix", "running", "started"))
+        view.update(TaskEvent("fix", "waiting", wait.describe(), 1, "free", "alpha", pause=wait))
+        assert "retrying (429, 2/3) in 4 s" in refreshed()
+        wall[0] = 1_002.5  # no event since: only the clock moved
+        assert "retrying (429, 2/3) in 2 s" in refreshed()
+        view.update(TaskEvent("fix", "asking", "asking alpha", 1, "free", "alpha"))
+        assert "retrying" not in refreshed(), "the wait is over once the task moves on"
+    finally:
+        view.stop()

@@ -45,6 +45,10 @@ def _run(workdir: Path, cfg: Path, expect: int, *args: str) -> str:
     return run_id
 
 
+# One worker runs this module: its three shared runs are made once.
+pytestmark = pytest.mark.xdist_group("stats")
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     base = tmp_path_factory.mktemp("stats")

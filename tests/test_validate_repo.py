@@ -248,10 +248,12 @@ def test_the_cache_tells_apart_files_line_ending_conversion_makes_alike(tmp_path
         ["git", "clone", "-q", "-c", "core.autocrlf=true", str(origin), str(converted)], check=True
     )
     assert (converted / "data.txt").read_bytes() == b"a\r\nb\r\n"
-    time.sleep(1.1)
-    for clone in (plain, converted):  # a later index: git trusts the stat, as after any status
+    for clone in (plain, converted):
+        # Written a while ago (settled: files changed just before a listing are read whatever
+        # git says), then a later index: git trusts the stat, as after any status.
+        past = time.time() - 10
+        os.utime(clone / "data.txt", (past, past))
         subprocess.run(["git", "status", "--porcelain"], cwd=clone, check=True)
-    time.sleep(1.1)  # settled: files changed just before a listing are read whatever git says
     code, data = report(plain, "--config", str(config))
     assert (code, by_name(data)["no-crlf"]["cached"]) == (0, False)
     code, data = report(converted, "--config", str(config))

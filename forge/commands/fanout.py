@@ -40,6 +40,7 @@ NOTED_WAIT_SECONDS = 2.0
 MATRIX_TOO_WIDE = "Agreement matrix: too wide for the terminal; see --json, --markdown or --html."
 STATUS_STYLE = {
     "ok": "green",
+    "done": "green",
     "connecting": "cyan",
     "waiting (first token)": "cyan",
     "streaming": "cyan",
@@ -629,7 +630,7 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
     from rich.panel import Panel
     from rich.text import Text
 
-    from forge.fanout.report import headline, nothing_to_compare
+    from forge.fanout.report import answer_title, headline, nothing_to_compare
 
     if not c.keys:
         out.print(Text(nothing_to_compare(c)))
@@ -653,7 +654,7 @@ def _print_comparison(out: Console, report: Report, c: Comparison, view: str) ->
         for key, diff in c.code.diffs.items():
             out.print(Text(f"code of {key} against {c.code.consensus}:", style="bold"))
             out.print(_diff_text(diff))
-    title = "consensus answer" if c.consensus else "reference answer (not a consensus)"
+    title = answer_title(c).lower()
     out.print(Panel(Text(printable(report.answer(consensus).text)), title=f"{title}: {consensus}"))
     outside = set(c.outside())
     for key, d in c.diffs.items():

@@ -297,7 +297,7 @@ def _route_batch(session: _Session, path: Path, jobs: int | None) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the batch file {path}: {exc}") from None
     batch = BatchRouter(session.router, session.codebase, session.pins)
-    workers = jobs if jobs is not None else default_workers(len(lines))
+    workers = jobs if jobs is not None else default_workers(len(lines), sum(map(len, lines)))
     write = sys.stdout.write
     for line in route_lines(batch, lines, workers):
         write(line + "\n")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from forge.execution.engine import TaskEvent
     from forge.execution.scheduler import RunEvent
     from forge.planning.milestone import Milestone
+    from forge.providers.types import Pause
 
 
 @dataclass
@@ -29,6 +30,7 @@ class _Row:
     validators: str = "-"
     tokens: int = 0
     cost: Decimal = Decimal(0)
+    pause: Pause | None = None  # the wait the task is in: its note counts down
 
 
 class LiveTasks:
@@ -42,6 +44,7 @@ class LiveTasks:
         *,
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         from rich.live import Live
 
@@ -50,6 +53,7 @@ class LiveTasks:
         self.rows = {t.id: _Row(", ".join(t.after) or "-") for t in plan.tasks}
         self.budget = budget
         self.clock = clock
+        self.wall_clock = wall_clock  # a wait's end is wall-clock time (`Pause.until`)
         # On stderr, like the log lines it replaces: stdout is for the report (and --json).
         self.live = Live(self, console=console or stderr_console(stderr=True), refresh_per_second=4)
 
@@ -72,6 +76,7 @@ class LiveTasks:
         if isinstance(event, TaskEvent):
             row.stage = event.stage
             row.note = event.message
+            row.pause = event.pause
             if event.model:
                 row.model = f"{event.rung}/{event.model}"
             if event.attempt:
@@ -83,6 +88,7 @@ class LiveTasks:
         else:
             row.state = event.state
             row.note = event.message
+            row.pause = None
             if event.state == "running" and row.started is None:
                 row.started = self.clock()
             elif event.state not in ("running", "waiting"):
@@ -120,14 +126,21 @@ class LiveTasks:
                 row.model,
                 str(row.attempt or "-"),
                 row.stage,
-                row.validators[:40],
+                row.validators,
                 f"{row.tokens:,}" if row.tokens else "-",
                 usd(row.cost) if row.cost else "-",
                 elapsed,
-                row.note[:60],
+                self._note(row),
             )
         spent = sum((row.cost for row in self.rows.values()), Decimal(0))
         against = f" of {usd(self.budget)}" if self.budget is not None else ""
         counts_text = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
         table.caption = f"cost {usd(spent)}{against}; {counts_text}"
         return table
+
+    def _note(self, row: _Row) -> str:
+        """The row's latest news, its first line in full (the column wraps); a wait counts
+        down: `retrying (429, 2/3) in 4 s`."""
+        if row.pause is not None:
+            return row.pause.describe(row.pause.until - self.wall_clock())
+        return row.note.strip().partition("\n")[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import partial
@@ -65,7 +66,7 @@ from forge.execution.workspace import Worktree, WorktreePool
 from forge.planning.milestone import MilestoneTask
 from forge.providers.client import BudgetRefused, CallFailed, ModelClient
 from forge.providers.failures import FailureKind
-from forge.providers.types import Completion, Message
+from forge.providers.types import Completion, Finished, Message, Pause
 from forge.routing.decision import Pins, RouteDecision, Router, RungChoice
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class TaskEvent:
     model: str | None = None
     cost: Decimal = Decimal(0)  # what the task has spent so far
     tokens: int = 0  # tokens in and out so far
+    pause: Pause | None = None  # stage "waiting": the wait, for a view that counts it down
 
 
 @dataclass
@@ -809,12 +811,27 @@ class TaskEngine:
         rung: _Rung,
         messages: list[Message],
         summary: AttemptSummary,
-        **options: float | None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> Completion | None:
+        completion: Completion | None = None
         try:
-            completion = await self.client.complete(
-                rung.model, messages, task_id=task.id, **options
+            events = self.client.stream(
+                rung.model,
+                messages,
+                task_id=task.id,
+                max_tokens=max_tokens,
+                temperature=temperature,
             )
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, Pause):
+                        # A retry's backoff, a Retry-After or a breaker's cooldown: said as it
+                        # starts, so a task that waits is not taken for one that hangs.
+                        self._emit(task, "waiting", event.describe(), summary.number, rung, event)
+                    elif isinstance(event, Finished):
+                        completion = event.completion
         except BudgetRefused as exc:
             raise _Stop(
                 f"the budget stopped task {task.id!r} before its next call: {exc}"
@@ -824,6 +841,7 @@ class TaskEngine:
             summary.failure = exc.kind.value if exc.kind is not None else None
             self._emit(task, "call failed", str(exc), summary.number)
             return None
+        assert completion is not None, "stream() ends with Finished or raises"
         summary.answered = True
         summary.input_tokens += completion.usage.input_tokens
         summary.output_tokens += completion.usage.output_tokens
@@ -974,6 +992,7 @@ class TaskEngine:
         message: str,
         attempt: int = 0,
         rung: _Rung | None = None,
+        pause: Pause | None = None,
     ) -> None:
         self.on_event(
             TaskEvent(
@@ -985,6 +1004,7 @@ class TaskEngine:
                 model=rung.model if rung else None,
                 cost=self._spent.get(task.id, (0, Decimal(0)))[1],
                 tokens=self._spent.get(task.id, (0, Decimal(0)))[0],
+                pause=pause,
             )
         )
 

@@ -80,8 +80,11 @@ class Answer:
 
     @property
     def label(self) -> str:
-        """The status as shown: an answer cut off at its token limit says so."""
-        return "cut off" if self.truncated and self.status is Status.OK else self.status.value
+        """The status as shown: `done` for an answer (the JSON's `ok`); one cut off at its token
+        limit says so."""
+        if self.status is Status.OK:
+            return "cut off" if self.truncated else "done"
+        return self.status.value
 
     @property
     def ok(self) -> bool:

@@ -94,13 +94,16 @@ class Comparison:
 
     @property
     def consensus(self) -> str | None:
-        return None if self.tied else self.reference
+        """The answer most others agree with; one answer alone agrees with nobody."""
+        return None if self.tied or len(self.keys) < 2 else self.reference
 
     @property
     def reason(self) -> str | None:
         """Why there is no consensus (None when there is one)."""
         if not self.clusters:
             return "no_answers"
+        if len(self.keys) < 2:
+            return "one_answer"
         if not self.tied:
             return None
         return "no_agreement" if len(self.clusters[0].members) == 1 else "no_majority"

@@ -255,8 +255,7 @@ def _markdown_comparison(report: Report, c: Comparison, level: int) -> list[str]
         for key, row in zip(c.keys, c.matrix, strict=True):
             out.append(f"| {_cell(key)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
         out.append("")
-    title = "Consensus answer" if c.consensus else "Reference answer (not a consensus)"
-    out += [f"{hashes} {title} ({reference})", "", report.answer(reference).text, ""]
+    out += [f"{hashes} {answer_title(c)} ({reference})", "", report.answer(reference).text, ""]
     if c.code is not None:
         out += [f"{hashes} Code", "", code_summary(c), ""]
         for key, diff in c.code.diffs.items():
@@ -300,6 +299,8 @@ def _markdown_extras(report: Report) -> list[str]:
 def headline(c: Comparison, reference: str) -> str:
     """One sentence on the agreement; `reference` is the reference key as the output shows it."""
     top = len(c.clusters[0].members)
+    if c.reason == "one_answer":
+        return f"One answer arrived ({reference}): there is nothing to agree or differ with."
     if c.consensus is not None and c.agreed:
         return (
             f"Consensus: {reference}, with {top} of {len(c.keys)} answers ({c.share:.0%}) in its "
@@ -315,6 +316,13 @@ def headline(c: Comparison, reference: str) -> str:
         f"No consensus: no two answers reach similarity {c.threshold:g}; diffs are against the "
         f"most central answer, {reference}."
     )
+
+
+def answer_title(c: Comparison) -> str:
+    """What the answer diffs are against is, in a heading's words."""
+    if c.reason == "one_answer":
+        return "The only answer"
+    return "Consensus answer" if c.consensus else "Reference answer (not a consensus)"
 
 
 def nothing_to_compare(c: Comparison) -> str:

@@ -18,7 +18,7 @@ one clock every machine shares: a pid means something only on its own host, so o
 dead processes are also let go early.
 
 A database that goes away: a reservation that cannot be made is refused with the reason (the call
-is not sent); a settlement waits and tries again for `settle_patience` seconds, and the row it
+is not sent); a settlement waits and tries again for `outage_patience` seconds, and the row it
 could not settle stays reserved, so it still counts, and is charged at its reservation when its
 hold runs out. Nothing is counted twice: a settlement only changes a row still reserved.
 """
@@ -194,7 +194,9 @@ class Connection:
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url`), shared by a team."""
 
-    settle_patience = 30.0  # seconds a settlement waits for a database that went away
+    # Seconds a settlement, and a write or read of the runs' tables, waits for a database that
+    # went away once the ledger was open. A reservation never waits: its call is refused.
+    outage_patience = 30.0
 
     def __init__(self, url: str, *, home: Path, scope: Literal["user", "team"] = "user") -> None:
         self.url = url
@@ -253,21 +255,30 @@ class PostgresLedger(Ledger):
     def _drop(self) -> None:
         self._held.drop()
 
+    def _begin(self, wait: float) -> psycopg.Connection[Any]:
+        """A connection in a new transaction. One the server dropped since its last use (a
+        restart) is found at BEGIN and replaced at once; a database that cannot be reached is
+        tried again for `wait` seconds."""
+        deadline = time.monotonic() + wait
+        pause = 0.0
+        while True:
+            try:
+                raw = self._connection()
+                raw.execute("BEGIN")
+                return raw
+            except (self._psycopg.Error, LedgerError) as exc:
+                self._drop()
+                if time.monotonic() + pause > deadline and pause:
+                    raise exc if isinstance(exc, LedgerError) else self._fail(exc) from None
+            time.sleep(pause)
+            pause = min(1.0, pause * 2 or 0.05)
+
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One transaction. A connection the server dropped since its last use (a restart) is
-        found at BEGIN and replaced once; a failure after that ends the transaction."""
+    def _transaction(self, wait: float = 0.0) -> Iterator[Connection]:
+        """One transaction; a failure in it rolls it back and says why (LedgerError)."""
         psycopg = self._psycopg
         with self._lock:
-            for attempt in (1, 2):
-                raw = self._connection()
-                try:
-                    raw.execute("BEGIN")
-                    break
-                except psycopg.Error as exc:
-                    self._drop()
-                    if attempt == 2:
-                        raise self._fail(exc, "cannot be reached") from None
+            raw = self._begin(wait)
             try:
                 yield Connection(raw)
                 raw.execute("COMMIT")
@@ -285,11 +296,12 @@ class PostgresLedger(Ledger):
             self._drop()
 
     def transaction(self) -> AbstractContextManager[Database]:
-        return self._transaction()
+        # The runs' and routes' writes wait out a short outage rather than end a run.
+        return self._transaction(self.outage_patience)
 
     def reading(self) -> AbstractContextManager[Database]:
-        # A transaction of its own: the same retry after a restart, and one snapshot.
-        return self._transaction()
+        # A transaction of its own: one snapshot, and the same wait for the database.
+        return self._transaction(self.outage_patience)
 
     def close(self) -> None:
         self._finalizer.detach()
@@ -490,7 +502,7 @@ class PostgresLedger(Ledger):
         note: str | None = None,
     ) -> Settlement:
         """As the SQLite ledger settles; while the database is away it tries again for
-        `settle_patience` seconds, then leaves the row reserved (still counted) and says so."""
+        `outage_patience` seconds, then leaves the row reserved (still counted) and says so."""
         from forge.providers.types import Cost, Usage
 
         usage = usage or Usage()
@@ -502,7 +514,7 @@ class PostgresLedger(Ledger):
             cost.usd, cost.source, cut(finish_reason, 100), cut(note, MAX_ERROR_CHARS),
             reservation.id,
         )  # fmt: skip
-        deadline = time.monotonic() + self.settle_patience
+        deadline = time.monotonic() + self.outage_patience
         wait = 0.1
         while True:
             try:
@@ -565,6 +577,21 @@ class PostgresLedger(Ledger):
         open_until: float,
         last_error: str | None,
         last_kind: str | None = None,
+    ) -> None:
+        try:
+            self._save_breaker(provider, model, failures, open_until, last_error, last_kind)
+        except LedgerError as exc:
+            # The breaker in this process still holds; other processes learn of it later.
+            log.warning("%s; the breaker of %s/%s is not shared", exc, provider, model)
+
+    def _save_breaker(
+        self,
+        provider: str,
+        model: str,
+        failures: int,
+        open_until: float,
+        last_error: str | None,
+        last_kind: str | None,
     ) -> None:
         with self._transaction() as db:
             db.execute(

@@ -24,9 +24,10 @@ from forge.routing.complexity import (
     band_of,
     complexity,
 )
+from forge.routing.learned import logit_of, repository_logit, sigmoid, text_features
 from forge.routing.quality import Quality, judge_quality
 from forge.routing.reading import Words, read_cues
-from forge.routing.signals import read_signals, token_count
+from forge.routing.signals import READ_CHARS, TextSignals, read_signals, token_count
 from forge.routing.subtasks import split_task, starts_with_action
 from forge.routing.task_type import classify_type
 from forge.routing.vocabulary import TaskType
@@ -51,6 +52,9 @@ __all__ = [
 DEFAULT_FILE_TOKENS = 1500
 SYMBOL_TOKENS = 300
 REPOSITORY_MAP_TOKENS = 1000
+# A long issue says what it asks in its first paragraphs: its words are read up to READ_CHARS
+# (its length still counts in full), and only a task this short is split into parts.
+SPLIT_UP_TO_TOKENS = 250
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class TaskAnalysis:
     # "heuristic", or "model:ALIAS" when the router model's answer was used.
     classifier: str = "heuristic"
     classifier_note: str | None = None
+    # The learned model's chance that this is hour-plus work (see `learned`), and why.
+    difficulty: float = 0.0
+    difficulty_reasons: tuple[str, ...] = ()
+    pasted: tuple[str, ...] = ()  # what was pasted and kept out of the counts, described
 
 
 def analyse(
@@ -93,11 +101,11 @@ def analyse(
     """Analyse one task. `files` adds files named outside the text (a milestone's `files:`)."""
     signals = read_signals(text)
     named = tuple(dict.fromkeys([*files, *signals.files]))
-    words = Words.read(signals.prose)
+    words = Words.read(signals.prose[:READ_CHARS])
     reading = read_cues(words.lowered, words.original)
     task_type, type_reasons = classify_type(words, reading, signals, named)
     measured = tuple(_measure(path, codebase) for path in named)
-    parts = split_task(signals.prose) if split else ()
+    parts = split_task(signals.prose) if split and _splittable(signals) else ()
     if len(parts) < 2:
         parts = ()
     quality, quality_reasons = judge_quality(reading, words.lowered, signals)
@@ -105,6 +113,9 @@ def analyse(
     # or "- #412 add jitter" in a list of merged changes, is an item of input, not a task.
     actions = sum(starts_with_action(part.text) for part in parts)
     score, complexity_reasons = complexity(task_type, signals, words, reading, measured, actions)
+    features = text_features(score, signals, actions)
+    learned = logit_of(features)
+    repo_delta, repo_why = _repository(codebase, measured, signals) if codebase else (0.0, "")
     subtasks = tuple(
         Subtask(
             index=i,
@@ -130,7 +141,84 @@ def analyse(
         breadth_words=tuple(reading.breadth),
         errors=signals.errors,
         subtasks=subtasks if len(subtasks) > 1 else (),
+        difficulty=round(sigmoid(learned + repo_delta), 3),
+        difficulty_reasons=_difficulty_reasons(features, repo_why),
+        pasted=_describe_pasted(signals),
     )
+
+
+def training_row(text: str) -> dict[str, float]:
+    """The learned model's inputs for one text (scripts/train_router.py trains on them)."""
+    signals = read_signals(text)
+    words = Words.read(signals.prose[:READ_CHARS])
+    reading = read_cues(words.lowered, words.original)
+    named = signals.files
+    task_type, _ = classify_type(words, reading, signals, named)
+    measured = tuple(_measure(path, None) for path in named)
+    parts = split_task(signals.prose) if _splittable(signals) else ()
+    actions = sum(starts_with_action(part.text) for part in parts) if len(parts) > 1 else 0
+    score, _ = complexity(task_type, signals, words, reading, measured, actions)
+    return text_features(score, signals, actions)
+
+
+# Symbols looked up in a repository (one `git grep` each), in the order the task names them.
+MAX_SYMBOL_LOOKUPS = 3
+MAX_TRACE_FILES = 3
+
+
+def _repository(
+    codebase: Codebase, measured: tuple[NamedFile, ...], signals: TextSignals
+) -> tuple[float, str]:
+    """What the repository says of the files the task, its traceback and its symbols name."""
+    found = {f.path: f for f in measured if f.found}
+    named: list[str] = []
+    if signals.pasted is not None:
+        # The innermost frames are nearest the failure.
+        named += [p for p in signals.pasted.trace_files if p.endswith(".py")][-MAX_TRACE_FILES:]
+    named += list(signals.symbols[:MAX_SYMBOL_LOOKUPS])
+    for name in named:
+        path = name if name.endswith(".py") else codebase.defining(name)
+        if path is None:
+            continue
+        facts = codebase.facts(path)
+        if facts is not None and facts.path not in found:
+            found[facts.path] = _measure(facts.path, codebase)
+    files = tuple(found.values())
+    return repository_logit(files, codebase.tested(files))
+
+
+def _splittable(signals: TextSignals) -> bool:
+    return token_count(signals.prose) <= SPLIT_UP_TO_TOKENS
+
+
+def _difficulty_reasons(features: dict[str, float], repo_why: str) -> tuple[str, ...]:
+    tokens = round(2 ** features["log_prose_tokens"] - 1)
+    found = [
+        f"{tokens} tokens of the author's own words",
+        f"hand score {features['hand_score']:.2f}",
+    ]
+    code = round(2 ** features["code_lines"] - 1)
+    if code:
+        found.append(f"{code} lines of code or output")
+    if repo_why:
+        found.append(repo_why)
+    return tuple(found)
+
+
+def _describe_pasted(signals: TextSignals) -> tuple[str, ...]:
+    p = signals.pasted
+    if p is None:
+        return ()
+    found = []
+    if p.template_lines or p.checkboxes:
+        found.append(f"issue template ({p.template_lines + p.checkboxes} lines)")
+    if p.version_lines:
+        found.append(f"version dump ({p.version_lines} lines)")
+    if p.tracebacks:
+        found.append(f"traceback ({p.traceback_lines} lines)")
+    if p.repl_lines:
+        found.append(f"interpreter session ({p.repl_lines} lines)")
+    return tuple(found)
 
 
 def with_classification(

@@ -21,9 +21,10 @@ from forge.routing.codebase import Codebase
 from forge.routing.decision import Pins, Router
 from forge.routing.report import decision_json, subtask_json
 
-# Below this many lines, starting workers costs more than it saves.
+# Below this many lines (or characters of tasks), starting workers costs more than it saves.
 PARALLEL_FROM = 2000
-CHUNK = 256
+PARALLEL_FROM_CHARS = 400_000
+CHUNK = 128
 MAX_WORKERS = 8
 
 
@@ -59,30 +60,39 @@ class BatchRouter:
         return decision_json(decision) | {"subtasks": parts}
 
 
-def default_workers(lines: int) -> int:
-    if lines < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+def default_workers(lines: int, chars: int = 0) -> int:
+    small = lines < PARALLEL_FROM and chars < PARALLEL_FROM_CHARS
+    if small or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
 def route_lines(batch: BatchRouter, lines: Iterable[str], workers: int = 1) -> Iterator[str]:
-    """The output line for every non-blank input line, in order."""
+    """The output lines for the non-blank input lines, in order (in parallel, a chunk of
+    lines joined by newlines at a time)."""
     numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     if workers <= 1:
         yield from (batch.line(n, line) for n, line in numbered)
         return
-    global _WORKER_BATCH
-    _WORKER_BATCH = batch  # forked workers find it here, already loaded
+    global _WORKER_BATCH, _WORKER_LINES
+    # Forked workers find the batch and the lines here, already loaded: only the (start, end)
+    # of each chunk goes to them, and one string of output lines per chunk comes back.
+    _WORKER_BATCH, _WORKER_LINES = batch, numbered
+    chunks = [
+        (start, min(start + CHUNK, len(numbered))) for start in range(0, len(numbered), CHUNK)
+    ]
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap(_route_in_worker, numbered, chunksize=CHUNK)
+            yield from pool.imap(_route_chunk, chunks)
     finally:
-        _WORKER_BATCH = None
+        _WORKER_BATCH, _WORKER_LINES = None, []
 
 
 _WORKER_BATCH: BatchRouter | None = None
+_WORKER_LINES: list[tuple[int, str]] = []
 
 
-def _route_in_worker(numbered: tuple[int, str]) -> str:
+def _route_chunk(chunk: tuple[int, int]) -> str:
     assert _WORKER_BATCH is not None, "workers are forked after the batch is set"
-    return _WORKER_BATCH.line(*numbered)
+    start, end = chunk
+    return "\n".join(_WORKER_BATCH.line(*item) for item in _WORKER_LINES[start:end])

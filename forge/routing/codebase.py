@@ -8,6 +8,7 @@ starts git.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ from forge.validation.tree import git_root
 GENERIC_STEMS = frozenset({"mod", "lib", "main", "index", "__init__", "__main__", "init", "app"})
 MIN_STEM_LENGTH = 3
 GIT_TIMEOUT_SECONDS = 10
+IDENTIFIER = re.compile(r"[A-Za-z_]\w{2,}")
+# Where tests live, as git pathspecs.
+TESTS = ("*test*", "*spec*")
+
+
+def _is_test(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return (
+        pure.name.startswith("test")
+        or pure.stem.endswith(("_test", "_spec"))
+        or any(part in ("tests", "test", "testing", "spec") for part in pure.parts[:-1])
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class Codebase:
     _tracked: tuple[str, ...] | None = None
     _by_name: dict[str, list[str]] = field(default_factory=dict)
     _facts: dict[str, FileFacts | None] = field(default_factory=dict)
+    _tested: dict[str, bool] = field(default_factory=dict)
+    _defined: dict[str, str | None] = field(default_factory=dict)
     _listing: threading.Lock = field(default_factory=threading.Lock)  # tasks route in threads
 
     def facts(self, named: str) -> FileFacts | None:
@@ -56,6 +71,34 @@ class Codebase:
             path = self._resolve(named)
             self._facts[named] = None if path is None else self._measure(path)
         return self._facts[named]
+
+    def defining(self, symbol: str) -> str | None:
+        """The tracked Python file that defines `symbol` (a function or class), if one does."""
+        name = symbol.rsplit(".", 1)[-1]
+        if not IDENTIFIER.fullmatch(name):
+            return None
+        if name not in self._defined:
+            pattern = rf"^\s*(async\s+)?(def|class)\s+{name}\b"
+            listed = self._git("grep", "-l", "-z", "-E", "-I", "-e", pattern, "--", "*.py")
+            found = sorted((p for p in listed.split("\0") if p and not _is_test(p)), key=len)
+            self._defined[name] = found[0] if found else None
+        return self._defined[name]
+
+    def tested(self, files: tuple[NamedFile, ...]) -> dict[str, bool]:
+        """For each named file the repository has: whether a test file names its module."""
+        return {f.path: self._is_tested(f.path) for f in files if f.found}
+
+    def _is_tested(self, path: str) -> bool:
+        if path not in self._tested:
+            pure = PurePosixPath(path)
+            stem = pure.parent.name if pure.stem in GENERIC_STEMS else pure.stem
+            named = any(_is_test(p) and stem in PurePosixPath(p).name for p in self.tracked())
+            if _is_test(path) or len(stem) < MIN_STEM_LENGTH or named:
+                self._tested[path] = True
+            else:
+                listed = self._git("grep", "-l", "-z", "-w", "-F", "-I", "-e", stem, "--", *TESTS)
+                self._tested[path] = any(p for p in listed.split("\0"))
+        return self._tested[path]
 
     def tracked(self) -> tuple[str, ...]:
         with self._listing:
@@ -70,10 +113,11 @@ class Codebase:
         """The tracked path `named` spells out, or the shortest one ending with it."""
         wanted = named.removeprefix("./")
         self.tracked()
+        # "src/a.py" names "lib/src/a.py"; a traceback's "/usr/lib/.../pkg/a.py" names "pkg/a.py".
         candidates = [
             p
             for p in self._by_name.get(PurePosixPath(wanted).name, ())
-            if p == wanted or p.endswith("/" + wanted)
+            if p == wanted or p.endswith("/" + wanted) or wanted.endswith("/" + p)
         ]
         return min(candidates, key=len) if candidates else None
 

@@ -186,7 +186,7 @@ def _size_terms(
     clauses = plain.count(",") + plain.count(";")
     if clauses and task_type in ACTION_TYPES:
         terms.append((min(CLAUSE_CAP, CLAUSE_STEP * clauses), f"{clauses + 1} clauses"))
-    many = MANY_FILES.search(signals.prose) if "/" in signals.prose else None
+    many = _many_files(signals.prose) if "/" in signals.prose else None
     if many is not None:
         terms.append((MANY_FILES_DELTA, f"names many files at once ({many.group(0)})"))
     if parts > 1 and task_type in ACTION_TYPES:
@@ -195,6 +195,16 @@ def _size_terms(
     if covered > SIZE_CAP:
         terms.append((SIZE_CAP - covered, f"size counted up to {SIZE_CAP:.2f}"))
     return terms
+
+
+def _many_files(prose: str) -> re.Match[str] | None:
+    """A glob or folder, looked for only in words holding a slash (a whole-text scan backtracks)."""
+    for token in prose.split():
+        if "/" in token:
+            found = MANY_FILES.search(token)
+            if found is not None:
+                return found
+    return None
 
 
 def _shape_terms(

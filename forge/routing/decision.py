@@ -4,9 +4,11 @@ The ladder is `[tiers]`'s ladder for the task type (`critical` for critical task
 `ladder`). The first rung follows the band on the default four-rung ladder local / free / cheap /
 premium: trivial and simple start on rung 0, medium on 1, complex on 2, architecture and planning
 one higher; other ladders map those positions proportionally. Critical tasks start at the top.
-History can move the start one rung up. Inside a rung, `[routing] strategy` picks the model among
-those that can take the call now: no open breaker, free quota left, a context window that fits,
-and premium calls left today.
+History can move the start one rung up, or, for a task that is not critical, down to the
+cheapest rung whose chance of passing first time (the learned model's prior moved by that rung's
+own record here, `chances`) is good enough. Inside a rung, `[routing] strategy` picks the model
+among those that can take the call now: no open breaker, free quota left, a context window that
+fits, and premium calls left today.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from forge.routing.estimate import (
     worst_call_cost,
 )
 from forge.routing.fleet import Fleet, ModelFacts
+from forge.routing.history import MIN_SAMPLES
+from forge.routing.learned import tier_chance, with_history
 
 BAND_POSITION: dict[Band, int] = {"trivial": 0, "simple": 0, "medium": 1, "complex": 2}
 ONE_RUNG_HIGHER = frozenset({"architecture", "planning"})
 DEFAULT_TOP = 3  # positions are placed on the default four-rung ladder, then scaled
+# A cheaper rung whose chance (the model's prior moved by its record here) reaches this starts.
+GOOD_ENOUGH = 0.8
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,25 @@ class RungChoice:
 
 
 @dataclass(frozen=True)
+class RungChance:
+    """The chance that a first attempt on `rung` passes validation, and what it rests on."""
+
+    rung: str
+    probability: float
+    prior: float
+    successes: int = 0
+    samples: int = 0
+
+    def __str__(self) -> str:
+        if not self.samples:
+            return f"{self.rung} {self.probability:.0%}"
+        return (
+            f"{self.rung} {self.probability:.0%} (model {self.prior:.0%}, here "
+            f"{self.successes}/{self.samples})"
+        )
+
+
+@dataclass(frozen=True)
 class RouteDecision:
     analysis: TaskAnalysis
     ladder_name: str
@@ -71,6 +96,7 @@ class RouteDecision:
     history: tuple[str, ...]
     notes: tuple[str, ...]
     estimate: Estimate
+    chances: tuple[RungChance, ...] = ()
 
 
 class Router:
@@ -106,6 +132,7 @@ class Router:
         escalation = tuple(self._choose(rung, analysis, needed) for rung in later)
         chain = [self.fleet.models[c.model] for c in (first, *escalation) if c.model]
         routing = self.config.routing
+        chances = self.chances(analysis, ladder)
         return RouteDecision(
             analysis=analysis,
             ladder_name=name,
@@ -124,7 +151,32 @@ class Router:
                 total_attempts=routing.max_total_attempts,
                 budget_left=self.fleet.budget_left,
             ),
+            chances=chances,
         )
+
+    def chances(self, analysis: TaskAnalysis, ladder: list[str]) -> tuple[RungChance, ...]:
+        """Each rung's chance of passing first time: the learned model's, moved by history.
+
+        Rungs are placed on the default four-rung ladder as the start is (proportionally).
+        """
+        top = len(ladder) - 1
+        rates = self.fleet.history
+        learn = self.config.routing.learn_from_history
+        found = []
+        for index, rung in enumerate(ladder):
+            position = math.floor(index * DEFAULT_TOP / top + 0.5) if top else DEFAULT_TOP
+            prior = tier_chance(analysis.difficulty, position)
+            record = rates.get(analysis.type, analysis.band, rung) if learn else None
+            if record is None or not record.samples:
+                found.append(RungChance(rung, round(prior, 3), round(prior, 3)))
+                continue
+            chance = with_history(prior, record.successes, record.samples)
+            found.append(
+                RungChance(
+                    rung, round(chance, 3), round(prior, 3), record.successes, record.samples
+                )
+            )
+        return tuple(found)
 
     def check(self, pins: Pins) -> None:
         """Unknown `--tier` or `--model` names are usage errors (exit 2), with a guess."""
@@ -183,6 +235,19 @@ class Router:
                 f"{ladder[start + 1]}"
             )
             start += 1
+        if analysis.quality != "critical":
+            chances = self.chances(analysis, ladder)
+            for index, rung in enumerate(ladder[:start]):
+                # The cheapest rung whose own record makes its chance good enough.
+                chance = chances[index]
+                if chance.samples >= MIN_SAMPLES and chance.probability >= GOOD_ENOUGH:
+                    lines.append(
+                        f"history: {rung} got {kind} tasks in this repository right on the "
+                        f"first attempt {chance.successes}/{chance.samples} times; its chance "
+                        f"{chance.probability:.0%} is good enough (at least {GOOD_ENOUGH:.0%}): "
+                        f"starting there instead of {ladder[start]}"
+                    )
+                    return index, lines
         for rung in ladder[:start]:
             good = rates.does_well(analysis.type, analysis.band, rung)
             if good is not None:

@@ -18,7 +18,10 @@
         "files": [{"path", "found", "lines", "referenced_by", "tokens"}],
         "symbols": [str], "breadth_words": [str], "errors": [str],
         "classifier": str,              # "heuristic" or "model:ALIAS"
-        "classifier_note": str | null   # why a classifier answer was not used
+        "classifier_note": str | null,  # why a classifier answer was not used
+        "difficulty": float,            # 0..1, the learned chance this is hour-plus work
+        "difficulty_reasons": [str],
+        "pasted": [str]                 # templates, version dumps, tracebacks left out
       },
       "route": {
         "ladder_name": str,             # "ladder", a task type, or "critical"
@@ -32,7 +35,11 @@
         "skipped": [{"rung", "model", "reason"}],
         "escalation": [{"tier", "model", "why", "skipped"}],
         "history": [str],               # what the ledger's history changed or suggests
-        "notes": [str]
+        "notes": [str],
+        "chances": [{"tier", "probability", "prior", "successes", "samples"}]
+                                        # per rung, the chance a first attempt passes: the
+                                        # learned model's prior moved by this repository's
+                                        # first attempts on that rung (successes of samples)
       },
       "estimate": {
         "input_tokens": int,            # per attempt: context_tokens + tokens
@@ -78,11 +85,22 @@ def explain(decision: RouteDecision) -> list[str]:
         lines.append(a.classifier_note)
     lines.append(f"ladder ({decision.ladder_name}): {f' {ARROW} '.join(decision.ladder)}")
     lines.append(_first_line(decision))
+    lines.append(_chances_line(decision))
     lines += decision.history
     lines.append(_escalation_line(decision))
     lines.append(_estimate_line(decision))
     lines += decision.notes
     return lines
+
+
+def _chances_line(d: RouteDecision) -> str:
+    a = d.analysis
+    why = "; ".join(a.difficulty_reasons)
+    pasted = f"; left out of the counts: {', '.join(a.pasted)}" if a.pasted else ""
+    return (
+        f"chance the first attempt passes: {', '.join(str(c) for c in d.chances)} "
+        f"(learned difficulty {a.difficulty:.2f}: {why}{pasted})"
+    )
 
 
 def _quality_line(a: TaskAnalysis) -> str:
@@ -192,6 +210,9 @@ def analysis_json(a: TaskAnalysis) -> dict[str, Any]:
         "errors": list(a.errors),
         "classifier": a.classifier,
         "classifier_note": a.classifier_note,
+        "difficulty": a.difficulty,
+        "difficulty_reasons": list(a.difficulty_reasons),
+        "pasted": list(a.pasted),
     }
 
 
@@ -217,6 +238,16 @@ def route_json(d: RouteDecision) -> dict[str, Any]:
         ],
         "history": list(d.history),
         "notes": list(d.notes),
+        "chances": [
+            {
+                "tier": c.rung,
+                "probability": c.probability,
+                "prior": c.prior,
+                "successes": c.successes,
+                "samples": c.samples,
+            }
+            for c in d.chances
+        ],
     }
 
 

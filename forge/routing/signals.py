@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from forge.routing.pasted import Pasted, strip_pasted
 from forge.routing.vocabulary import words
 
 EXTENSIONS = (
@@ -128,6 +129,9 @@ INLINE_SQL = re.compile(
     r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
     r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
 )
+# A long issue says what it asks in its first paragraphs: its prose is read word by word (cues,
+# symbols, counts) up to here; its length still counts in full.
+READ_CHARS = 1200
 # Roughly what a model's tokenizer makes of English and code.
 CHARS_PER_TOKEN = 4
 
@@ -138,6 +142,7 @@ UNSAFE_SQL = re.compile(
     r"""|f["'](?:SELECT|INSERT|UPDATE|DELETE)\b[^"']*\{""",
     re.IGNORECASE,
 )
+SQL_HINTS = ("execute(", "query(", "raw(", 'f"', "f'", "EXECUTE(", "QUERY(", "RAW(")
 NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "a dozen": 12, "dozens of": 24, "hundreds of": 200, "thousands of": 2000,
@@ -184,25 +189,41 @@ class TextSignals:
     quantities: tuple[Quantity, ...] = ()
     unsafe_sql: bool = False
     has_code: bool = False
+    # What was pasted around the author's words (templates, version dumps, tracebacks), by kind.
+    pasted: Pasted | None = None
+    code_lines: int = 0
 
 
 def read_signals(text: str) -> TextSignals:
-    prose, pasted = _split_output(text)
-    files = _files(text)
+    """The signals of a task; templates, version dumps and tracebacks never reach the counts."""
+    stripped = strip_pasted(text)
+    clean = stripped.text
+    prose, output = _split_output(clean)
+    files = _files(clean)
+    removed = stripped.removed
     return TextSignals(
         prose=prose,
         files=files,
-        symbols=_symbols(prose, set(files)),
-        errors=_errors(f"{pasted}\n{prose}"),
-        quantities=_quantities(text),
+        symbols=_symbols(prose[:READ_CHARS], set(files)),
+        errors=_errors(f"{removed}\n{output}\n{prose}" if removed else f"{output}\n{prose}"),
+        quantities=_quantities(prose[:READ_CHARS]),
         unsafe_sql=_unsafe_sql(text),
-        has_code=bool(pasted.strip()),
+        has_code=bool(output.strip() or removed.strip()),
+        pasted=stripped,
+        code_lines=_code_lines(output),
     )
 
 
+def _code_lines(output: str) -> int:
+    """Lines of pasted code or output, fences and blank lines not counted."""
+    if not output.strip():
+        return 0
+    return sum(1 for line in output.splitlines() if line.strip() and not FENCE.match(line))
+
+
 def _unsafe_sql(text: str) -> bool:
-    lowered = text.lower()
-    if not any(word in lowered for word in ("execute(", "query(", "raw(", "select", "insert")):
+    # Every form of UNSAFE_SQL is a call or an f-string: without one, no regex scan.
+    if not any(word in text for word in SQL_HINTS):
         return False
     return UNSAFE_SQL.search(text) is not None
 
@@ -262,7 +283,10 @@ def _split_output(text: str) -> tuple[str, str]:
 def _files(text: str) -> tuple[str, ...]:
     """Paths in the text, found token by token (a scan of the whole text backtracks)."""
     found: dict[str, None] = {}
-    for token in PATH_TOKEN.findall(text):
+    # Whitespace splits first (in C); only words that can hold a path are tokenised further.
+    # (Every bare file name but LICENSE ends in "file".)
+    words = [w for w in text.split() if "." in w or "file" in w or "LICENSE" in w]
+    for token in PATH_TOKEN.findall(" ".join(words)):
         if "." not in token and not token.endswith(BARE_FILES):
             continue
         if "://" in token or token[0] == "@":

@@ -21,7 +21,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -100,6 +100,9 @@ class Reply:
     # Only for a request whose messages contain this text; the first queued reply that fits is
     # used, so parallel requests to one model can each get the answer meant for them.
     when: str | None = None
+    # Held (before the headers) until this is true, checked every 50 ms for up to HOLD_SECONDS:
+    # a test of ordering ("A merges before B answers") waits for the thing, not for a delay.
+    after: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -708,6 +711,11 @@ class _Exchange:
 
     async def run(self, response: _Response) -> bool:
         """Send the answer; False when the connection must not be reused."""
+        if self.reply.after is not None:
+            waited = 0.0
+            while waited < HOLD_SECONDS and not await asyncio.to_thread(self.reply.after):
+                await asyncio.sleep(0.05)
+                waited += 0.05
         await asyncio.sleep(self.reply.latency)
         fault = self.reply.fault
         if fault in _ERRORS:

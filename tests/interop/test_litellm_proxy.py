@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import run_forge
 from tests.interop.conftest import ANSWER_A, ANSWER_B
 
-pytestmark = pytest.mark.interop
+# One worker runs every interop test: each worker would start its own servers.
+pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("interop")]
 
 # alias -> id on the proxy; "no-such-model" is not in its config.
 MODELS = {
