@@ -240,6 +240,23 @@ def test_the_ray_executor_refuses_a_ledger_the_nodes_cannot_share(
     assert git(repo, "for-each-ref", "refs/forge", "refs/heads/forge") == ""
 
 
+def test_a_ray_address_without_the_ray_executor_is_a_usage_error(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = six_module_repo(tmp_path)
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(f'[providers.fake]\nbase_url = "{fake.url}/v1"\n', encoding="utf-8")
+    plan = six_task_plan(tmp_path)
+    done = run_forge(
+        "run-milestone", str(plan), "--ray-address", "127.0.0.1:1", "-c", str(cfg), cwd=repo
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "forge: error: --ray-address names a Ray cluster: it goes with --executor ray"
+    )
+    assert git(repo, "for-each-ref", "refs/forge", "refs/heads/forge") == ""
+
+
 def test_a_task_whose_key_no_node_has_is_not_placed_and_fails_saying_why(
     fake: FakeProvider,
     tmp_path: Path,

@@ -187,6 +187,8 @@ async def run_plan(
     execution = setup.config.execution
     executor = options.executor or execution.executor
     address = options.ray_address or execution.ray_address
+    if options.ray_address and executor != "ray":
+        raise UsageError("--ray-address names a Ray cluster: it goes with --executor ray")
     if executor == "ray":
         _cluster_ready(setup.config, options, address)
     store = RunStore(setup.ledger)
