@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -142,7 +141,6 @@ class RayTasks:
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
-        self.timings: list[dict[str, float]] = []  # per task: what shipping and the node took
 
     async def run(
         self,
@@ -157,9 +155,7 @@ class RayTasks:
         decision = await anyio.to_thread.run_sync(self._route, task)
         needs = task_needs(self.config, decision, self.toolchains)
         self._placeable(task, needs)
-        shipped = time.monotonic()
         base_object, pieces = await anyio.to_thread.run_sync(self._objects, base)
-        shipped = time.monotonic() - shipped
         from forge import __version__
 
         job = RemoteJob(
@@ -178,21 +174,11 @@ class RayTasks:
         for event in result.events:
             self.on_event(event)
         outcome = result.outcome
-        fetched = time.monotonic()
         if result.bundle is not None and outcome.commit is not None:
             branch = f"refs/heads/forge/{branch_part(self.run_id)}/{branch_part(task.id)}"
             got = await anyio.to_thread.run_sync(take_bundle, self.repo_dir, result.bundle, branch)
             if got != outcome.commit:
                 raise ClusterError(f"task {task.id!r}: its bundle holds {got}, not its commit")
-        self.timings.append(
-            {
-                "ship_s": shipped,
-                "node_s": result.seconds,
-                "clone_s": result.clone_seconds,
-                "fetch_s": time.monotonic() - fetched,
-                "result_bytes": float(len(result.bundle or b"")),
-            }
-        )
         self._emit(task, "cluster", f"ran on {result.node} in {result.seconds:.1f}s")
         return outcome
 
@@ -225,7 +211,7 @@ class RayTasks:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 if count > MAX_NODE_LOSSES:
                     raise ClusterError(
-                        f"task {task.id!r} lost {count} nodes in a row ({type(exc).__name__}: "
+                        f"task {task.id!r} lost {count} nodes ({type(exc).__name__}: "
                         f"{why}); not sent again"
                     ) from None
                 self._emit(
