@@ -10,6 +10,7 @@ user's repository: that lives on the driver's machine only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -17,6 +18,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -69,7 +71,6 @@ def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Remo
     """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list, and
     `pieces` hold the line's newer commits as objects: Ray fetches none of them by itself, so
     a node takes only what its clone lacks."""
-    import anyio
 
     from forge import __version__
 
@@ -84,7 +85,10 @@ def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Remo
     cloned = time.monotonic() - started
     events: list[TaskEvent] = []
     kept = _kept_for(job, folder, clone)
-    outcome = anyio.run(_engine_run, job, kept, clone, events.append)
+    running = asyncio.run_coroutine_threadsafe(
+        _engine_run(job, kept, clone, events.append), kept.loop
+    )
+    outcome = running.result()
     bundle = None
     if outcome.state == "done" and outcome.commit is not None:
         branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
@@ -107,7 +111,9 @@ def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Remo
 class _Kept:
     """What one Ray worker process keeps between the tasks of a run it runs one after another
     (Ray reuses a worker process, one task at a time): its own repository and worktrees, moved
-    from task to task as on one machine, the ledger's connection and the run's router."""
+    from task to task as on one machine, the ledger's connection, the run's router, and one
+    event loop on a thread of its own with the run's model client open in it (a client and
+    its connection pools cost tens of milliseconds of CPU to make, per task otherwise)."""
 
     run_id: str
     own: Path
@@ -115,8 +121,13 @@ class _Kept:
     worktrees: Any
     ledger: Any
     router: Any
+    loop: asyncio.AbstractEventLoop
+    client: Any
 
     def close(self) -> None:
+        closing = self.client.__aexit__(None, None, None)
+        asyncio.run_coroutine_threadsafe(closing, self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.worktrees.close()
         self.ledger.close()
         shutil.rmtree(self.own.parent, ignore_errors=True)
@@ -129,6 +140,7 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     from git import Repo
 
     from forge.execution.workspace import WorktreePool
+    from forge.providers.client import ModelClient
     from forge.routing.decision import Router
     from forge.routing.fleet import load_fleet
 
@@ -141,9 +153,12 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     repo = Repo(own)
     ledger = open_ledger(job.config)
     router = Router(load_fleet(job.config, ledger, job.repo_key))
-    kept = _Kept(
-        job.run_id, own, repo, WorktreePool(repo, job.run_id, home=home / "trees"), ledger, router
-    )
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="forge-node-loop", daemon=True).start()
+    client = ModelClient(job.config, ledger=ledger, run_id=job.run_id)
+    asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result()
+    worktrees = WorktreePool(repo, job.run_id, home=home / "trees")
+    kept = _Kept(job.run_id, own, repo, worktrees, ledger, router, loop, client)
     _KEPT.append(kept)
     return kept
 
@@ -235,11 +250,7 @@ def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -
 
 
 async def _engine_run(job: RemoteJob, kept: _Kept, clone: Path, on_event: Any) -> TaskOutcome:
-    from forge.providers.client import ModelClient
-
-    async with ModelClient(job.config, ledger=kept.ledger, run_id=job.run_id) as client:
-        engine = _engine(job, kept, clone, client, on_event)
-        return await engine.run(job.task, job.head)
+    return await _engine(job, kept, clone, kept.client, on_event).run(job.task, job.head)
 
 
 def _engine(job: RemoteJob, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
