@@ -342,11 +342,12 @@ def _inside_file(name: str, files: set[str]) -> bool:
 
 
 def _errors(output: str) -> tuple[str, ...]:
-    if not any(hint in output for hint in ERROR_HINTS):
+    present = {hint for hint in ERROR_HINTS if hint in output}  # each hint looked for once
+    if not present:
         return ()
     found: dict[str, None] = {}
     for hints, pattern, label in ERROR_KINDS:
-        if not any(hint in output for hint in hints):
+        if present.isdisjoint(hints):
             continue
         for match in pattern.finditer(output):
             detail = next((g for g in match.groups() if g), "")
