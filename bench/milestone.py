@@ -20,7 +20,14 @@ subprocess, as a user does, and reports, in this one run:
 
     python bench/milestone.py [--tasks 300] [--concurrency 8] [--latency-min 0.5]
         [--latency-max 2.0] [--max-after 3] [--window 0] [--seed 7] [--quick] [--tries 1]
-        [--no-bare] [--profile FILE] [--keep]
+        [--no-bare] [--profile FILE] [--keep] [--executor local|ray] [--nodes 2]
+
+`--executor ray` runs the same graph twice in one run: on the local executor, then on a Ray
+cluster started on this machine (a head and `--nodes` worker nodes sharing `--concurrency` CPUs,
+127.0.0.1 only, as tests/ray_cluster.py starts it) with a throw-away PostgreSQL ledger (as
+tests/postgres_server.py starts it), and prints the Ray run's makespan as a ratio to the local
+one (target: at most 1.3x: the price of shipping bundles), with what shipping cost: the bundles'
+sizes, the time to make them, and the time a node took to take them into its clone.
 
 A run in which a task fails measures nothing and is reported as such; `--tries N` starts again
 from scratch, showing each failed run, until one finishes every task.
@@ -551,6 +558,13 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="run forge under cProfile, stats to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: the same graph on the local executor, then on a Ray cluster of this machine",
+    )
+    parser.add_argument("--nodes", type=int, default=2, help="Ray worker nodes (--executor ray)")
+    parser.add_argument(
         "--tries",
         type=int,
         default=1,
@@ -569,7 +583,10 @@ def main() -> None:
     for number in range(1, args.tries + 1):
         folder = Path(tempfile.mkdtemp(prefix="forge-bench-milestone-"))
         try:
-            bench(graph, args.concurrency, folder, not args.no_bare, args.profile)
+            if args.executor == "ray":
+                bench_ray(graph, args.concurrency, folder, args.nodes)
+            else:
+                bench(graph, args.concurrency, folder, not args.no_bare, args.profile)
             return
         except Incomplete as exc:
             print(f"run {number} of {args.tries}: {exc}", flush=True)
@@ -615,6 +632,109 @@ def bench(graph: Graph, concurrency: int, folder: Path, bare: bool, profile: Pat
     print_merge_loop(merge_loop_busy(graph, run, returned), found)
     if profile is not None:
         print_profile(profile)
+
+
+# -- --executor ray: the same graph on a Ray cluster of this machine, against the local run ----
+
+
+def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
+    """Local first, then Ray, same graph, same fake models, in this one process."""
+    from bytecode import compile_forge
+
+    from forge.testing.fake_provider import FakeProvider, Reply
+
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres_server import PostgresServer
+    from tests.ray_cluster import RayCluster
+
+    compile_forge()
+    cluster_folder = Path(tempfile.mkdtemp(prefix="forge-ray-", dir="/tmp"))
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    server = PostgresServer()
+    cluster = RayCluster(cluster_folder)
+    try:
+        started = time.perf_counter()
+        server.create()
+        cluster.start()
+        for number in range(nodes):
+            cpus = concurrency // nodes + (1 if number < concurrency % nodes else 0)
+            cluster.add_worker(f"node{number}", cpus=cpus)
+        print(
+            f"PostgreSQL and a Ray cluster (head + {nodes} worker nodes, {concurrency} CPUs) "
+            f"started in {time.perf_counter() - started:.1f}s"
+        )
+        with FakeProvider() as fake:
+            for task_id in graph.ids:
+                fake.script(
+                    graph.model(task_id), Reply(text=answer(task_id), latency=graph.work[task_id])
+                )
+            runs = {}
+            for executor in ("local", "ray"):
+                repo, home = folder / executor / "repo", folder / executor / "home"
+                home.mkdir(parents=True)
+                base = make_repo(repo, graph)
+                milestone, config = (
+                    folder / executor / "milestone.toml",
+                    folder / executor / "forge.toml",
+                )
+                milestone.write_text(milestone_toml(graph), encoding="utf-8")
+                text = forge_toml(fake.url, graph, concurrency)
+                if executor == "ray":
+                    database = server.create_database("bench")
+                    text += (
+                        f'\n[ledger]\nurl = "{database}"\n\n[execution]\nexecutor = "ray"\n'
+                        f'ray_address = "{cluster.address}"\n'
+                    )
+                config.write_text(text, encoding="utf-8")
+                seen = len(fake.requests)
+                env = isolated_env(home) | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+                run = run_forge(repo, milestone, config, env, None)
+                calls: dict[str, int] = {}
+                for request in fake.requests[seen:]:
+                    if isinstance(request.body, dict) and "model" in request.body:
+                        calls[request.body["model"]] = calls.get(request.body["model"], 0) + 1
+                check(run, repo, base, graph, calls)
+                runs[executor] = run
+                print(f"{executor:>5}: makespan {run.makespan:7.2f}s")
+        local, ray = runs["local"].makespan, runs["ray"].makespan
+        print(
+            f"\nray / local makespan: {ray / local:.3f}x (target: at most 1.3x); "
+            f"lower bound {max(critical_path(graph), sum(graph.work.values()) / concurrency):.2f}s"
+        )
+        print_shipping(folder / "ray" / "repo", runs["ray"])
+    finally:
+        cluster.stop()
+        server.destroy()
+        shutil.rmtree(cluster_folder, ignore_errors=True)
+
+
+def print_shipping(repo: Path, run: ForgeRun) -> None:
+    """What a bundle costs: the base's (once per run and node), an increment's, a result's."""
+    from forge.execution.bundles import make_bundle, take_bundle
+
+    base = run.report["base"]
+    head = run.report["head"]
+    for name, since in (
+        ("the base, with its history", None),
+        ("the whole line since the base", base),
+    ):
+        started = time.perf_counter()
+        data = make_bundle(repo, "refs/forge/bench", head if since else base, since=since)
+        made = time.perf_counter() - started
+        scratch = Path(tempfile.mkdtemp(prefix="forge-bench-take-"))
+        git(scratch, "init", "-q")
+        if since:
+            take_bundle(scratch, make_bundle(repo, "refs/forge/bench", base), "refs/forge/b")
+        started = time.perf_counter()
+        take_bundle(scratch, data, "refs/forge/x")
+        taken = time.perf_counter() - started
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(
+            f"bundle of {name}: {len(data) / 1024:.1f} KiB, made in {made * 1000:.0f} ms, "
+            f"taken in {taken * 1000:.0f} ms"
+        )
+    git(repo, "update-ref", "-d", "refs/forge/bench")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run_milestone",
         "Run a milestone: independent tasks in parallel, each in its own worktree, validated.",
     ),
+    "ray-node": (
+        "forge.commands.ray_node",
+        "ray_node",
+        "Start or join a Ray cluster as a node for run-milestone --executor ray.",
+    ),
     "runs": (
         "forge.commands.runs",
         "runs",

@@ -116,3 +116,8 @@ from tests.postgres_server import (  # noqa: E402
 )
 
 __all__ = ["postgres_database", "postgres_server", "postgres_url"]
+
+# A Ray cluster on this machine for --executor ray, started only by the tests that ask.
+from tests.ray_cluster import ray_cluster  # noqa: E402
+
+__all__ += ["ray_cluster"]

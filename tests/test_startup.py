@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("httpx", "anyio", "networkx", "git", "genai_prices", "sqlite3", "forge.providers")
+HEAVY = (
+    "httpx",
+    "anyio",
+    "networkx",
+    "git",
+    "genai_prices",
+    "sqlite3",
+    "forge.providers",
+    "ray",
+)
 
 PROBE = """
 import json, sys

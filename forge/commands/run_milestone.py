@@ -31,6 +31,11 @@ class OnBudget(StrEnum):
     cancel = "cancel"
 
 
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 def run_milestone(
     milestone: Annotated[
         Path | None,
@@ -91,6 +96,23 @@ def run_milestone(
             "--on-budget", help="When the budget is reached: let tasks in flight finish, or cancel."
         ),
     ] = OnBudget.finish,
+    executor: Annotated[
+        Executor | None,
+        typer.Option(
+            "--executor",
+            help="Where tasks run: this machine, or the nodes of a Ray cluster (merged here) "
+            "(default: \\[execution] executor, else local).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="HOST:PORT",
+            help="The Ray cluster's head (default: \\[execution] ray_address, else RAY_ADDRESS).",
+        ),
+    ] = None,
     plan_with: Annotated[
         str | None,
         typer.Option("--plan-with", help="Ask this model to write the plan for --goal."),
@@ -136,6 +158,8 @@ def run_milestone(
         allow_test_edits=allow_test_edits,
         review=review,
         on_budget=on_budget.value,
+        executor=executor.value if executor is not None else None,
+        ray_address=ray_address,
     )
     plan: Milestone | None = None
     source = ""

@@ -268,6 +268,16 @@ class FanoutConfig(Section):
     tier: str | None = None  # every model of this tier, after `models`
 
 
+class ExecutionConfig(Section):
+    """`[execution]`: where `forge run-milestone` runs its tasks. "local": in worktrees on this
+    machine; "ray": as Ray tasks on a cluster's nodes (the optional extra `forge-cli[ray]`),
+    merged here. `ray_address` is the cluster's (e.g. "10.0.0.5:6379"); unset, Ray's own
+    RAY_ADDRESS, then a cluster started on this machine."""
+
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+
+
 class ForgeConfig(Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -280,6 +290,7 @@ class ForgeConfig(Section):
     ledger: LedgerConfig = LedgerConfig()
     roles: dict[str, RoleConfig] = {}
     fanout: FanoutConfig = FanoutConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     def tier_names(self) -> set[str]:
         return {m.tier for m in self.models.values() if m.tier}

@@ -99,6 +99,9 @@ class EngineSettings:
     reviewer: str | None = None
     pins: Pins = field(default_factory=Pins)
     max_format_repairs: int = MAX_FORMAT_REPAIRS
+    # The repository as the ledger's route history names it, when the engine works in a copy
+    # of it (a Ray node's clone); else its own folder.
+    repo_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -971,7 +974,8 @@ class TaskEngine:
             decision,
             task_id=task.id,
             run_id=self.settings.run_id,
-            repo=str(self.codebase.root if self.codebase else self.repo_dir),
+            repo=self.settings.repo_key
+            or str(self.codebase.root if self.codebase else self.repo_dir),
         )
 
     def _record_first_attempt(self, task: MilestoneTask, ok: bool) -> None:

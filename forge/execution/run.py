@@ -21,7 +21,7 @@ import anyio.to_thread
 
 from forge.errors import UsageError
 from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent
-from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler, first_wave
+from forge.execution.scheduler import PlanOutcome, RunEvent, Scheduler, TaskRunner, first_wave
 from forge.execution.workspace import WorktreePool, resolve_base
 from forge.planning.milestone import Milestone, MilestoneTask
 from forge.routing.decision import Pins
@@ -42,6 +42,10 @@ class RunOptions:
     # The model that reviews each validated attempt (--review); else [routing] reviewer.
     review: str | None = None
     on_budget: Literal["finish", "cancel"] = "finish"
+    # Where the tasks run: None takes [execution] executor and ray_address. Not saved with the
+    # run: a run started on one machine may be resumed on a cluster, and the other way round.
+    executor: Literal["local", "ray"] | None = None
+    ray_address: str | None = None
 
 
 @dataclass
@@ -180,6 +184,13 @@ async def run_plan(
             "instead of the run's own worktrees; run forge run-milestone without it"
         )
     setup = _open(config_path, options.pins)
+    execution = setup.config.execution
+    executor = options.executor or execution.executor
+    address = options.ray_address or execution.ray_address
+    if options.ray_address and executor != "ray":
+        raise UsageError("--ray-address names a Ray cluster: it goes with --executor ray")
+    if executor == "ray":
+        _cluster_ready(setup.config, options, address)
     store = RunStore(setup.ledger)
     if resume is not None:
         saved = store.run(resume)
@@ -218,12 +229,14 @@ async def run_plan(
             check_reviewer(setup.config, reviewer)
         if resume is not None:
             await anyio.to_thread.run_sync(worktrees.clear_stale)
-        # The first tasks' worktrees are checked out while the run starts up.
-        worktrees.prepare(first_wave(plan, merged, setup.config), integration.head())
+        if executor == "local":
+            # The first tasks' worktrees are checked out while the run starts up.
+            worktrees.prepare(first_wave(plan, merged, setup.config), integration.head())
         dirty = setup.repo.is_dirty(untracked_files=True)
         cost = setup.config.cost
         budget = cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop
         on_start(run_id, plan, budget)
+        closing: list[Callable[[], None]] = []
         settings = EngineSettings(
             run_id=run_id,
             require_green=options.require_green,
@@ -235,17 +248,33 @@ async def run_plan(
         )
         try:
             async with ModelClient(setup.config, ledger=setup.ledger, run_id=run_id) as client:
-                engine = TaskEngine(
-                    config=setup.config,
-                    ledger=setup.ledger,
-                    client=client,
-                    router=setup.router,
-                    repo=setup.repo,
-                    codebase=setup.codebase,
-                    settings=settings,
-                    on_event=on_event,
-                    worktrees=worktrees,
-                )
+                engine: TaskRunner
+                if executor == "ray":
+                    from forge.execution.ray_executor import RayTasks
+
+                    engine = cluster = RayTasks(
+                        config=setup.config,
+                        repo=setup.repo,
+                        router=setup.router,
+                        settings=settings,
+                        base=base,
+                        address=address,
+                        codebase=setup.codebase,
+                        on_event=on_event,
+                    )
+                    closing.append(cluster.close)
+                else:
+                    engine = TaskEngine(
+                        config=setup.config,
+                        ledger=setup.ledger,
+                        client=client,
+                        router=setup.router,
+                        repo=setup.repo,
+                        codebase=setup.codebase,
+                        settings=settings,
+                        on_event=on_event,
+                        worktrees=worktrees,
+                    )
                 scheduler = Scheduler(
                     plan=plan,
                     engine=engine,
@@ -265,6 +294,8 @@ async def run_plan(
             # task through any shield, and the worktrees must not be left half removed. Nothing
             # else runs by now, so blocking the loop for it costs nothing.
             worktrees.close()
+            for close in closing:
+                close()
         kept = tuple(o.worktree for r in outcome.records.values() for o in r.outcomes if o.worktree)
         outcome.branch = integration.finish(base, kept)
         outcome.head = integration.head()
@@ -283,6 +314,31 @@ async def run_plan(
         resumed=resume is not None,
         top_tier=top,
     )
+
+
+def _cluster_ready(config: ForgeConfig, options: RunOptions, address: str | None) -> None:
+    """Before a branch or a worktree is made: Ray installed, a ledger every node shares (the
+    budget holds across machines only there), and the cluster reachable."""
+    from forge.execution.ray_executor import connect, import_ray
+
+    import_ray()
+    if options.keep_worktrees:
+        raise UsageError(
+            "--keep-worktrees keeps worktrees on this machine; with --executor ray the tasks' "
+            "worktrees are on the cluster's nodes, which remove them"
+        )
+    require_shared_ledger(config)
+    connect(address)
+
+
+def require_shared_ledger(config: ForgeConfig) -> None:
+    from forge.ledger.url import is_postgres
+
+    if not is_postgres(config.ledger.url):
+        raise UsageError(
+            "--executor ray needs a ledger every node shares, so one budget holds across "
+            'machines: set [ledger] url = "postgresql://..." in forge.toml (or FORGE_LEDGER_URL)'
+        )
 
 
 def top_tier_work(config: ForgeConfig, ledger: Any, store: RunStore, run_id: str) -> Any:

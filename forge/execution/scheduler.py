@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from forge.errors import ExitCode, ForgeError
-from forge.execution.engine import TaskEngine, TaskOutcome
+from forge.execution.engine import EngineSettings, TaskOutcome
 from forge.execution.integration import Integration, Merge
 from forge.execution.store import RunStore, RunTaskRow, TaskAttemptRow
 from forge.planning.graph import dependents, ready, task_graph
@@ -32,6 +32,8 @@ from forge.planning.milestone import Milestone, MilestoneTask
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from git import Repo
 
     from forge.config.schema import ForgeConfig
     from forge.execution.workspace import WorktreePool
@@ -45,6 +47,21 @@ MAX_CONFLICT_RERUNS = 1
 # What the scheduler's loop hears: ("finished", task, the engine's outcome or the error that
 # broke it) from a task, ("merged", task, False when it must run again) from the merger.
 _Message = tuple[Literal["finished", "merged"], str, TaskOutcome | Exception | bool]
+
+
+class TaskRunner(Protocol):
+    """What runs one task for the scheduler: the task engine on this machine, or the Ray
+    executor's stand-in for it on a cluster (forge.execution.ray_executor)."""
+
+    settings: EngineSettings
+    repo: Repo
+
+    async def run(
+        self,
+        task: MilestoneTask,
+        base: str,
+        base_report: tuple[ValidationReport | None] | tuple[()] = (),
+    ) -> TaskOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,7 @@ class Scheduler:
         self,
         *,
         plan: Milestone,
-        engine: TaskEngine,
+        engine: TaskRunner,
         integration: Integration,
         ledger: Ledger,
         config: ForgeConfig,

@@ -362,11 +362,14 @@ class WorktreePool:
     git ignores (cargo's target/) stays, so later builds are warm.
     """
 
-    def __init__(self, repo: Repo, run_id: str) -> None:
+    def __init__(self, repo: Repo, run_id: str, home: Path | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.repo = repo
         self.run_id = run_id
+        # Where its worktrees go: the run's folder under forge's home, unless told (a Ray
+        # node gives each task its own, since tasks of one run share the node's clone).
+        self.home = home or worktrees_home() / branch_part(run_id)
         self._git_dir = Path(repo.common_dir)
         self._idle: list[Path] = []
         self._all: list[Path] = []
@@ -396,7 +399,7 @@ class WorktreePool:
     def _new_path(self) -> Path:
         with self._lock:
             self._made += 1  # never reused: a slot given up after an error keeps its number
-            path = worktrees_home() / branch_part(self.run_id) / f"slot-{self._made}"
+            path = self.home / f"slot-{self._made}"
             self._all.append(path)
         return path
 
@@ -497,7 +500,7 @@ class WorktreePool:
 
     def clear_stale(self) -> None:
         """A resumed run first removes what a crashed process left (worktrees holding branches)."""
-        folder = worktrees_home() / branch_part(self.run_id)
+        folder = self.home
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 remove_worktree(self.repo, path)
@@ -516,4 +519,4 @@ class WorktreePool:
             worktree(self.repo, "prune")
         # The run's folder goes too, unless it holds a worktree kept by --keep-worktrees.
         with contextlib.suppress(OSError):
-            (worktrees_home() / branch_part(self.run_id)).rmdir()
+            self.home.rmdir()

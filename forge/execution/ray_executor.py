@@ -1,0 +1,276 @@
+"""The Ray executor: a run's tasks on the nodes of a Ray cluster, merged here one at a time.
+
+It stands where the task engine stands for the scheduler (`run(task, head)` gives a task's
+outcome), so everything around a task is unchanged: the graph, the limits, the budget checks,
+the merges and their validation, the ledger's run rows, `--resume`. What changes is where the
+task's attempts happen. The driver (this process) puts the run's base bundle in Ray's object
+store once and a small bundle of the integration line's newer commits per head; a node builds
+its clone from them and runs the same engine (see ray_worker). The task's commit comes back as a
+bundle; its objects are stored here and the task's branch set to it, as the engine would have
+done locally, and the scheduler merges it. The user's repository is only touched here.
+
+A node lost mid-task (its machine died, its raylet was killed) loses that attempt's work: the
+task is sent again, Ray places it on a node that is alive, and only the run that returns is
+merged. Ray's own task retries are off, so the driver knows and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from forge.errors import ForgeError, UsageError
+from forge.execution.bundles import Piece, Shipping, take_bundle
+from forge.execution.engine import TaskEvent
+from forge.execution.placement import repository_toolchains, task_needs
+from forge.execution.workspace import branch_part
+
+if TYPE_CHECKING:
+    from git import Repo
+
+    from forge.config.schema import ForgeConfig
+    from forge.execution.engine import EngineSettings, TaskOutcome
+    from forge.execution.ray_worker import RemoteResult
+    from forge.planning.milestone import MilestoneTask
+    from forge.routing.codebase import Codebase
+    from forge.routing.decision import Router
+    from forge.validation.types import ValidationReport
+
+RAY_EXTRA = "pip install 'forge-cli[ray]'"
+# How many times a task whose node was lost is sent again before it fails.
+MAX_NODE_LOSSES = 3
+CPUS_PER_TASK = 1.0
+
+
+class ClusterError(ForgeError):
+    """The cluster cannot run the work: unreachable, or no node has what a task needs."""
+
+
+def import_ray() -> Any:
+    """Ray, or a usage error naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--executor ray needs Ray, an optional extra: {RAY_EXTRA}") from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at `address` (else RAY_ADDRESS, else one started on this machine with
+    `forge ray-node --head` or `ray start --head`) as its driver."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    _cluster_messages_to_stderr(ray)
+    try:
+        ray.init(
+            address=target,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {target}: {first} (start one with "
+            "`forge ray-node --head`, join nodes with `forge ray-node --address HEAD:PORT`)"
+        ) from None
+    return ray
+
+
+def _cluster_messages_to_stderr(ray: Any) -> None:
+    """Ray prints the cluster's events (a node lost, a raylet ended) on the driver's standard
+    output, where `--json` puts forge's report: they go to standard error instead."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "forge_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.forge_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr  # type: ignore[union-attr]
+
+
+class RayTasks:
+    """The scheduler's task runner on a Ray cluster (the local one is TaskEngine)."""
+
+    def __init__(
+        self,
+        *,
+        config: ForgeConfig,
+        repo: Repo,
+        router: Router,
+        settings: EngineSettings,
+        base: str,
+        address: str | None,
+        codebase: Codebase | None = None,
+        on_event: Callable[[TaskEvent], None] = lambda event: None,
+    ) -> None:
+        from forge.execution.ray_worker import run_remote
+
+        self.ray = connect(address)
+        self.config = config
+        self.repo = repo
+        self.router = router
+        self.codebase = codebase
+        self.settings = settings
+        self.on_event = on_event
+        self.repo_dir = Path(repo.working_dir)
+        self.run_id = settings.run_id
+        self.base = base
+        self.shipping = Shipping(self.repo_dir, self.run_id, base, self.ray.put)
+        self._remote = self.ray.remote(run_remote)
+        self._identity = _identity(self.repo_dir)
+        # The node's calls are the user's: a shared ledger's rows and a `scope = "user"`
+        # budget count them against the person who started the run, not the node's login.
+        from forge.ledger.store import user_name
+
+        self._runtime_env = {"env_vars": {"FORGE_USER": user_name()}}
+        files = _files_at(self.repo_dir, base)
+        self.toolchains = repository_toolchains(self.repo_dir, files)
+        self.losses: dict[str, int] = {}  # task id -> nodes lost under it
+
+    async def run(
+        self,
+        task: MilestoneTask,
+        base: str,
+        base_report: tuple[ValidationReport | None] | tuple[()] = (),
+    ) -> TaskOutcome:
+        """The task from `base` (the integration head) on a node; its commit, when it made one,
+        is in the user's repository on the task's branch when this returns."""
+        from forge.execution.ray_worker import RemoteJob
+
+        decision = await anyio.to_thread.run_sync(self._route, task)
+        needs = task_needs(self.config, decision, self.toolchains)
+        self._placeable(task, needs)
+        base_object, pieces = await anyio.to_thread.run_sync(self._objects, base)
+        from forge import __version__
+
+        job = RemoteJob(
+            task=task,
+            run_id=self.run_id,
+            base=self.base,
+            head=base,
+            config=self.config,
+            settings=replace(self.settings, repo_key=str(self.repo_dir)),
+            repo_key=str(self.repo_dir),
+            identity=self._identity,
+            version=__version__,
+        )
+        self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
+        result = await self._until_it_returns(task, job, needs, base_object, pieces)
+        for event in result.events:
+            self.on_event(event)
+        outcome = result.outcome
+        if result.bundle is not None and outcome.commit is not None:
+            branch = f"refs/heads/forge/{branch_part(self.run_id)}/{branch_part(task.id)}"
+            got = await anyio.to_thread.run_sync(take_bundle, self.repo_dir, result.bundle, branch)
+            if got != outcome.commit:
+                raise ClusterError(f"task {task.id!r}: its bundle holds {got}, not its commit")
+        self._emit(task, "cluster", f"ran on {result.node} in {result.seconds:.1f}s")
+        return outcome
+
+    async def _until_it_returns(
+        self, task: MilestoneTask, job: Any, needs: dict[str, float], base: Any, pieces: Any
+    ) -> RemoteResult:
+        ray = self.ray
+        lost = ray.exceptions
+        while True:
+            ref = self._remote.options(
+                num_cpus=CPUS_PER_TASK,
+                resources=needs,
+                max_retries=0,
+                retry_exceptions=False,
+                runtime_env=self._runtime_env,
+            ).remote(job, [base], pieces)
+            try:
+                result: RemoteResult = await asyncio.wrap_future(ref.future())
+                return result
+            except lost.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, Exception) and not isinstance(cause, lost.RayError):
+                    raise cause from None
+                raise ClusterError(f"task {task.id!r} failed on its node: {exc}") from None
+            except (lost.TaskCancelledError, anyio.get_cancelled_exc_class()):
+                ray.cancel(ref, force=True)
+                raise
+            except lost.RayError as exc:  # the node or its worker died: send it again
+                count = self.losses[task.id] = self.losses.get(task.id, 0) + 1
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                if count > MAX_NODE_LOSSES:
+                    raise ClusterError(
+                        f"task {task.id!r} lost {count} nodes ({type(exc).__name__}: "
+                        f"{why}); not sent again"
+                    ) from None
+                self._emit(
+                    task,
+                    "cluster",
+                    f"its node was lost mid-task ({type(exc).__name__}); sending it again",
+                )
+
+    def _route(self, task: MilestoneTask) -> Any:
+        from forge.routing.analysis import analyse
+        from forge.routing.decision import Pins
+
+        analysis = analyse(task.text, codebase=self.codebase, files=task.files)
+
+        if task.type is not None:
+            analysis = replace(analysis, type=task.type)
+        pins = self.settings.pins
+        if pins.tier is None and pins.model is None and task.tier is not None:
+            pins = Pins(tier=task.tier)
+        return self.router.decide(analysis, pins)
+
+    def _placeable(self, task: MilestoneTask, needs: dict[str, float]) -> None:
+        """A task no node can take would wait forever: it fails now, naming what is missing."""
+        total = self.ray.cluster_resources()
+        missing = sorted(name for name in needs if name not in total)
+        if missing:
+            raise ClusterError(
+                f"task {task.id!r} needs {', '.join(missing)}, which no node of the cluster has: "
+                "join a node that has it with `forge ray-node` (it says what each node lacks)"
+            )
+
+    def _objects(self, head: str) -> tuple[Any, list[Piece]]:
+        """The base bundle's object (put once) and the pieces of the line up to `head`."""
+        return self.shipping.base_object(), self.shipping.pieces(head)
+
+    def _emit(self, task: MilestoneTask, stage: str, message: str) -> None:
+        self.on_event(TaskEvent(task_id=task.id, stage=stage, message=message))
+
+    def close(self) -> None:
+        self.shipping.close()
+
+
+def _identity(repo_dir: Path) -> tuple[str, str] | None:
+    def get(key: str) -> str:
+        done = subprocess.run(
+            ["git", "config", "--get", key], cwd=repo_dir, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    name, email = get("user.name"), get("user.email")
+    return (name, email) if name and email else None
+
+
+def _files_at(repo_dir: Path, commit: str) -> list[str]:
+    done = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--name-only", commit],
+        cwd=repo_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [p for p in done.stdout.split("\0") if p]

@@ -1,0 +1,277 @@
+"""One task on a Ray node: the same engine as on one machine, in the node's own clone.
+
+The node keeps one clone per run (under its own forge home), made from the run's base bundle
+the first time one of the run's tasks lands there; each task brings the integration line's
+newer commits as a small bundle, takes a worktree of its own from that clone, runs the task
+engine (context, model calls, edits, validation, retries, escalation) with the node's own API
+keys, and sends back its commit as a bundle with what its attempts did. Nothing here touches the
+user's repository: that lives on the driver's machine only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from forge.errors import ForgeError
+from forge.execution.bundles import Piece, take_bundle
+from forge.execution.workspace import branch_part
+
+if TYPE_CHECKING:
+    from forge.config.schema import ForgeConfig
+    from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent, TaskOutcome
+    from forge.planning.milestone import MilestoneTask
+
+BASE_REF = "refs/forge/base"
+HEADS_REFS = "refs/forge/heads"
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """What the driver sends with a task: everything but the bundles, which travel as objects."""
+
+    task: MilestoneTask
+    run_id: str
+    base: str  # the run's base: what the base bundle holds
+    head: str  # the integration head the task starts from
+    config: ForgeConfig
+    settings: EngineSettings
+    repo_key: str  # the user's repository, as the ledger's route history names it
+    identity: tuple[str, str] | None  # the user's git name and email, for the task's commit
+    version: str  # forge's, on the driver: a node must run the same
+
+
+@dataclass
+class RemoteResult:
+    outcome: TaskOutcome
+    bundle: bytes | None  # the task's commit on top of `head`, when it made one
+    events: list[TaskEvent] = field(default_factory=list)
+    node: str = ""  # host name and Ray node id
+    seconds: float = 0.0
+    clone_seconds: float = 0.0  # taking the run's bundles into the node's clone
+
+
+class NodeMismatch(ForgeError):
+    """The node cannot run the driver's work as the driver would (another forge version)."""
+
+
+def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> RemoteResult:
+    """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list, and
+    `pieces` hold the line's newer commits as objects: Ray fetches none of them by itself, so
+    a node takes only what its clone lacks."""
+
+    from forge import __version__
+
+    if job.version != __version__:
+        raise NodeMismatch(
+            f"node {socket.gethostname()} runs forge {__version__}, the driver forge "
+            f"{job.version}: install the same version on every node"
+        )
+    started = time.monotonic()
+    folder = run_folder(job.run_id)
+    clone = _clone(folder, job, base_ref, pieces)
+    cloned = time.monotonic() - started
+    events: list[TaskEvent] = []
+    kept = _kept_for(job, folder, clone)
+    running = asyncio.run_coroutine_threadsafe(
+        _engine_run(job, kept, clone, events.append), kept.loop
+    )
+    outcome = running.result()
+    bundle = None
+    if outcome.state == "done" and outcome.commit is not None:
+        branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
+        from forge.execution.bundles import make_bundle
+
+        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head)
+    # Paths of this node mean nothing to the driver; its validation report is redone there.
+    outcome = replace(outcome, worktree=None, report=None)
+    return RemoteResult(
+        outcome,
+        bundle,
+        events,
+        node=_node_name(),
+        seconds=time.monotonic() - started,
+        clone_seconds=cloned,
+    )
+
+
+@dataclass
+class _Kept:
+    """What one Ray worker process keeps between the tasks of a run it runs one after another
+    (Ray reuses a worker process, one task at a time): its own repository and worktrees, moved
+    from task to task as on one machine, the ledger's connection, the run's router, and one
+    event loop on a thread of its own with the run's model client open in it (a client and
+    its connection pools cost tens of milliseconds of CPU to make, per task otherwise)."""
+
+    run_id: str
+    own: Path
+    repo: Any
+    worktrees: Any
+    ledger: Any
+    router: Any
+    loop: asyncio.AbstractEventLoop
+    client: Any
+
+    def close(self) -> None:
+        closing = self.client.__aexit__(None, None, None)
+        asyncio.run_coroutine_threadsafe(closing, self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.worktrees.close()
+        self.ledger.close()
+        shutil.rmtree(self.own.parent, ignore_errors=True)
+
+
+_KEPT: list[_Kept] = []  # at most one: this process's, for the run it last worked for
+
+
+def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
+    from git import Repo
+
+    from forge.execution.workspace import WorktreePool
+    from forge.providers.client import ModelClient
+    from forge.routing.decision import Router
+    from forge.routing.fleet import load_fleet
+
+    if _KEPT and _KEPT[0].run_id == job.run_id:
+        return _KEPT[0]
+    while _KEPT:
+        _KEPT.pop().close()
+    home = folder / "workers" / f"{os.getpid()}-{secrets.token_hex(4)}"
+    own = _own_repository(clone, home / "repo", job.identity)
+    repo = Repo(own)
+    ledger = open_ledger(job.config)
+    router = Router(load_fleet(job.config, ledger, job.repo_key))
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="forge-node-loop", daemon=True).start()
+    client = ModelClient(job.config, ledger=ledger, run_id=job.run_id)
+    asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result()
+    worktrees = WorktreePool(repo, job.run_id, home=home / "trees")
+    kept = _Kept(job.run_id, own, repo, worktrees, ledger, router, loop, client)
+    _KEPT.append(kept)
+    return kept
+
+
+def run_folder(run_id: str) -> Path:
+    from forge.home import forge_home
+
+    return forge_home() / "ray" / branch_part(run_id)
+
+
+def _node_name() -> str:
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # outside Ray (a test calling the body directly)
+        node = "local"
+    return f"{socket.gethostname()}/{node}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One process at a time per node: tasks of a run share its clone."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _git(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=False)
+
+
+def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Path:
+    """The node's clone of the run, holding `job.head`: made once per node and run, then
+    only ever given objects (under the node's lock), never a worktree."""
+    import ray
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clone = folder / "repo"
+    with _locked(folder / "lock"):
+        if not (clone / ".git").is_dir():
+            fresh = folder / f"repo-{os.getpid()}"
+            shutil.rmtree(fresh, ignore_errors=True)
+            fresh.mkdir()
+            _git(fresh, "init", "--quiet")
+            # Tasks' repositories borrow its objects: nothing may prune them.
+            _git(fresh, "config", "gc.auto", "0")
+            take_bundle(fresh, ray.get(base_ref[0]), BASE_REF)
+            # A checkout of the base: what the route's analysis reads, as it reads the user's
+            # checkout on one machine.
+            done = _git(fresh, "checkout", "--quiet", "--detach", job.base)
+            if done.returncode != 0:
+                raise ForgeError(f"cannot check out the run's base: {done.stderr.strip()}")
+            fresh.rename(clone)
+        lacking: list[Piece] = []
+        for piece in reversed(pieces):  # newest first, down to what the clone has
+            if _has(clone, piece.head):
+                break
+            lacking.append(piece)
+            if _has(clone, piece.since):
+                break
+        lacking.reverse()
+        for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
+            take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
+        if not _has(clone, job.head):
+            raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
+    return clone
+
+
+def _has(clone: Path, commit: str) -> bool:
+    return _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
+
+
+def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
+    """The task's own repository, borrowing the node clone's objects (`clone --shared`): its
+    worktree, branch and refs are its own, so tasks side by side on a node never see each
+    other's worktrees come and go (git trips over a worktree half made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _git(path.parent, "clone", "--quiet", "--shared", "--no-checkout", str(clone), path.name)
+    if done.returncode != 0:
+        raise ForgeError(f"cannot make the task's repository: {done.stderr.strip()}")
+    if identity is not None:
+        _git(path, "config", "user.name", identity[0])
+        _git(path, "config", "user.email", identity[1])
+    return path
+
+
+async def _engine_run(job: RemoteJob, kept: _Kept, clone: Path, on_event: Any) -> TaskOutcome:
+    return await _engine(job, kept, clone, kept.client, on_event).run(job.task, job.head)
+
+
+def _engine(job: RemoteJob, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
+    from forge.execution.engine import TaskEngine
+    from forge.routing.codebase import codebase_at
+
+    return TaskEngine(
+        config=job.config,
+        ledger=kept.ledger,
+        client=client,
+        router=kept.router,
+        repo=kept.repo,
+        codebase=codebase_at(clone),  # checked out at the run's base, as the user's checkout
+        settings=job.settings,
+        on_event=on_event,
+        worktrees=kept.worktrees,
+    )
+
+
+def open_ledger(config: ForgeConfig) -> Any:
+    """The ledger every node and the driver share (the run requires a PostgreSQL one)."""
+    from forge.ledger import Ledger
+
+    return Ledger.configured(config)

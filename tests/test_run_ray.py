@@ -1,0 +1,364 @@
+"""`forge run-milestone --executor ray` on a real Ray cluster of this machine (tests/ray_cluster):
+tasks run on the nodes from bundles, come back as bundles, and are merged here once each, even
+when a node dies mid-task; the user's checkout is never touched. And the errors a user meets
+first: Ray not installed, no shared PostgreSQL ledger, a node that lacks what a task needs.
+
+Every task is pinned to a tier of its own holding one fake model, so each model's script is the
+answer for exactly one task, whichever node runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+from tests.ray_cluster import RayCluster
+from tests.test_run_milestone import PYPROJECT, git, make_repo
+
+IDS = ("a", "b", "c", "d", "e", "f")
+AFTER = {"c": ["a"], "d": ["b"], "e": ["c", "d"], "f": ["e"]}
+
+
+def module(name: str, value: int) -> str:
+    return f"def value_{name}() -> int:\n    return {value}\n"
+
+
+def six_module_repo(tmp_path: Path) -> Path:
+    """A Python project whose real pytest suite checks six modules, one per task."""
+    tests = "".join(
+        f"from mod_{n} import value_{n}\n\n\ndef test_{n}():\n    assert value_{n}() >= 1\n\n\n"
+        for n in IDS
+    )
+    files = {
+        "pyproject.toml": PYPROJECT,
+        ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+        "tests/test_values.py": tests.rstrip() + "\n",
+        **{f"mod_{n}.py": module(n, 1) for n in IDS},
+    }
+    return make_repo(tmp_path / "repo", files)
+
+
+def raise_value(name: str) -> str:
+    return (
+        f"mod_{name}.py\n```python\n<<<<<<< SEARCH\n    return 1\n=======\n"
+        f"    return 2\n>>>>>>> REPLACE\n```\n"
+    )
+
+
+def ray_config(tmp_path: Path, url: str, ledger: str, cluster: RayCluster) -> Path:
+    models = "".join(
+        f'\n[models.m{n}]\nprovider = "fake"\nid = "m{n}-1"\ntier = "t{n}"\n'
+        f"input_price = 1\noutput_price = 1\n"
+        for n in range(1, len(IDS) + 1)
+    )
+    path = tmp_path / "forge.toml"
+    path.write_text(
+        f"""
+[providers.fake]
+base_url = "{url}/v1"
+{models}
+[tiers]
+ladder = {json.dumps([f"t{n}" for n in range(1, len(IDS) + 1)])}
+
+[routing]
+max_attempts_per_tier = 1
+max_total_attempts = 2
+learn_from_history = false
+max_call_attempts = 1
+max_concurrent_tasks = 4
+
+[validation]
+enable_lint_check = false
+
+[ledger]
+url = "{ledger}"
+
+[execution]
+executor = "ray"
+ray_address = "{cluster.address}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def six_task_plan(tmp_path: Path) -> Path:
+    blocks = []
+    for n, task_id in enumerate(IDS, 1):
+        lines = [
+            "[[task]]",
+            f'id = "{task_id}"',
+            f'title = "Raise value_{task_id} to 2"',
+            f'files = ["mod_{task_id}.py"]',
+            f'tier = "t{n}"',
+            f"after = {json.dumps(AFTER.get(task_id, []))}",
+        ]
+        blocks.append("\n".join(lines))
+    path = tmp_path / "milestone.toml"
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+def checkout_state(repo: Path) -> dict[str, str]:
+    """What the user sees: branch, HEAD, the index file's bytes, every file of the tree."""
+    files = sorted(p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts)
+    return {
+        "branch": git(repo, "symbolic-ref", "HEAD"),
+        "head": git(repo, "rev-parse", "HEAD"),
+        "index": hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest(),
+        "status": git(repo, "status", "--porcelain", "--ignored"),
+        **{str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
+    }
+
+
+def merged_once(repo: Path, branch: str) -> list[str]:
+    text = git(repo, "log", "--format=%(trailers:key=Forge-Task,valueonly)", branch)
+    return sorted(line for line in text.split() if line)
+
+
+def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    repo = six_module_repo(tmp_path)
+    before = checkout_state(repo)
+    # a and b start together, one per worker node (each node has one CPU); both answer slowly
+    # the first time, so both are mid-task when the doomed node is killed.
+    for n, task_id in enumerate(IDS, 1):
+        first = Reply(text=raise_value(task_id), ttft=8.0 if task_id in "ab" else 0.0)
+        fake.script(f"m{n}-1", first, Reply(text=raise_value(task_id)))
+    ray_cluster.add_worker("doomed")
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    plan = six_task_plan(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forge", "run-milestone", str(plan), "--json", "-c", str(cfg)],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "FORGE_USER": "alice", "FORGE_HOST": "driver"},
+    )
+    try:
+        wait_for(
+            lambda: fake.requests_for("m1-1") and fake.requests_for("m2-1"),
+            "tasks a and b to ask their models",
+        )
+        ray_cluster.kill("doomed")
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("{"), f"{stdout}\n{stderr}"
+    report = json.loads(stdout)
+    assert {t["id"]: t["state"] for t in report["tasks"]} == dict.fromkeys(IDS, "done")
+    # The task on the killed node asked its model again elsewhere; the other asked once.
+    asked = sorted(len(fake.requests_for(f"m{n}-1")) for n in (1, 2))
+    assert asked == [1, 2], asked
+    assert "its node was lost mid-task" in stderr
+    # Merged exactly once each, with every task's work on the run's branch.
+    branch = report["branch"]
+    assert merged_once(repo, branch) == sorted(IDS)
+    for task_id in IDS:
+        assert git(repo, "show", f"{branch}:mod_{task_id}.py") == module(task_id, 2)
+    # The user's branch, index and tree are as they were, byte for byte.
+    assert checkout_state(repo) == before
+    # Every node wrote its calls to the one shared ledger, as the user who started the run.
+    logs = run_forge("logs", "--run", report["run"], "--json", "-n", "50", "-c", str(cfg), cwd=repo)
+    calls = [c for c in json.loads(logs.stdout)["attempts"] if c["outcome"] == "ok"]
+    assert sorted(c["model"] for c in calls) == [f"m{n}" for n in range(1, len(IDS) + 1)]
+    assert {c["username"] for c in calls} == {"alice"}
+    assert {c["host"] for c in calls} <= {"steady", "doomed"} and "steady" in {
+        c["host"] for c in calls
+    }
+    # No task branch or shipping ref is left behind.
+    assert git(repo, "for-each-ref", "refs/forge/ship", f"refs/heads/{branch}/") == ""
+
+
+def without_ray(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a Python where `import ray` fails, as where the extra is not installed."""
+    probe = (
+        "import sys; sys.modules['ray'] = None; from forge.cli import main; "
+        f"sys.argv = ['forge', *{list(args)!r}]; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_without_the_ray_extra_the_error_names_it_and_nothing_is_made(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = six_module_repo(tmp_path)
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(f'[providers.fake]\nbase_url = "{fake.url}/v1"\n', encoding="utf-8")
+    plan = six_task_plan(tmp_path)
+    for args in (
+        ["run-milestone", str(plan), "--executor", "ray", "-c", str(cfg)],
+        ["ray-node", "--head", "-c", str(cfg)],
+    ):
+        done = without_ray(*args, cwd=repo)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "forge: error: --executor ray needs Ray, an optional extra: "
+            "pip install 'forge-cli[ray]'"
+        ]
+    assert git(repo, "for-each-ref", "refs/forge", "refs/heads/forge") == ""
+
+
+def test_the_ray_executor_refuses_a_ledger_the_nodes_cannot_share(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = six_module_repo(tmp_path)
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(
+        f'[providers.fake]\nbase_url = "{fake.url}/v1"\n\n[execution]\nexecutor = "ray"\n',
+        encoding="utf-8",
+    )
+    done = run_forge("run-milestone", str(six_task_plan(tmp_path)), "-c", str(cfg), cwd=repo)
+    assert done.returncode == 2
+    assert "needs a ledger every node shares" in done.stderr
+    assert '[ledger] url = "postgresql://..."' in done.stderr
+    assert "Traceback" not in done.stderr
+    assert git(repo, "for-each-ref", "refs/forge", "refs/heads/forge") == ""
+
+
+def test_a_ray_address_without_the_ray_executor_is_a_usage_error(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    repo = six_module_repo(tmp_path)
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(f'[providers.fake]\nbase_url = "{fake.url}/v1"\n', encoding="utf-8")
+    plan = six_task_plan(tmp_path)
+    done = run_forge(
+        "run-milestone", str(plan), "--ray-address", "127.0.0.1:1", "-c", str(cfg), cwd=repo
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "forge: error: --ray-address names a Ray cluster: it goes with --executor ray"
+    )
+    assert git(repo, "for-each-ref", "refs/forge", "refs/heads/forge") == ""
+
+
+def test_a_task_whose_key_no_node_has_is_not_placed_and_fails_saying_why(
+    fake: FakeProvider,
+    tmp_path: Path,
+    ray_cluster: RayCluster,
+    postgres_database: str,
+    monkeypatch: Any,
+) -> None:
+    """The driver has the key; no node declared it (forge ray-node said it lacks it)."""
+    repo = six_module_repo(tmp_path)
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    text = cfg.read_text().replace(
+        'base_url = "', 'api_key_env = "RAYTEST_ONLY_HERE_KEY"\nbase_url = "', 1
+    )
+    cfg.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("RAYTEST_ONLY_HERE_KEY", "sk-driver-only")
+    plan = tmp_path / "one.toml"
+    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+
+    done = run_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo, timeout=300)
+
+    assert done.returncode == 1, done.stderr
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert task["state"] == "failed"
+    assert (
+        "needs forge_key_RAYTEST_ONLY_HERE_KEY, which no node of the cluster has"
+        in (task["reason"])
+    )
+    assert fake.requests_for("m1-1") == []
+    assert "sk-driver-only" not in done.stdout + done.stderr
+
+
+def test_ray_node_says_what_this_machine_lacks_and_joins_with_what_it_has(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    cfg = tmp_path / "forge.toml"
+    cfg.write_text(
+        '[providers.here]\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "RAYTEST_SET_KEY"\n'
+        '[providers.away]\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "RAYTEST_UNSET_KEY"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("RAYTEST_SET_KEY", "sk-set-here")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # python and pytest, no cargo
+
+    done = run_forge("ray-node", "--address", "127.0.0.1:6379", "--dry-run", "-c", str(cfg))
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("forge: this node runs tasks with: python (pytest ")
+    assert lines[0].endswith("; keys: RAYTEST_SET_KEY")
+    assert "forge: this node lacks cargo: tasks on cargo projects are not placed here" in lines
+    assert (
+        "forge: this node lacks RAYTEST_UNSET_KEY: tasks whose models need it are not placed here"
+    ) in lines
+    command = shlex.split(done.stdout)
+    assert command[command.index("--address") + 1] == "127.0.0.1:6379"
+    resources = json.loads(command[command.index("--resources") + 1])
+    assert sorted(resources) == ["forge_key_RAYTEST_SET_KEY", "forge_python"]
+    assert "sk-set-here" not in done.stdout + done.stderr
+
+
+def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    repo = six_module_repo(tmp_path)
+    fake.script("m1-1", Reply(text=raise_value("a")))
+    fake.script("m2-1", Reply(text=raise_value("b"), ttft=30.0), Reply(text=raise_value("b")))
+    fake.script("m3-1", Reply(text=raise_value("c")))
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    plan = tmp_path / "three.toml"
+    plan.write_text(
+        "".join(
+            f'[[task]]\nid = "{t}"\ntitle = "Raise value_{t} to 2"\ntier = "t{n}"\n'
+            f'files = ["mod_{t}.py"]\nafter = {json.dumps(["a"] if t != "a" else [])}\n\n'
+            for n, t in enumerate("abc", 1)
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "driver.log"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            # b asks its model only once a is merged: the driver dies with a on the line and b
+            # mid-task on a node.
+            wait_for(lambda: fake.requests_for("m2-1"), "task b to ask its model")
+        finally:
+            driver.kill()
+            driver.wait()
+    run_id = log.read_text().split()[2]
+
+    done = run_forge("run-milestone", "--resume", run_id, "--json", "-c", str(cfg), cwd=repo)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["resumed"] is True
+    tasks = {t["id"]: t for t in report["tasks"]}
+    assert {t: v["state"] for t, v in tasks.items()} == dict.fromkeys("abc", "done")
+    assert tasks["a"]["reason"] == "merged before the run resumed"
+    assert len(fake.requests_for("m1-1")) == 1  # a was not redone
+    assert merged_once(repo, report["branch"]) == ["a", "b", "c"]
