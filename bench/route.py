@@ -14,7 +14,11 @@ Speed, measured in this one run:
   - one task: the median time of `forge route "..."` against the median of `forge --help`,
     interleaved, as a ratio (target: at most 1.5x).
 
-    python bench/route.py [--tasks 20000] [--runs 15] [--data DIR]
+  - with `--baseline DIR` (another checkout of forge, e.g. `git worktree add /tmp/base main`):
+    `forge route --batch` on the issue texts from that checkout and from this one, alternated
+    three times, best of each, as a ratio (the machine's load moves both alike).
+
+    python bench/route.py [--tasks 20000] [--runs 15] [--data DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--baseline", type=Path, help="another forge checkout to compare")
     args = parser.parse_args()
     count = max(3_000, args.tasks)
     runs = max(10, args.runs)
@@ -218,6 +223,20 @@ def main() -> None:
             f"tasks of {chars:,} characters on average, end to end (target: at least 2,000/s "
             f"on 2 CPUs; {cpus} CPUs)"
         )
+        if args.baseline is not None:
+            import compileall
+
+            compileall.compile_dir(args.baseline / "forge", quiet=1)  # as compile_forge()
+            base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+            rates: dict[str, list[float]] = {"baseline": [], "this tree": []}
+            for _ in range(3):
+                for name, use in (("baseline", base_env), ("this tree", env)):
+                    rates[name].append(end_to_end(issue_file, config, len(issues), use))
+            base, this = max(rates["baseline"]), max(rates["this tree"])
+            print(
+                f"forge route --batch, issue texts, best of 3 alternated: baseline "
+                f"{base:,.0f}/s, this tree {this:,.0f}/s, ratio {this / base:.2f}x"
+            )
         route, help_ = one_task_ratio(config, runs, env)
     print(f'forge route "..."  median {route * 1000:7.1f} ms over {runs} runs')
     print(f"forge --help       median {help_ * 1000:7.1f} ms over {runs} runs")

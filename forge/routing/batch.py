@@ -8,6 +8,7 @@ error object for that line (`{"id", "line", "error"}`), never a crash.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -81,10 +82,14 @@ def route_lines(batch: BatchRouter, lines: Iterable[str], workers: int = 1) -> I
     chunks = [
         (start, min(start + CHUNK, len(numbered))) for start in range(0, len(numbered), CHUNK)
     ]
+    # What was read so far stays out of the collector's sight: its passes would touch (and so
+    # copy) the pages each forked worker shares with this process.
+    gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             yield from pool.imap(_route_chunk, chunks)
     finally:
+        gc.unfreeze()
         _WORKER_BATCH, _WORKER_LINES = None, []
 
 

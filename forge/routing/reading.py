@@ -34,6 +34,8 @@ SENTENCE_BREAK = re.compile(r"[.!?;:]+(?:\s+|$)|\n+|\s[-\u2013\u2014]\s|,\s+(?=t
 SENTENCE_PIECE = re.compile(r"[^.!?\n]*[.!?\n]+")
 CHOICE = re.compile(r"\bor\b|\bvs\.?\b|\bversus\b", re.IGNORECASE)
 MAX_WORDS = 2000  # a pasted log is not read word by word
+# The words a cue (a word, or a phrase of several) can start with.
+CUE_STARTS = frozenset(LONGEST_FROM) | frozenset(key.split()[0] for key in CUES)
 
 
 # A request's verb is looked for at the start of this many sentences.
@@ -45,13 +47,15 @@ def _without_code(prose: str) -> str:
     if "`" in prose:
         prose = BACKTICKS.sub(" ", prose)
     return "\n".join(
-        " ".join(t if t.isalpha() else _word_or_stop(t) for t in line.split())
+        " ".join([t if t.isalpha() else _word_or_stop(t) for t in line.split()])
         for line in prose.splitlines()
     )
 
 
 def _word_or_stop(token: str) -> str:
     """The token, or for code only the full stop after it: "(src/a.rs). Fix it" keeps its break."""
+    if token.strip(TRIM).isalpha():
+        return token  # a word with punctuation around it ("it.", "'cache',"): never code
     if not _is_code(token):
         return token
     return "." if token.endswith((".", "!", "?", ";", ":")) else ""
@@ -177,7 +181,11 @@ def read_cues(lowered: list[str], original: list[str] | None = None) -> CueReadi
     reading = CueReading()
     seen: set[str] = set()
     index, count = 0, len(lowered)
-    while index < count:
+    # Most words start no cue: only the positions of those that can are visited, in order.
+    for position in [i for i, word in enumerate(lowered) if word in CUE_STARTS]:
+        if position < index:
+            continue  # inside a phrase already read
+        index = position
         width = 1
         key = lowered[index]
         longest = LONGEST_FROM.get(key)

@@ -122,7 +122,7 @@ OUTPUT_LINE = re.compile(
 )
 FENCE = re.compile(r"^\s*```")
 # A unified diff: after its header every line is context (" "), removed ("-") or added ("+").
-DIFF_HEADER = re.compile(r"^(?:@@ |--- a/|\+\+\+ b/|diff --git )")
+DIFF_STARTS = ("@@ ", "--- a/", "+++ b/", "diff --git ")
 DIFF_LINE = re.compile(r"^(?:[ +-]|\\ No newline|$)")
 # A SQL statement written inside a sentence ("... table? ALTER TABLE orders ADD ...").
 INLINE_SQL = re.compile(
@@ -142,6 +142,8 @@ UNSAFE_SQL = re.compile(
     r"""|f["'](?:SELECT|INSERT|UPDATE|DELETE)\b[^"']*\{""",
     re.IGNORECASE,
 )
+SQL_CALLS = ("execute(", "query(", "raw(")
+F_STRINGS = ('f"', "f'", 'F"', "F'")
 SQL_HINTS = ("execute(", "query(", "raw(", 'f"', "f'", "EXECUTE(", "QUERY(", "RAW(")
 NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -225,7 +227,20 @@ def _unsafe_sql(text: str) -> bool:
     # Every form of UNSAFE_SQL is a call or an f-string: without one, no regex scan.
     if not any(word in text for word in SQL_HINTS):
         return False
-    return UNSAFE_SQL.search(text) is not None
+    # A case-blind scan tries every position, slowly: the pattern is tried only where one of its
+    # forms can start, at a call by name ("cursor.Execute(", found in the lowered text) or at an
+    # f-string's opening quote.
+    lowered = text.lower()
+    if len(lowered) != len(text):  # lowering lengthened a letter: positions would not align
+        return UNSAFE_SQL.search(text) is not None
+    starts = [(lowered, call) for call in SQL_CALLS] + [(text, quote) for quote in F_STRINGS]
+    for where, opening in starts:
+        at = where.find(opening)
+        while at != -1:
+            if UNSAFE_SQL.match(text, at) is not None:
+                return True
+            at = where.find(opening, at + 1)
+    return False
 
 
 def _quantities(text: str) -> tuple[Quantity, ...]:
@@ -266,13 +281,11 @@ def _split_output(text: str) -> tuple[str, str]:
     pasted: list[str] = []
     fenced = in_diff = False
     for line in text.splitlines():
-        if FENCE.match(line):
+        if "```" in line and FENCE.match(line):
             fenced = not fenced
             pasted.append(line)
             continue
-        in_diff = DIFF_HEADER.match(line) is not None or (
-            in_diff and DIFF_LINE.match(line) is not None
-        )
+        in_diff = line.startswith(DIFF_STARTS) or (in_diff and DIFF_LINE.match(line) is not None)
         if fenced or in_diff or OUTPUT_LINE.match(line):
             pasted.append(line)
         else:
@@ -329,11 +342,12 @@ def _inside_file(name: str, files: set[str]) -> bool:
 
 
 def _errors(output: str) -> tuple[str, ...]:
-    if not any(hint in output for hint in ERROR_HINTS):
+    present = {hint for hint in ERROR_HINTS if hint in output}  # each hint looked for once
+    if not present:
         return ()
     found: dict[str, None] = {}
     for hints, pattern, label in ERROR_KINDS:
-        if not any(hint in output for hint in hints):
+        if present.isdisjoint(hints):
             continue
         for match in pattern.finditer(output):
             detail = next((g for g in match.groups() if g), "")
