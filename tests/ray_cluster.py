@@ -11,7 +11,9 @@ be found, and declare the resources `forge ray-node` would for what this machine
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +98,22 @@ class RayCluster:
                 self.cluster.remove_node(node, allow_graceful=False)
             if self.cluster.head_node is not None:
                 self.cluster.remove_node(self.cluster.head_node, allow_graceful=False)
+        self._kill_strays()
+
+    def _kill_strays(self) -> None:
+        """A node's agents (ray::DashboardAgent, ray::RuntimeEnvAgent) outlive its raylet when
+        that is killed: every process still running with a home in this cluster's folder goes."""
+        mine = f"FORGE_HOME={self.folder}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue  # gone already, or not ours to read
+            if any(v.startswith(mine) for v in environ.split(b"\0")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
