@@ -19,10 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from forge.testing.fake_provider import FakeProvider, Reply
 from tests.conftest import run_forge
 from tests.ray_cluster import RayCluster
 from tests.test_run_milestone import PYPROJECT, git, make_repo
+
+# One worker runs these tests: each worker would start a Ray cluster of its own.
+pytestmark = pytest.mark.xdist_group("ray")
 
 IDS = ("a", "b", "c", "d", "e", "f")
 AFTER = {"c": ["a"], "d": ["b"], "e": ["c", "d"], "f": ["e"]}
