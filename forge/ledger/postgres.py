@@ -52,6 +52,7 @@ from forge.ledger.store import (
     cut,
     host_name,
     pid_alive,
+    refusal,
     today,
     user_name,
 )
@@ -428,36 +429,10 @@ class PostgresLedger(Ledger):
     ) -> Refusal | None:
         spend = self._day_spend(db, day, target.provider)
         whose = "the team's" if self.scope == "team" else f"{self.user}'s"
-        if limits.day_stop is not None:
-            after = spend.settled + spend.held + amount
-            if after > limits.day_stop:
-                return Refusal(
-                    "budget",
-                    f"budget: this call may cost up to ${amount:.4f}; {whose} spend today "
-                    f"${spend.settled:.4f} plus ${spend.held:.4f} held by calls in flight "
-                    f"would reach ${after:.4f}, over the daily stop threshold "
-                    f"${limits.day_stop}: ${after - limits.day_stop:.4f} more is needed",
-                )
+        run = None
         if limits.run_stop is not None and run_id is not None:
             run = self._spend_where(db, "run_id = ?", (run_id,))
-            after = run.settled + run.held + amount
-            if after > limits.run_stop:
-                return Refusal(
-                    "budget",
-                    f"budget: this call may cost up to ${amount:.4f}; the run has spent "
-                    f"${run.settled:.4f} plus ${run.held:.4f} in flight, which would reach "
-                    f"${after:.4f}, over run_budget_usd ${limits.run_stop}: "
-                    f"${after - limits.run_stop:.4f} more is needed",
-                )
-        quota = limits.provider_requests_per_day
-        sent = spend.sent_by_provider.get(target.provider, 0)
-        if quota is not None and sent >= quota:
-            return Refusal(
-                "quota",
-                f"quota: {target.provider} allows {quota} requests a day "
-                f"and {sent} were sent today",
-            )
-        return None
+        return refusal(amount, spend, run, limits, target.provider, f"{whose} spend today")
 
     def _expire(self, db: Database, now: float) -> None:
         """Let go of reservations whose hold ran out by the database's clock, and of this

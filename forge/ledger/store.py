@@ -239,6 +239,47 @@ def _count(spend: Spend, row: Any, sign: Literal[1, -1]) -> None:
         spend.unpriced_calls += sign
 
 
+def refusal(
+    amount: Decimal,
+    day: Spend,
+    run: Spend | None,
+    limits: Limits,
+    provider: str,
+    spent: str = "today's spend",
+) -> Refusal | None:
+    """Why a call that may cost `amount` is not sent, or None: the day's stop (`spent` names
+    whose day it is), the run's budget (`run`, when it has one), the provider's daily request
+    quota. The same rule for every ledger."""
+    if limits.day_stop is not None:
+        after = day.settled + day.held + amount
+        if after > limits.day_stop:
+            return Refusal(
+                "budget",
+                f"budget: this call may cost up to ${amount:.4f}; {spent} "
+                f"${day.settled:.4f} plus ${day.held:.4f} held by calls in flight "
+                f"would reach ${after:.4f}, over the daily stop threshold "
+                f"${limits.day_stop}: ${after - limits.day_stop:.4f} more is needed",
+            )
+    if limits.run_stop is not None and run is not None:
+        after = run.settled + run.held + amount
+        if after > limits.run_stop:
+            return Refusal(
+                "budget",
+                f"budget: this call may cost up to ${amount:.4f}; the run has spent "
+                f"${run.settled:.4f} plus ${run.held:.4f} in flight, which would reach "
+                f"${after:.4f}, over run_budget_usd ${limits.run_stop}: "
+                f"${after - limits.run_stop:.4f} more is needed",
+            )
+    quota = limits.provider_requests_per_day
+    sent = day.sent_by_provider.get(provider, 0)
+    if quota is not None and sent >= quota:
+        return Refusal(
+            "quota",
+            f"quota: {provider} allows {quota} requests a day and {sent} were sent today",
+        )
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -470,37 +511,11 @@ class Ledger:
         run_id: str | None,
         now: float,
     ) -> Refusal | None:
-        spend = self._spend(db, "day", today(now))
-        if limits.day_stop is not None:
-            after = spend.settled + spend.held + amount
-            if after > limits.day_stop:
-                return Refusal(
-                    "budget",
-                    f"budget: this call may cost up to ${amount:.4f}; today's spend "
-                    f"${spend.settled:.4f} plus ${spend.held:.4f} held by calls in flight "
-                    f"would reach ${after:.4f}, over the daily stop threshold "
-                    f"${limits.day_stop}: ${after - limits.day_stop:.4f} more is needed",
-                )
+        day = self._spend(db, "day", today(now))
+        run = None
         if limits.run_stop is not None and run_id is not None:
             run = self._spend(db, "run", run_id)
-            after = run.settled + run.held + amount
-            if after > limits.run_stop:
-                return Refusal(
-                    "budget",
-                    f"budget: this call may cost up to ${amount:.4f}; the run has spent "
-                    f"${run.settled:.4f} plus ${run.held:.4f} in flight, which would reach "
-                    f"${after:.4f}, over run_budget_usd ${limits.run_stop}: "
-                    f"${after - limits.run_stop:.4f} more is needed",
-                )
-        quota = limits.provider_requests_per_day
-        sent = spend.sent_by_provider.get(target.provider, 0)
-        if quota is not None and sent >= quota:
-            return Refusal(
-                "quota",
-                f"quota: {target.provider} allows {quota} requests a day "
-                f"and {sent} were sent today",
-            )
-        return None
+        return refusal(amount, day, run, limits, target.provider)
 
     def _spend(self, db: sqlite3.Connection, scope: Literal["day", "run"], key: str) -> Spend:
         """The spend of a day or a run: from the totals this connection keeps, else counted."""
