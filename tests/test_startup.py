@@ -18,6 +18,7 @@ HEAVY = (
     "sqlite3",
     "forge.providers",
     "ray",
+    "psycopg",
 )
 
 PROBE = """
