@@ -1370,47 +1370,53 @@ def test_a_model_id_the_server_does_not_know_is_called_once_in_the_run(
     assert "check `id` in [models.alpha] of forge.toml" in first["headline"]
 
 
+class LiveTable:
+    """run-milestone's live table on a fixed-width console, driven by the test's clocks."""
+
+    def __init__(self, plan_text: str) -> None:
+        import io
+
+        from rich.console import Console
+
+        from forge.commands.run_view import LiveTasks
+        from forge.planning.milestone import parse_markdown
+
+        self.now = 100.0  # the monotonic clock: elapsed times
+        self.wall = 1_000.0  # the wall clock: the ends of waits
+        self.screen = io.StringIO()
+        self.view = LiveTasks(
+            parse_markdown(plan_text),
+            console=Console(file=self.screen, force_terminal=True, width=160, no_color=True),
+            clock=lambda: self.now,
+            wall_clock=lambda: self.wall,
+        )
+
+    def row(self, task: str) -> str:
+        """What one refresh, as the Live's own timer does it, draws of `task`'s row."""
+        start = self.screen.tell()
+        self.view.live.refresh()
+        frame = self.screen.getvalue()[start:]
+        return next(line for line in frame.splitlines() if f"│ {task} " in line)
+
+
 def test_the_live_tables_elapsed_column_ticks_between_events() -> None:
     """A task's clock moves at every refresh of the live table, not only when the task reports
     something: a long validation used to show `0s` all along. The table's clock is the test's."""
-    import io
-
-    from rich.console import Console
-
-    from forge.commands.run_view import LiveTasks
     from forge.execution.scheduler import RunEvent
-    from forge.planning.milestone import parse_markdown
 
-    plan = parse_markdown(
-        "- [ ] fix: Fix the adder (files: calc.py)\n- [ ] docs: Docs (after: fix)"
-    )
-    screen = io.StringIO()
-    now = [100.0]
-    view = LiveTasks(
-        plan,
-        console=Console(file=screen, force_terminal=True, width=160, no_color=True),
-        clock=lambda: now[0],
-    )
-
-    def refreshed() -> str:
-        """What one refresh, as the Live's own timer does it, draws of the `fix` row."""
-        start = screen.tell()
-        view.live.refresh()
-        frame = screen.getvalue()[start:]
-        return next(line for line in frame.splitlines() if "│ fix " in line)
-
-    view.start()
+    table = LiveTable("- [ ] fix: Fix the adder (files: calc.py)\n- [ ] docs: Docs (after: fix)")
+    table.view.start()
     try:
-        view.update(RunEvent("fix", "running", "started"))
-        now[0] = 103.2
-        assert "│ 3s " in refreshed()
-        now[0] = 104.6  # no event since: only the clock moved
-        assert "│ 5s " in refreshed()
-        view.update(RunEvent("fix", "done", "merged"))
-        now[0] = 200.0
-        assert "│ 5s " in refreshed(), "a finished task's clock stops"
+        table.view.update(RunEvent("fix", "running", "started"))
+        table.now = 103.2
+        assert "│ 3s " in table.row("fix")
+        table.now = 104.6  # no event since: only the clock moved
+        assert "│ 5s " in table.row("fix")
+        table.view.update(RunEvent("fix", "done", "merged"))
+        table.now = 200.0
+        assert "│ 5s " in table.row("fix"), "a finished task's clock stops"
     finally:
-        view.stop()
+        table.view.stop()
 
 
 def test_a_task_waiting_on_a_rate_limit_says_so_and_then_goes_on(
@@ -1437,39 +1443,22 @@ def test_a_task_waiting_on_a_rate_limit_says_so_and_then_goes_on(
 
 
 def test_the_live_table_counts_a_tasks_wait_down() -> None:
-    import io
-
-    from rich.console import Console
-
-    from forge.commands.run_view import LiveTasks
     from forge.execution.engine import TaskEvent
     from forge.execution.scheduler import RunEvent
-    from forge.planning.milestone import parse_markdown
     from forge.providers.types import Pause
 
-    plan = parse_markdown("- [ ] fix: Fix the adder (files: calc.py)")
-    screen = io.StringIO()
-    wall = [1_000.0]
-    view = LiveTasks(
-        plan,
-        console=Console(file=screen, force_terminal=True, width=160, no_color=True),
-        wall_clock=lambda: wall[0],
-    )
-
-    def refreshed() -> str:
-        start = screen.tell()
-        view.live.refresh()
-        return next(line for line in screen.getvalue()[start:].splitlines() if "│ fix " in line)
-
+    table = LiveTable("- [ ] fix: Fix the adder (files: calc.py)")
     wait = Pause("alpha", "retry", 4.0, 1_004.0, "429", "rate limited", 2, 3)
-    view.start()
+    table.view.start()
     try:
-        view.update(RunEvent("fix", "running", "started"))
-        view.update(TaskEvent("fix", "waiting", wait.describe(), 1, "free", "alpha", pause=wait))
-        assert "retrying (429, 2/3) in 4 s" in refreshed()
-        wall[0] = 1_002.5  # no event since: only the clock moved
-        assert "retrying (429, 2/3) in 2 s" in refreshed()
-        view.update(TaskEvent("fix", "asking", "asking alpha", 1, "free", "alpha"))
-        assert "retrying" not in refreshed(), "the wait is over once the task moves on"
+        table.view.update(RunEvent("fix", "running", "started"))
+        table.view.update(
+            TaskEvent("fix", "waiting", wait.describe(), 1, "free", "alpha", pause=wait)
+        )
+        assert "retrying (429, 2/3) in 4 s" in table.row("fix")
+        table.wall = 1_002.5  # no event since: only the clock moved
+        assert "retrying (429, 2/3) in 2 s" in table.row("fix")
+        table.view.update(TaskEvent("fix", "asking", "asking alpha", 1, "free", "alpha"))
+        assert "retrying" not in table.row("fix"), "the wait is over once the task moves on"
     finally:
-        view.stop()
+        table.view.stop()
