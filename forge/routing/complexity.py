@@ -80,9 +80,10 @@ ONE_SYMBOL_DELTA = -0.05
 # Each clause ("toggle on the settings page, persist it, respect the OS setting") is one more
 # requirement; asides in parentheses, brackets or backticks, and quoted values, are not.
 CLAUSE_STEP, CLAUSE_CAP = 0.025, 0.1
+# (Every alternative starts with its opening character, so the regex engine skips to those.)
 ASIDE = re.compile(
     r"\([^()]*\)|`[^`]*`|\[[^\[\]]*\]|\{[^{}]*\}"
-    r"|(?:(?<!\w)'[^'\n]{0,40}'(?!\w)|\"[^\"\n]{0,40}\")(?:\s*,)?"
+    r"|'(?<!\w')[^'\n]{0,40}'(?!\w)(?:\s*,)?|\"[^\"\n]{0,40}\"(?:\s*,)?"
 )
 # Stated counts, by kind: (at least, added complexity), largest first.
 QUANTITY_KINDS = {

@@ -36,7 +36,7 @@ NEW_WORK = (
     "new option", "allow", "implement", "enhancement", "propos",
 )  # fmt: skip
 CRASH = ("crash", "raises", "exception", "error")
-COMMIT = re.compile(r"\b[0-9a-f]{7,40}\b")
+COMMIT = re.compile(r"[0-9a-f](?<!\w.)[0-9a-f]{6,39}\b")  # a word of 7 to 40 hex digits
 # The cues above are looked for in this much of the text (the start of an issue says what it is).
 CUE_CHARS = 3000
 

@@ -41,6 +41,11 @@ MAX_TRACEBACK_LINES = 400
 TRACE_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+(?:, in (\w+))?')
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 REPL_PROMPT = re.compile(r"^\s*(?:>>>|\.\.\.)(?: |$)|^\s*In \[\d+\]: |^\s*Out\[\d+\]: ")
+# What every VERSION_VALUE line holds: a separator with a version (or None, True, False) after
+# it, or a dotted number. Two quick searches rule out most lines of prose before the full
+# pattern, which backtracks through each line, is tried.
+VERSION_AFTER_SEPARATOR = re.compile(r"(?::|==|>=|<=)\s*\**(?:v?\d|None|True|False)").search
+DOTTED_NUMBER = re.compile(r"\d\.\d").search
 MIN_DUMP_LINES = 2
 # What a check-box list or an interpreter session cannot do without.
 PROMPT_SIGNS = ("- [", "* [", "+ [", ". [", ">>>", "...", "In [", "Out[")
@@ -200,4 +205,6 @@ def _version_line(line: str) -> bool:
         return True
     if PLATFORM.match(line):
         return True
+    if VERSION_AFTER_SEPARATOR(line) is None and DOTTED_NUMBER(line) is None:
+        return False
     return VERSION_VALUE.match(line) is not None

@@ -19,6 +19,7 @@ from forge.routing.vocabulary import (
     PREAMBLE,
     QUESTION_OPENERS,
     REQUEST_OPENERS,
+    SECOND_WORDS,
     Cue,
     TaskType,
 )
@@ -113,7 +114,9 @@ class Words:
                 starts.append(len(original))
                 original += found
         original = original[:MAX_WORDS]
-        lowered = [w.lower() for w in original]
+        # Words are ASCII letters, digits and an apostrophe: lowering them joined is lowering
+        # each one.
+        lowered = " ".join(original).lower().split(" ") if original else []
         opener = lowered[0] if lowered else ""
         request = opener in REQUEST_OPENERS and len(lowered) > 1 and lowered[1] in ("you", "u")
         asked = _questions(prose)
@@ -189,7 +192,8 @@ def read_cues(lowered: list[str], original: list[str] | None = None) -> CueReadi
         width = 1
         key = lowered[index]
         longest = LONGEST_FROM.get(key)
-        if longest is not None:
+        # Most cue words start no phrase here: the next word is not one a phrase continues with.
+        if longest is not None and index + 1 < count and lowered[index + 1] in SECOND_WORDS[key]:
             for size in range(min(longest, count - index), 1, -1):
                 phrase = " ".join(lowered[index : index + size])
                 if phrase in CUES:

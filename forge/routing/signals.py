@@ -124,10 +124,16 @@ FENCE = re.compile(r"^\s*```")
 # A unified diff: after its header every line is context (" "), removed ("-") or added ("+").
 DIFF_STARTS = ("@@ ", "--- a/", "+++ b/", "diff --git ")
 DIFF_LINE = re.compile(r"^(?:[ +-]|\\ No newline|$)")
+# After a pattern's first character, what `\b` before it says: the one before is no word
+# character. Written there, not as a leading `\b`, it lets the regex engine skip to the places
+# where the first character occurs instead of trying the whole pattern at every position (five
+# to ten times faster on an issue).
+WORD_START = r"(?<!\w.)"
 # A SQL statement written inside a sentence ("... table? ALTER TABLE orders ADD ...").
 INLINE_SQL = re.compile(
-    r"\b(?:ALTER TABLE|CREATE (?:UNIQUE )?(?:TABLE|INDEX)|INSERT INTO|DELETE FROM|UPDATE \w+ SET|"
-    r"SELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
+    rf"(?:A{WORD_START}LTER TABLE|C{WORD_START}REATE (?:UNIQUE )?(?:TABLE|INDEX)|"
+    rf"I{WORD_START}NSERT INTO|D{WORD_START}ELETE FROM|U{WORD_START}PDATE \w+ SET|"
+    rf"S{WORD_START}ELECT\b[^.?!\n]*\bFROM)\b[^\n;]*;?"
 )
 # A long issue says what it asks in its first paragraphs: its prose is read word by word (cues,
 # symbols, counts) up to here; its length still counts in full.
@@ -157,7 +163,7 @@ _UNITS = (
 )
 # A count is found where it starts (a digit, or a number word), then the unit after it is
 # matched in place: scanning the whole text with one pattern would try every position.
-DIGITS = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+DIGITS = re.compile(r"\d(?<![\w.]\d)\d*(?:[.,]\d+)?")  # not after a word or a dot
 NUMBER_WORD = re.compile(
     r"\b(one|two|three|four|five|six|seven|eight|nine|ten|a dozen|dozens of|hundreds of|"
     r"thousands of)\b"

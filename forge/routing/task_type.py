@@ -11,7 +11,7 @@ from collections.abc import Callable
 from difflib import SequenceMatcher
 
 from forge.routing.reading import CueReading, Words
-from forge.routing.signals import TextSignals
+from forge.routing.signals import WORD_START, TextSignals
 from forge.routing.vocabulary import (
     ERROR_OUTPUT_WEIGHT,
     FIX_VERBS,
@@ -50,7 +50,10 @@ VALUE_HINTS = (
     "that to ", "them to ",
 )  # fmt: skip
 ARROW = re.compile(r"\b([A-Za-z_]\w*)\s*(?:->|=>|\u2192)\s*([A-Za-z_]\w*)\b")
-HTTP_ROUTE = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE)\s+/[\w/{}:.?=-]*")
+HTTP_ROUTE = re.compile(
+    rf"(?:G{WORD_START}ET|P{WORD_START}OST|P{WORD_START}UT|P{WORD_START}ATCH|D{WORD_START}ELETE)"
+    r"\s+/[\w/{}:.?=-]*"
+)
 DOC_FILE = re.compile(r"\.(?:md|rst|adoc|txt)$|(?:^|/)docs?/", re.IGNORECASE)
 TEST_FILE = re.compile(r"(?:^|/)tests?/|(?:^|/)test_|_test\.|\.(?:test|spec)\.", re.IGNORECASE)
 CONFIG_FILE = re.compile(

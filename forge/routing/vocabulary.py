@@ -619,14 +619,17 @@ def _build() -> dict[str, Cue]:
 CUES: dict[str, Cue] = _build()
 
 
-def _longest_from() -> dict[str, int]:
+def _phrase_starts() -> tuple[dict[str, int], dict[str, frozenset[str]]]:
     longest: dict[str, int] = {}
+    seconds: dict[str, set[str]] = {}
     for form in CUES:
         first, *rest = form.split()
         if rest:
             longest[first] = max(longest.get(first, 1), len(rest) + 1)
-    return longest
+            seconds.setdefault(first, set()).add(rest[0])
+    return longest, {first: frozenset(words) for first, words in seconds.items()}
 
 
-# For a word that starts a phrase, the most words any phrase starting with it has.
-LONGEST_FROM: dict[str, int] = _longest_from()
+# For a word that starts a phrase, the most words any phrase starting with it has, and the
+# words that can come second: where the next word is none of them, no phrase starts there.
+LONGEST_FROM, SECOND_WORDS = _phrase_starts()
