@@ -106,6 +106,11 @@ class Router:
         self.fleet = fleet
         self.config = fleet.config
         self._turns: Counter[str] = Counter()  # round robin: routes handed out by this router
+        # What depends only on the snapshot, kept for the next task: a batch of thousands of
+        # tasks asks the same questions (a rung's models, a difficulty's chances) again and again.
+        self._budget_left = fleet.budget_left
+        self._aliases: dict[str, list[str]] = {}
+        self._chances: dict[tuple[float, str, str, tuple[str, ...]], tuple[RungChance, ...]] = {}
 
     # -- the whole decision ------------------------------------------------------------------
 
@@ -149,7 +154,7 @@ class Router:
                 needed,
                 attempts_per_rung=routing.max_attempts_per_tier,
                 total_attempts=routing.max_total_attempts,
-                budget_left=self.fleet.budget_left,
+                budget_left=self._budget_left,
             ),
             chances=chances,
         )
@@ -159,6 +164,13 @@ class Router:
 
         Rungs are placed on the default four-rung ladder as the start is (proportionally).
         """
+        key = (analysis.difficulty, analysis.type, analysis.band, tuple(ladder))
+        found = self._chances.get(key)
+        if found is None:
+            found = self._chances[key] = self._chances_of(analysis, ladder)
+        return found
+
+    def _chances_of(self, analysis: TaskAnalysis, ladder: list[str]) -> tuple[RungChance, ...]:
         top = len(ladder) - 1
         rates = self.fleet.history
         learn = self.config.routing.learn_from_history
@@ -305,8 +317,14 @@ class Router:
 
     # -- the model inside a rung -------------------------------------------------------------
 
+    def _models_in(self, rung: str) -> list[str]:
+        aliases = self._aliases.get(rung)
+        if aliases is None:
+            aliases = self._aliases[rung] = self.config.models_in(rung)
+        return aliases
+
     def _choose(self, rung: str, analysis: TaskAnalysis, needed: int) -> RungChoice:
-        aliases = self.config.models_in(rung)
+        aliases = self._models_in(rung)
         if not aliases:
             return RungChoice(rung, None, "", (Skip(rung, None, "no model is configured on it"),))
         usable: list[ModelFacts] = []
@@ -377,7 +395,7 @@ class Router:
             model = min(usable, key=lambda m: (float(load.get(m.alias, 0)), *cost(m)))
             return model, f"{load.get(model.alias, 0)} calls in the last minute"
         if strategy == "round_robin":
-            served = sum(fleet.attempts_today.get(a, 0) for a in self.config.models_in(rung))
+            served = sum(fleet.attempts_today.get(a, 0) for a in self._models_in(rung))
             turn = (served + self._turns[rung]) % len(usable)
             return usable[turn], f"turn {turn + 1} of {len(usable)}"
         model = min(usable, key=cost)

@@ -31,7 +31,15 @@ BACKTICKS = re.compile(r"`[^`]*`")
 CODE_CHARACTERS = frozenset("_/\\(){}[]<>=*|~^$@#")
 DOTTED = re.compile(r"[A-Za-z]\.[A-Za-z]")
 TRIM = ".,;:!?\"'"
-SENTENCE_BREAK = re.compile(r"[.!?;:]+(?:\s+|$)|\n+|\s[-\u2013\u2014]\s|,\s+(?=then\b)")
+# Sentence breaks in the prose once code is blanked out, where the only white space left is
+# " " and "\n": [.!?;:]+ followed by white space or the end, line breaks, a dash between spaces,
+# a comma before "then". (Each alternative starts with a character, so the regex engine skips
+# to those; a dash after "\n" is already a line break.)
+_PUNCTUATION_END = r"[.!?;:]*(?:[ \n]+|$)"
+SENTENCE_BREAK = re.compile(
+    "|".join(rf"{re.escape(mark)}{_PUNCTUATION_END}" for mark in ".!?;:")
+    + r"|\n\n*| [-\u2013\u2014][ \n]|,[ \n]+(?=then\b)"
+)
 SENTENCE_PIECE = re.compile(r"[^.!?\n]*[.!?\n]+")
 CHOICE = re.compile(r"\bor\b|\bvs\.?\b|\bversus\b", re.IGNORECASE)
 MAX_WORDS = 2000  # a pasted log is not read word by word

@@ -35,10 +35,12 @@ BARE_FILES = (
     "Jenkinsfile",
     "LICENSE",
 )
+BARE_LOWER = tuple(name.lower() for name in BARE_FILES)
 PATH_TOKEN = re.compile(r"[^\s()\[\]{},;'\"`<>|=]+")
 LINE_SUFFIX = re.compile(r"(?::\d+)+$")
 BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
-CALLED = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:(?:\.|::)[A-Za-z_]\w*)*)\(")
+# (Possessive: a name's characters given back could never be followed by ".", "::" or "(".)
+CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*+(?:(?:\.|::)[A-Za-z_]\w*+)*+)\(")
 CAMEL = re.compile(r"\b([A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+|[a-z]+[0-9]*[A-Z][A-Za-z0-9]*)\b")
 SNAKE = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
 SYMBOL_TRIM = ".,;:!?\"'()[]{}<>*`"
@@ -310,7 +312,13 @@ def _files(text: str) -> tuple[str, ...]:
             continue
         if "://" in token or token[0] == "@":
             continue
-        path = LINE_SUFFIX.sub("", token.rstrip(".,:;!?"))
+        path = token.rstrip(".,:;!?")
+        if ":" in path:
+            path = LINE_SUFFIX.sub("", path)
+        # Most tokens here are words that end a sentence ("it."): with the full stop gone, no
+        # dot and no bare file name, FILE_PATH cannot match them.
+        if "." not in path and path.isascii() and not path.lower().endswith(BARE_LOWER):
+            continue
         if FILE_PATH.fullmatch(path) and not path.replace(".", "").isdigit():
             found.setdefault(path, None)
     return tuple(found)
