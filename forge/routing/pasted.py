@@ -21,14 +21,22 @@ VERSION_VALUE = re.compile(
     r"|^\s*(?:[-*+]\s+)?[A-Za-z][\w.+-]{0,30}\s+v?\d+\.\d+[\w.+-]*\s*(?:\(.*\))?\s*$"
 )
 # A key of an environment report whatever its value: paths, machine names, locales.
+ENV_KEY_NAMES = (
+    "python|python-bits|executable|machine|platform|os|os-release|processor|byteorder|lc_all|"
+    "lang|locale|commit|macros|lib_dirs|cblas_libs|operating system|backend|installation|"
+    "build|compiler|sys.version|sys.platform|filepath|prefix|user_api|internal_api|version|"
+    "num_threads"
+)
+ENV_KEY_SET = frozenset(ENV_KEY_NAMES.split("|"))
 ENV_KEYS = re.compile(
-    r"^\s*(?:[-*+]\s+)?\**(?:python|python-bits|executable|machine|platform|os|os-release|"
-    r"processor|byteorder|lc_all|lang|locale|commit|macros|lib_dirs|cblas_libs|"
-    r"operating system|backend|installation|build|compiler|sys\.version|sys\.platform|"
-    r"filepath|prefix|user_api|internal_api|version|num_threads)\**\s*:",
+    r"^\s*(?:[-*+]\s+)?\**(?:" + re.escape(ENV_KEY_NAMES).replace(r"\|", "|") + r")\**\s*:",
     re.IGNORECASE,
 )
-PLATFORM = re.compile(r"^\s*(?:Linux|Darwin|Windows|macOS|CYGWIN|MINGW)[-\w.]*-[\w.-]+\s*$")
+# What stands around a key before its colon (white space, a list bullet, bold stars): with it
+# stripped, a line's text before its first colon is the key itself when ENV_KEYS can match.
+ENV_KEY_FRAME = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f*-+"
+PLATFORMS = ("Linux", "Darwin", "Windows", "macOS", "CYGWIN", "MINGW")
+PLATFORM = re.compile(rf"^\s*(?:{'|'.join(PLATFORMS)})[-\w.]*-[\w.-]+\s*$")
 # "System:", "Python deps:", "INSTALLED VERSIONS", "-----", "[GCC 7.3.0]": the frame of a table.
 DUMP_FRAME = re.compile(
     r"^\s*(?:[A-Za-z][\w ]{0,30}:\s*|INSTALLED VERSIONS\s*|-{4,}\s*|={4,}\s*|\[[A-Z][^\]]*\]\s*|)$"
@@ -41,10 +49,11 @@ MAX_TRACEBACK_LINES = 400
 TRACE_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+(?:, in (\w+))?')
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 REPL_PROMPT = re.compile(r"^\s*(?:>>>|\.\.\.)(?: |$)|^\s*In \[\d+\]: |^\s*Out\[\d+\]: ")
-# What every VERSION_VALUE line holds: a separator with a version (or None, True, False) after
-# it, or a dotted number. Two quick searches rule out most lines of prose before the full
-# pattern, which backtracks through each line, is tried.
-VERSION_AFTER_SEPARATOR = re.compile(r"(?::|==|>=|<=)\s*\**(?:v?\d|None|True|False)").search
+# What every VERSION_VALUE line holds: at its first ":", "=", "<" or ">" (nothing before the
+# separator can be one) a separator with a version, None, True or False after it; or a dotted
+# number. Quick searches for these rule out most lines of prose before the full pattern is tried.
+FIRST_SEPARATOR = re.compile(r"[:=<>]").search
+VERSION_AFTER_SEPARATOR = re.compile(r"(?::|==|>=|<=)\s*\**(?:v?\d|None|True|False)").match
 DOTTED_NUMBER = re.compile(r"\d\.\d").search
 MIN_DUMP_LINES = 2
 # What a check-box list or an interpreter session cannot do without.
@@ -201,10 +210,22 @@ def _version_line(line: str) -> bool:
         return False  # every kind below has one of these
     if not line.strip():
         return False
-    if ":" in line and ENV_KEYS.match(line):
+    if ":" in line and _env_key(line):
         return True
-    if PLATFORM.match(line):
+    if line.lstrip().startswith(PLATFORMS) and PLATFORM.match(line):
         return True
-    if VERSION_AFTER_SEPARATOR(line) is None and DOTTED_NUMBER(line) is None:
+    # The patterns below backtrack through a line: first what they cannot do without.
+    separator = FIRST_SEPARATOR(line)
+    after = separator is not None and VERSION_AFTER_SEPARATOR(line, separator.start()) is not None
+    if not after and DOTTED_NUMBER(line) is None:
         return False
     return VERSION_VALUE.match(line) is not None
+
+
+def _env_key(line: str) -> bool:
+    """ENV_KEYS, tried only when the text before the first colon is a key (case-blind)."""
+    if line.isascii():  # (a few other letters fold to ASCII ones when case is ignored)
+        key = line.partition(":")[0].strip(ENV_KEY_FRAME).lower()
+        if key not in ENV_KEY_SET:
+            return False
+    return ENV_KEYS.match(line) is not None
