@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from forge.routing.signals import FILE_PATH
+from forge.routing.signals import FILE_PATH, could_be_path
 from forge.routing.vocabulary import (
     BREADTH_STRONG_WEIGHT,
     CUES,
@@ -84,7 +84,8 @@ def _is_code(token: str) -> bool:
     if trimmed[0] == "-" or "::" in trimmed or not CODE_CHARACTERS.isdisjoint(trimmed):
         return True
     return "." in trimmed and (
-        DOTTED.search(trimmed) is not None or bool(FILE_PATH.fullmatch(trimmed))
+        DOTTED.search(trimmed) is not None
+        or (could_be_path(trimmed) and FILE_PATH.fullmatch(trimmed) is not None)
     )
 
 

@@ -36,6 +36,7 @@ BARE_FILES = (
     "LICENSE",
 )
 BARE_LOWER = tuple(name.lower() for name in BARE_FILES)
+EXTENSION_SET = frozenset(EXTENSIONS.split("|"))
 PATH_TOKEN = re.compile(r"[^\s()\[\]{},;'\"`<>|=]+")
 LINE_SUFFIX = re.compile(r"(?::\d+)+$")
 BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
@@ -315,13 +316,28 @@ def _files(text: str) -> tuple[str, ...]:
         path = token.rstrip(".,:;!?")
         if ":" in path:
             path = LINE_SUFFIX.sub("", path)
-        # Most tokens here are words that end a sentence ("it."): with the full stop gone, no
-        # dot and no bare file name, FILE_PATH cannot match them.
-        if "." not in path and path.isascii() and not path.lower().endswith(BARE_LOWER):
-            continue
-        if FILE_PATH.fullmatch(path) and not path.replace(".", "").isdigit():
+        if (
+            could_be_path(path)
+            and FILE_PATH.fullmatch(path)
+            and not path.replace(".", "").isdigit()
+        ):
             found.setdefault(path, None)
     return tuple(found)
+
+
+def could_be_path(name: str) -> bool:
+    """Whether FILE_PATH can match all of `name`, said without it: a known extension after the
+    last dot, a bare file name at the end, or a dotfile. Most names fail here ("it", "e.g",
+    "numpy.array"), and the case-blind pattern is slow to say so."""
+    if not name.isascii():
+        return True  # (a few other letters fold to ASCII ones when case is ignored)
+    lowered = name.lower()
+    return (
+        lowered.rpartition(".")[2] in EXTENSION_SET
+        or lowered.endswith(BARE_LOWER)
+        or lowered.startswith(".")
+        or "/." in lowered
+    )
 
 
 def _symbols(prose: str, files: set[str]) -> tuple[str, ...]:
