@@ -306,8 +306,11 @@ def _files(text: str) -> tuple[str, ...]:
     """Paths in the text, found token by token (a scan of the whole text backtracks)."""
     found: dict[str, None] = {}
     # Whitespace splits first (in C); only words that can hold a path are tokenised further.
-    # (Every bare file name but LICENSE ends in "file".)
-    words = [w for w in text.split() if "." in w or "file" in w or "LICENSE" in w]
+    # (Every bare file name but LICENSE ends in "file"; most texts hold a dot only.)
+    if "file" in text or "LICENSE" in text:
+        words = [w for w in text.split() if "." in w or "file" in w or "LICENSE" in w]
+    else:
+        words = [w for w in text.split() if "." in w]
     for token in PATH_TOKEN.findall(" ".join(words)):
         if "." not in token and not token.endswith(BARE_FILES):
             continue
