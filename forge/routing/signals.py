@@ -352,12 +352,15 @@ def _symbols(prose: str, files: set[str]) -> tuple[str, ...]:
             name = match.group(1).strip()
             if name not in files and IDENTIFIER.match(name):
                 found.setdefault(name.removesuffix("()"), None)
+    tokens = prose.split()
     if "(" in prose:
-        for match in CALLED.finditer(prose):
-            name = match.group(1)
-            if name.lower() not in NOT_CALLS and not _inside_file(name, files):
-                found.setdefault(name, None)
-    for token in prose.split():
+        # A call holds no white space: it is looked for only in the words that hold a "(".
+        for token in [t for t in tokens if "(" in t]:
+            for match in CALLED.finditer(token):
+                name = match.group(1)
+                if name.lower() not in NOT_CALLS and not _inside_file(name, files):
+                    found.setdefault(name, None)
+    for token in tokens:
         if "_" not in token and (token.islower() or token.istitle() or token.isupper()):
             continue  # plain words, most of the text: no closer look needed
         name = token.strip(SYMBOL_TRIM)
