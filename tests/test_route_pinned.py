@@ -145,3 +145,85 @@ def test_sql_built_in_a_call_is_critical_whatever_its_case(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr
         reasons = json.loads(done.stdout)["analysis"]["quality_reasons"]
         assert "security ('SQL built from strings')" in reasons, (call, reasons)
+
+
+# Texts at the edges of the analysis's shortcuts (a pattern tried only where its first
+# character, its separator or its extension can be; a call looked for only in words with a
+# parenthesis): environment keys behind bullets and bold stars, a platform line, a non-ASCII
+# key, SQL and HTTP verbs inside longer words, calls after a dot or a digit, hex words, counts
+# after a dot or in words ("someone"), upper-case extensions, bare file names in lower case,
+# dotfiles, dashes and colons between sentences.
+EDGE_TEXTS = {
+    "version_lines": (
+        "Plotting fails after the upgrade.\n"
+        "- **Python**: /usr/bin/python3\n"
+        "  * OS : Linux-5.4.0-x86_64\n"
+        "machine: x86_64\n"
+        "Darwin-21.6.0-arm64-arm-64bit\n"
+        "numpy >= 1.21\n"
+        "Pyth\u00f6n: 3.9.1\n"
+        "Steps: run it 3 times, then look at the figure.\n"
+        "matplotlib 3.5.1 (conda)\n"
+    ),
+    "word_starts": (
+        "XSELECT a FROM b is fine but an INSERT INTO audit VALUES (1); breaks. The call "
+        "foo.bar(x) and a.b.c::d(y) fail, not x.y( or 1.5.2(). Commits deadbeef1 and "
+        "cafebabe12 but not abc1234x or feedface; someone moved 12 files, 1.5 files, 3,000 rows "
+        "and a dozen tests; FORGET /x but GET /v1/items."
+    ),
+    "paths_and_breaks": (
+        "Rename src/app.PY and update the Makefile, makefile, docs/.env.local and ./configure.ac "
+        "- e.g. numpy.array in 1.2.3 - then fix it.py. Do this \u2014 and that: next; also,then "
+        "ship it? Or wait."
+    ),
+}
+# (type, complexity score, quality, difficulty, files, symbols, pasted, complexity reasons,
+#  type reasons): as forge decided before the analysis took these shortcuts.
+EDGE_PINNED = {
+    "version_lines": (
+        "review", 0.475, "standard", 0.324, (), (), ("version dump (6 lines)",),
+        ("27 tokens", "pasted code to read"), ("asks to 'look'", "'look at'"),
+    ),
+    "word_starts": (
+        "bug_fix", 0.583, "standard", 0.401, (), ("foo.bar", "a.b.c::d", "x.y"), (),
+        ("66 tokens", "states '12 files'", "7 clauses"), ("'breaks'", "'fail'"),
+    ),
+    "paths_and_breaks": (
+        "simple_edit", 0.493, "standard", 0.669,
+        ("src/app.PY", "Makefile", "docs/.env.local", "it.py"), (), (),
+        (
+            "47 tokens",
+            "names 4 files (src/app.PY not in the repository, Makefile not in the repository, "
+            "docs/.env.local not in the repository, and 1 more)",
+            "5 clauses", "4 parts", "size counted up to 0.20",
+        ),
+        ("asks to 'Rename'", "'update'"),
+    ),
+}  # fmt: skip
+
+
+def test_edges_of_the_analysis_shortcuts_stay_as_pinned(tmp_path: Path) -> None:
+    config = tmp_path / "forge.toml"
+    config.write_text(FOUR_TIERS)
+    batch = tmp_path / "tasks.jsonl"
+    batch.write_text(
+        "".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in EDGE_TEXTS.items())
+    )
+    done = run_forge("route", "-c", str(config), "--batch", str(batch), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = {}
+    for line in done.stdout.splitlines():
+        route = json.loads(line)
+        a = route["analysis"]
+        found[route["id"]] = (
+            a["type"],
+            a["complexity_score"],
+            a["quality"],
+            a["difficulty"],
+            tuple(f["path"] for f in a["files"]),
+            tuple(a["symbols"]),
+            tuple(a["pasted"]),
+            tuple(a["complexity_reasons"]),
+            tuple(a["type_reasons"]),
+        )
+    assert found == EDGE_PINNED
