@@ -45,6 +45,11 @@ VALUE_CHANGE = re.compile(
     r"\b[A-Z][A-Z0-9_]+\s*=\s*\d|\bto\s+['\"]?v?\d[\w.:-]*['\"]?\s+instead of\s+['\"]?v?\d|"
     r"\b(?:update|set|change|bump|pin)\s+(?:it|this|that|them)\s+to\s+['\"]?v?\d"
 )
+# Past the start, the same after the character that makes its leading `\b` (every form starts
+# with a word character): the regex engine skips to those characters instead of trying every
+# position.
+assert VALUE_CHANGE.pattern.startswith(r"\b") and VALUE_CHANGE.pattern.count(r"|\b") == 7
+VALUE_CHANGE_AFTER = re.compile(r"\W(?:" + VALUE_CHANGE.pattern[2:].replace(r"|\b", "|") + ")")
 VALUE_HINTS = (
     "make it", "should be", "give it", "from ", "say ", "=", "instead of", "it to ", "this to ",
     "that to ", "them to ",
@@ -138,8 +143,11 @@ def value_change(prose: str) -> str | None:
     """The words that set one value in place, if the text does ("make it 60")."""
     if not any(hint in prose for hint in VALUE_HINTS):
         return None
-    found = VALUE_CHANGE.search(prose)
-    return found.group(0).strip() if found else None
+    found = VALUE_CHANGE.match(prose)
+    if found is not None:
+        return found.group(0).strip()
+    found = VALUE_CHANGE_AFTER.search(prose)
+    return found.group(0)[1:].strip() if found else None
 
 
 def _rename(prose: str) -> str | None:
