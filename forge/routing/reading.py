@@ -16,10 +16,10 @@ from forge.routing.vocabulary import (
     LEAD_VERBS,
     LONGEST_FROM,
     PHRASAL_VERBS,
+    PHRASE_OPENINGS,
     PREAMBLE,
     QUESTION_OPENERS,
     REQUEST_OPENERS,
-    SECOND_WORDS,
     Cue,
     TaskType,
 )
@@ -202,7 +202,11 @@ def read_cues(lowered: list[str], original: list[str] | None = None) -> CueReadi
         key = lowered[index]
         longest = LONGEST_FROM.get(key)
         # Most cue words start no phrase here: the next word is not one a phrase continues with.
-        if longest is not None and index + 1 < count and lowered[index + 1] in SECOND_WORDS[key]:
+        if (
+            longest is not None
+            and index + 1 < count
+            and f"{key} {lowered[index + 1]}" in PHRASE_OPENINGS
+        ):
             for size in range(min(longest, count - index), 1, -1):
                 phrase = " ".join(lowered[index : index + size])
                 if phrase in CUES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from difflib import SequenceMatcher
+from functools import cache
 
 from forge.routing.reading import CueReading, Words
 from forge.routing.signals import WORD_START, TextSignals
@@ -45,11 +46,6 @@ VALUE_CHANGE = re.compile(
     r"\b[A-Z][A-Z0-9_]+\s*=\s*\d|\bto\s+['\"]?v?\d[\w.:-]*['\"]?\s+instead of\s+['\"]?v?\d|"
     r"\b(?:update|set|change|bump|pin)\s+(?:it|this|that|them)\s+to\s+['\"]?v?\d"
 )
-# Past the start, the same after the character that makes its leading `\b` (every form starts
-# with a word character): the regex engine skips to those characters instead of trying every
-# position.
-assert VALUE_CHANGE.pattern.startswith(r"\b") and VALUE_CHANGE.pattern.count(r"|\b") == 7
-VALUE_CHANGE_AFTER = re.compile(r"\W(?:" + VALUE_CHANGE.pattern[2:].replace(r"|\b", "|") + ")")
 VALUE_HINTS = (
     "make it", "should be", "give it", "from ", "say ", "=", "instead of", "it to ", "this to ",
     "that to ", "them to ",
@@ -146,8 +142,17 @@ def value_change(prose: str) -> str | None:
     found = VALUE_CHANGE.match(prose)
     if found is not None:
         return found.group(0).strip()
-    found = VALUE_CHANGE_AFTER.search(prose)
+    found = _value_change_after().search(prose)
     return found.group(0)[1:].strip() if found else None
+
+
+@cache
+def _value_change_after() -> re.Pattern[str]:
+    """VALUE_CHANGE past the text's start, after the character that makes its leading `\b`
+    (every form starts with a word character): the regex engine skips to those characters
+    instead of trying every position. Compiled when first needed, not at every start."""
+    assert VALUE_CHANGE.pattern.startswith(r"\b") and VALUE_CHANGE.pattern.count(r"|\b") == 7
+    return re.compile(r"\W(?:" + VALUE_CHANGE.pattern[2:].replace(r"|\b", "|") + ")")
 
 
 def _rename(prose: str) -> str | None:

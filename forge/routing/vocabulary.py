@@ -619,17 +619,17 @@ def _build() -> dict[str, Cue]:
 CUES: dict[str, Cue] = _build()
 
 
-def _phrase_starts() -> tuple[dict[str, int], dict[str, frozenset[str]]]:
+def _phrase_starts() -> tuple[dict[str, int], set[str]]:
     longest: dict[str, int] = {}
-    seconds: dict[str, set[str]] = {}
+    pairs: set[str] = set()
     for form in CUES:
         first, *rest = form.split()
         if rest:
             longest[first] = max(longest.get(first, 1), len(rest) + 1)
-            seconds.setdefault(first, set()).add(rest[0])
-    return longest, {first: frozenset(words) for first, words in seconds.items()}
+            pairs.add(f"{first} {rest[0]}")
+    return longest, pairs
 
 
-# For a word that starts a phrase, the most words any phrase starting with it has, and the
-# words that can come second: where the next word is none of them, no phrase starts there.
-LONGEST_FROM, SECOND_WORDS = _phrase_starts()
+# For a word that starts a phrase, the most words any phrase starting with it has; and the first
+# two words of every phrase: where a word and the next are none of them, no phrase starts there.
+LONGEST_FROM, PHRASE_OPENINGS = _phrase_starts()
