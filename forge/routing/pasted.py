@@ -15,7 +15,9 @@ from dataclasses import dataclass
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 CHECKBOX = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+\[[ xX]?\]")
 # "numpy: 1.16.1", "  * Matplotlib version: 3.3.1", "pydap: None", "numpy==1.19", "pytest 6.2.1".
-VERSION_VALUE = re.compile(
+# (VERSION_VALUE and ENV_KEYS are compiled when a text of several lines first needs them,
+# through `re`'s cache: a one-line task's start-up never does.)
+VERSION_VALUE = (
     r"^\s*(?:[-*+]\s+)?\**[A-Za-z][\w.+/() -]{0,60}?\**\s*(?::|==|>=|<=)\s*\**"
     r"(?:v?\d+(?:\.\d+)+[\w.+-]*|None|True|False|v?\d+\b)(?:\s|\*|,|\(|\||\[|$)"
     r"|^\s*(?:[-*+]\s+)?[A-Za-z][\w.+-]{0,30}\s+v?\d+\.\d+[\w.+-]*\s*(?:\(.*\))?\s*$"
@@ -28,9 +30,8 @@ ENV_KEY_NAMES = (
     "num_threads"
 )
 ENV_KEY_SET = frozenset(ENV_KEY_NAMES.split("|"))
-ENV_KEYS = re.compile(
-    r"^\s*(?:[-*+]\s+)?\**(?:" + re.escape(ENV_KEY_NAMES).replace(r"\|", "|") + r")\**\s*:",
-    re.IGNORECASE,
+ENV_KEYS = (
+    r"(?i)^\s*(?:[-*+]\s+)?\**(?:" + re.escape(ENV_KEY_NAMES).replace(r"\|", "|") + r")\**\s*:"
 )
 # What stands around a key before its colon (white space, a list bullet, bold stars): with it
 # stripped, a line's text before its first colon is the key itself when ENV_KEYS can match.
@@ -219,7 +220,7 @@ def _version_line(line: str) -> bool:
     after = separator is not None and VERSION_AFTER_SEPARATOR(line, separator.start()) is not None
     if not after and DOTTED_NUMBER(line) is None:
         return False
-    return VERSION_VALUE.match(line) is not None
+    return re.match(VERSION_VALUE, line) is not None
 
 
 def _env_key(line: str) -> bool:
@@ -228,4 +229,4 @@ def _env_key(line: str) -> bool:
         key = line.partition(":")[0].strip(ENV_KEY_FRAME).lower()
         if key not in ENV_KEY_SET:
             return False
-    return ENV_KEYS.match(line) is not None
+    return re.match(ENV_KEYS, line) is not None

@@ -16,7 +16,6 @@ from forge.routing.vocabulary import (
     LEAD_VERBS,
     LONGEST_FROM,
     PHRASAL_VERBS,
-    PHRASE_OPENINGS,
     PREAMBLE,
     QUESTION_OPENERS,
     REQUEST_OPENERS,
@@ -201,12 +200,7 @@ def read_cues(lowered: list[str], original: list[str] | None = None) -> CueReadi
         width = 1
         key = lowered[index]
         longest = LONGEST_FROM.get(key)
-        # Most cue words start no phrase here: the next word is not one a phrase continues with.
-        if (
-            longest is not None
-            and index + 1 < count
-            and f"{key} {lowered[index + 1]}" in PHRASE_OPENINGS
-        ):
+        if longest is not None:
             for size in range(min(longest, count - index), 1, -1):
                 phrase = " ".join(lowered[index : index + size])
                 if phrase in CUES:

@@ -109,8 +109,9 @@ ERROR_KINDS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     (("error: ",), re.compile(r"^error: ", re.M), "tool error"),
 )
 ERROR_HINTS = tuple(dict.fromkeys(h for hints, _, _ in ERROR_KINDS for h in hints))
-# A line of pasted output or code rather than the author's words.
-OUTPUT_LINE = re.compile(
+# A line of pasted output or code rather than the author's words. (Compiled when a text of
+# several lines first needs it, through `re`'s cache: a one-line task's start-up never does.)
+OUTPUT_LINE = (
     r"^\s*(?:error(?:\[E\d+\])?:|warning:|-->|\d*\s*\||= (?:note|help)|note:|help:|"
     r"Traceback|File \"|at [\w.$<>]+[ (]|\w+(?:Error|Exception):|thread '|panic:|goroutine |"
     r"FAILED|FAIL:|PASSED|E\s{2,}|>\s|\$ |={3,}|-{3,}|npm ERR!|\^+|~+|[\w./-]+:\d+(?::\d+)?\b|"
@@ -289,13 +290,14 @@ def _split_output(text: str) -> tuple[str, str]:
     prose: list[str] = []
     pasted: list[str] = []
     fenced = in_diff = False
+    output_line = re.compile(OUTPUT_LINE).match
     for line in text.splitlines():
         if "```" in line and FENCE.match(line):
             fenced = not fenced
             pasted.append(line)
             continue
         in_diff = line.startswith(DIFF_STARTS) or (in_diff and DIFF_LINE.match(line) is not None)
-        if fenced or in_diff or OUTPUT_LINE.match(line):
+        if fenced or in_diff or output_line(line):
             pasted.append(line)
         else:
             prose.append(line)

@@ -619,17 +619,14 @@ def _build() -> dict[str, Cue]:
 CUES: dict[str, Cue] = _build()
 
 
-def _phrase_starts() -> tuple[dict[str, int], set[str]]:
+def _longest_from() -> dict[str, int]:
     longest: dict[str, int] = {}
-    pairs: set[str] = set()
     for form in CUES:
         first, *rest = form.split()
         if rest:
             longest[first] = max(longest.get(first, 1), len(rest) + 1)
-            pairs.add(f"{first} {rest[0]}")
-    return longest, pairs
+    return longest
 
 
-# For a word that starts a phrase, the most words any phrase starting with it has; and the first
-# two words of every phrase: where a word and the next are none of them, no phrase starts there.
-LONGEST_FROM, PHRASE_OPENINGS = _phrase_starts()
+# For a word that starts a phrase, the most words any phrase starting with it has.
+LONGEST_FROM: dict[str, int] = _longest_from()
