@@ -197,11 +197,25 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
     # No task branch or shipping ref is left behind, and no node alive keeps a copy of the run.
     assert git(repo, "for-each-ref", "refs/forge/ship", f"refs/heads/{branch}/") == ""
     assert run_copies(ray_cluster, report["run"]) == []
+    # The nodes' worker processes let go of the run's ledger connections.
+    wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
 
 
 def run_copies(cluster: RayCluster, run_id: str) -> list[str]:
     """The nodes alive whose FORGE_HOME still holds the run's copy (its clone, its tasks')."""
     return [n for n in cluster.nodes if (cluster.home(n) / "ray" / branch_part(run_id)).exists()]
+
+
+def ledger_connections(url: str) -> int:
+    """Connections to the run's database other than this one's."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def without_ray(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -452,3 +466,4 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
         assert sum(line.startswith(start) for line in lines) == 1, progress
     assert sum(line.startswith("a cluster: ran on ") for line in lines) == 1, progress
     assert run_copies(ray_cluster, json.loads(stdout)["run"]) == []
+    wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
