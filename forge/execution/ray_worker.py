@@ -167,9 +167,10 @@ WATCH_SECONDS = 2.0
 
 
 async def _watch(kept: _Kept) -> None:
-    """Once the driver has said the run ended (its copy on this node is gone), an idle process
-    closes its session of the run: it would otherwise hold a ledger connection and a model
-    client until it takes another run's task or Ray ends it."""
+    """Once the driver has said the run ended (its copy on this node is gone), each idle process
+    that ran its tasks closes its session of the run: it would otherwise hold a ledger
+    connection and a model client until it takes another run's task or Ray ends it. (The
+    driver's message reaches a node, not each of its worker processes.)"""
     while kept.own.is_dir():
         await asyncio.sleep(WATCH_SECONDS)
     with _KEPT_LOCK:
@@ -217,14 +218,9 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
 
 def forget_run(run_id: str) -> str:
     """On a node, once the driver says the run has ended: its clone and the repositories of its
-    tasks go (this process's session of the run first). A run that did not end (the driver was
-    interrupted or killed) is never forgotten, so `--resume` finds its clone. Returns the node."""
-    with _KEPT_LOCK:
-        mine = [k for k in _KEPT if k.run_id == run_id]
-        for session in mine:
-            _KEPT.remove(session)
-    for session in mine:
-        session.close()
+    tasks go, and with them each worker process's session of the run (see `_watch`). A run that
+    did not end (the driver was interrupted or killed) is never forgotten, so `--resume` finds
+    its clone. Returns the node."""
     folder = run_folder(run_id)
     if folder.is_dir():
         with _locked(folder / "lock"):  # not while a late task of the run takes its bundles
