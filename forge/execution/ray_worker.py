@@ -91,19 +91,16 @@ def run_remote(
     cloned = time.monotonic() - started
     events: list[TaskEvent] = []
     kept = _kept_for(job, folder, clone)
-    try:
-        running = asyncio.run_coroutine_threadsafe(
-            _engine_run(job, kept, clone, _recorder(events, stream)), kept.loop
-        )
-        outcome = running.result()
-        bundle = None
-        if outcome.state == "done" and outcome.commit is not None:
-            branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
-            from forge.execution.bundles import make_bundle
+    running = asyncio.run_coroutine_threadsafe(
+        _engine_run(job, kept, clone, _recorder(events, stream)), kept.loop
+    )
+    outcome = running.result()
+    bundle = None
+    if outcome.state == "done" and outcome.commit is not None:
+        branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
+        from forge.execution.bundles import make_bundle
 
-            bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head)
-    finally:
-        kept.busy = False
+        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head)
     # Paths of this node mean nothing to the driver; its validation report is redone there.
     outcome = replace(outcome, worktree=None, report=None)
     return RemoteResult(
@@ -129,7 +126,7 @@ def _recorder(events: list[TaskEvent], stream: tuple[Any, str] | None) -> Any:
     return record
 
 
-@dataclass(eq=False)
+@dataclass
 class _Kept:
     """What one Ray worker process keeps between the tasks of a run it runs one after another
     (Ray reuses a worker process, one task at a time): its own repository and worktrees, moved
@@ -145,12 +142,8 @@ class _Kept:
     router: Any
     loop: asyncio.AbstractEventLoop
     client: Any
-    busy: bool = False  # a task of the run is using it
-    watch: Any = None  # the future of `_watch`, on the loop
 
     def close(self) -> None:
-        if self.watch is not None:
-            self.watch.cancel()
         closing = self.client.__aexit__(None, None, None)
         asyncio.run_coroutine_threadsafe(closing, self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -161,25 +154,6 @@ class _Kept:
 
 
 _KEPT: list[_Kept] = []  # at most one: this process's, for the run it last worked for
-_KEPT_LOCK = threading.Lock()  # the task's thread and the session's own loop both end it
-# How often an idle session looks whether its run has ended (its copy removed by forget_run).
-WATCH_SECONDS = 2.0
-
-
-async def _watch(kept: _Kept) -> None:
-    """Once the driver has said the run ended (its copy on this node is gone), each idle process
-    that ran its tasks closes its session of the run: it would otherwise hold a ledger
-    connection and a model client until it takes another run's task or Ray ends it. (The
-    driver's message reaches a node, not each of its worker processes.)"""
-    while kept.own.is_dir():
-        await asyncio.sleep(WATCH_SECONDS)
-    with _KEPT_LOCK:
-        if kept.busy or not any(k is kept for k in _KEPT):
-            return
-        _KEPT.remove(kept)
-    await kept.client.__aexit__(None, None, None)
-    kept.ledger.close()
-    kept.loop.stop()
 
 
 def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
@@ -190,14 +164,10 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     from forge.routing.decision import Router
     from forge.routing.fleet import load_fleet
 
-    with _KEPT_LOCK:
-        if _KEPT and _KEPT[0].run_id == job.run_id:
-            _KEPT[0].busy = True
-            return _KEPT[0]
-        old = list(_KEPT)
-        _KEPT.clear()
-    for session in old:
-        session.close()
+    if _KEPT and _KEPT[0].run_id == job.run_id:
+        return _KEPT[0]
+    while _KEPT:
+        _KEPT.pop().close()
     home = folder / "workers" / f"{os.getpid()}-{secrets.token_hex(4)}"
     own = _own_repository(clone, home / "repo", job.identity)
     repo = Repo(own)
@@ -209,18 +179,16 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result()
     worktrees = WorktreePool(repo, job.run_id, home=home / "trees")
     kept = _Kept(job.run_id, own, repo, worktrees, ledger, router, loop, client)
-    kept.busy = True
-    kept.watch = asyncio.run_coroutine_threadsafe(_watch(kept), loop)
-    with _KEPT_LOCK:
-        _KEPT.append(kept)
+    _KEPT.append(kept)
     return kept
 
 
 def forget_run(run_id: str) -> str:
     """On a node, once the driver says the run has ended: its clone and the repositories of its
-    tasks go, and with them each worker process's session of the run (see `_watch`). A run that
-    did not end (the driver was interrupted or killed) is never forgotten, so `--resume` finds
-    its clone. Returns the node."""
+    tasks go (this process's session of the run first). A run that did not end (the driver was
+    interrupted or killed) is never forgotten, so `--resume` finds its clone. Returns the node."""
+    if _KEPT and _KEPT[0].run_id == run_id:
+        _KEPT.pop().close()
     folder = run_folder(run_id)
     if folder.is_dir():
         with _locked(folder / "lock"):  # not while a late task of the run takes its bundles
