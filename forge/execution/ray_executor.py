@@ -144,6 +144,7 @@ class RayTasks:
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
+        self._resources: set[str] = set()  # the cluster's, as last asked
         from forge.execution.ray_events import EventStream
 
         self.stream = EventStream(self.ray, on_event)
@@ -244,9 +245,13 @@ class RayTasks:
         return self.router.decide(analysis, pins)
 
     def _placeable(self, task: MilestoneTask, needs: dict[str, float]) -> None:
-        """A task no node can take would wait forever: it fails now, naming what is missing."""
-        total = self.ray.cluster_resources()
-        missing = sorted(name for name in needs if name not in total)
+        """A task no node can take would wait forever: it fails now, naming what is missing.
+        The cluster's resources are asked again only when one seems missing (a node may have
+        joined since), not for every task."""
+        missing = sorted(name for name in needs if name not in self._resources)
+        if missing:
+            self._resources = set(self.ray.cluster_resources())
+            missing = sorted(name for name in needs if name not in self._resources)
         if missing:
             raise ClusterError(
                 f"task {task.id!r} needs {', '.join(missing)}, which no node of the cluster has: "

@@ -259,13 +259,24 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece
         lacking.reverse()
         for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
             take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
+            _PRESENT.add((clone, piece.head))
         if not _has(clone, job.head):
             raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
     return clone
 
 
+# Commits this process has seen in a clone: a clone only ever gains objects (nothing prunes
+# it), so once there a commit stays, and asking git again (a process each) is waste.
+_PRESENT: set[tuple[Path, str]] = set()
+
+
 def _has(clone: Path, commit: str) -> bool:
-    return _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
+    if (clone, commit) in _PRESENT:
+        return True
+    if _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        return False
+    _PRESENT.add((clone, commit))
+    return True
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
