@@ -137,6 +137,7 @@ def test_a_run_outlasted_by_a_database_outage_stops_and_resumes_counting_each_ca
     assert len(errors) == 1, stderr
     assert "the ledger at postgresql://forge:***@127.0.0.1:" in errors[0]
     assert "cannot be reached" in errors[0]
+    assert errors[0].endswith(f"(waited {OUTAGE_WAIT_S} s for it: [ledger] outage_wait_s)")
     run_id = stderr.split()[2]
     assert f"forge run-milestone --resume {run_id}" in stderr
 

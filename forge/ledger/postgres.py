@@ -277,7 +277,12 @@ class PostgresLedger(Ledger):
             except (self._psycopg.Error, LedgerError) as exc:
                 self._drop()
                 if time.monotonic() + pause > deadline and pause:
-                    raise exc if isinstance(exc, LedgerError) else self._fail(exc) from None
+                    error = exc if isinstance(exc, LedgerError) else self._fail(exc)
+                    if wait:
+                        error = LedgerError(
+                            f"{error} (waited {wait:g} s for it: [ledger] outage_wait_s)"
+                        )
+                    raise error from None
             time.sleep(pause)
             pause = min(1.0, pause * 2 or 0.05)
 
