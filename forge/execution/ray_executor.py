@@ -268,7 +268,7 @@ class RayTasks:
     def forget_run(self) -> None:
         """The run has ended (done, failed or stopped; not interrupted): every node alive with
         task slots removes its copy of the run, at once and in parallel. A node that does not
-        answer in time keeps its copy (removed by hand, or by the next run that ends there)."""
+        answer in time, or was down, keeps its copy, to be removed by hand."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from forge.execution.ray_worker import forget_run
