@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -343,9 +344,18 @@ def test_ray_node_says_what_this_machine_lacks_and_joins_with_what_it_has(
     assert "sk-set-here" not in done.stdout + done.stderr
 
 
-def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
-    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+@pytest.mark.parametrize(
+    "stop", [signal.SIGKILL, signal.SIGINT], ids=["driver-killed", "driver-interrupted"]
+)
+def test_a_driver_stopped_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
+    fake: FakeProvider,
+    tmp_path: Path,
+    ray_cluster: RayCluster,
+    postgres_database: str,
+    stop: signal.Signals,
 ) -> None:
+    """Killed (its machine died) or interrupted (Ctrl-C, which could have cleaned up and must
+    not): the run did not end, so the nodes keep their copies of it for --resume."""
     repo = six_module_repo(tmp_path)
     fake.script("m1-1", Reply(text=raise_value("a")))
     fake.script("m2-1", Reply(text=raise_value("b"), ttft=30.0), Reply(text=raise_value("b")))
@@ -370,13 +380,21 @@ def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_w
             stdin=subprocess.DEVNULL,
         )
         try:
-            # b asks its model only once a is merged: the driver dies with a on the line and b
+            # b asks its model only once a is merged: the driver stops with a on the line and b
             # mid-task on a node.
             wait_for(lambda: fake.requests_for("m2-1"), "task b to ask its model")
+            driver.send_signal(stop)
+            driver.wait(timeout=120)
         finally:
-            driver.kill()
-            driver.wait()
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
     run_id = log.read_text().split()[2]
+    if stop == signal.SIGINT:
+        assert driver.returncode == 130, log.read_text()
+        assert f"forge: interrupted; to carry on: forge run-milestone --resume {run_id}" in (
+            log.read_text()
+        )
     # The run did not end: the node that ran a keeps its clone for the resumed run.
     assert run_copies(ray_cluster, run_id) != []
 
