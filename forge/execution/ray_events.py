@@ -73,7 +73,7 @@ class EventStream:
     def __init__(self, ray: Any, on_event: Callable[[TaskEvent], None]) -> None:
         self.ray = ray
         self.on_event = on_event
-        self.sink = start_sink(ray)
+        self.sink: Any = None  # started with the first send: a run with nothing to send has none
         self.shown: dict[str, int] = {}  # send key -> events of it shown
         self.current: dict[str, str] = {}  # task id -> its current send key
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,6 +88,7 @@ class EventStream:
         self.current[task_id] = key
         self.shown[key] = 0
         if self._thread is None:
+            self.sink = start_sink(self.ray)
             self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(target=self._drain, name="forge-ray-events")
             self._thread.daemon = True
@@ -127,5 +128,6 @@ class EventStream:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2 * DRAIN_WAIT_SECONDS + 1)
-        with contextlib.suppress(Exception):  # already gone with its node
-            self.ray.kill(self.sink)
+        if self.sink is not None:
+            with contextlib.suppress(Exception):  # already gone with its node
+                self.ray.kill(self.sink)
