@@ -2,17 +2,19 @@
 
 Each attempt is scored exactly as bench/route.py scores the shipped model: leave-one-repository-
 out over the 413 training issues, AUROC of quick fixes against hour-plus work on the pooled
-held-out scores, Spearman with the four buckets. Hyper-parameters (L2 strength, vocabulary size,
-auxiliary weight) are chosen inside each training fold by an inner leave-one-repository-out,
-never on the held-out project. Choosing between the attempts below is still a choice made on the
-same 413 issues: the best of many is optimistic, which docs/router-experiments.md says.
+held-out scores, Spearman with the four buckets; and, beside them, the AUROC over pairs of issues
+of the same project only. Settings (the L2 strength, a vocabulary's penalty, which features are
+kept) are chosen inside each training fold by an inner leave-one-repository-out, never on the
+held-out project. Choosing between the attempts below is still a choice made on the same 413
+issues: the best of many is optimistic, which docs/router-experiments.md says.
 
 With `--centred`, each fold's held-out scores are moved by the mean score of the fold's own
-training rows, which takes out the intercept's effect on the pooled AUROC (see CENTRED).
+training rows, which takes out the intercept's effect on the pooled AUROC (see CENTRED); with
+`--within`, each fold picks its settings by the inner AUROC within projects (see WITHIN).
 The results are in docs/router-experiments.md. All attempts take about ten minutes on 2 cores.
 
     pip install -e '.[train]'
-    python scripts/router_experiments.py [--only NAME ...] [--centred]
+    python scripts/router_experiments.py [--only NAME ...] [--centred] [--within]
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ def pooled_auroc(data: Data, idx: np.ndarray, scores: np.ndarray) -> float:
 # out moves the intercept against that project's own rate of hour-plus work, which costs the
 # pooled AUROC; a model trained on all projects has no such link to a new one.)
 CENTRED = False
+# With WITHIN, each fold picks its settings by the inner AUROC within projects, not pooled.
+WITHIN = False
 
 
 def scored(learner: Learner, train: np.ndarray, test: np.ndarray, value: float) -> np.ndarray:
@@ -224,7 +228,7 @@ def inner_choice(data: Data, train: np.ndarray, learner: Learner, grid: Sequence
         for repo in sorted(set(data.repos[train])):
             inner_test = data.repos[train] == repo
             scores[inner_test] = scored(learner, train[~inner_test], train[inner_test], value)
-        auc = pooled_auroc(data, train, scores)
+        auc = within_project(data, scores, train) if WITHIN else pooled_auroc(data, train, scores)
         if auc > best_auc:
             best, best_auc = value, auc
     return best
@@ -244,14 +248,16 @@ def outer(data: Data, learner: Learner, grid: Sequence[float]) -> tuple[np.ndarr
     return scores, chosen
 
 
-def within_project(data: Data, scores: np.ndarray) -> float:
+def within_project(data: Data, scores: np.ndarray, rows: np.ndarray | None = None) -> float:
     """AUROC over pairs of a quick fix and hour-plus work of the same project only: no fold's
-    intercept can move it."""
+    intercept can move it. `scores` are those of `rows` (all rows when None)."""
+    rows = np.arange(len(data.rows)) if rows is None else rows
+    repos, bucket = data.repos[rows], data.bucket[rows]
     won = pairs = 0.0
-    for repo in set(data.repos):
-        mine = data.repos == repo
-        quick = scores[mine & (data.bucket == 0)]
-        for hard in scores[mine & (data.bucket >= 2)]:
+    for repo in set(repos):
+        mine = repos == repo
+        quick = scores[mine & (bucket == 0)]
+        for hard in scores[mine & (bucket >= 2)]:
             won += (hard > quick).sum() + 0.5 * (hard == quick).sum()
             pairs += len(quick)
     return won / pairs
@@ -641,9 +647,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=())
     parser.add_argument("--centred", action="store_true", help="see CENTRED")
+    parser.add_argument("--within", action="store_true", help="see WITHIN")
     args = parser.parse_args()
-    global CENTRED
-    CENTRED = args.centred
+    global CENTRED, WITHIN
+    CENTRED, WITHIN = args.centred, args.within
     data = Data()
     length, rho = base.figures(data.rows, list(data.length))
     print(f"length of the text                           AUROC {length:.3f}  Spearman {rho:.3f}")
