@@ -85,7 +85,11 @@ class RayCluster:
         self.cluster.wait_for_nodes()
 
     def kill(self, name: str) -> None:
-        """The node's every process at once (SIGKILL), as when its machine dies."""
+        """The node's every process at once (SIGKILL), as when its machine dies.
+
+        Ray's own removal kills the raylet, whose worker processes notice only later: a worker
+        mid-call would finish its call first. Every process with the node's home goes first."""
+        self._kill_every(f"FORGE_HOME={self.home(name)}".encode(), exact=True)
         self.cluster.remove_node(self.nodes.pop(name), allow_graceful=False)
 
     def home(self, name: str) -> Path:
@@ -107,7 +111,15 @@ class RayCluster:
         that is killed: every process still running with a home in this cluster's folder goes,
         and every one writing into this cluster's session folder (the head's agents carry no
         FORGE_HOME)."""
-        mine = f"FORGE_HOME={self.folder}".encode()
+        self._kill_every(f"FORGE_HOME={self.folder}".encode(), exact=False)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and self._in_session(entry):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+
+    @staticmethod
+    def _kill_every(setting: bytes, exact: bool) -> None:
+        """SIGKILL every process whose environment has `setting` (or a value starting so)."""
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
@@ -115,7 +127,8 @@ class RayCluster:
                 environ = (entry / "environ").read_bytes()
             except OSError:
                 continue  # gone already, or not ours to read
-            if any(v.startswith(mine) for v in environ.split(b"\0")) or self._in_session(entry):
+            values = environ.split(b"\0")
+            if setting in values if exact else any(v.startswith(setting) for v in values):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
 

@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -145,10 +146,12 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
 ) -> None:
     repo = six_module_repo(tmp_path)
     before = checkout_state(repo)
-    # a and b start together, one per worker node (each node has one CPU); both answer slowly
-    # the first time, so both are mid-task when the doomed node is killed.
+    # a and b start together, one per worker node (each node has one CPU); neither is answered
+    # the first time until the doomed node is dead, so both are mid-task when it is killed.
+    killed = threading.Event()
     for n, task_id in enumerate(IDS, 1):
-        first = Reply(text=raise_value(task_id), ttft=8.0 if task_id in "ab" else 0.0)
+        held = killed.is_set if task_id in "ab" else None
+        first = Reply(text=raise_value(task_id), after=held)
         fake.script(f"m{n}-1", first, Reply(text=raise_value(task_id)))
     ray_cluster.add_worker("doomed")
     cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
@@ -168,6 +171,7 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
             "tasks a and b to ask their models",
         )
         ray_cluster.kill("doomed")
+        killed.set()
         stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
@@ -190,7 +194,8 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
     # Every node wrote its calls to the one shared ledger, as the user who started the run.
     logs = run_forge("logs", "--run", report["run"], "--json", "-n", "50", "-c", str(cfg), cwd=repo)
     calls = [c for c in json.loads(logs.stdout)["attempts"] if c["outcome"] == "ok"]
-    assert sorted(c["model"] for c in calls) == [f"m{n}" for n in range(1, len(IDS) + 1)]
+    made = sorted((c["model"], c["host"]) for c in calls)
+    assert [model for model, _ in made] == [f"m{n}" for n in range(1, len(IDS) + 1)], made
     assert {c["username"] for c in calls} == {"alice"}
     assert {c["host"] for c in calls} <= {"steady", "doomed"} and "steady" in {
         c["host"] for c in calls
