@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
+import compileall
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from forge.testing.fake_provider import FakeProvider
+from tests.warm_forge import WarmForge
+
+COLD = os.environ.get("FORGE_TESTS_COLD") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """forge's bytecode, written once, as pip writes it when it installs forge.
+
+    With PYTHONDONTWRITEBYTECODE set (as on the development machines), an editable install would
+    otherwise compile every forge module again in every process the tests start.
+    """
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(Path(__file__).resolve().parents[1] / "forge", quiet=1)
+
 
 # rustup finds its toolchains through HOME unless told otherwise; tests move HOME.
 REAL_HOME = Path.home()
@@ -93,18 +110,38 @@ def write_config(path: Path, url: str, extra: str = "") -> Path:
     return path
 
 
+_warm: WarmForge | None = None
+
+
 def run_forge(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess, as a user or a CI job runs it."""
+    """The real CLI in a process of its own, as a user or a CI job runs it.
+
+    The process is forked from one that has imported forge already (tests/warm_forge.py says
+    what that leaves out, and what tests it instead); `FORGE_TESTS_COLD=1` starts each cold.
+    """
+    global _warm
+    environ = {**os.environ, **(env or {})}
+    if not COLD:
+        if _warm is None:
+            _warm = WarmForge(Path(tempfile.mkdtemp(prefix="forge-warm-")))
+            atexit.register(_warm.close)
+        if _warm.fits(environ):
+            return _warm.run(list(args), environ, cwd, timeout, stdin)
     return subprocess.run(
         [sys.executable, "-m", "forge", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=environ,
         cwd=cwd,
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
     )
 
 

@@ -35,6 +35,7 @@ class RayCluster:
     cluster: Any = None
     nodes: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
+    session: Path | None = None  # Ray's folder of the cluster's logs and sockets
 
     @property
     def address(self) -> str:
@@ -60,6 +61,7 @@ class RayCluster:
             },
         )
         self.cluster.connect()
+        self.session = Path(self.cluster.head_node.get_session_dir_path())
 
     def node_env(self, name: str) -> dict[str, str]:
         home = self.folder / name
@@ -83,7 +85,11 @@ class RayCluster:
         self.cluster.wait_for_nodes()
 
     def kill(self, name: str) -> None:
-        """The node's every process at once (SIGKILL), as when its machine dies."""
+        """The node's every process at once (SIGKILL), as when its machine dies.
+
+        Ray's own removal kills the raylet, whose worker processes notice only later: a worker
+        mid-call would finish its call first. Every process with the node's home goes first."""
+        self._kill_every(f"FORGE_HOME={self.home(name)}".encode(), exact=True)
         self.cluster.remove_node(self.nodes.pop(name), allow_graceful=False)
 
     def home(self, name: str) -> Path:
@@ -102,8 +108,18 @@ class RayCluster:
 
     def _kill_strays(self) -> None:
         """A node's agents (ray::DashboardAgent, ray::RuntimeEnvAgent) outlive its raylet when
-        that is killed: every process still running with a home in this cluster's folder goes."""
-        mine = f"FORGE_HOME={self.folder}".encode()
+        that is killed: every process still running with a home in this cluster's folder goes,
+        and every one writing into this cluster's session folder (the head's agents carry no
+        FORGE_HOME)."""
+        self._kill_every(f"FORGE_HOME={self.folder}".encode(), exact=False)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and self._in_session(entry):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+
+    @staticmethod
+    def _kill_every(setting: bytes, exact: bool) -> None:
+        """SIGKILL every process whose environment has `setting` (or a value starting so)."""
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
@@ -111,9 +127,19 @@ class RayCluster:
                 environ = (entry / "environ").read_bytes()
             except OSError:
                 continue  # gone already, or not ours to read
-            if any(v.startswith(mine) for v in environ.split(b"\0")):
+            values = environ.split(b"\0")
+            if setting in values if exact else any(v.startswith(setting) for v in values):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
+
+    def _in_session(self, process: Path) -> bool:
+        if self.session is None:
+            return False
+        try:
+            targets = [os.readlink(fd) for fd in (process / "fd").iterdir()]
+        except OSError:
+            return False
+        return any(t.startswith(f"{self.session}/") for t in targets)
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,17 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from forge.execution.workspace import branch_part
 from forge.testing.fake_provider import FakeProvider, Reply
 from tests.conftest import run_forge
 from tests.ray_cluster import RayCluster
@@ -143,10 +146,12 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
 ) -> None:
     repo = six_module_repo(tmp_path)
     before = checkout_state(repo)
-    # a and b start together, one per worker node (each node has one CPU); both answer slowly
-    # the first time, so both are mid-task when the doomed node is killed.
+    # a and b start together, one per worker node (each node has one CPU); neither is answered
+    # the first time until the doomed node is dead, so both are mid-task when it is killed.
+    killed = threading.Event()
     for n, task_id in enumerate(IDS, 1):
-        first = Reply(text=raise_value(task_id), ttft=8.0 if task_id in "ab" else 0.0)
+        held = killed.is_set if task_id in "ab" else None
+        first = Reply(text=raise_value(task_id), after=held)
         fake.script(f"m{n}-1", first, Reply(text=raise_value(task_id)))
     ray_cluster.add_worker("doomed")
     cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
@@ -166,6 +171,7 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
             "tasks a and b to ask their models",
         )
         ray_cluster.kill("doomed")
+        killed.set()
         stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
@@ -188,13 +194,34 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
     # Every node wrote its calls to the one shared ledger, as the user who started the run.
     logs = run_forge("logs", "--run", report["run"], "--json", "-n", "50", "-c", str(cfg), cwd=repo)
     calls = [c for c in json.loads(logs.stdout)["attempts"] if c["outcome"] == "ok"]
-    assert sorted(c["model"] for c in calls) == [f"m{n}" for n in range(1, len(IDS) + 1)]
+    made = sorted((c["model"], c["host"]) for c in calls)
+    assert [model for model, _ in made] == [f"m{n}" for n in range(1, len(IDS) + 1)], made
     assert {c["username"] for c in calls} == {"alice"}
     assert {c["host"] for c in calls} <= {"steady", "doomed"} and "steady" in {
         c["host"] for c in calls
     }
-    # No task branch or shipping ref is left behind.
+    # No task branch or shipping ref is left behind, and no node alive keeps a copy of the run.
     assert git(repo, "for-each-ref", "refs/forge/ship", f"refs/heads/{branch}/") == ""
+    assert run_copies(ray_cluster, report["run"]) == []
+    # The nodes' worker processes let go of the run's ledger connections.
+    wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
+
+
+def run_copies(cluster: RayCluster, run_id: str) -> list[str]:
+    """The nodes alive whose FORGE_HOME still holds the run's copy (its clone, its tasks')."""
+    return [n for n in cluster.nodes if (cluster.home(n) / "ray" / branch_part(run_id)).exists()]
+
+
+def ledger_connections(url: str) -> int:
+    """Connections to the run's database other than this one's."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def without_ray(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -322,9 +349,18 @@ def test_ray_node_says_what_this_machine_lacks_and_joins_with_what_it_has(
     assert "sk-set-here" not in done.stdout + done.stderr
 
 
-def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
-    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+@pytest.mark.parametrize(
+    "stop", [signal.SIGKILL, signal.SIGINT], ids=["driver-killed", "driver-interrupted"]
+)
+def test_a_driver_stopped_mid_run_resumes_on_the_cluster_without_redoing_merged_work(
+    fake: FakeProvider,
+    tmp_path: Path,
+    ray_cluster: RayCluster,
+    postgres_database: str,
+    stop: signal.Signals,
 ) -> None:
+    """Killed (its machine died) or interrupted (Ctrl-C, which could have cleaned up and must
+    not): the run did not end, so the nodes keep their copies of it for --resume."""
     repo = six_module_repo(tmp_path)
     fake.script("m1-1", Reply(text=raise_value("a")))
     fake.script("m2-1", Reply(text=raise_value("b"), ttft=30.0), Reply(text=raise_value("b")))
@@ -349,13 +385,23 @@ def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_w
             stdin=subprocess.DEVNULL,
         )
         try:
-            # b asks its model only once a is merged: the driver dies with a on the line and b
+            # b asks its model only once a is merged: the driver stops with a on the line and b
             # mid-task on a node.
             wait_for(lambda: fake.requests_for("m2-1"), "task b to ask its model")
+            driver.send_signal(stop)
+            driver.wait(timeout=120)
         finally:
-            driver.kill()
-            driver.wait()
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
     run_id = log.read_text().split()[2]
+    if stop == signal.SIGINT:
+        assert driver.returncode == 130, log.read_text()
+        assert f"forge: interrupted; to carry on: forge run-milestone --resume {run_id}" in (
+            log.read_text()
+        )
+    # The run did not end: the node that ran a keeps its clone for the resumed run.
+    assert run_copies(ray_cluster, run_id) != []
 
     done = run_forge("run-milestone", "--resume", run_id, "--json", "-c", str(cfg), cwd=repo)
 
@@ -367,3 +413,80 @@ def test_a_driver_killed_mid_run_resumes_on_the_cluster_without_redoing_merged_w
     assert tasks["a"]["reason"] == "merged before the run resumed"
     assert len(fake.requests_for("m1-1")) == 1  # a was not redone
     assert merged_once(repo, report["branch"]) == ["a", "b", "c"]
+    # The resumed run ended: the nodes' copies of it are gone.
+    assert run_copies(ray_cluster, run_id) == []
+
+
+def gated_test(gate: Path) -> str:
+    """mod_a's test, held while mod_a says 2 (the task's attempt; not the base's validation)
+    until `gate` exists: the task stays in its validation until the test lets it go."""
+    return (
+        "import time\nfrom pathlib import Path\n\nfrom mod_a import value_a\n\n\n"
+        "def test_a():\n"
+        "    deadline = time.monotonic() + 120\n"
+        f"    while value_a() == 2 and not Path({str(gate)!r}).exists():\n"
+        "        assert time.monotonic() < deadline, 'the gate was never opened'\n"
+        "        time.sleep(0.05)\n"
+        "    assert value_a() >= 1\n"
+    )
+
+
+def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    gate = tmp_path / "gate"
+    files = {
+        "pyproject.toml": PYPROJECT,
+        ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+        "mod_a.py": module("a", 1),
+        "tests/test_a.py": gated_test(gate),
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    log = tmp_path / "driver.log"
+    seen: list[str] = []
+
+    def shows(stage: str) -> bool:
+        """Whether the driver's progress lines show task a in `stage` (noted when they do)."""
+        if f"a [t1/m1] {stage}:" in log.read_text(errors="replace"):
+            seen.append(stage)
+            return True
+        return False
+
+    # The model answers only once the driver shows the task asking; the attempt's validation
+    # ends only once the driver shows it validating. Neither has returned from the node yet.
+    fake.script("m1-1", Reply(text=raise_value("a"), after=lambda: shows("asking")))
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    plan = tmp_path / "one.toml"
+    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "forge", "run-milestone", str(plan), "--json", "-c", str(cfg)],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            wait_for(
+                lambda: shows("validating") or driver.poll() is not None,
+                "the driver to show task a validating",
+                timeout=240,
+            )
+            gate.touch()
+            stdout, _ = driver.communicate(timeout=240)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+    progress = log.read_text()
+    assert driver.returncode == 0, progress
+    assert [t["state"] for t in json.loads(stdout)["tasks"]] == ["done"]
+    # Both stages were on the driver's screen while the task was still on its node.
+    assert "asking" in seen and "validating" in seen, progress
+    # Each stage once: what the stream showed is not shown again when the result comes back.
+    lines = progress.splitlines()
+    for start in ("a [t1/m1] asking:", "a [t1/m1] validating:", "a committed:"):
+        assert sum(line.startswith(start) for line in lines) == 1, progress
+    assert sum(line.startswith("a cluster: ran on ") for line in lines) == 1, progress
+    assert run_copies(ray_cluster, json.loads(stdout)["run"]) == []
+    wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")

@@ -84,3 +84,34 @@ def test_a_lazily_loaded_command_still_reports_errors_with_its_exit_code(tmp_pat
     )
     assert done.returncode == 2
     assert done.stderr.startswith("forge: error: nothing to validate")
+
+
+FIRST_IMPORTS = """
+import importlib, pkgutil, sys
+import forge
+names = [m.name for m in pkgutil.walk_packages(forge.__path__, "forge.")
+         if m.name != "forge.__main__"]
+failed = []
+for name in names:
+    for loaded in [m for m in sys.modules if m == "forge" or m.startswith("forge.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        failed.append(f"{name}: {exc!r}")
+print(len(names))
+print("\\n".join(failed))
+"""
+
+
+def test_every_forge_module_can_be_the_first_one_imported() -> None:
+    """The tests start most commands from a process that has imported all of forge already
+    (tests/warm_forge.py): an import cycle that only a cold start meets would hide there. Here
+    each module is the first of forge's to be imported, as in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_IMPORTS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    count, *failed = done.stdout.split("\n")
+    assert int(count) > 100
+    assert [line for line in failed if line] == []

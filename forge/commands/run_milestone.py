@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from forge.commands.options import ConfigOption, JsonOption
+from forge.errors import ForgeError
 from forge.printable import printable
 
 if TYPE_CHECKING:
@@ -194,11 +195,24 @@ def run_milestone(
         view.stop()
         if view.run_id is None:
             raise  # nothing was started: there is nothing to carry on
-        again = f"forge run-milestone --resume {view.run_id}"
-        if config is not None:
-            again += f" -c {shlex.quote(str(config))}"
+        again = _resume_command(view.run_id, config)
         typer.echo(printable(f"forge: interrupted; to carry on: {again}"), err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except ForgeError as exc:
+        from forge.ledger.store import LedgerError
+
+        view.stop()
+        if view.run_id is None or not isinstance(exc, LedgerError):
+            raise
+        # The database went away for longer than the ledger waits: the run stops where it is,
+        # and carries on as after a crash once the database is back.
+        again = _resume_command(view.run_id, config)
+        typer.echo(printable(f"forge: error: {exc}"), err=True)
+        typer.echo(
+            printable(f"forge: the run stopped; once the ledger is back, carry on: {again}"),
+            err=True,
+        )
+        raise typer.Exit(int(exc.exit_code)) from None
     finally:
         view.stop()
     if json_output:
@@ -341,6 +355,13 @@ def _dry_run(
         f"estimate: first attempts {usd(totals.first_attempts_usd)}, worst case "
         f"{usd(totals.worst_case_usd)}; budget left today {budget}{per_run}"
     )
+
+
+def _resume_command(run_id: str, config: Path | None) -> str:
+    again = f"forge run-milestone --resume {run_id}"
+    if config is not None:
+        again += f" -c {shlex.quote(str(config))}"
+    return again
 
 
 # -- progress ----------------------------------------------------------------------------------

@@ -237,6 +237,9 @@ class LedgerConfig(Section):
     `postgresql://` URL: a team's shared database (FORGE_LEDGER_URL overrides)."""
 
     url: str | None = None
+    # Seconds a PostgreSQL ledger waits for its database to come back, once open: a call's
+    # settlement and the run's own writes try again that long before they give up.
+    outage_wait_s: PositiveFloat = 30.0
 
     @field_validator("url")
     @classmethod

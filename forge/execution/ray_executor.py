@@ -17,6 +17,7 @@ merged. Ray's own task retries are off, so the driver knows and says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -49,6 +50,8 @@ RAY_EXTRA = "pip install 'forge-cli[ray]'"
 # How many times a task whose node was lost is sent again before it fails.
 MAX_NODE_LOSSES = 3
 CPUS_PER_TASK = 1.0
+# How long the driver waits for the nodes to remove their copies of a run that ended.
+FORGET_SECONDS = 30.0
 
 
 class ClusterError(ForgeError):
@@ -141,6 +144,11 @@ class RayTasks:
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
+        self._resources: set[str] = set()  # the cluster's, as last asked
+        from forge.execution.ray_events import EventStream
+
+        self.stream = EventStream(self.ray, on_event)
+        self._sends = 0  # sends of any task so far: each send's events are keyed apart
 
     async def run(
         self,
@@ -170,9 +178,8 @@ class RayTasks:
             version=__version__,
         )
         self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
-        result = await self._until_it_returns(task, job, needs, base_object, pieces)
-        for event in result.events:
-            self.on_event(event)
+        key, result = await self._until_it_returns(task, job, needs, base_object, pieces)
+        self.stream.end(task.id, key, result.events)
         outcome = result.outcome
         if result.bundle is not None and outcome.commit is not None:
             branch = f"refs/heads/forge/{branch_part(self.run_id)}/{branch_part(task.id)}"
@@ -184,20 +191,24 @@ class RayTasks:
 
     async def _until_it_returns(
         self, task: MilestoneTask, job: Any, needs: dict[str, float], base: Any, pieces: Any
-    ) -> RemoteResult:
+    ) -> tuple[str, RemoteResult]:
+        """The task's send that returned (its key) and what it brought back."""
         ray = self.ray
         lost = ray.exceptions
         while True:
+            self._sends += 1
+            key = f"{task.id}#{self._sends}"
+            self.stream.begin(task.id, key)
             ref = self._remote.options(
                 num_cpus=CPUS_PER_TASK,
                 resources=needs,
                 max_retries=0,
                 retry_exceptions=False,
                 runtime_env=self._runtime_env,
-            ).remote(job, [base], pieces)
+            ).remote(job, [base], pieces, (self.stream.sink, key))
             try:
                 result: RemoteResult = await asyncio.wrap_future(ref.future())
-                return result
+                return key, result
             except lost.RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, Exception) and not isinstance(cause, lost.RayError):
@@ -234,9 +245,13 @@ class RayTasks:
         return self.router.decide(analysis, pins)
 
     def _placeable(self, task: MilestoneTask, needs: dict[str, float]) -> None:
-        """A task no node can take would wait forever: it fails now, naming what is missing."""
-        total = self.ray.cluster_resources()
-        missing = sorted(name for name in needs if name not in total)
+        """A task no node can take would wait forever: it fails now, naming what is missing.
+        The cluster's resources are asked again only when one seems missing (a node may have
+        joined since), not for every task."""
+        missing = sorted(name for name in needs if name not in self._resources)
+        if missing:
+            self._resources = set(self.ray.cluster_resources())
+            missing = sorted(name for name in needs if name not in self._resources)
         if missing:
             raise ClusterError(
                 f"task {task.id!r} needs {', '.join(missing)}, which no node of the cluster has: "
@@ -250,7 +265,36 @@ class RayTasks:
     def _emit(self, task: MilestoneTask, stage: str, message: str) -> None:
         self.on_event(TaskEvent(task_id=task.id, stage=stage, message=message))
 
+    def forget_run(self) -> None:
+        """The run has ended (done, failed or stopped; not interrupted): every node alive with
+        task slots removes its copy of the run, at once and in parallel. A node that does not
+        answer in time, or was down, keeps its copy, to be removed by hand."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from forge.execution.ray_worker import forget_run
+
+        ray = self.ray
+        remote = ray.remote(forget_run)
+        refs = [
+            remote.options(
+                num_cpus=0,
+                max_retries=0,
+                # The run's own: Ray reuses the run's idle worker processes for it.
+                runtime_env=self._runtime_env,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+            ).remote(self.run_id)
+            for node in ray.nodes()
+            if node.get("Alive") and node.get("Resources", {}).get("CPU")
+        ]
+        if not refs:
+            return
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=FORGET_SECONDS)
+        for ref in done:
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(ref)
+
     def close(self) -> None:
+        self.stream.close()
         self.shipping.close()
 
 

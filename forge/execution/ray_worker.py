@@ -67,10 +67,16 @@ class NodeMismatch(ForgeError):
     """The node cannot run the driver's work as the driver would (another forge version)."""
 
 
-def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> RemoteResult:
+def run_remote(
+    job: RemoteJob,
+    base_ref: list[Any],
+    pieces: list[Piece],
+    stream: tuple[Any, str] | None = None,
+) -> RemoteResult:
     """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list, and
     `pieces` hold the line's newer commits as objects: Ray fetches none of them by itself, so
-    a node takes only what its clone lacks."""
+    a node takes only what its clone lacks. `stream` is the run's event sink (an actor) and
+    this send's key: each event goes there as it happens, for the driver's live view."""
 
     from forge import __version__
 
@@ -86,7 +92,7 @@ def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Remo
     events: list[TaskEvent] = []
     kept = _kept_for(job, folder, clone)
     running = asyncio.run_coroutine_threadsafe(
-        _engine_run(job, kept, clone, events.append), kept.loop
+        _engine_run(job, kept, clone, _recorder(events, stream)), kept.loop
     )
     outcome = running.result()
     bundle = None
@@ -105,6 +111,19 @@ def run_remote(job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Remo
         seconds=time.monotonic() - started,
         clone_seconds=cloned,
     )
+
+
+def _recorder(events: list[TaskEvent], stream: tuple[Any, str] | None) -> Any:
+    """Each event kept for the result and, as it happens, put into the run's sink (without
+    waiting for the put: the sink is on the driver's machine)."""
+
+    def record(event: TaskEvent) -> None:
+        if stream is not None:
+            sink, key = stream
+            sink.put.remote(key, len(events), event)
+        events.append(event)
+
+    return record
 
 
 @dataclass
@@ -128,7 +147,8 @@ class _Kept:
         closing = self.client.__aexit__(None, None, None)
         asyncio.run_coroutine_threadsafe(closing, self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.worktrees.close()
+        if self.own.is_dir():  # else the run's folder went when the run ended (forget_run)
+            self.worktrees.close()
         self.ledger.close()
         shutil.rmtree(self.own.parent, ignore_errors=True)
 
@@ -161,6 +181,19 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     kept = _Kept(job.run_id, own, repo, worktrees, ledger, router, loop, client)
     _KEPT.append(kept)
     return kept
+
+
+def forget_run(run_id: str) -> str:
+    """On a node, once the driver says the run has ended: its clone and the repositories of its
+    tasks go (this process's session of the run first). A run that did not end (the driver was
+    interrupted or killed) is never forgotten, so `--resume` finds its clone. Returns the node."""
+    if _KEPT and _KEPT[0].run_id == run_id:
+        _KEPT.pop().close()
+    folder = run_folder(run_id)
+    if folder.is_dir():
+        with _locked(folder / "lock"):  # not while a late task of the run takes its bundles
+            shutil.rmtree(folder, ignore_errors=True)
+    return _node_name()
 
 
 def run_folder(run_id: str) -> Path:
@@ -226,13 +259,24 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece
         lacking.reverse()
         for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
             take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
+            _PRESENT.add((clone, piece.head))
         if not _has(clone, job.head):
             raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
     return clone
 
 
+# Commits this process has seen in a clone: a clone only ever gains objects (nothing prunes
+# it), so once there a commit stays, and asking git again (a process each) is waste.
+_PRESENT: set[tuple[Path, str]] = set()
+
+
 def _has(clone: Path, commit: str) -> bool:
-    return _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
+    if (clone, commit) in _PRESENT:
+        return True
+    if _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        return False
+    _PRESENT.add((clone, commit))
+    return True
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:

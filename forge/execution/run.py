@@ -237,6 +237,7 @@ async def run_plan(
         budget = cost.run_budget_usd if cost.run_budget_usd is not None else cost.daily_stop
         on_start(run_id, plan, budget)
         closing: list[Callable[[], None]] = []
+        ending: list[Callable[[], None]] = []  # once the run has ended, not when interrupted
         settings = EngineSettings(
             run_id=run_id,
             require_green=options.require_green,
@@ -263,6 +264,7 @@ async def run_plan(
                         on_event=on_event,
                     )
                     closing.append(cluster.close)
+                    ending.append(cluster.forget_run)
                 else:
                     engine = TaskEngine(
                         config=setup.config,
@@ -289,6 +291,8 @@ async def run_plan(
                     outcome = await scheduler.run(base, merged, earlier)
                 finally:
                     scheduler.close()
+                for end in ending:
+                    await anyio.to_thread.run_sync(end)
         finally:
             # On the event loop's own thread, without an await: a Ctrl-C here cancels the main
             # task through any shield, and the worktrees must not be left half removed. Nothing

@@ -195,13 +195,20 @@ class Connection:
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (`[ledger] url`), shared by a team."""
 
-    # Seconds a settlement, and a write or read of the runs' tables, waits for a database that
-    # went away once the ledger was open. A reservation never waits: its call is refused.
-    outage_patience = 30.0
-
-    def __init__(self, url: str, *, home: Path, scope: Literal["user", "team"] = "user") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        home: Path,
+        scope: Literal["user", "team"] = "user",
+        outage_patience: float = 30.0,
+    ) -> None:
         self.url = url
         self.scope = scope
+        # Seconds a settlement, and a write or read of the runs' tables, waits for a database
+        # that went away once the ledger was open (`[ledger] outage_wait_s`). A reservation
+        # never waits: its call is refused.
+        self.outage_patience = outage_patience
         # Tables that stay on this machine (saved fan-out runs) keep using the SQLite file.
         self.path = home / "ledger.db"
         self.user = user_name()
@@ -270,7 +277,12 @@ class PostgresLedger(Ledger):
             except (self._psycopg.Error, LedgerError) as exc:
                 self._drop()
                 if time.monotonic() + pause > deadline and pause:
-                    raise exc if isinstance(exc, LedgerError) else self._fail(exc) from None
+                    error = exc if isinstance(exc, LedgerError) else self._fail(exc)
+                    if wait:
+                        error = LedgerError(
+                            f"{error} (waited {wait:g} s for it: [ledger] outage_wait_s)"
+                        )
+                    raise error from None
             time.sleep(pause)
             pause = min(1.0, pause * 2 or 0.05)
 

@@ -382,10 +382,11 @@ class Ledger:
         *,
         url: str | None = None,
         scope: Literal["user", "team"] = "user",
+        outage_wait: float | None = None,
     ) -> Ledger:
         """The ledger `url` names (`[ledger] url`), else FORGE_LEDGER_URL's, else the SQLite
         file in forge's home. `scope` is `[cost] scope`: whose day a shared ledger's daily
-        budget is (one person's, or the team's)."""
+        budget is (one person's, or the team's); `outage_wait` is `[ledger] outage_wait_s`."""
         url = url or (os.environ if env is None else env).get("FORGE_LEDGER_URL") or None
         if url is None:
             return cls(ledger_home(env) / "ledger.db")
@@ -398,12 +399,18 @@ class Ledger:
             )
         from forge.ledger.postgres import PostgresLedger
 
-        return PostgresLedger(url, home=ledger_home(env), scope=scope)
+        return PostgresLedger(
+            url, home=ledger_home(env), scope=scope, outage_patience=outage_wait or 30.0
+        )
 
     @classmethod
     def configured(cls, config: ForgeConfig) -> Ledger:
         """The ledger a configuration names (`[ledger] url`, `[cost] scope`)."""
-        return cls.open(url=config.ledger.url, scope=config.cost.scope)
+        return cls.open(
+            url=config.ledger.url,
+            scope=config.cost.scope,
+            outage_wait=config.ledger.outage_wait_s,
+        )
 
     @property
     def shared(self) -> bool:
