@@ -168,10 +168,6 @@ _UNITS = (
 # A count is found where it starts (a digit, or a number word), then the unit after it is
 # matched in place: scanning the whole text with one pattern would try every position.
 DIGITS = re.compile(r"\d(?<![\w.]\d)\d*(?:[.,]\d+)?")  # not after a word or a dot
-NUMBER_WORD = re.compile(
-    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|a dozen|dozens of|hundreds of|"
-    r"thousands of)\b"
-)
 UNIT_AFTER = re.compile(r"[ \t]*([km])?\+?[ \t]+(?:[a-z-]+[ \t]+)?" + _UNITS)
 
 
@@ -258,17 +254,38 @@ def _quantities(text: str) -> tuple[Quantity, ...]:
     if not any(unit in lowered for unit in QUANTITY_UNITS):
         return ()
     found: list[Quantity] = []
-    starts = [(m, _number(m.group(0))) for m in DIGITS.finditer(lowered)]
-    if any(word in lowered for word in NUMBER_WORDS):
-        starts += [(m, float(NUMBER_WORDS[m.group(1)])) for m in NUMBER_WORD.finditer(lowered)]
-    for start, count in starts:
-        unit = UNIT_AFTER.match(lowered, start.end())
+    starts = [(m.start(), m.end(), _number(m.group(0))) for m in DIGITS.finditer(lowered)]
+    starts += [(at, end, float(NUMBER_WORDS[word])) for at, end, word in _number_words(lowered)]
+    for begin, end, count in starts:
+        unit = UNIT_AFTER.match(lowered, end)
         if unit is None:
             continue
         scale = {"k": 1e3, "m": 1e6}.get(unit.group(1) or "", 1.0)
-        text_span = text[start.start() : unit.end()]
+        text_span = text[begin : unit.end()]
         found.append(Quantity(count * scale, unit.group(2), text_span))
     return tuple(found)
+
+
+def _number_words(lowered: str) -> list[tuple[int, int, str]]:
+    r"""The number words standing as words of their own, in order, as (start, end, word).
+
+    Found with `str.find`: a pattern `\b(one|two|...)\b` tried its alternatives at every position.
+    No two of them can stand at one position or overlap, so these are the pattern's matches.
+    """
+    found = []
+    for word in NUMBER_WORDS:
+        at = lowered.find(word)
+        while at != -1:
+            end = at + len(word)
+            if not _word_character_at(lowered, at - 1) and not _word_character_at(lowered, end):
+                found.append((at, end, word))
+            at = lowered.find(word, at + 1)
+    return sorted(found)
+
+
+def _word_character_at(text: str, index: int) -> bool:
+    r"""What `\w` says of the character at `index` (nothing there is not one)."""
+    return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
 
 
 def _number(raw: str) -> float:

@@ -78,14 +78,15 @@ def starts_with_action(text: str, *, strict: bool = False) -> bool:
     `strict` for the words after "and": there "test cases" is a noun phrase, while at the start
     of a sentence "Test the parser" and "Update docs" are actions.
     """
-    words = WORD.findall(text[:120].lower())
-    index = 0
-    while index < len(words) - 1 and words[index] in PREAMBLE:
-        index += 1
-    if index >= len(words) or words[index] not in ACTION_VERBS:
+    # Words are read only as far as needed: past the polite ones, the verb and the word after it.
+    found = (match.group(0) for match in WORD.finditer(text[:120].lower()))
+    word, following = next(found, None), next(found, None)
+    while following is not None and word in PREAMBLE:
+        word, following = following, next(found, None)
+    if word is None or word not in ACTION_VERBS:
         return False
-    if strict and words[index] in NOUN_VERBS:
-        return index + 1 < len(words) and words[index + 1] in DETERMINERS
+    if strict and word in NOUN_VERBS:
+        return following is not None and following in DETERMINERS
     return True
 
 
