@@ -330,8 +330,10 @@ def test_batch_in_worker_processes_keeps_the_order(four_tiers: Path, tmp_path: P
     texts = [json.loads(line)["text"] for line in CASES.read_text().splitlines() if line.strip()]
     batch = tmp_path / "tasks.jsonl"
     batch.write_text("".join(json.dumps({"id": n, "text": t}) + "\n" for n, t in enumerate(texts)))
-    one = run_forge("route", "-c", str(four_tiers), "--batch", str(batch), "--jobs", "1")
-    two = run_forge("route", "-c", str(four_tiers), "--batch", str(batch), "--jobs", "2")
+    # Outside a repository: inside one, each task's named files would be looked up in it.
+    route = ("route", "-c", str(four_tiers), "--batch", str(batch))
+    one = run_forge(*route, "--jobs", "1", cwd=tmp_path)
+    two = run_forge(*route, "--jobs", "2", cwd=tmp_path)
     assert one.returncode == two.returncode == 0
     assert one.stdout == two.stdout
     assert [json.loads(line)["id"] for line in two.stdout.splitlines()] == list(range(len(texts)))
