@@ -133,11 +133,18 @@ def merged_once(repo: Path, branch: str) -> list[str]:
     return sorted(line for line in text.split() if line)
 
 
-def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
+def wait_for(
+    condition: Any, what: str, timeout: float = 120.0, driver: subprocess.Popen[str] | None = None
+) -> None:
+    """Wait for `condition`; past `timeout`, fail with what the driver said, if it is given."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            said = ""
+            if driver is not None:
+                driver.kill()
+                said = "\n" + "\n".join(str(part) for part in driver.communicate())
+            raise AssertionError(f"timed out waiting for {what}{said}")
         time.sleep(0.1)
 
 
@@ -169,6 +176,7 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
         wait_for(
             lambda: fake.requests_for("m1-1") and fake.requests_for("m2-1"),
             "tasks a and b to ask their models",
+            driver=process,
         )
         ray_cluster.kill("doomed")
         killed.set()

@@ -135,6 +135,11 @@ class WarmForge:
     def _start(self) -> None:
         environ = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         self.started_with = {k: v for k, v in environ.items() if k.startswith(_INTERPRETER)}
+        # The forge these tests import, not whichever one an install elsewhere points at.
+        import forge
+
+        here = str(Path(forge.__file__).resolve().parents[1])
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, __file__, self.path],
             stdin=subprocess.DEVNULL,
