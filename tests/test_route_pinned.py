@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,19 +100,21 @@ PINNED = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_batch_routes_stay_as_pinned(tmp_path: Path, jobs: str) -> None:
+def routed_batch(tmp_path: Path, texts: dict[str, str], *args: str) -> list[dict[str, Any]]:
+    """`forge route --batch` over `texts` (outside any repository), one decision per text."""
     config = tmp_path / "forge.toml"
     config.write_text(FOUR_TIERS)
     batch = tmp_path / "tasks.jsonl"
-    batch.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in TEXTS.items()))
-    done = run_forge(
-        "route", "-c", str(config), "--batch", str(batch), "--jobs", jobs, cwd=tmp_path
-    )
+    batch.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    done = run_forge("route", "-c", str(config), "--batch", str(batch), *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_batch_routes_stay_as_pinned(tmp_path: Path, jobs: str) -> None:
     found = {}
-    for line in done.stdout.splitlines():
-        route = json.loads(line)
+    for route in routed_batch(tmp_path, TEXTS, "--jobs", jobs):
         a = route["analysis"]
         found[route["id"]] = (
             a["type"],
@@ -203,17 +206,8 @@ EDGE_PINNED = {
 
 
 def test_edges_of_the_analysis_shortcuts_stay_as_pinned(tmp_path: Path) -> None:
-    config = tmp_path / "forge.toml"
-    config.write_text(FOUR_TIERS)
-    batch = tmp_path / "tasks.jsonl"
-    batch.write_text(
-        "".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in EDGE_TEXTS.items())
-    )
-    done = run_forge("route", "-c", str(config), "--batch", str(batch), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
     found = {}
-    for line in done.stdout.splitlines():
-        route = json.loads(line)
+    for route in routed_batch(tmp_path, EDGE_TEXTS):
         a = route["analysis"]
         found[route["id"]] = (
             a["type"],
