@@ -49,7 +49,6 @@ def _serve(path: str) -> list[str] | None:
         if any(part in module.name for part in skipped):
             continue
         __import__(module.name)
-    import forge.cli
 
     assert threading.active_count() == 1, "a forking server must not have threads"
 
@@ -134,7 +133,7 @@ class WarmForge:
 
     def _start(self) -> None:
         environ = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        self.started_with = {k: v for k, v in environ.items() if k.startswith(_INTERPRETER)}
+        self.started_with = _interpreter_settings(environ)
         # The forge these tests import, not whichever one an install elsewhere points at.
         import forge
 
@@ -159,10 +158,10 @@ class WarmForge:
 
     def fits(self, env: dict[str, str]) -> bool:
         """Whether a child of the server is what a cold start with `env` would be."""
+        # A server not started yet will start with this process's settings.
         if self.process is None:
-            return True
-        wanted = {k: v for k, v in env.items() if k.startswith(_INTERPRETER)}
-        return wanted == self.started_with
+            return _interpreter_settings(env) == _interpreter_settings(dict(os.environ))
+        return _interpreter_settings(env) == self.started_with
 
     def run(
         self,
@@ -204,6 +203,10 @@ class WarmForge:
             for fd in ours[1:]:
                 os.close(fd)
         return subprocess.CompletedProcess(["forge", *args], int(code_line), stdout, stderr)
+
+
+def _interpreter_settings(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(_INTERPRETER)}
 
 
 def _feed(fd: int, text: str) -> None:
