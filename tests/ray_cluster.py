@@ -60,7 +60,14 @@ class RayCluster:
                 "env_vars": self.node_env("head"),
             },
         )
+        # Connecting points this process's PYTHONBREAKPOINT at Ray's debugger, and the forge
+        # commands the tests start would inherit it (and start cold: tests/warm_forge.py).
+        hook = os.environ.get("PYTHONBREAKPOINT")
         self.cluster.connect()
+        if hook is None:
+            os.environ.pop("PYTHONBREAKPOINT", None)
+        else:
+            os.environ["PYTHONBREAKPOINT"] = hook
         self.session = Path(self.cluster.head_node.get_session_dir_path())
 
     def node_env(self, name: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ Run as a script, this file is the server: `python tests/warm_forge.py SOCKET`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -34,22 +35,25 @@ from typing import TextIO
 # values would not honour them, so a command whose environment changes one starts cold.
 _INTERPRETER = ("PYTHON", "LANG", "LC_")
 _MAX_FDS = 3
+# What the libraries load on first use (a connection, an event loop, a command's parse, a price),
+# seen in the commands' children; a library version that lacks one is fine.
+_FIRST_USE = (
+    "anyio._backends._asyncio",
+    "anyio._core._signals",
+    "genai_prices.data",
+    "genai_prices.data_units",
+    "h11",
+    "httpcore",
+    "pwd",
+    "rich._emoji_codes",
+    "trio",
+    "typer._click.decorators",
+)
 
 
 def _serve(path: str) -> list[str] | None:
     """Accept commands until the test worker goes; in a forked child, return that child's argv."""
-    import pkgutil
-
-    import forge
-
-    for module in pkgutil.walk_packages(forge.__path__, "forge."):
-        # The optional engines' modules import Ray and psycopg at their top; forge never loads
-        # them for a local run, and Ray starts threads a fork must not inherit.
-        skipped = ("ray", "postgres", ".testing", "__main__")
-        if any(part in module.name for part in skipped):
-            continue
-        __import__(module.name)
-
+    _import_what_forge_imports()
     assert threading.active_count() == 1, "a forking server must not have threads"
 
     parent = os.getppid()
@@ -89,6 +93,37 @@ def _serve(path: str) -> list[str] | None:
             connection.close()
         if os.getppid() != parent:
             return None
+
+
+def _import_what_forge_imports() -> None:
+    """forge's modules, and the libraries its commands import inside functions, loaded once."""
+    import ast
+    import importlib
+    import pkgutil
+
+    import forge
+
+    # The optional engines import Ray and psycopg: forge never loads them for a local run, and Ray
+    # starts threads a fork must not inherit.
+    skipped = ("ray", "postgres", "psycopg", ".testing", "__main__")
+    libraries: set[str] = set()
+    for module in pkgutil.walk_packages(forge.__path__, "forge."):
+        if any(part in module.name for part in skipped):
+            continue
+        __import__(module.name)
+        source = sys.modules[module.name].__file__
+        assert source is not None
+        for node in ast.walk(ast.parse(Path(source).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                libraries.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                libraries.add(node.module)
+    for name in sorted(libraries):
+        if not name.startswith(skipped[:3]) and name.split(".")[0] != "forge":
+            importlib.import_module(name)
+    for name in _FIRST_USE:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _fork(connection: socket.socket, waiting: dict[int, socket.socket]) -> list[str] | None:

@@ -1,0 +1,1 @@
+"""Model providers: the HTTP client, its failures, limits, breaker, catalogue and secrets."""
