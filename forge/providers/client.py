@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -648,6 +649,11 @@ class ModelClient:
         the port (a refusal is immediate), so the message says which server to start."""
         provider = self.config.providers[target.provider]
         url = httpx.URL(provider.base_url)
+        where = f"(base_url of [providers.{target.provider}])"
+        tls = _tls_failure(exc)
+        if tls is not None:
+            # The server is there; what it answered with will not change on a retry.
+            return ProviderError(FailureKind.CONNECTION, f"{tls} {where}", unreachable=True)
         if provider.proxy or not is_loopback(url.host):
             return ProviderError(
                 FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
@@ -656,8 +662,7 @@ class ModelClient:
         ollama = port == OLLAMA_PORT or provider.discover == "ollama" or "ollama" in target.provider
         return ProviderError(
             FailureKind.CONNECTION,
-            f"{nothing_listens(url.host, port, ollama=ollama)} (base_url of "
-            f"[providers.{target.provider}])",
+            f"{nothing_listens(url.host, port, ollama=ollama)} {where}",
             unreachable=True,
         )
 
@@ -964,6 +969,10 @@ class ModelClient:
         )
 
 
+# The proxy variables httpx reads when it trusts the environment (either case).
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
 class _Pools:
     """httpx clients per provider, each holding at most POOL_SIZE connections.
 
@@ -971,11 +980,13 @@ class _Pools:
     reused and a new pool opens only when every other one is full. The pools share one TLS
     context: loading the certificate store for each would cost more than the pool saves.
     Each provider's first pool opens at once, so the first call does not pay for setting up.
+    The store (about 50 ms of CPU) is loaded only when a server or proxy speaks TLS; a pool for a
+    plain-HTTP server gets a context that trusts no certificate, so TLS there fails closed.
     """
 
     def __init__(self, config: ForgeConfig) -> None:
         self._config = config
-        self._tls = httpx.create_ssl_context(trust_env=True)
+        self._tls: ssl.SSLContext | None = None
         self._pools: dict[str, list[httpx.AsyncClient]] = {
             name: [self._open(name)] for name in config.providers
         }
@@ -998,6 +1009,11 @@ class _Pools:
         if pool in self._busy:
             self._busy[pool] -= 1
 
+    def _trusted(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context(trust_env=True)
+        return self._tls
+
     async def aclose(self) -> None:
         for pools in self._pools.values():
             for pool in pools:
@@ -1007,18 +1023,15 @@ class _Pools:
 
     def _open(self, provider: str) -> httpx.AsyncClient:
         settings = self._config.providers[provider]
+        tls = self._trusted() if _speaks_tls(settings.base_url, settings.proxy) else _trusts_none()
         mounts = (
-            {
-                _origin(settings.base_url): httpx.AsyncHTTPTransport(
-                    proxy=settings.proxy, verify=self._tls
-                )
-            }
+            {_origin(settings.base_url): httpx.AsyncHTTPTransport(proxy=settings.proxy, verify=tls)}
             if settings.proxy
             else None
         )
         return httpx.AsyncClient(
             limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
-            verify=self._tls,
+            verify=tls,
             mounts=mounts,
             trust_env=True,
         )
@@ -1154,6 +1167,40 @@ def _amount(value: Decimal) -> str:
     """Dollars as a plain Decimal string, without a float's noise (0.00007439999999999999 is
     0.0000744): twelve places are finer than any provider bills."""
     return f"{value.quantize(Decimal('1e-12')).normalize():f}"
+
+
+def _speaks_tls(base_url: str, proxy: str | None) -> bool:
+    """Whether a pool may open a TLS connection: to an https server, or to a proxy that is https
+    or that the environment names (the pools trust the environment)."""
+    if any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES):
+        return True
+    return httpx.URL(base_url).scheme != "http" or bool(
+        proxy and httpx.URL(proxy).scheme == "https"
+    )
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """What a TLS handshake that failed says, and what to do, if that is why `exc` happened."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore's error, which wraps the ssl module's
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            reason = seen.verify_message or "certificate verify failed"
+            return (
+                f"the server's TLS certificate is not trusted ({reason}): set SSL_CERT_FILE "
+                "to a bundle that holds its issuer"
+            )
+        if isinstance(seen, ssl.SSLError):
+            reason = seen.reason or type(seen).__name__
+            return f"the TLS handshake failed ({reason}): does the server speak https?"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _trusts_none() -> ssl.SSLContext:
+    """A context that verifies certificates against an empty store: every handshake fails."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def _origin(url: str) -> str:

@@ -19,6 +19,7 @@ import http
 import itertools
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -870,8 +871,14 @@ class FakeProvider:
     """
 
     def __init__(
-        self, models: list[ModelInfo] | None = None, *, port: int = 0, default: Reply | None = None
+        self,
+        models: list[ModelInfo] | None = None,
+        *,
+        port: int = 0,
+        default: Reply | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._tls = tls  # a server context: the fake speaks HTTPS with its certificate
         self._models: dict[str, ModelInfo] = {info.id: info for info in models or []}
         self._default = default or Reply()  # the reply of a model no script speaks for
         self._scripts: dict[str, list[Reply]] = {}
@@ -902,10 +909,10 @@ class FakeProvider:
 
     @property
     def url(self) -> str:
-        """Base URL such as ``http://127.0.0.1:PORT``; valid after :meth:`start`."""
+        """``http://127.0.0.1:PORT``, or https with `tls`; valid after :meth:`start`."""
         if self._port is None:
             raise RuntimeError("FakeProvider is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self._port}"
 
     def start(self) -> FakeProvider:
         """Bind the port and start serving; returns self once the server accepts connections."""
@@ -953,7 +960,11 @@ class FakeProvider:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         server = await asyncio.start_server(
-            self._on_connection, "127.0.0.1", self._requested_port, backlog=_LISTEN_BACKLOG
+            self._on_connection,
+            "127.0.0.1",
+            self._requested_port,
+            backlog=_LISTEN_BACKLOG,
+            ssl=self._tls,
         )
         self._port = server.sockets[0].getsockname()[1]
         self._ready.set()

@@ -1,0 +1,113 @@
+"""A provider over HTTPS through the real CLI: its certificate is checked against the store the
+user trusts: certifi's, or the file `SSL_CERT_FILE` names."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.testing.fake_provider import FakeProvider, Reply
+from tests.conftest import run_forge
+
+CONFIG = """
+[providers.secure]
+base_url = "{url}/v1"
+
+[models.tls-model]
+provider = "secure"
+id = "tls-1"
+tier = "cheap"
+input_price = 1
+output_price = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [*command.split(), *names, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def secure(certificate: tuple[Path, Path]) -> Iterator[FakeProvider]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    with FakeProvider(tls=context) as server:
+        yield server
+
+
+def fanout(config: Path, env: dict[str, str] | None = None) -> dict[str, object]:
+    done = run_forge("fanout", "hi", "-m", "tls-model", "-c", str(config), "--json", env=env)
+    answers = json.loads(done.stdout)["answers"]
+    assert isinstance(answers, list) and len(answers) == 1
+    answer: dict[str, object] = answers[0]
+    return answer
+
+
+def chats(server: FakeProvider) -> int:
+    return sum(1 for request in server.requests if request.path.endswith("/completions"))
+
+
+def test_a_certificate_the_user_does_not_trust_is_refused_before_the_prompt_is_sent(
+    secure: FakeProvider, tmp_path: Path
+) -> None:
+    config = tmp_path / "forge.toml"
+    config.write_text(CONFIG.format(url=secure.url), encoding="utf-8")
+    answer = fanout(config)
+    assert answer["status"] == "failed"
+    cause = str(answer["cause"])
+    assert "TLS certificate is not trusted (self-signed certificate)" in cause, cause
+    assert "SSL_CERT_FILE" in cause and "[providers.secure]" in cause
+    assert answer["attempts"] == 1, "the same certificate comes back on a retry"
+    assert chats(secure) == 0, "nothing was sent over a connection forge could not verify"
+
+
+def test_an_https_url_to_a_plain_http_server_says_so(tmp_path: Path) -> None:
+    """A plain-HTTP server answers a TLS hello with an HTTP error, as most do."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer_in_plain_http() -> None:
+            with contextlib.suppress(OSError):
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(4096)
+                    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=answer_in_plain_http, daemon=True).start()
+        config = tmp_path / "forge.toml"
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        config.write_text(CONFIG.format(url=url), encoding="utf-8")
+        answer = fanout(config)
+    assert answer["status"] == "failed"
+    cause = str(answer["cause"])
+    assert "TLS handshake failed" in cause and "does the server speak https?" in cause, cause
+    assert "nothing listens" not in cause
+
+
+def test_a_certificate_in_ssl_cert_file_is_trusted(
+    secure: FakeProvider, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    secure.script("tls-1", Reply(text="over TLS"))
+    config = tmp_path / "forge.toml"
+    config.write_text(CONFIG.format(url=secure.url), encoding="utf-8")
+    answer = fanout(config, env={"SSL_CERT_FILE": str(certificate[0])})
+    assert answer["status"] == "ok", answer
+    assert answer["text"] == "over TLS"
+    assert chats(secure) == 1
