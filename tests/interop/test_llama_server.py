@@ -21,9 +21,11 @@ pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("interop")]
 LONG_PROMPT = "Summarise this list. " + " ".join(f"item-{n} is number {n};" for n in range(125))
 
 
-def write_config(tmp_path: Path, small: str, wide: str, extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, small: str, wide: str, extra: str = "", wide_tokens: int = 200
+) -> Path:
     """The small server as an OpenAI-compatible provider (discovered) and as an Anthropic one,
-    the wide server as a second OpenAI-compatible provider."""
+    the wide server as a second OpenAI-compatible provider (`wide_tokens`: its answer's cap)."""
     path = tmp_path / "forge.toml"
     path.write_text(
         f"""
@@ -57,7 +59,7 @@ provider = "llama-wide"
 id = "{LLAMA_ALIAS}"
 tier = "local"
 context_window = 4096
-max_output_tokens = 200
+max_output_tokens = {wide_tokens}
 temperature = 0
 {extra}
 """,
@@ -126,7 +128,8 @@ def test_a_streamed_fanout_over_both_apis_reads_text_usage_and_the_cut(
 def test_a_prompt_over_the_window_is_context_too_long_in_the_servers_words(
     llama_urls: tuple[str, str], tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, *llama_urls)
+    # The wide model's answer only has to start: a few tokens of a 270M model's time.
+    config = write_config(tmp_path, *llama_urls, wide_tokens=8)
 
     code, answers = fanout(config, LONG_PROMPT, "small,wide")
 
