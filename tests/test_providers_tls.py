@@ -30,13 +30,11 @@ output_price = 1
 """
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
-    folder = tmp_path_factory.mktemp("tls")
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` (an IP address), made by the openssl command."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    names = ["-subj", f"/CN={name}", "-addext", f"subjectAltName=IP:{name}"]
     subprocess.run(
         [*command.split(), *names, "-keyout", str(key), "-out", str(cert)],
         check=True,
@@ -45,11 +43,20 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.fixture
-def secure(certificate: tuple[Path, Path]) -> Iterator[FakeProvider]:
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"), "127.0.0.1")
+
+
+def serving(certificate: tuple[Path, Path]) -> FakeProvider:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    with FakeProvider(tls=context) as server:
+    return FakeProvider(tls=context)
+
+
+@pytest.fixture
+def secure(certificate: tuple[Path, Path]) -> Iterator[FakeProvider]:
+    with serving(certificate) as server:
         yield server
 
 
@@ -73,10 +80,27 @@ def test_a_certificate_the_user_does_not_trust_is_refused_before_the_prompt_is_s
     answer = fanout(config)
     assert answer["status"] == "failed"
     cause = str(answer["cause"])
-    assert "TLS certificate is not trusted (self-signed certificate)" in cause, cause
-    assert "SSL_CERT_FILE" in cause and "[providers.secure]" in cause
+    assert "the server's TLS certificate is not trusted (self" in cause, cause
+    assert "set SSL_CERT_FILE to a bundle that holds its issuer" in cause
+    assert "[providers.secure]" in cause
     assert answer["attempts"] == 1, "the same certificate comes back on a retry"
     assert chats(secure) == 0, "nothing was sent over a connection forge could not verify"
+
+
+def test_a_certificate_for_another_address_says_to_check_the_host(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Trusted, but made out to another address: the store is not what needs changing."""
+    other = make_certificate(tmp_path_factory.mktemp("other"), "127.0.0.2")
+    with serving(other) as server:
+        config = tmp_path / "forge.toml"
+        config.write_text(CONFIG.format(url=server.url), encoding="utf-8")
+        answer = fanout(config, env={"SSL_CERT_FILE": str(other[0])})
+        assert chats(server) == 0
+    assert answer["status"] == "failed"
+    cause = str(answer["cause"])
+    assert "TLS certificate is not trusted (IP address mismatch" in cause, cause
+    assert cause.count("check the host in base_url") == 1 and "SSL_CERT_FILE" not in cause
 
 
 def test_an_https_url_to_a_plain_http_server_says_so(tmp_path: Path) -> None:
@@ -89,6 +113,10 @@ def test_an_https_url_to_a_plain_http_server_says_so(tmp_path: Path) -> None:
                 with connection:
                     connection.recv(4096)
                     connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    # Closed only once the client has read the answer and closed its side.
+                    connection.shutdown(socket.SHUT_WR)
+                    while connection.recv(4096):
+                        pass
 
         threading.Thread(target=answer_in_plain_http, daemon=True).start()
         config = tmp_path / "forge.toml"

@@ -118,12 +118,11 @@ def _import_what_forge_imports() -> None:
                 libraries.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 libraries.add(node.module)
-    for name in sorted(libraries):
+    # A library forge imports only when it is installed (or only for type checks) may be absent.
+    for name in [*sorted(libraries), *_FIRST_USE]:
         if not name.startswith(skipped[:3]) and name.split(".")[0] != "forge":
-            importlib.import_module(name)
-    for name in _FIRST_USE:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
 
 def _fork(connection: socket.socket, waiting: dict[int, socket.socket]) -> list[str] | None:

@@ -650,7 +650,7 @@ class ModelClient:
         provider = self.config.providers[target.provider]
         url = httpx.URL(provider.base_url)
         where = f"(base_url of [providers.{target.provider}])"
-        tls = _tls_failure(exc)
+        tls = _tls_failure(exc, proxied=bool(provider.proxy))
         if tls is not None:
             # The server is there; what it answered with will not change on a retry.
             return ProviderError(FailureKind.CONNECTION, f"{tls} {where}", unreachable=True)
@@ -969,10 +969,6 @@ class ModelClient:
         )
 
 
-# The proxy variables httpx reads when it trusts the environment (either case).
-_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
-
-
 class _Pools:
     """httpx clients per provider, each holding at most POOL_SIZE connections.
 
@@ -980,8 +976,8 @@ class _Pools:
     reused and a new pool opens only when every other one is full. The pools share one TLS
     context: loading the certificate store for each would cost more than the pool saves.
     Each provider's first pool opens at once, so the first call does not pay for setting up.
-    The store (about 50 ms of CPU) is loaded only when a server or proxy speaks TLS; a pool for a
-    plain-HTTP server gets a context that trusts no certificate, so TLS there fails closed.
+    The store (about 50 ms of CPU) is loaded only for an https server; a pool for a plain-HTTP
+    server gets a context that trusts no certificate, so TLS there would fail closed.
     """
 
     def __init__(self, config: ForgeConfig) -> None:
@@ -1023,7 +1019,7 @@ class _Pools:
 
     def _open(self, provider: str) -> httpx.AsyncClient:
         settings = self._config.providers[provider]
-        tls = self._trusted() if _speaks_tls(settings.base_url, settings.proxy) else _trusts_none()
+        tls = self._trusted() if _speaks_tls(settings.base_url) else _trusts_none()
         mounts = (
             {_origin(settings.base_url): httpx.AsyncHTTPTransport(proxy=settings.proxy, verify=tls)}
             if settings.proxy
@@ -1169,32 +1165,46 @@ def _amount(value: Decimal) -> str:
     return f"{value.quantize(Decimal('1e-12')).normalize():f}"
 
 
-def _speaks_tls(base_url: str, proxy: str | None) -> bool:
-    """Whether a pool may open a TLS connection: to an https server, or to a proxy that is https
-    or that the environment names (the pools trust the environment)."""
-    if any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES):
-        return True
-    return httpx.URL(base_url).scheme != "http" or bool(
-        proxy and httpx.URL(proxy).scheme == "https"
-    )
+def _speaks_tls(base_url: str) -> bool:
+    """Whether the pool's context is used in a handshake: only to an https server (a proxy's
+    own TLS, https:// or from the environment, is verified by httpcore against certifi)."""
+    return httpx.URL(base_url).scheme == "https"
 
 
-def _tls_failure(exc: BaseException) -> str | None:
-    """What a TLS handshake that failed says, and what to do, if that is why `exc` happened."""
+# OpenSSL's verify codes, grouped by what the user can do about them.
+_UNKNOWN_ISSUER = {18, 19, 20, 21}  # self-signed, or an issuer not in the store
+_WRONG_HOST = {62, 64}  # the certificate names another host (or IP address)
+_EXPIRED = {10}
+
+
+def _tls_failure(exc: BaseException, proxied: bool) -> str | None:
+    """What a TLS handshake that failed says, and what to do, if that is why `exc` happened.
+    A connection closed mid-handshake is not one: that is a dropped connection, retried."""
     seen: BaseException | None = exc
     for _ in range(8):  # httpx wraps httpcore's error, which wraps the ssl module's
-        if seen is None:
+        if seen is None or isinstance(seen, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return None
         if isinstance(seen, ssl.SSLCertVerificationError):
-            reason = seen.verify_message or "certificate verify failed"
-            return (
-                f"the server's TLS certificate is not trusted ({reason}): set SSL_CERT_FILE "
-                "to a bundle that holds its issuer"
+            reason = (seen.verify_message or "certificate verify failed").rstrip(". ")
+            whose = (
+                "a TLS certificate on the way (the server's or the proxy's)"
+                if proxied
+                else ("the server's TLS certificate")
             )
+            if seen.verify_code in _WRONG_HOST:
+                advice = "check the host in base_url"
+            elif seen.verify_code in _EXPIRED:
+                advice = "the server must renew it"
+            else:
+                advice = "set SSL_CERT_FILE to a bundle that holds its issuer"
+            return f"{whose} is not trusted ({reason}): {advice}"
         if isinstance(seen, ssl.SSLError):
-            reason = seen.reason or type(seen).__name__
+            reason = getattr(seen, "reason", None) or type(seen).__name__
             return f"the TLS handshake failed ({reason}): does the server speak https?"
-        seen = seen.__cause__ or seen.__context__
+        # What the error was raised from; or what it wraps (httpcore's hides its context and
+        # holds the error as its argument); or what it was raised during, unless that is hidden.
+        held = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = seen.__cause__ or held or (None if seen.__suppress_context__ else seen.__context__)
     return None
 
 

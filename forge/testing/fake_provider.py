@@ -965,6 +965,8 @@ class FakeProvider:
             self._requested_port,
             backlog=_LISTEN_BACKLOG,
             ssl=self._tls,
+            # A client stalled in its handshake must not hold up stop() for long.
+            ssl_handshake_timeout=5.0 if self._tls else None,
         )
         self._port = server.sockets[0].getsockname()[1]
         self._ready.set()
