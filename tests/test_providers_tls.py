@@ -139,3 +139,57 @@ def test_a_certificate_in_ssl_cert_file_is_trusted(
     assert answer["status"] == "ok", answer
     assert answer["text"] == "over TLS"
     assert chats(secure) == 1
+
+
+def test_an_https_proxy_is_verified_against_the_store_the_user_names(
+    fake: FakeProvider, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`proxy = "https://..."` in a provider: the proxy's own certificate is checked against
+    SSL_CERT_FILE as a server's is (a company proxy signed by the company's CA)."""
+    fake.script("tls-1", Reply(text="through the proxy"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    upstream = ("127.0.0.1", int(fake.url.rsplit(":", 1)[1]))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=relay, args=(listener, context, upstream), daemon=True).start()
+        proxy = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        config = tmp_path / "forge.toml"
+        config.write_text(
+            CONFIG.format(url=fake.url).replace('/v1"\n', f'/v1"\nproxy = "{proxy}"\n', 1),
+            encoding="utf-8",
+        )
+        untrusted = fanout(config)
+        trusted = fanout(config, env={"SSL_CERT_FILE": str(certificate[0])})
+    assert untrusted["status"] == "failed"
+    assert "TLS certificate on the way (the server's or the proxy's) is not trusted" in str(
+        untrusted["cause"]
+    ), untrusted["cause"]
+    assert trusted["status"] == "ok", trusted
+    assert trusted["text"] == "through the proxy"
+    assert chats(fake) == 1, "the answer came through the proxy, once"
+
+
+def relay(listener: socket.socket, context: ssl.SSLContext, upstream: tuple[str, int]) -> None:
+    """A forwarding proxy that speaks TLS to its clients: each connection's bytes, decrypted,
+    go to `upstream` and its answer back (the fake matches a request on its path's end)."""
+    while True:
+        try:
+            plain, _ = listener.accept()
+        except OSError:
+            return
+        try:
+            client = context.wrap_socket(plain, server_side=True)
+        except (OSError, ssl.SSLError):
+            plain.close()  # a client that did not trust the certificate
+            continue
+        server = socket.create_connection(upstream)
+        for source, target in ((client, server), (server, client)):
+            threading.Thread(target=pipe, args=(source, target), daemon=True).start()
+
+
+def pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
