@@ -15,11 +15,12 @@ import logging
 import os
 import random
 import re
+import socket
 import ssl
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -654,6 +655,11 @@ class ModelClient:
         if tls is not None:
             # The server is there; what it answered with will not change on a retry.
             return ProviderError(FailureKind.CONNECTION, f"{tls} {where}", unreachable=True)
+        named = _name_failure(exc, url.host, proxied=bool(provider.proxy))
+        if named is not None:
+            return ProviderError(
+                FailureKind.CONNECTION, f"{named[0]} {where}", unreachable=named[1]
+            )
         if provider.proxy or not is_loopback(url.host):
             return ProviderError(
                 FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
@@ -1177,12 +1183,25 @@ _WRONG_HOST = {62, 64}  # the certificate names another host (or IP address)
 _EXPIRED = {10}
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what lies under it: httpx wraps httpcore's error, which wraps the socket's or
+    the ssl module's."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        # What the error was raised from; or what it wraps (httpcore's hides its context and
+        # holds the error as its argument); or what it was raised during, unless that is hidden.
+        held = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = seen.__cause__ or held or (None if seen.__suppress_context__ else seen.__context__)
+
+
 def _tls_failure(exc: BaseException, proxied: bool) -> str | None:
     """What a TLS handshake that failed says, and what to do, if that is why `exc` happened.
     A connection closed mid-handshake is not one: that is a dropped connection, retried."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # httpx wraps httpcore's error, which wraps the ssl module's
-        if seen is None or isinstance(seen, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+    for seen in _causes(exc):
+        if isinstance(seen, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return None
         if isinstance(seen, ssl.SSLCertVerificationError):
             reason = (seen.verify_message or "certificate verify failed").rstrip(". ")
@@ -1201,10 +1220,23 @@ def _tls_failure(exc: BaseException, proxied: bool) -> str | None:
         if isinstance(seen, ssl.SSLError):
             reason = getattr(seen, "reason", None) or type(seen).__name__
             return f"the TLS handshake failed ({reason}): does the server speak https?"
-        # What the error was raised from; or what it wraps (httpcore's hides its context and
-        # holds the error as its argument); or what it was raised during, unless that is hidden.
-        held = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = seen.__cause__ or held or (None if seen.__suppress_context__ else seen.__context__)
+    return None
+
+
+# getaddrinfo's answers that a retry within the call will not change: no such name, no address.
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_failure(exc: BaseException, host: str, proxied: bool) -> tuple[str, bool] | None:
+    """What a host name that did not resolve says, and whether it is final (no such name, as
+    opposed to a resolver that did not answer this time), if that is why `exc` happened."""
+    for seen in _causes(exc):
+        if isinstance(seen, socket.gaierror):
+            said = seen.strerror or str(seen)
+            name = "a host name on the way (base_url's or the proxy's)" if proxied else host
+            if seen.errno in _NO_SUCH_NAME:
+                return f"{name} does not resolve ({said}): check the host in base_url", True
+            return f"{name} could not be resolved now ({said}): is the network up?", False
     return None
 
 
