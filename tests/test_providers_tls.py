@@ -193,3 +193,26 @@ def pipe(source: socket.socket, target: socket.socket) -> None:
             target.sendall(data)
     with contextlib.suppress(OSError):
         target.shutdown(socket.SHUT_WR)
+
+
+def test_a_local_server_that_drops_the_handshake_is_not_said_to_be_absent(tmp_path: Path) -> None:
+    """Something listens: it closes each connection as soon as the TLS hello arrives. That is
+    a dropped connection (retried), not "nothing listens", and not a TLS verdict."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def drop_each() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = listener.accept()
+                    with connection:
+                        connection.recv(4096)
+
+        threading.Thread(target=drop_each, daemon=True).start()
+        config = tmp_path / "forge.toml"
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        config.write_text(CONFIG.format(url=url), encoding="utf-8")
+        answer = fanout(config)
+    assert answer["status"] == "failed"
+    cause = str(answer["cause"])
+    assert "nothing listens" not in cause and "TLS" not in cause, cause
+    assert int(str(answer["attempts"])) > 1, "a dropped connection is tried again"

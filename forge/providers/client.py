@@ -646,8 +646,8 @@ class ModelClient:
             pools.release(http)
 
     def _connect_error(self, target: Target, exc: httpx.ConnectError) -> ProviderError:
-        """A connection that could not be made. On this machine that means nothing listens on
-        the port (a refusal is immediate), so the message says which server to start."""
+        """A connection that could not be made. Refused on this machine, it means nothing
+        listens on the port, so the message says which server to start."""
         provider = self.config.providers[target.provider]
         url = httpx.URL(provider.base_url)
         where = f"(base_url of [providers.{target.provider}])"
@@ -660,7 +660,8 @@ class ModelClient:
             return ProviderError(
                 FailureKind.CONNECTION, f"{named[0]} {where}", unreachable=named[1]
             )
-        if provider.proxy or not is_loopback(url.host):
+        refused = any(isinstance(cause, ConnectionRefusedError) for cause in _causes(exc))
+        if provider.proxy or not is_loopback(url.host) or not refused:
             return ProviderError(
                 FailureKind.CONNECTION, f"{type(exc).__name__}: {exc or 'connection failed'}"
             )
