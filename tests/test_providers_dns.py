@@ -38,6 +38,10 @@ while True:
 """
 
 
+# Its own network, mounts and processes: the resolver dies with the shell, whatever happens.
+NAMESPACES = ("unshare", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child")
+
+
 def fanout_in_a_namespace(tmp_path: Path, resolver: bool) -> dict[str, object]:
     config = tmp_path / "forge.toml"
     config.write_text(CONFIG, encoding="utf-8")
@@ -60,7 +64,7 @@ def fanout_in_a_namespace(tmp_path: Path, resolver: bool) -> dict[str, object]:
             ]
         )
     done = subprocess.run(
-        ["unshare", "--map-root-user", "--net", "--mount", "sh", "-c", script],
+        [*NAMESPACES, "sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
