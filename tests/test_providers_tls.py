@@ -9,8 +9,9 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,26 +104,36 @@ def test_a_certificate_for_another_address_says_to_check_the_host(
     assert cause.count("check the host in base_url") == 1 and "SSL_CERT_FILE" not in cause
 
 
-def test_an_https_url_to_a_plain_http_server_says_so(tmp_path: Path) -> None:
-    """A plain-HTTP server answers a TLS hello with an HTTP error, as most do."""
+def fanout_to_a_socket_server(tmp_path: Path, handle: Callable[[socket.socket], None]) -> Any:
+    """The answer of an https provider on 127.0.0.1 whose every connection `handle` serves."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
-        def answer_in_plain_http() -> None:
+        def serve() -> None:
             with contextlib.suppress(OSError):
-                connection, _ = listener.accept()
-                with connection:
-                    connection.recv(4096)
-                    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                    # Closed only once the client has read the answer and closed its side.
-                    connection.shutdown(socket.SHUT_WR)
-                    while connection.recv(4096):
-                        pass
+                while True:
+                    connection, _ = listener.accept()
+                    with connection:
+                        handle(connection)
 
-        threading.Thread(target=answer_in_plain_http, daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
         config = tmp_path / "forge.toml"
         url = f"https://127.0.0.1:{listener.getsockname()[1]}"
         config.write_text(CONFIG.format(url=url), encoding="utf-8")
-        answer = fanout(config)
+        return fanout(config)
+
+
+def test_an_https_url_to_a_plain_http_server_says_so(tmp_path: Path) -> None:
+    """A plain-HTTP server answers a TLS hello with an HTTP error, as most do."""
+
+    def answer_in_plain_http(connection: socket.socket) -> None:
+        connection.recv(4096)
+        connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        # Closed only once the client has read the answer and closed its side.
+        connection.shutdown(socket.SHUT_WR)
+        while connection.recv(4096):
+            pass
+
+    answer = fanout_to_a_socket_server(tmp_path, answer_in_plain_http)
     assert answer["status"] == "failed"
     cause = str(answer["cause"])
     assert "TLS handshake failed" in cause and "does the server speak https?" in cause, cause
@@ -198,20 +209,11 @@ def pipe(source: socket.socket, target: socket.socket) -> None:
 def test_a_local_server_that_drops_the_handshake_is_not_said_to_be_absent(tmp_path: Path) -> None:
     """Something listens: it closes each connection as soon as the TLS hello arrives. That is
     a dropped connection (retried), not "nothing listens", and not a TLS verdict."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
 
-        def drop_each() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    connection, _ = listener.accept()
-                    with connection:
-                        connection.recv(4096)
+    def read_the_hello(connection: socket.socket) -> None:
+        connection.recv(4096)
 
-        threading.Thread(target=drop_each, daemon=True).start()
-        config = tmp_path / "forge.toml"
-        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
-        config.write_text(CONFIG.format(url=url), encoding="utf-8")
-        answer = fanout(config)
+    answer = fanout_to_a_socket_server(tmp_path, read_the_hello)
     assert answer["status"] == "failed"
     cause = str(answer["cause"])
     assert "nothing listens" not in cause and "TLS" not in cause, cause
