@@ -1178,8 +1178,7 @@ def _speaks_tls(base_url: str) -> bool:
     return httpx.URL(base_url).scheme == "https"
 
 
-# OpenSSL's verify codes, grouped by what the user can do about them.
-_UNKNOWN_ISSUER = {18, 19, 20, 21}  # self-signed, or an issuer not in the store
+# OpenSSL's verify codes that call for other advice than a bundle holding the issuer.
 _WRONG_HOST = {62, 64}  # the certificate names another host (or IP address)
 _EXPIRED = {10}
 
@@ -1206,11 +1205,9 @@ def _tls_failure(exc: BaseException, proxied: bool) -> str | None:
             return None
         if isinstance(seen, ssl.SSLCertVerificationError):
             reason = (seen.verify_message or "certificate verify failed").rstrip(". ")
-            whose = (
-                "a TLS certificate on the way (the server's or the proxy's)"
-                if proxied
-                else ("the server's TLS certificate")
-            )
+            whose = "the server's TLS certificate"
+            if proxied:
+                whose = "a TLS certificate on the way (the server's or the proxy's)"
             if seen.verify_code in _WRONG_HOST:
                 advice = "check the host in base_url"
             elif seen.verify_code in _EXPIRED:
