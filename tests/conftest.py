@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -142,6 +143,26 @@ def run_forge(
         timeout=timeout,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
+
+
+def start_forge(
+    *args: str,
+    cwd: Path,
+    stdout: IO[str] | int = subprocess.PIPE,
+    stderr: IO[str] | int = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """`python -m forge ARGS` in the background, started cold with no standard input, for a
+    test that waits on it, signals it or kills it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "forge", *args],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
 
 

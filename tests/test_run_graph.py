@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import IO, Any
 from forge.execution.store import RunStore
 from forge.ledger import Ledger
 from forge.testing.fake_provider import FakeProvider, Reply
-from tests.conftest import run_forge
+from tests.conftest import run_forge, start_forge
 from tests.test_run_milestone import git, make_repo, user_state
 
 TIERS = ("t1", "t2", "t3", "t4")
@@ -80,14 +79,16 @@ def run(repo: Path, cfg: Path, *args: str) -> tuple[int, dict[str, Any], str]:
         raise AssertionError(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}") from None
 
 
-def start_run(repo: Path, plan: Path, cfg: Path, stderr: IO[str]) -> subprocess.Popen[bytes]:
+def start_run(repo: Path, plan: Path, cfg: Path, stderr: IO[str]) -> subprocess.Popen[str]:
     """`forge run-milestone` in the background, its progress lines going to `stderr`."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+    return start_forge(
+        "run-milestone",
+        str(plan),
+        "-c",
+        str(cfg),
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
-        stdin=subprocess.DEVNULL,
     )
 
 

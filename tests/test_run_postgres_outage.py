@@ -7,8 +7,6 @@ each call counted once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +15,7 @@ import psycopg
 import pytest
 
 from forge.testing.fake_provider import FakeProvider, Reply
-from tests.conftest import run_forge
+from tests.conftest import run_forge, start_forge
 from tests.postgres_server import PASSWORD, PostgresServer
 from tests.test_run_milestone import PYPROJECT, git, make_repo
 from tests.test_run_ray import merged_once, module, raise_value, wait_for
@@ -112,14 +110,7 @@ def test_a_run_outlasted_by_a_database_outage_stops_and_resumes_counting_each_ca
         'after = ["a"]\n',
         encoding="utf-8",
     )
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "forge", "run-milestone", str(plan), "--json", "-c", str(cfg)],
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
     try:
         wait_for(lambda: fake.requests_for("m2-1"), "task b to ask its model")
         postgres_server.stop("immediate")

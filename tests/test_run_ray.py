@@ -25,7 +25,7 @@ import pytest
 
 from forge.execution.workspace import branch_part
 from forge.testing.fake_provider import FakeProvider, Reply
-from tests.conftest import run_forge
+from tests.conftest import run_forge, start_forge
 from tests.ray_cluster import RayCluster
 from tests.test_run_milestone import PYPROJECT, git, make_repo
 
@@ -163,13 +163,9 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
     ray_cluster.add_worker("doomed")
     cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
     plan = six_task_plan(tmp_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "forge", "run-milestone", str(plan), "--json", "-c", str(cfg)],
+    process = start_forge(
+        *("run-milestone", str(plan), "--json", "-c", str(cfg)),
         cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
         env={**os.environ, "FORGE_USER": "alice", "FORGE_HOST": "driver"},
     )
     try:
@@ -385,12 +381,14 @@ def test_a_driver_stopped_mid_run_resumes_on_the_cluster_without_redoing_merged_
     )
     log = tmp_path / "driver.log"
     with log.open("w") as stderr:
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "forge", "run-milestone", str(plan), "-c", str(cfg)],
+        driver = start_forge(
+            "run-milestone",
+            str(plan),
+            "-c",
+            str(cfg),
             cwd=repo,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            stdin=subprocess.DEVNULL,
         )
         try:
             # b asks its model only once a is merged: the driver stops with a on the line and b
@@ -467,13 +465,8 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
     plan = tmp_path / "one.toml"
     plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
     with log.open("w") as stderr:
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "forge", "run-milestone", str(plan), "--json", "-c", str(cfg)],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            stdin=subprocess.DEVNULL,
-            text=True,
+        driver = start_forge(
+            "run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo, stderr=stderr
         )
         try:
             wait_for(
