@@ -750,9 +750,8 @@ def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
     """Local first, then Ray, same graph, same fake models, in this one process."""
     from bytecode import compile_forge
 
+    sys.path.insert(0, str(ROOT))  # forge and its tests, from this checkout
     from forge.testing.fake_provider import FakeProvider, Reply
-
-    sys.path.insert(0, str(ROOT))
     from tests.postgres_server import PostgresServer
     from tests.ray_cluster import RayCluster
 
