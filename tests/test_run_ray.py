@@ -491,3 +491,53 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
     assert sum(line.startswith("a cluster: ran on ") for line in lines) == 1, progress
     assert run_copies(ray_cluster, json.loads(stdout)["run"]) == []
     wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
+
+
+def test_a_task_from_a_line_the_driver_validated_is_not_validated_again_on_its_node(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """a and b run side by side; the second to merge is re-created on the first, so the driver
+    validates the merged line. c, after both, starts from that line: its node takes the
+    driver's report as c's baseline instead of running the suite on it again."""
+    sessions = tmp_path / "sessions.log"
+    conftest = (
+        "from pathlib import Path\n\nROOT = Path(__file__).resolve().parents[1]\n\n\n"
+        "def pytest_sessionstart(session):\n"
+        "    values = ''.join((ROOT / f'mod_{n}.py').read_text().split()[-1] for n in 'abc')\n"
+        f"    with open({str(sessions)!r}, 'a') as out:\n"
+        "        out.write(f'{ROOT} {values}\\n')\n"
+    )
+    tests = "".join(
+        f"from mod_{n} import value_{n}\n\n\ndef test_{n}():\n    assert value_{n}() >= 1\n\n\n"
+        for n in "abc"
+    )
+    files = {
+        "pyproject.toml": PYPROJECT,
+        ".gitignore": "__pycache__/\n.pytest_cache/\n.ruff_cache/\n",
+        "tests/conftest.py": conftest,
+        "tests/test_values.py": tests.rstrip() + "\n",
+        **{f"mod_{n}.py": module(n, 1) for n in "abc"},
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    for n, name in enumerate("abc", 1):
+        fake.script(f"m{n}-1", Reply(text=raise_value(name)))
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        "".join(
+            f'[[task]]\nid = "{name}"\ntitle = "Raise value_{name} to 2"\ntier = "t{n}"\n'
+            f'files = ["mod_{name}.py"]\nafter = {json.dumps(after)}\n\n'
+            for n, (name, after) in enumerate((("a", []), ("b", []), ("c", ["a", "b"])), 1)
+        )
+    )
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    done = run_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert [t["state"] for t in json.loads(done.stdout)["tasks"]] == ["done"] * 3
+    nodes = [str(ray_cluster.home(name)) for name in ray_cluster.nodes]
+    runs = [line.rsplit(" ", 1) for line in sessions.read_text().splitlines()]
+    on_nodes = [values for where, values in runs if where.startswith(tuple(nodes))]
+    on_driver = [values for where, values in runs if not where.startswith(tuple(nodes))]
+    assert "221" in on_driver, runs  # the driver validated the line a and b made
+    assert "221" not in on_nodes, runs  # and c's node did not validate it again
+    assert "222" in on_nodes, runs  # c's own attempt was validated there
+    assert "c base: the base was validated already: not run again" in done.stderr

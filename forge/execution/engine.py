@@ -360,7 +360,10 @@ class TaskEngine:
         base_report: tuple[ValidationReport | None] | tuple[()],
     ) -> None:
         task, outcome = job.task, job.outcome
-        self._emit(task, "base", "validating the base")
+        if base_report:
+            self._emit(task, "base", "the base was validated already: not run again")
+        else:
+            self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))
         job.named = tuple(dict.fromkeys(named))
         # Only what the user wrote: the route's guess of a task's type comes from its words,

@@ -2,8 +2,10 @@
 
 On one machine the engine's TaskEvents (asking, waiting, validating, ...) reach the live table
 as they happen. On a cluster the engine runs in a node's worker process, so each event is also
-put, as it happens, into one small actor of the run's (`EventSink`, on the driver's node, no
-CPU); a thread of the driver's takes them out in batches and hands them to the event loop.
+kept in the process's `Outbox`, which puts what it holds into one small actor of the run's
+(`EventSink`, on the driver's node, no CPU) at most every FLUSH_SECONDS, in one call; a thread of
+the driver's takes them out in batches and hands them to the event loop. (An actor call per
+event cost more CPU, on the node and in the sink, than the rest of the streaming.)
 
 Streaming is best effort: the task's result still carries every event it emitted, in order, and
 the driver shows from it whichever the stream did not bring in time. Each event is numbered within
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 # How long one drain call waits for the first event: the driver's thread checks this often
 # whether the run has ended.
 DRAIN_WAIT_SECONDS = 0.5
+# How long a node's worker process gathers events before it sends them: the live table ticks
+# once a second.
+FLUSH_SECONDS = 0.5
 
 Streamed = tuple[str, int, "TaskEvent"]  # (send key, number within the send, event)
 
@@ -36,8 +42,8 @@ class EventSink:
         self.events: list[Streamed] = []
         self.ready = asyncio.Event()
 
-    async def put(self, key: str, seq: int, event: TaskEvent) -> None:
-        self.events.append((key, seq, event))
+    async def put(self, batch: list[Streamed]) -> None:
+        self.events.extend(batch)
         self.ready.set()
 
     async def drain(self, wait: float) -> list[Streamed]:
@@ -48,6 +54,42 @@ class EventSink:
         taken, self.events = self.events, []
         self.ready.clear()
         return taken
+
+
+class Outbox:
+    """A node's worker process's events on their way to the sink: kept as they happen, and
+    sent by a thread of the process's own in one call per FLUSH_SECONDS (without waiting for
+    the call: the sink is on the driver's machine)."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[Any, Streamed]] = []  # (the sink, what goes to it)
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def put(self, sink: Any, item: Streamed) -> None:
+        with self._ready:
+            self._held.append((sink, item))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._send_forever, name="forge-node-events", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify()
+
+    def _send_forever(self) -> None:
+        while True:
+            with self._ready:
+                while not self._held:
+                    self._ready.wait()
+            time.sleep(FLUSH_SECONDS)  # what else happens meanwhile goes in the same call
+            with self._ready:
+                held, self._held = self._held, []
+            by_sink: dict[int, tuple[Any, list[Streamed]]] = {}
+            for sink, item in held:
+                by_sink.setdefault(id(sink), (sink, []))[1].append(item)
+            for sink, batch in by_sink.values():
+                with contextlib.suppress(Exception):  # best effort: results carry every event
+                    sink.put.remote(batch)
 
 
 def start_sink(ray: Any) -> Any:

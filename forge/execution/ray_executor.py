@@ -149,6 +149,7 @@ class RayTasks:
 
         self.stream = EventStream(self.ray, on_event)
         self._sends = 0  # sends of any task so far: each send's events are keyed apart
+        self._shared: Any = None  # the run's RunShared, once in the object store
 
     async def run(
         self,
@@ -157,7 +158,12 @@ class RayTasks:
         base_report: tuple[ValidationReport | None] | tuple[()] = (),
     ) -> TaskOutcome:
         """The task from `base` (the integration head) on a node; its commit, when it made one,
-        is in the user's repository on the task's branch when this returns."""
+        is in the user's repository on the task's branch when this returns.
+
+        `base_report` is the scheduler's validation of `base`, made here on the driver (by a
+        merge's check): it goes with the task, which then does not validate its base on the
+        node. Nodes' reports never come back to stand for the driver's: a merge is judged
+        against what the driver's own tools said."""
         from forge.execution.ray_worker import RemoteJob
 
         decision = await anyio.to_thread.run_sync(self._route, task)
@@ -169,13 +175,10 @@ class RayTasks:
         job = RemoteJob(
             task=task,
             run_id=self.run_id,
-            base=self.base,
             head=base,
-            config=self.config,
-            settings=replace(self.settings, repo_key=str(self.repo_dir)),
-            repo_key=str(self.repo_dir),
-            identity=self._identity,
+            shared=[self._shared_object()],
             version=__version__,
+            base_report=base_report,
         )
         self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
         key, result = await self._until_it_returns(task, job, needs, base_object, pieces)
@@ -230,6 +233,23 @@ class RayTasks:
                     "cluster",
                     f"its node was lost mid-task ({type(exc).__name__}); sending it again",
                 )
+
+    def _shared_object(self) -> Any:
+        """What every task of the run carries alike, in the object store (put once)."""
+        if self._shared is None:
+            from forge.execution.ray_worker import RunShared
+
+            self._shared = self.ray.put(
+                RunShared(
+                    run_id=self.run_id,
+                    base=self.base,
+                    config=self.config,
+                    settings=replace(self.settings, repo_key=str(self.repo_dir)),
+                    repo_key=str(self.repo_dir),
+                    identity=self._identity,
+                )
+            )
+        return self._shared
 
     def _route(self, task: MilestoneTask) -> Any:
         from forge.routing.analysis import analyse

@@ -33,9 +33,23 @@ if TYPE_CHECKING:
     from forge.config.schema import ForgeConfig
     from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent, TaskOutcome
     from forge.planning.milestone import MilestoneTask
+    from forge.validation.types import ValidationReport
 
 BASE_REF = "refs/forge/base"
 HEADS_REFS = "refs/forge/heads"
+
+
+@dataclass(frozen=True)
+class RunShared:
+    """What every task of a run carries alike: put in the object store once per run, taken
+    from it once per worker process (the configuration alone is tens of kilobytes pickled)."""
+
+    run_id: str
+    base: str  # the run's base: what the base bundle holds
+    config: ForgeConfig
+    settings: EngineSettings
+    repo_key: str  # the user's repository, as the ledger's route history names it
+    identity: tuple[str, str] | None  # the user's git name and email, for the task's commit
 
 
 @dataclass(frozen=True)
@@ -44,13 +58,12 @@ class RemoteJob:
 
     task: MilestoneTask
     run_id: str
-    base: str  # the run's base: what the base bundle holds
     head: str  # the integration head the task starts from
-    config: ForgeConfig
-    settings: EngineSettings
-    repo_key: str  # the user's repository, as the ledger's route history names it
-    identity: tuple[str, str] | None  # the user's git name and email, for the task's commit
+    shared: list[Any]  # the run's RunShared object, wrapped so that Ray does not fetch it
     version: str  # forge's, on the driver: a node must run the same
+    # The driver's validation of `head`, when it has one (see RayTasks.run): the task's
+    # baseline, not validated again on the node.
+    base_report: tuple[ValidationReport | None] | tuple[()] = ()
 
 
 @dataclass
@@ -86,13 +99,14 @@ def run_remote(
             f"{job.version}: install the same version on every node"
         )
     started = time.monotonic()
+    run = _shared(job)
     folder = run_folder(job.run_id)
-    clone = _clone(folder, job, base_ref, pieces)
+    clone = _clone(folder, job.head, run.base, base_ref, pieces)
     cloned = time.monotonic() - started
     events: list[TaskEvent] = []
-    kept = _kept_for(job, folder, clone)
+    kept = _kept_for(run, folder, clone)
     running = asyncio.run_coroutine_threadsafe(
-        _engine_run(job, kept, clone, _recorder(events, stream)), kept.loop
+        _engine_run(job, run, kept, clone, _recorder(events, stream)), kept.loop
     )
     outcome = running.result()
     bundle = None
@@ -113,17 +127,40 @@ def run_remote(
     )
 
 
+_SHARED: dict[str, RunShared] = {}  # this process's, by object id: the last run's only
+
+
+def _shared(job: RemoteJob) -> RunShared:
+    import ray
+
+    ref = job.shared[0]
+    key = ref.hex()
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = ray.get(ref)
+    return _SHARED[key]
+
+
 def _recorder(events: list[TaskEvent], stream: tuple[Any, str] | None) -> Any:
-    """Each event kept for the result and, as it happens, put into the run's sink (without
-    waiting for the put: the sink is on the driver's machine)."""
+    """Each event kept for the result and, as it happens, given to this process's outbox for
+    the run's sink."""
+    from forge.execution.ray_events import Outbox
+
+    global _OUTBOX
+    if _OUTBOX is None:
+        _OUTBOX = Outbox()
+    outbox = _OUTBOX
 
     def record(event: TaskEvent) -> None:
         if stream is not None:
             sink, key = stream
-            sink.put.remote(key, len(events), event)
+            outbox.put(sink, (key, len(events), event))
         events.append(event)
 
     return record
+
+
+_OUTBOX: Any = None  # this process's (an Outbox), made with its first task
 
 
 @dataclass
@@ -156,7 +193,7 @@ class _Kept:
 _KEPT: list[_Kept] = []  # at most one: this process's, for the run it last worked for
 
 
-def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
+def _kept_for(run: RunShared, folder: Path, clone: Path) -> _Kept:
     from git import Repo
 
     from forge.execution.workspace import WorktreePool
@@ -164,21 +201,21 @@ def _kept_for(job: RemoteJob, folder: Path, clone: Path) -> _Kept:
     from forge.routing.decision import Router
     from forge.routing.fleet import load_fleet
 
-    if _KEPT and _KEPT[0].run_id == job.run_id:
+    if _KEPT and _KEPT[0].run_id == run.run_id:
         return _KEPT[0]
     while _KEPT:
         _KEPT.pop().close()
     home = folder / "workers" / f"{os.getpid()}-{secrets.token_hex(4)}"
-    own = _own_repository(clone, home / "repo", job.identity)
+    own = _own_repository(clone, home / "repo", run.identity)
     repo = Repo(own)
-    ledger = open_ledger(job.config)
-    router = Router(load_fleet(job.config, ledger, job.repo_key))
+    ledger = open_ledger(run.config)
+    router = Router(load_fleet(run.config, ledger, run.repo_key))
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="forge-node-loop", daemon=True).start()
-    client = ModelClient(job.config, ledger=ledger, run_id=job.run_id)
+    client = ModelClient(run.config, ledger=ledger, run_id=run.run_id)
     asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result()
-    worktrees = WorktreePool(repo, job.run_id, home=home / "trees")
-    kept = _Kept(job.run_id, own, repo, worktrees, ledger, router, loop, client)
+    worktrees = WorktreePool(repo, run.run_id, home=home / "trees")
+    kept = _Kept(run.run_id, own, repo, worktrees, ledger, router, loop, client)
     _KEPT.append(kept)
     return kept
 
@@ -227,9 +264,9 @@ def _git(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=False)
 
 
-def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece]) -> Path:
-    """The node's clone of the run, holding `job.head`: made once per node and run, then
-    only ever given objects (under the node's lock), never a worktree."""
+def _clone(folder: Path, head: str, base: str, base_ref: list[Any], pieces: list[Piece]) -> Path:
+    """The node's clone of the run (from `base`), holding `head`: made once per node and run,
+    then only ever given objects (under the node's lock), never a worktree."""
     import ray
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -245,7 +282,7 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece
             take_bundle(fresh, ray.get(base_ref[0]), BASE_REF)
             # A checkout of the base: what the route's analysis reads, as it reads the user's
             # checkout on one machine.
-            done = _git(fresh, "checkout", "--quiet", "--detach", job.base)
+            done = _git(fresh, "checkout", "--quiet", "--detach", base)
             if done.returncode != 0:
                 raise ForgeError(f"cannot check out the run's base: {done.stderr.strip()}")
             fresh.rename(clone)
@@ -260,8 +297,8 @@ def _clone(folder: Path, job: RemoteJob, base_ref: list[Any], pieces: list[Piece
         for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
             take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
             _PRESENT.add((clone, piece.head))
-        if not _has(clone, job.head):
-            raise ForgeError(f"the node's clone lacks {job.head} and no bundle brought it")
+        if not _has(clone, head):
+            raise ForgeError(f"the node's clone lacks {head} and no bundle brought it")
     return clone
 
 
@@ -293,22 +330,25 @@ def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -
     return path
 
 
-async def _engine_run(job: RemoteJob, kept: _Kept, clone: Path, on_event: Any) -> TaskOutcome:
-    return await _engine(job, kept, clone, kept.client, on_event).run(job.task, job.head)
+async def _engine_run(
+    job: RemoteJob, run: RunShared, kept: _Kept, clone: Path, on_event: Any
+) -> TaskOutcome:
+    engine = _engine(run, kept, clone, kept.client, on_event)
+    return await engine.run(job.task, job.head, job.base_report)
 
 
-def _engine(job: RemoteJob, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
+def _engine(run: RunShared, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
     from forge.execution.engine import TaskEngine
     from forge.routing.codebase import codebase_at
 
     return TaskEngine(
-        config=job.config,
+        config=run.config,
         ledger=kept.ledger,
         client=client,
         router=kept.router,
         repo=kept.repo,
         codebase=codebase_at(clone),  # checked out at the run's base, as the user's checkout
-        settings=job.settings,
+        settings=run.settings,
         on_event=on_event,
         worktrees=kept.worktrees,
     )
