@@ -33,10 +33,14 @@ def _git(repo_dir: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def make_bundle(repo_dir: Path, ref: str, commit: str, since: str | None = None) -> bytes:
+def make_bundle(
+    repo_dir: Path, ref: str, commit: str, since: str | None = None, *, ref_is_set: bool = False
+) -> bytes:
     """`commit` (and its history, or only what `since` lacks) as a bundle whose one ref is
-    `ref`; the ref is set to `commit` first. Callers sharing a ref hold a lock."""
-    _git(repo_dir, "update-ref", ref, commit)
+    `ref`; the ref is set to `commit` first, unless the caller knows it points there already
+    (`ref_is_set`: a branch just committed on). Callers sharing a ref hold a lock."""
+    if not ref_is_set:
+        _git(repo_dir, "update-ref", ref, commit)
     with tempfile.TemporaryDirectory(prefix="forge-bundle-") as folder:
         path = Path(folder) / "out.bundle"
         exclude = [f"^{since}"] if since else []

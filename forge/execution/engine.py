@@ -214,6 +214,24 @@ class _Rung:
     fmt: EditFormat
 
 
+def route_task(
+    task: MilestoneTask, codebase: Codebase | None, router: Router, pins: Pins
+) -> RouteDecision:
+    """A milestone task's route: its text and listed files analysed, its type and tier as the
+    task file sets them, `pins` (the command line's) first."""
+    from forge.routing.analysis import analyse
+
+    analysis = analyse(task.text, codebase=codebase, files=task.files)
+    if task.type is not None:
+        analysis = replace(analysis, type=task.type, type_reasons=("set in the task file",))
+    if pins.tier is None and pins.model is None and task.tier is not None:
+        pins = Pins(tier=task.tier)
+    try:
+        return router.decide(analysis, pins)
+    except UsageError as exc:
+        raise UsageError(f"task {task.id!r}: {exc}") from None
+
+
 class TaskEngine:
     """Runs tasks of one run; safe to share between concurrent tasks (one per task call)."""
 
@@ -250,18 +268,7 @@ class TaskEngine:
     # -- the route ---------------------------------------------------------------------------
 
     def route(self, task: MilestoneTask) -> RouteDecision:
-        from forge.routing.analysis import analyse
-
-        analysis = analyse(task.text, codebase=self.codebase, files=task.files)
-        if task.type is not None:
-            analysis = replace(analysis, type=task.type, type_reasons=("set in the task file",))
-        pins = self.settings.pins
-        if pins.tier is None and pins.model is None and task.tier is not None:
-            pins = Pins(tier=task.tier)
-        try:
-            return self.router.decide(analysis, pins)
-        except UsageError as exc:
-            raise UsageError(f"task {task.id!r}: {exc}") from None
+        return route_task(task, self.codebase, self.router, self.settings.pins)
 
     # -- one task ----------------------------------------------------------------------------
 
@@ -270,13 +277,15 @@ class TaskEngine:
         task: MilestoneTask,
         base: str,
         base_report: tuple[ValidationReport | None] | tuple[()] = (),
+        routed: RouteDecision | None = None,
     ) -> TaskOutcome:
         """One task from `base`; `base_report`, when given (a 1-tuple: None means nothing to
-        validate), is the base's validation already known, so it is not run again."""
+        validate), is the base's validation already known, so it is not run again; so is the
+        task's route when `routed` is given (the Ray driver routed it to place it)."""
         self._emit(task, "worktree", f"creating a worktree from {base[:10]}")
         # Shielded: a Ctrl-C now still lets the worktree be made, so the cleanup below finds it.
         with anyio.CancelScope(shield=True):
-            decision, tree = await self._prepare(task, base)
+            decision, tree = await self._prepare(task, base, routed)
         outcome = TaskOutcome(task, "failed", ExitCode.FAILED, "", route=decision)
         self._record_route(task, decision)
         self.store.set_task(
@@ -303,9 +312,13 @@ class TaskEngine:
         with self._routing:
             return self.route(task)
 
-    async def _prepare(self, task: MilestoneTask, base: str) -> tuple[RouteDecision, Worktree]:
+    async def _prepare(
+        self, task: MilestoneTask, base: str, known: RouteDecision | None
+    ) -> tuple[RouteDecision, Worktree]:
         """The route and the worktree, side by side: the analysis (and its git grep) takes
-        place while git checks the worktree out."""
+        place while git checks the worktree out. A route `known` already is not made again."""
+        if known is not None:
+            return known, await anyio.to_thread.run_sync(self.worktrees.acquire, task.id, base)
         taken: list[Worktree | Exception] = []
 
         async def take() -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from forge.execution.ray_worker import RemoteResult
     from forge.planning.milestone import MilestoneTask
     from forge.routing.codebase import Codebase
-    from forge.routing.decision import Router
+    from forge.routing.decision import RouteDecision, Router
     from forge.validation.types import ValidationReport
 
 RAY_EXTRA = "pip install 'forge-cli[ray]'"
@@ -179,6 +179,7 @@ class RayTasks:
             shared=[self._shared_object()],
             version=__version__,
             base_report=base_report,
+            decision=decision,
         )
         self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
         key, result = await self._until_it_returns(task, job, needs, base_object, pieces)
@@ -251,18 +252,11 @@ class RayTasks:
             )
         return self._shared
 
-    def _route(self, task: MilestoneTask) -> Any:
-        from forge.routing.analysis import analyse
-        from forge.routing.decision import Pins
+    def _route(self, task: MilestoneTask) -> RouteDecision:
+        """As the engine routes it: the decision goes to the node with the task."""
+        from forge.execution.engine import route_task
 
-        analysis = analyse(task.text, codebase=self.codebase, files=task.files)
-
-        if task.type is not None:
-            analysis = replace(analysis, type=task.type)
-        pins = self.settings.pins
-        if pins.tier is None and pins.model is None and task.tier is not None:
-            pins = Pins(tier=task.tier)
-        return self.router.decide(analysis, pins)
+        return route_task(task, self.codebase, self.router, self.settings.pins)
 
     def _placeable(self, task: MilestoneTask, needs: dict[str, float]) -> None:
         """A task no node can take would wait forever: it fails now, naming what is missing.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from forge.config.schema import ForgeConfig
     from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent, TaskOutcome
     from forge.planning.milestone import MilestoneTask
+    from forge.routing.decision import RouteDecision
     from forge.validation.types import ValidationReport
 
 BASE_REF = "refs/forge/base"
@@ -64,6 +65,7 @@ class RemoteJob:
     # The driver's validation of `head`, when it has one (see RayTasks.run): the task's
     # baseline, not validated again on the node.
     base_report: tuple[ValidationReport | None] | tuple[()] = ()
+    decision: RouteDecision | None = None  # the driver's route, made to place the task
 
 
 @dataclass
@@ -114,7 +116,9 @@ def run_remote(
         branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
         from forge.execution.bundles import make_bundle
 
-        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head)
+        # The engine committed on that branch: it points at the commit (the driver checks
+        # that the bundle holds it).
+        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head, ref_is_set=True)
     # Paths of this node mean nothing to the driver; its validation report is redone there.
     outcome = replace(outcome, worktree=None, report=None)
     return RemoteResult(
@@ -288,32 +292,36 @@ def _clone(folder: Path, head: str, base: str, base_ref: list[Any], pieces: list
             fresh.rename(clone)
         lacking: list[Piece] = []
         for piece in reversed(pieces):  # newest first, down to what the clone has
-            if _has(clone, piece.head):
+            if _has(clone, piece.head, base):
                 break
             lacking.append(piece)
-            if _has(clone, piece.since):
+            if _has(clone, piece.since, base):
                 break
         lacking.reverse()
         for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
             take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
             _PRESENT.add((clone, piece.head))
-        if not _has(clone, head):
+        if not _has(clone, head, base):
             raise ForgeError(f"the node's clone lacks {head} and no bundle brought it")
     return clone
 
 
 # Commits this process has seen in a clone: a clone only ever gains objects (nothing prunes
-# it), so once there a commit stays, and asking git again (a process each) is waste.
+# it), so once there a commit stays.
 _PRESENT: set[tuple[Path, str]] = set()
 
 
-def _has(clone: Path, commit: str) -> bool:
-    if (clone, commit) in _PRESENT:
+def _has(clone: Path, commit: str, base: str) -> bool:
+    """Whether the clone holds `commit`, the run's base or a piece's head, said without a git
+    process: the clone was made from the base's bundle, and each piece is taken with a ref of
+    its head's name, set once its objects are in (the clone packs no refs: gc is off). A ref
+    missing only makes the piece be taken again."""
+    if commit == base or (clone, commit) in _PRESENT:
         return True
-    if _git(clone, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-        return False
-    _PRESENT.add((clone, commit))
-    return True
+    if (clone / ".git" / HEADS_REFS / commit).is_file():
+        _PRESENT.add((clone, commit))
+        return True
+    return False
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
@@ -334,7 +342,7 @@ async def _engine_run(
     job: RemoteJob, run: RunShared, kept: _Kept, clone: Path, on_event: Any
 ) -> TaskOutcome:
     engine = _engine(run, kept, clone, kept.client, on_event)
-    return await engine.run(job.task, job.head, job.base_report)
+    return await engine.run(job.task, job.head, job.base_report, job.decision)
 
 
 def _engine(run: RunShared, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
