@@ -493,12 +493,13 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
     wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
 
 
-def test_a_task_from_a_line_the_driver_validated_is_not_validated_again_on_its_node(
+def test_a_node_validates_a_tasks_base_itself_even_when_the_driver_validated_that_line(
     fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
 ) -> None:
     """a and b run side by side; the second to merge is re-created on the first, so the driver
-    validates the merged line. c, after both, starts from that line: its node takes the
-    driver's report as c's baseline instead of running the suite on it again."""
+    validates the merged line. c, after both, starts from that line, and its node runs the
+    suite on it again: c's attempts are judged in the node's environment, so its baseline
+    must come from there, not from the driver's tools and the user's checkout."""
     sessions = tmp_path / "sessions.log"
     conftest = (
         "from pathlib import Path\n\nROOT = Path(__file__).resolve().parents[1]\n\n\n"
@@ -538,6 +539,24 @@ def test_a_task_from_a_line_the_driver_validated_is_not_validated_again_on_its_n
     on_nodes = [values for where, values in runs if where.startswith(tuple(nodes))]
     on_driver = [values for where, values in runs if not where.startswith(tuple(nodes))]
     assert "221" in on_driver, runs  # the driver validated the line a and b made
-    assert "221" not in on_nodes, runs  # and c's node did not validate it again
+    assert "221" in on_nodes, runs  # and c's node validated it again, for c's baseline
     assert "222" in on_nodes, runs  # c's own attempt was validated there
-    assert "c base: the base was validated already: not run again" in done.stderr
+    assert "c base: validating the base" in done.stderr
+
+
+def test_events_after_a_lost_batch_are_shown_from_the_result_in_order() -> None:
+    """A node's batch of events lost on its way (or overtaken by a later one): the driver shows
+    nothing past the gap live, and the task's result then shows every event from the gap on,
+    each once and in order."""
+    from forge.execution.engine import TaskEvent
+    from forge.execution.ray_events import EventStream
+
+    shown: list[str] = []
+    stream = EventStream(ray=None, on_event=lambda event: shown.append(event.message))
+    stream.current["a"], stream.shown["a#1"] = "a#1", 0
+    events = [TaskEvent(task_id="a", stage="s", message=f"e{n}") for n in range(4)]
+    stream._deliver([("a#1", 0, events[0])])
+    stream._deliver([("a#1", 2, events[2]), ("a#1", 3, events[3])])  # e1's batch was lost
+    assert shown == ["e0"]
+    stream.end("a", "a#1", events)
+    assert shown == ["e0", "e1", "e2", "e3"]

@@ -374,7 +374,7 @@ class TaskEngine:
     ) -> None:
         task, outcome = job.task, job.outcome
         if base_report:
-            self._emit(task, "base", "the base was validated already: not run again")
+            self._emit(task, "base", "the base's validation is known already: not run again")
         else:
             self._emit(task, "base", "validating the base")
         named = (*task.files, *(f.path for f in decision.analysis.files))

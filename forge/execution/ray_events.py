@@ -148,8 +148,10 @@ class EventStream:
         """On the event loop's thread, as every other event is."""
         for key, seq, event in batch:
             shown = self.shown.get(key)
-            if shown is None or seq < shown:
-                continue  # a send that ended or was replaced, or an event shown already
+            # A send that ended or was replaced, an event shown already, or one after a gap
+            # (a batch lost on the way): the result shows those from the first not shown on.
+            if shown is None or seq != shown:
+                continue
             self.shown[key] = seq + 1
             self.on_event(event)
 

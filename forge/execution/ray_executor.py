@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -150,6 +151,7 @@ class RayTasks:
         self.stream = EventStream(self.ray, on_event)
         self._sends = 0  # sends of any task so far: each send's events are keyed apart
         self._shared: Any = None  # the run's RunShared, once in the object store
+        self._routing = threading.Lock()
 
     async def run(
         self,
@@ -160,10 +162,12 @@ class RayTasks:
         """The task from `base` (the integration head) on a node; its commit, when it made one,
         is in the user's repository on the task's branch when this returns.
 
-        `base_report` is the scheduler's validation of `base`, made here on the driver (by a
-        merge's check): it goes with the task, which then does not validate its base on the
-        node. Nodes' reports never come back to stand for the driver's: a merge is judged
-        against what the driver's own tools said."""
+        `base_report`, the scheduler's validation of `base`, stays here: it was made with the
+        driver's tools and the user's checkout's environment (its `.venv`), the node's
+        attempts are validated with the node's, and a baseline from one judging attempts from
+        the other could excuse what an attempt broke (a check skipped here, a test failing
+        only here) or blame it for what it did not. The node validates its base itself; for
+        the same reason its reports never come back to stand for the driver's."""
         from forge.execution.ray_worker import RemoteJob
 
         decision = await anyio.to_thread.run_sync(self._route, task)
@@ -178,7 +182,6 @@ class RayTasks:
             head=base,
             shared=[self._shared_object()],
             version=__version__,
-            base_report=base_report,
             decision=decision,
         )
         self._emit(task, "cluster", f"sent to the cluster from {base[:10]}")
@@ -256,7 +259,8 @@ class RayTasks:
         """As the engine routes it: the decision goes to the node with the task."""
         from forge.execution.engine import route_task
 
-        return route_task(task, self.codebase, self.router, self.settings.pins)
+        with self._routing:  # the router counts turns (round_robin), as the engine's does
+            return route_task(task, self.codebase, self.router, self.settings.pins)
 
     def _placeable(self, task: MilestoneTask, needs: dict[str, float]) -> None:
         """A task no node can take would wait forever: it fails now, naming what is missing.

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from forge.execution.engine import EngineSettings, TaskEngine, TaskEvent, TaskOutcome
     from forge.planning.milestone import MilestoneTask
     from forge.routing.decision import RouteDecision
-    from forge.validation.types import ValidationReport
 
 BASE_REF = "refs/forge/base"
 HEADS_REFS = "refs/forge/heads"
@@ -62,9 +61,6 @@ class RemoteJob:
     head: str  # the integration head the task starts from
     shared: list[Any]  # the run's RunShared object, wrapped so that Ray does not fetch it
     version: str  # forge's, on the driver: a node must run the same
-    # The driver's validation of `head`, when it has one (see RayTasks.run): the task's
-    # baseline, not validated again on the node.
-    base_report: tuple[ValidationReport | None] | tuple[()] = ()
     decision: RouteDecision | None = None  # the driver's route, made to place the task
 
 
@@ -342,7 +338,7 @@ async def _engine_run(
     job: RemoteJob, run: RunShared, kept: _Kept, clone: Path, on_event: Any
 ) -> TaskOutcome:
     engine = _engine(run, kept, clone, kept.client, on_event)
-    return await engine.run(job.task, job.head, job.base_report, job.decision)
+    return await engine.run(job.task, job.head, routed=job.decision)
 
 
 def _engine(run: RunShared, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
