@@ -178,7 +178,6 @@ class RayTasks:
 
         job = RemoteJob(
             task=task,
-            run_id=self.run_id,
             head=base,
             shared=[self._shared_object()],
             version=__version__,

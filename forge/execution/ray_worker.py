@@ -57,7 +57,6 @@ class RemoteJob:
     """What the driver sends with a task: everything but the bundles, which travel as objects."""
 
     task: MilestoneTask
-    run_id: str
     head: str  # the integration head the task starts from
     shared: list[Any]  # the run's RunShared object, wrapped so that Ray does not fetch it
     version: str  # forge's, on the driver: a node must run the same
@@ -98,7 +97,7 @@ def run_remote(
         )
     started = time.monotonic()
     run = _shared(job)
-    folder = run_folder(job.run_id)
+    folder = run_folder(run.run_id)
     clone = _clone(folder, job.head, run.base, base_ref, pieces)
     cloned = time.monotonic() - started
     events: list[TaskEvent] = []
@@ -109,7 +108,7 @@ def run_remote(
     outcome = running.result()
     bundle = None
     if outcome.state == "done" and outcome.commit is not None:
-        branch = f"refs/heads/forge/{branch_part(job.run_id)}/{branch_part(job.task.id)}"
+        branch = f"refs/heads/forge/{branch_part(run.run_id)}/{branch_part(job.task.id)}"
         from forge.execution.bundles import make_bundle
 
         # The engine committed on that branch: it points at the commit (the driver checks
@@ -296,15 +295,9 @@ def _clone(folder: Path, head: str, base: str, base_ref: list[Any], pieces: list
         lacking.reverse()
         for piece, data in zip(lacking, ray.get([p.data for p in lacking]), strict=True):
             take_bundle(clone, data, f"{HEADS_REFS}/{piece.head}")
-            _PRESENT.add((clone, piece.head))
         if not _has(clone, head, base):
             raise ForgeError(f"the node's clone lacks {head} and no bundle brought it")
     return clone
-
-
-# Commits this process has seen in a clone: a clone only ever gains objects (nothing prunes
-# it), so once there a commit stays.
-_PRESENT: set[tuple[Path, str]] = set()
 
 
 def _has(clone: Path, commit: str, base: str) -> bool:
@@ -312,12 +305,7 @@ def _has(clone: Path, commit: str, base: str) -> bool:
     process: the clone was made from the base's bundle, and each piece is taken with a ref of
     its head's name, set once its objects are in (the clone packs no refs: gc is off). A ref
     missing only makes the piece be taken again."""
-    if commit == base or (clone, commit) in _PRESENT:
-        return True
-    if (clone / ".git" / HEADS_REFS / commit).is_file():
-        _PRESENT.add((clone, commit))
-        return True
-    return False
+    return commit == base or (clone / ".git" / HEADS_REFS / commit).is_file()
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
