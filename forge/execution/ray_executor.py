@@ -23,7 +23,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from forge.errors import ForgeError, UsageError
 from forge.execution.bundles import Piece, Shipping, take_bundle
 from forge.execution.engine import TaskEvent
 from forge.execution.placement import repository_toolchains, task_needs
+from forge.execution.ray_worker import MAX_TASKS_IN_FLIGHT
 from forge.execution.workspace import branch_part
 
 if TYPE_CHECKING:
@@ -122,8 +123,6 @@ class RayTasks:
         codebase: Codebase | None = None,
         on_event: Callable[[TaskEvent], None] = lambda event: None,
     ) -> None:
-        from forge.execution.ray_worker import run_remote
-
         self.ray = connect(address)
         self.config = config
         self.repo = repo
@@ -135,13 +134,13 @@ class RayTasks:
         self.run_id = settings.run_id
         self.base = base
         self.shipping = Shipping(self.repo_dir, self.run_id, base, self.ray.put)
-        self._remote = self.ray.remote(run_remote)
         self._identity = _identity(self.repo_dir)
         # The node's calls are the user's: a shared ledger's rows and a `scope = "user"`
         # budget count them against the person who started the run, not the node's login.
         from forge.ledger.store import user_name
 
         self._runtime_env = {"env_vars": {"FORGE_USER": user_name()}}
+        self.nodes = NodePool(self.ray, self._runtime_env)
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
@@ -202,16 +201,11 @@ class RayTasks:
         ray = self.ray
         lost = ray.exceptions
         while True:
+            node = await self.nodes.take(task.id, needs)
             self._sends += 1
             key = f"{task.id}#{self._sends}"
             self.stream.begin(task.id, key)
-            ref = self._remote.options(
-                num_cpus=CPUS_PER_TASK,
-                resources=needs,
-                max_retries=0,
-                retry_exceptions=False,
-                runtime_env=self._runtime_env,
-            ).remote(job, [base], pieces, (self.stream.sink, key))
+            ref = node.actor.run.remote(job, [base], pieces, (self.stream.sink, key))
             try:
                 result: RemoteResult = await asyncio.wrap_future(ref.future())
                 return key, result
@@ -221,9 +215,11 @@ class RayTasks:
                     raise cause from None
                 raise ClusterError(f"task {task.id!r} failed on its node: {exc}") from None
             except (lost.TaskCancelledError, anyio.get_cancelled_exc_class()):
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(lost.RayError):
+                    ray.cancel(ref)  # the node's runner cancels the task's engine
                 raise
-            except lost.RayError as exc:  # the node or its worker died: send it again
+            except lost.RayError as exc:  # the node or its runner died: send it again
+                self.nodes.lose(node)
                 count = self.losses[task.id] = self.losses.get(task.id, 0) + 1
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 if count > MAX_NODE_LOSSES:
@@ -236,6 +232,8 @@ class RayTasks:
                     "cluster",
                     f"its node was lost mid-task ({type(exc).__name__}); sending it again",
                 )
+            finally:
+                self.nodes.give_back(node)
 
     def _shared_object(self) -> Any:
         """What every task of the run carries alike, in the object store (put once)."""
@@ -286,23 +284,9 @@ class RayTasks:
         """The run has ended (done, failed or stopped; not interrupted): every node alive with
         task slots removes its copy of the run, at once and in parallel. A node that does not
         answer in time, or was down, keeps its copy, to be removed by hand."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from forge.execution.ray_worker import forget_run
-
         ray = self.ray
-        remote = ray.remote(forget_run)
-        refs = [
-            remote.options(
-                num_cpus=0,
-                max_retries=0,
-                # The run's own: Ray reuses the run's idle worker processes for it.
-                runtime_env=self._runtime_env,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-            ).remote(self.run_id)
-            for node in ray.nodes()
-            if node.get("Alive") and node.get("Resources", {}).get("CPU")
-        ]
+        self.nodes.refresh()  # a node that joined since the last task may hold a copy too
+        refs = [node.actor.forget.remote(self.run_id) for node in self.nodes.alive()]
         if not refs:
             return
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=FORGET_SECONDS)
@@ -311,8 +295,116 @@ class RayTasks:
                 ray.get(ref)
 
     def close(self) -> None:
+        self.nodes.close()
         self.stream.close()
         self.shipping.close()
+
+
+@dataclass
+class Node:
+    """A node of the cluster that takes the run's tasks, through the run's runner there."""
+
+    node_id: str
+    slots: int  # tasks at once: one per CPU the node has
+    resources: frozenset[str]
+    actor: Any  # its NodeRunner
+    busy: int = 0
+    lost: bool = False
+
+
+class NodePool:
+    """The nodes that run the run's tasks: a runner on each node alive with CPUs (started when
+    the node is first seen, for the run), and which of their slots are taken. A task goes to the
+    node with the most free slots among those that have what it needs, and waits while they are
+    all busy; a node whose runner died is dropped for the rest of the run."""
+
+    # How often a task waiting for a slot asks the cluster again for nodes that joined.
+    LOOK_AGAIN_SECONDS = 5.0
+
+    def __init__(self, ray: Any, runtime_env: dict[str, Any]) -> None:
+        self.ray = ray
+        self.runtime_env = runtime_env
+        self.nodes: dict[str, Node] = {}
+        self.gone: set[str] = set()  # ids of nodes lost, never used again
+        self._changed = asyncio.Event()  # a slot was given back or a node lost
+        self._looking = asyncio.Lock()
+
+    def refresh(self) -> None:
+        """A runner on every node alive with CPUs that has none yet (not while tasks are
+        being placed: see `_look`)."""
+        self._start_runners(self.ray.nodes())
+
+    async def _look(self) -> None:
+        """`refresh`, from the event loop: one look at a time, the cluster asked on a thread."""
+        async with self._looking:
+            self._start_runners(await anyio.to_thread.run_sync(self.ray.nodes))
+
+    def _start_runners(self, nodes: list[dict[str, Any]]) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from forge.execution.ray_worker import NodeRunner
+
+        runner = self.ray.remote(NodeRunner)
+        for info in nodes:
+            node_id = info.get("NodeID", "")
+            have = info.get("Resources", {})
+            cpus = float(have.get("CPU", 0))
+            if not info.get("Alive") or cpus <= 0 or node_id in self.nodes or node_id in self.gone:
+                continue
+            actor = runner.options(
+                num_cpus=0,  # the node's CPUs are the slots counted here
+                max_restarts=0,
+                max_task_retries=0,
+                max_concurrency=MAX_TASKS_IN_FLIGHT,
+                runtime_env=self.runtime_env,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote()
+            slots = max(1, min(MAX_TASKS_IN_FLIGHT, int(cpus // CPUS_PER_TASK)))
+            self.nodes[node_id] = Node(node_id, slots, frozenset(have), actor)
+
+    def alive(self) -> list[Node]:
+        return [node for node in self.nodes.values() if not node.lost]
+
+    async def take(self, task_id: str, needs: dict[str, float]) -> Node:
+        """A slot on a node that has every resource in `needs`, waiting for one to free."""
+        while True:
+            fitting = [n for n in self.alive() if n.resources.issuperset(needs)]
+            if not fitting:
+                await self._look()
+                fitting = [n for n in self.alive() if n.resources.issuperset(needs)]
+            if not fitting:
+                raise ClusterError(
+                    f"task {task_id!r}: no node alive has what it needs "
+                    f"({', '.join(sorted(needs)) or 'a CPU'})"
+                )
+            node = max(fitting, key=lambda n: n.slots - n.busy)
+            if node.busy < node.slots:
+                node.busy += 1
+                return node
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.LOOK_AGAIN_SECONDS)
+            await self._look()
+
+    def give_back(self, node: Node) -> None:
+        node.busy -= 1
+        self._changed.set()
+
+    def lose(self, node: Node) -> None:
+        """The node's runner died (the node with it, most likely): no task goes there again."""
+        if not node.lost:
+            node.lost = True
+            self.gone.add(node.node_id)
+            with contextlib.suppress(Exception):
+                self.ray.kill(node.actor)
+        self._changed.set()
+
+    def close(self) -> None:
+        """The runners end (the run's copies on the nodes stay unless forgotten first)."""
+        for node in self.alive():
+            with contextlib.suppress(Exception):
+                self.ray.kill(node.actor)
+        self.nodes.clear()
 
 
 def _identity(repo_dir: Path) -> tuple[str, str] | None:

@@ -1,11 +1,12 @@
-"""One task on a Ray node: the same engine as on one machine, in the node's own clone.
+"""A run's tasks on a Ray node: the same engine as on one machine, in the node's own clone.
 
-The node keeps one clone per run (under its own forge home), made from the run's base bundle
-the first time one of the run's tasks lands there; each task brings the integration line's
-newer commits as a small bundle, takes a worktree of its own from that clone, runs the task
-engine (context, model calls, edits, validation, retries, escalation) with the node's own API
-keys, and sends back its commit as a bundle with what its attempts did. Nothing here touches the
-user's repository: that lives on the driver's machine only.
+The driver starts one `NodeRunner` actor per node for the run, and sends it the tasks it places
+there. The node keeps one clone per run (under its own forge home), made from the run's base
+bundle the first time one of the run's tasks lands there; each task brings the integration
+line's newer commits as a small bundle, takes a worktree from the node's repository of the run,
+runs the task engine (context, model calls, edits, validation, retries, escalation) with the
+node's own API keys, and sends back its commit as a bundle with what its attempts did. Nothing
+here touches the user's repository: that lives on the driver's machine only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -20,10 +22,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from forge.errors import ForgeError
 from forge.execution.bundles import Piece, take_bundle
@@ -36,7 +38,10 @@ if TYPE_CHECKING:
     from forge.routing.decision import RouteDecision
 
 BASE_REF = "refs/forge/base"
+# The most tasks one node's runner has in flight (the driver gives it one per CPU it has).
+MAX_TASKS_IN_FLIGHT = 64
 HEADS_REFS = "refs/forge/heads"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,73 @@ class NodeMismatch(ForgeError):
     """The node cannot run the driver's work as the driver would (another forge version)."""
 
 
-def run_remote(
-    job: RemoteJob,
-    base_ref: list[Any],
-    pieces: list[Piece],
-    stream: tuple[Any, str] | None = None,
-) -> RemoteResult:
-    """The Ray task's body. `base_ref` is the base bundle's object, wrapped in a list, and
-    `pieces` hold the line's newer commits as objects: Ray fetches none of them by itself, so
-    a node takes only what its clone lacks. `stream` is the run's event sink (an actor) and
-    this send's key: each event goes there as it happens, for the driver's live view."""
+class NodeRunner:
+    """The run's worker on one node: a Ray actor, one process per node and run, that runs the
+    tasks the driver places on it side by side, as the local executor runs a machine's tasks:
+    one event loop with the run's model client, one repository with its worktrees, one ledger
+    connection. (A Ray task per slot would start a worker process per slot, each importing and
+    opening all of that for itself, and keep a ledger connection each.)"""
 
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # For the blocking parts of each task (taking bundles, under the node's lock, making
+        # the result's): one thread per task in flight at most.
+        self._threads = ThreadPoolExecutor(MAX_TASKS_IN_FLIGHT, thread_name_prefix="forge-node")
+
+    async def run(
+        self,
+        job: RemoteJob,
+        base_ref: list[Any],
+        pieces: list[Piece],
+        stream: tuple[Any, str] | None = None,
+    ) -> RemoteResult:
+        """One task. `base_ref` is the base bundle's object, wrapped in a list, and `pieces`
+        hold the line's newer commits as objects: Ray fetches none of them by itself, so the
+        node takes only what its clone lacks. `stream` is the run's event sink (an actor) and
+        this send's key: each event goes there as it happens, for the driver's live view.
+        Cancelled, the task's engine is cancelled with it."""
+        started = time.monotonic()
+        run, kept, clone = await self._blocking(_prepare, job, base_ref, pieces)
+        cloned = time.monotonic() - started
+        events: list[TaskEvent] = []
+        running = asyncio.run_coroutine_threadsafe(
+            _engine_run(job, run, kept, clone, _recorder(events, stream)), kept.loop
+        )
+        outcome = await asyncio.wrap_future(running)
+        bundle = None
+        if outcome.state == "done" and outcome.commit is not None:
+            branch = f"refs/heads/forge/{branch_part(run.run_id)}/{branch_part(job.task.id)}"
+            from forge.execution.bundles import make_bundle
+
+            # The engine committed on that branch: it points at the commit (the driver checks
+            # that the bundle holds it).
+            making = functools.partial(make_bundle, since=job.head, ref_is_set=True)
+            bundle = await self._blocking(making, kept.own, branch, outcome.commit)
+        # Paths of this node mean nothing to the driver; its validation report is redone there.
+        outcome = replace(outcome, worktree=None, report=None)
+        return RemoteResult(
+            outcome,
+            bundle,
+            events,
+            node=_node_name(),
+            seconds=time.monotonic() - started,
+            clone_seconds=cloned,
+        )
+
+    async def forget(self, run_id: str) -> str:
+        """The run has ended: see `forget_run`."""
+        return await self._blocking(forget_run, run_id)
+
+    async def _blocking(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
+
+def _prepare(
+    job: RemoteJob, base_ref: list[Any], pieces: list[Piece]
+) -> tuple[RunShared, _Kept, Path]:
+    """The run's shared part, the node's clone holding the task's head, and what this process
+    keeps for the run (made by the run's first task here)."""
     from forge import __version__
 
     if job.version != __version__:
@@ -95,38 +156,16 @@ def run_remote(
             f"node {socket.gethostname()} runs forge {__version__}, the driver forge "
             f"{job.version}: install the same version on every node"
         )
-    started = time.monotonic()
     run = _shared(job)
     folder = run_folder(run.run_id)
     clone = _clone(folder, job.head, run.base, base_ref, pieces)
-    cloned = time.monotonic() - started
-    events: list[TaskEvent] = []
-    kept = _kept_for(run, folder, clone)
-    running = asyncio.run_coroutine_threadsafe(
-        _engine_run(job, run, kept, clone, _recorder(events, stream)), kept.loop
-    )
-    outcome = running.result()
-    bundle = None
-    if outcome.state == "done" and outcome.commit is not None:
-        branch = f"refs/heads/forge/{branch_part(run.run_id)}/{branch_part(job.task.id)}"
-        from forge.execution.bundles import make_bundle
-
-        # The engine committed on that branch: it points at the commit (the driver checks
-        # that the bundle holds it).
-        bundle = make_bundle(kept.own, branch, outcome.commit, since=job.head, ref_is_set=True)
-    # Paths of this node mean nothing to the driver; its validation report is redone there.
-    outcome = replace(outcome, worktree=None, report=None)
-    return RemoteResult(
-        outcome,
-        bundle,
-        events,
-        node=_node_name(),
-        seconds=time.monotonic() - started,
-        clone_seconds=cloned,
-    )
+    with _KEEPING:
+        kept = _kept_for(run, folder, clone)
+    return run, kept, clone
 
 
 _SHARED: dict[str, RunShared] = {}  # this process's, by object id: the last run's only
+_KEEPING = threading.Lock()  # the run's first tasks on a node arrive together
 
 
 def _shared(job: RemoteJob) -> RunShared:
@@ -146,9 +185,10 @@ def _recorder(events: list[TaskEvent], stream: tuple[Any, str] | None) -> Any:
     from forge.execution.ray_events import Outbox
 
     global _OUTBOX
-    if _OUTBOX is None:
-        _OUTBOX = Outbox()
-    outbox = _OUTBOX
+    with _KEEPING:
+        if _OUTBOX is None:
+            _OUTBOX = Outbox()
+        outbox = _OUTBOX
 
     def record(event: TaskEvent) -> None:
         if stream is not None:
@@ -164,11 +204,10 @@ _OUTBOX: Any = None  # this process's (an Outbox), made with its first task
 
 @dataclass
 class _Kept:
-    """What one Ray worker process keeps between the tasks of a run it runs one after another
-    (Ray reuses a worker process, one task at a time): its own repository and worktrees, moved
-    from task to task as on one machine, the ledger's connection, the run's router, and one
-    event loop on a thread of its own with the run's model client open in it (a client and
-    its connection pools cost tens of milliseconds of CPU to make, per task otherwise)."""
+    """What the node's runner keeps for the run's tasks, side by side and one after another:
+    its repository and worktrees, moved from task to task as on one machine, the ledger's
+    connection, the run's router, and one event loop on a thread of its own with the run's
+    model client open in it, where the tasks' engines run."""
 
     run_id: str
     own: Path
@@ -189,7 +228,7 @@ class _Kept:
         shutil.rmtree(self.own.parent, ignore_errors=True)
 
 
-_KEPT: list[_Kept] = []  # at most one: this process's, for the run it last worked for
+_KEPT: list[_Kept] = []  # at most one: this process's, for the run it works for
 
 
 def _kept_for(run: RunShared, folder: Path, clone: Path) -> _Kept:
@@ -309,9 +348,9 @@ def _has(clone: Path, commit: str, base: str) -> bool:
 
 
 def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -> Path:
-    """The task's own repository, borrowing the node clone's objects (`clone --shared`): its
-    worktree, branch and refs are its own, so tasks side by side on a node never see each
-    other's worktrees come and go (git trips over a worktree half made)."""
+    """The runner's repository, borrowing the node clone's objects (`clone --shared`): its
+    worktrees, branches and refs are its own, so the clone only ever takes objects and refs
+    (git trips over a worktree half made while another repository's bundle is taken)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _git(path.parent, "clone", "--quiet", "--shared", "--no-checkout", str(clone), path.name)
     if done.returncode != 0:
