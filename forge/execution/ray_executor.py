@@ -140,7 +140,7 @@ class RayTasks:
         from forge.ledger.store import user_name
 
         self._runtime_env = {"env_vars": {"FORGE_USER": user_name()}}
-        self.nodes = NodePool(self.ray, self._runtime_env)
+        self.nodes = NodePool(self.ray, self._runtime_env, self._run_start)
         files = _files_at(self.repo_dir, base)
         self.toolchains = repository_toolchains(self.repo_dir, files)
         self.losses: dict[str, int] = {}  # task id -> nodes lost under it
@@ -151,6 +151,21 @@ class RayTasks:
         self._sends = 0  # sends of any task so far: each send's events are keyed apart
         self._shared: Any = None  # the run's RunShared, once in the object store
         self._routing = threading.Lock()
+        self._sharing = threading.Lock()
+        # The nodes' runners start now, in the background, and make ready for the run (its
+        # clone, repository, connections: seconds of a node's time) while the driver validates
+        # the base and routes the first tasks.
+        threading.Thread(target=self._start_nodes, name="forge-ray-start", daemon=True).start()
+
+    def _start_nodes(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: the first task starts what is missing
+            self.nodes.refresh()
+
+    def _run_start(self) -> Any:
+        from forge import __version__
+        from forge.execution.ray_worker import RunStart
+
+        return RunStart([self._shared_object()], [self.shipping.base_object()], __version__)
 
     async def run(
         self,
@@ -237,6 +252,10 @@ class RayTasks:
 
     def _shared_object(self) -> Any:
         """What every task of the run carries alike, in the object store (put once)."""
+        with self._sharing:
+            return self._shared_once()
+
+    def _shared_once(self) -> Any:
         if self._shared is None:
             from forge.execution.ray_worker import RunShared
 
@@ -321,30 +340,31 @@ class NodePool:
     # How often a task waiting for a slot asks the cluster again for nodes that joined.
     LOOK_AGAIN_SECONDS = 5.0
 
-    def __init__(self, ray: Any, runtime_env: dict[str, Any]) -> None:
+    def __init__(self, ray: Any, runtime_env: dict[str, Any], start: Callable[[], Any]) -> None:
         self.ray = ray
         self.runtime_env = runtime_env
+        self.start = start  # what a runner is started with (a RunStart)
+        self._lock = threading.Lock()  # runners are started from a thread of the driver's too
         self.nodes: dict[str, Node] = {}
         self.gone: set[str] = set()  # ids of nodes lost, never used again
         self._changed = asyncio.Event()  # a slot was given back or a node lost
-        self._looking = asyncio.Lock()
 
     def refresh(self) -> None:
-        """A runner on every node alive with CPUs that has none yet (not while tasks are
-        being placed: see `_look`)."""
-        self._start_runners(self.ray.nodes())
-
-    async def _look(self) -> None:
-        """`refresh`, from the event loop: one look at a time, the cluster asked on a thread."""
-        async with self._looking:
-            self._start_runners(await anyio.to_thread.run_sync(self.ray.nodes))
-
-    def _start_runners(self, nodes: list[dict[str, Any]]) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+        """A runner on every node alive with CPUs that has none yet (blocking: the cluster is
+        asked, and the first runners' start needs the run's base bundle)."""
         from forge.execution.ray_worker import NodeRunner
 
-        runner = self.ray.remote(NodeRunner)
+        nodes = self.ray.nodes()
+        with self._lock:
+            self._start_missing(self.ray.remote(NodeRunner), nodes)
+
+    async def _look(self) -> None:
+        """`refresh`, from the event loop."""
+        await anyio.to_thread.run_sync(self.refresh)
+
+    def _start_missing(self, runner: Any, nodes: list[dict[str, Any]]) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         for info in nodes:
             node_id = info.get("NodeID", "")
             have = info.get("Resources", {})
@@ -358,12 +378,13 @@ class NodePool:
                 max_concurrency=MAX_TASKS_IN_FLIGHT,
                 runtime_env=self.runtime_env,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote()
+            ).remote(self.start())
             slots = max(1, min(MAX_TASKS_IN_FLIGHT, int(cpus // CPUS_PER_TASK)))
             self.nodes[node_id] = Node(node_id, slots, frozenset(have), actor)
 
     def alive(self) -> list[Node]:
-        return [node for node in self.nodes.values() if not node.lost]
+        with self._lock:
+            return [node for node in self.nodes.values() if not node.lost]
 
     async def take(self, task_id: str, needs: dict[str, float]) -> Node:
         """A slot on a node that has every resource in `needs`, waiting for one to free."""

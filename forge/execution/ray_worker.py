@@ -89,12 +89,13 @@ class NodeRunner:
     connection. (A Ray task per slot would start a worker process per slot, each importing and
     opening all of that for itself, and keep a ledger connection each.)"""
 
-    def __init__(self) -> None:
+    def __init__(self, start: RunStart | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         # For the blocking parts of each task (taking bundles, under the node's lock, making
         # the result's): one thread per task in flight at most.
         self._threads = ThreadPoolExecutor(MAX_TASKS_IN_FLIGHT, thread_name_prefix="forge-node")
+        self._warming = self._threads.submit(_warm_up, start) if start is not None else None
 
     async def run(
         self,
@@ -137,11 +138,41 @@ class NodeRunner:
         )
 
     async def forget(self, run_id: str) -> str:
-        """The run has ended: see `forget_run`."""
+        """The run has ended: see `forget_run` (once the warm-up is over, so that it leaves
+        nothing behind)."""
+        if self._warming is not None:
+            await asyncio.wrap_future(self._warming)
         return await self._blocking(forget_run, run_id)
 
     async def _blocking(self, call: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a node's runner is started with, to make ready for the run before its first task."""
+
+    shared: list[Any]  # the run's RunShared object, wrapped so that Ray does not fetch it
+    base: list[Any]  # the base bundle's object, wrapped
+    version: str  # forge's, on the driver
+
+
+def _warm_up(start: RunStart) -> None:
+    """While the driver still prepares the run's first tasks: the modules the tasks need, the
+    node's clone of the run, and the runner's repository, ledger connection, router and model
+    client. Best effort: what fails here fails again in the first task, which says why."""
+    from forge import __version__
+
+    if start.version != __version__:
+        return
+    with contextlib.suppress(Exception):
+        import forge.execution.engine  # noqa: F401  (imported by the first task otherwise)
+
+        run = _shared(start.shared[0])
+        folder = run_folder(run.run_id)
+        clone = _clone(folder, run.base, run.base, start.base, [])
+        with _KEEPING:
+            _kept_for(run, folder, clone)
 
 
 def _prepare(
@@ -156,7 +187,7 @@ def _prepare(
             f"node {socket.gethostname()} runs forge {__version__}, the driver forge "
             f"{job.version}: install the same version on every node"
         )
-    run = _shared(job)
+    run = _shared(job.shared[0])
     folder = run_folder(run.run_id)
     clone = _clone(folder, job.head, run.base, base_ref, pieces)
     with _KEEPING:
@@ -168,10 +199,9 @@ _SHARED: dict[str, RunShared] = {}  # this process's, by object id: the last run
 _KEEPING = threading.Lock()  # the run's first tasks on a node arrive together
 
 
-def _shared(job: RemoteJob) -> RunShared:
+def _shared(ref: Any) -> RunShared:
     import ray
 
-    ref = job.shared[0]
     key = ref.hex()
     if key not in _SHARED:
         _SHARED.clear()
