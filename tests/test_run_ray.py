@@ -322,6 +322,49 @@ def test_a_task_whose_key_no_node_has_is_not_placed_and_fails_saying_why(
     )
     assert fake.requests_for("m1-1") == []
     assert "sk-driver-only" not in done.stdout + done.stderr
+    # The nodes made ready for the run as it started; it ended at once, and left no copy.
+    assert run_copies(ray_cluster, json.loads(done.stdout)["run"]) == []
+
+
+def test_every_node_makes_ready_for_the_run_as_it_starts_and_keeps_nothing_after(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """One task, two nodes with a slot each: the node that gets no task clones the run too, at
+    the run's start (a task placed there later does not wait for it), and the end of the run
+    removes both copies."""
+    repo = six_module_repo(tmp_path)
+    ray_cluster.add_worker("spare")
+    try:
+        nodes = ("steady", "spare")
+        before = {n: set((ray_cluster.home(n) / "ray").glob("*/repo/.git")) for n in nodes}
+
+        def cloned() -> set[str]:
+            found = {n: set((ray_cluster.home(n) / "ray").glob("*/repo/.git")) for n in nodes}
+            return {n for n in nodes if found[n] - before[n]}
+
+        released = threading.Event()
+        fake.script("m1-1", Reply(text=raise_value("a"), after=released.is_set))
+        cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+        plan = tmp_path / "one.toml"
+        plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+        driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
+        try:
+            wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
+            # The task is on one node, held; the other has had nothing to do but make ready.
+            wait_for(lambda: cloned() == set(nodes), "both nodes to clone the run", driver=driver)
+            released.set()
+            stdout, stderr = driver.communicate(timeout=240)
+        finally:
+            released.set()
+            if driver.poll() is None:
+                driver.kill()
+        assert driver.returncode == 0, stderr
+        report = json.loads(stdout)
+        assert [t["state"] for t in report["tasks"]] == ["done"]
+        assert sum(line.startswith("a cluster: ran on ") for line in stderr.splitlines()) == 1
+        assert run_copies(ray_cluster, report["run"]) == []
+    finally:
+        ray_cluster.kill("spare")
 
 
 def test_ray_node_says_what_this_machine_lacks_and_joins_with_what_it_has(
