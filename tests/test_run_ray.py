@@ -211,6 +211,76 @@ def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun
     wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
 
 
+def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """Three independent tasks on three slots (steady's one, wide's two): all three are in
+    flight at once, so wide runs two side by side, in its one runner process, in the one
+    repository of the run it keeps; all three are merged once."""
+    repo = six_module_repo(tmp_path)
+    ray_cluster.add_worker("wide", cpus=2)
+    try:
+        released = threading.Event()
+        for n, task_id in enumerate("abc", 1):
+            fake.script(f"m{n}-1", Reply(text=raise_value(task_id), after=released.is_set))
+        cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+        plan = tmp_path / "three.toml"
+        plan.write_text(
+            "".join(
+                f'[[task]]\nid = "{t}"\ntitle = "Raise value_{t} to 2"\ntier = "t{n}"\n\n'
+                for n, t in enumerate("abc", 1)
+            )
+        )
+        driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
+        try:
+            wait_for(
+                lambda: all(fake.requests_for(f"m{n}-1") for n in (1, 2, 3)),
+                "all three tasks to ask their models at once",
+                driver=driver,
+            )
+            # Mid-task on both nodes: one runner process on wide, two worktrees in its one
+            # repository of the run.
+            assert runners(ray_cluster, "wide") == 1
+            trees = list((ray_cluster.home("wide") / "ray").glob("*/workers/*/trees/slot-*"))
+            assert len(trees) == 2, trees
+            released.set()
+            stdout, stderr = driver.communicate(timeout=240)
+        finally:
+            released.set()
+            if driver.poll() is None:
+                driver.kill()
+        assert driver.returncode == 0, stderr
+        report = json.loads(stdout)
+        assert {t["id"]: t["state"] for t in report["tasks"]} == dict.fromkeys("abc", "done")
+        assert merged_once(repo, report["branch"]) == ["a", "b", "c"]
+        assert [len(fake.requests_for(f"m{n}-1")) for n in (1, 2, 3)] == [1, 1, 1]
+        ran_on = [
+            line.split(" ran on ")[1].split(" in ")[0]
+            for line in stderr.splitlines()
+            if " cluster: ran on " in line
+        ]
+        assert len(ran_on) == 3 and sorted(ran_on.count(n) for n in set(ran_on)) == [1, 2]
+        assert run_copies(ray_cluster, report["run"]) == []
+    finally:
+        ray_cluster.kill("wide")
+
+
+def runners(cluster: RayCluster, node: str) -> int:
+    """The node's processes running a NodeRunner (Ray titles an actor's process with its
+    class), found by the node's FORGE_HOME in their environment."""
+    home = f"FORGE_HOME={cluster.home(node)}".encode()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::NodeRunner") and home in environ.split(b"\0"):
+            count += 1
+    return count
+
+
 def run_copies(cluster: RayCluster, run_id: str) -> list[str]:
     """The nodes alive whose FORGE_HOME still holds the run's copy (its clone, its tasks')."""
     return [n for n in cluster.nodes if (cluster.home(n) / "ray" / branch_part(run_id)).exists()]
