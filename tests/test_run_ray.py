@@ -240,7 +240,7 @@ def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
             )
             # Mid-task on both nodes: one runner process on wide, two worktrees in its one
             # repository of the run.
-            assert runners(ray_cluster, "wide") == 1
+            assert len(runners(ray_cluster, "wide")) == 1
             trees = list((ray_cluster.home("wide") / "ray").glob("*/workers/*/trees/slot-*"))
             assert len(trees) == 2, trees
             released.set()
@@ -265,11 +265,11 @@ def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
         ray_cluster.kill("wide")
 
 
-def runners(cluster: RayCluster, node: str) -> int:
+def runners(cluster: RayCluster, node: str) -> list[int]:
     """The node's processes running a NodeRunner (Ray titles an actor's process with its
     class), found by the node's FORGE_HOME in their environment."""
     home = f"FORGE_HOME={cluster.home(node)}".encode()
-    count = 0
+    found = []
     for entry in Path("/proc").iterdir():
         try:
             title = (entry / "cmdline").read_bytes()
@@ -277,8 +277,41 @@ def runners(cluster: RayCluster, node: str) -> int:
         except OSError:
             continue
         if title.startswith(b"ray::NodeRunner") and home in environ.split(b"\0"):
-            count += 1
-    return count
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_runner_killed_on_a_node_that_stays_up_is_replaced_and_its_task_sent_again(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """Only the runner's process dies (as when a node's memory monitor kills it), on the one
+    node with CPUs: the node gets a new runner, the task runs again there and is merged once."""
+    repo = six_module_repo(tmp_path)
+    killed = threading.Event()
+    fake.script(
+        "m1-1", Reply(text=raise_value("a"), after=killed.is_set), Reply(text=raise_value("a"))
+    )
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    plan = tmp_path / "one.toml"
+    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+    driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
+    try:
+        wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
+        (runner,) = runners(ray_cluster, "steady")
+        os.kill(runner, signal.SIGKILL)
+        killed.set()
+        stdout, stderr = driver.communicate(timeout=240)
+    finally:
+        killed.set()
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert [t["state"] for t in report["tasks"]] == ["done"], stderr
+    assert "its node was lost mid-task" in stderr
+    assert len(fake.requests_for("m1-1")) == 2
+    assert merged_once(repo, report["branch"]) == ["a"]
+    assert run_copies(ray_cluster, report["run"]) == []
 
 
 def run_copies(cluster: RayCluster, run_id: str) -> list[str]:

@@ -4,14 +4,16 @@ It stands where the task engine stands for the scheduler (`run(task, head)` give
 outcome), so everything around a task is unchanged: the graph, the limits, the budget checks,
 the merges and their validation, the ledger's run rows, `--resume`. What changes is where the
 task's attempts happen. The driver (this process) puts the run's base bundle in Ray's object
-store once and a small bundle of the integration line's newer commits per head; a node builds
-its clone from them and runs the same engine (see ray_worker). The task's commit comes back as a
-bundle; its objects are stored here and the task's branch set to it, as the engine would have
-done locally, and the scheduler merges it. The user's repository is only touched here.
+store once and a small bundle of the integration line's newer commits per head. One runner per
+node (an actor, see ray_worker) builds the node's clone from them as the run starts and runs the
+same engine for the tasks placed there; the driver places each task itself, on the node with the
+most free slots (one per CPU) among those with what the task needs. The task's commit comes back
+as a bundle; its objects are stored here and the task's branch set to it, as the engine would
+have done locally, and the scheduler merges it. The user's repository is only touched here.
 
-A node lost mid-task (its machine died, its raylet was killed) loses that attempt's work: the
-task is sent again, Ray places it on a node that is alive, and only the run that returns is
-merged. Ray's own task retries are off, so the driver knows and says so.
+A node lost mid-task (its machine died, its raylet or its runner was killed) loses the work of
+every task on it: each is sent again, placed on a node that is alive, and only the run that
+returns is merged. Ray's own retries are off, so the driver knows and says so.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ RAY_EXTRA = "pip install 'forge-cli[ray]'"
 # How many times a task whose node was lost is sent again before it fails.
 MAX_NODE_LOSSES = 3
 CPUS_PER_TASK = 1.0
+# How many runners a node gets in one run: a second when the first died but the node did not.
+RUNNER_STARTS = 2
 # How long the driver waits for the nodes to remove their copies of a run that ended.
 FORGET_SECONDS = 30.0
 
@@ -219,9 +223,10 @@ class RayTasks:
             node = await self.nodes.take(task.id, needs)
             self._sends += 1
             key = f"{task.id}#{self._sends}"
-            self.stream.begin(task.id, key)
-            ref = node.actor.run.remote(job, [base], pieces, (self.stream.sink, key))
+            ref = None
             try:
+                self.stream.begin(task.id, key)
+                ref = node.actor.run.remote(job, [base], pieces, (self.stream.sink, key))
                 result: RemoteResult = await asyncio.wrap_future(ref.future())
                 return key, result
             except lost.RayTaskError as exc:
@@ -230,8 +235,9 @@ class RayTasks:
                     raise cause from None
                 raise ClusterError(f"task {task.id!r} failed on its node: {exc}") from None
             except (lost.TaskCancelledError, anyio.get_cancelled_exc_class()):
-                with contextlib.suppress(lost.RayError):
-                    ray.cancel(ref)  # the node's runner cancels the task's engine
+                if ref is not None:
+                    with contextlib.suppress(lost.RayError):
+                        ray.cancel(ref)  # the node's runner cancels the task's engine
                 raise
             except lost.RayError as exc:  # the node or its runner died: send it again
                 self.nodes.lose(node)
@@ -303,9 +309,28 @@ class RayTasks:
         """The run has ended (done, failed or stopped; not interrupted): every node alive with
         task slots removes its copy of the run, at once and in parallel. A node that does not
         answer in time, or was down, keeps its copy, to be removed by hand."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from forge.execution.ray_worker import forget_run
+
         ray = self.ray
-        self.nodes.refresh()  # a node that joined since the last task may hold a copy too
-        refs = [node.actor.forget.remote(self.run_id) for node in self.nodes.alive()]
+        runners = {node.node_id: node for node in self.nodes.alive()}
+        refs = [node.actor.forget.remote(self.run_id) for node in runners.values()]
+        # A node alive without a runner of the run (its runner died, or it joined late) may
+        # still hold a copy: a task pinned to it removes that, with no runner started for it.
+        remote = ray.remote(forget_run)
+        refs += [
+            remote.options(
+                num_cpus=0,
+                max_retries=0,
+                runtime_env=self._runtime_env,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+            ).remote(self.run_id)
+            for node in ray.nodes()
+            if node.get("Alive")
+            and node.get("Resources", {}).get("CPU")
+            and node.get("NodeID") not in runners
+        ]
         if not refs:
             return
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=FORGET_SECONDS)
@@ -347,6 +372,8 @@ class NodePool:
         self._lock = threading.Lock()  # runners are started from a thread of the driver's too
         self.nodes: dict[str, Node] = {}
         self.gone: set[str] = set()  # ids of nodes lost, never used again
+        self.starts: dict[str, int] = {}  # runners started per node
+        self.closed = False
         self._changed = asyncio.Event()  # a slot was given back or a node lost
 
     def refresh(self) -> None:
@@ -356,21 +383,34 @@ class NodePool:
 
         nodes = self.ray.nodes()
         with self._lock:
-            self._start_missing(self.ray.remote(NodeRunner), nodes)
+            missing = not self.closed and any(self._wanted(info) for info in nodes)
+        if not missing:
+            return
+        start = self.start()  # the base bundle, the first time: not while holding the lock
+        with self._lock:
+            if not self.closed:
+                self._start_missing(self.ray.remote(NodeRunner), nodes, start)
 
     async def _look(self) -> None:
         """`refresh`, from the event loop."""
         await anyio.to_thread.run_sync(self.refresh)
 
-    def _start_missing(self, runner: Any, nodes: list[dict[str, Any]]) -> None:
+    def _wanted(self, info: dict[str, Any]) -> bool:
+        """Whether the node is alive with CPUs, has no runner of the run, and may have one."""
+        node_id = info.get("NodeID", "")
+        cpus = float(info.get("Resources", {}).get("CPU", 0))
+        alive = bool(info.get("Alive")) and cpus > 0
+        return alive and node_id not in self.nodes and node_id not in self.gone
+
+    def _start_missing(self, runner: Any, nodes: list[dict[str, Any]], start: Any) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         for info in nodes:
-            node_id = info.get("NodeID", "")
+            if not self._wanted(info):
+                continue
+            node_id = info["NodeID"]
             have = info.get("Resources", {})
             cpus = float(have.get("CPU", 0))
-            if not info.get("Alive") or cpus <= 0 or node_id in self.nodes or node_id in self.gone:
-                continue
             actor = runner.options(
                 num_cpus=0,  # the node's CPUs are the slots counted here
                 max_restarts=0,
@@ -378,7 +418,8 @@ class NodePool:
                 max_concurrency=MAX_TASKS_IN_FLIGHT,
                 runtime_env=self.runtime_env,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(self.start())
+            ).remote(start)
+            self.starts[node_id] = self.starts.get(node_id, 0) + 1
             slots = max(1, min(MAX_TASKS_IN_FLIGHT, int(cpus // CPUS_PER_TASK)))
             self.nodes[node_id] = Node(node_id, slots, frozenset(have), actor)
 
@@ -403,29 +444,39 @@ class NodePool:
                 node.busy += 1
                 return node
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._changed.wait(), self.LOOK_AGAIN_SECONDS)
-            await self._look()
+            except TimeoutError:
+                await self._look()  # a node may have joined
 
     def give_back(self, node: Node) -> None:
         node.busy -= 1
         self._changed.set()
 
     def lose(self, node: Node) -> None:
-        """The node's runner died (the node with it, most likely): no task goes there again."""
+        """The node's runner died: its node with it, most likely, or the runner alone (the
+        node's memory monitor killed it). The node gets a new runner when the cluster next
+        lists it alive, RUNNER_STARTS times in all; after that no task goes there again."""
         if not node.lost:
             node.lost = True
-            self.gone.add(node.node_id)
             with contextlib.suppress(Exception):
                 self.ray.kill(node.actor)
+            with self._lock:
+                if self.nodes.get(node.node_id) is node:
+                    del self.nodes[node.node_id]
+                if self.starts.get(node.node_id, 1) >= RUNNER_STARTS:
+                    self.gone.add(node.node_id)
         self._changed.set()
 
     def close(self) -> None:
-        """The runners end (the run's copies on the nodes stay unless forgotten first)."""
-        for node in self.alive():
+        """The runners end (the run's copies on the nodes stay unless forgotten first), and
+        no runner starts after this."""
+        with self._lock:
+            self.closed = True
+            ending, self.nodes = list(self.nodes.values()), {}
+        for node in ending:
             with contextlib.suppress(Exception):
                 self.ray.kill(node.actor)
-        self.nodes.clear()
 
 
 def _identity(repo_dir: Path) -> tuple[str, str] | None:

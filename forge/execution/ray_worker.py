@@ -2,11 +2,11 @@
 
 The driver starts one `NodeRunner` actor per node for the run, and sends it the tasks it places
 there. The node keeps one clone per run (under its own forge home), made from the run's base
-bundle the first time one of the run's tasks lands there; each task brings the integration
-line's newer commits as a small bundle, takes a worktree from the node's repository of the run,
-runs the task engine (context, model calls, edits, validation, retries, escalation) with the
-node's own API keys, and sends back its commit as a bundle with what its attempts did. Nothing
-here touches the user's repository: that lives on the driver's machine only.
+bundle by the runner as it starts (or by the run's first task there); each task brings the
+integration line's newer commits as a small bundle, takes a worktree from the node's repository
+of the run, runs the task engine (context, model calls, edits, validation, retries, escalation)
+with the node's own API keys, and sends back its commit as a bundle with what its attempts did.
+Nothing here touches the user's repository: that lives on the driver's machine only.
 """
 
 from __future__ import annotations
@@ -113,10 +113,20 @@ class NodeRunner:
         run, kept, clone = await self._blocking(_prepare, job, base_ref, pieces)
         cloned = time.monotonic() - started
         events: list[TaskEvent] = []
+        stop = _Stop()
         running = asyncio.run_coroutine_threadsafe(
-            _engine_run(job, run, kept, clone, _recorder(events, stream)), kept.loop
+            _engine_run(job, run, kept, clone, _recorder(events, stream), stop), kept.loop
         )
-        outcome = await asyncio.wrap_future(running)
+        try:
+            outcome = await asyncio.shield(asyncio.wrap_future(running))
+        except asyncio.CancelledError:
+            # Cancelled as on one machine: through the engine's cancel scope, so its shielded
+            # steps (making the worktree, giving it back) finish; the cancel ends once they
+            # have, not before (the run's end would close what they still use).
+            kept.loop.call_soon_threadsafe(stop.cancel)
+            with contextlib.suppress(BaseException):
+                await asyncio.wrap_future(running)
+            raise
         bundle = None
         if outcome.state == "done" and outcome.commit is not None:
             branch = f"refs/heads/forge/{branch_part(run.run_id)}/{branch_part(job.task.id)}"
@@ -203,10 +213,14 @@ def _shared(ref: Any) -> RunShared:
     import ray
 
     key = ref.hex()
-    if key not in _SHARED:
-        _SHARED.clear()
-        _SHARED[key] = ray.get(ref)
-    return _SHARED[key]
+    with _KEEPING:
+        known = _SHARED.get(key)
+    if known is None:
+        known = ray.get(ref)
+        with _KEEPING:
+            _SHARED.clear()
+            _SHARED[key] = known
+    return known
 
 
 def _recorder(events: list[TaskEvent], stream: tuple[Any, str] | None) -> Any:
@@ -391,11 +405,33 @@ def _own_repository(clone: Path, path: Path, identity: tuple[str, str] | None) -
     return path
 
 
+class _Stop:
+    """A task's cancel, asked from the runner's loop and carried out on the engine's (both
+    only ever touched on the engine's loop, so a cancel that comes before the engine starts
+    is not missed)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.scope: Any = None  # the engine's anyio CancelScope, once it runs
+
+    def cancel(self) -> None:
+        self.asked = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
 async def _engine_run(
-    job: RemoteJob, run: RunShared, kept: _Kept, clone: Path, on_event: Any
+    job: RemoteJob, run: RunShared, kept: _Kept, clone: Path, on_event: Any, stop: _Stop
 ) -> TaskOutcome:
+    import anyio
+
     engine = _engine(run, kept, clone, kept.client, on_event)
-    return await engine.run(job.task, job.head, routed=job.decision)
+    with anyio.CancelScope() as scope:
+        stop.scope = scope
+        if stop.asked:
+            scope.cancel()
+        return await engine.run(job.task, job.head, routed=job.decision)
+    raise asyncio.CancelledError  # the scope took the cancel: the task did not finish
 
 
 def _engine(run: RunShared, kept: _Kept, clone: Path, client: Any, on_event: Any) -> TaskEngine:
