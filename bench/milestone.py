@@ -826,9 +826,11 @@ def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
         print_cpu(cpu, len(graph.ids))
         print_shipping(folder / "ray" / "repo", runs["ray"])
     finally:
-        cluster.stop()
-        server.destroy()
-        shutil.rmtree(cluster_folder, ignore_errors=True)
+        try:
+            cluster.stop()
+        finally:  # Ray's own shutdown can raise (processes it could not reap): not a reason
+            server.destroy()  # to leave the database server running
+            shutil.rmtree(cluster_folder, ignore_errors=True)
 
 
 def print_cpu(cpu: dict[str, dict[str, float]], tasks: int) -> None:
