@@ -9,6 +9,7 @@ answer for exactly one task, whichever node runs it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,26 @@ def wait_for(
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def holding(driver: subprocess.Popen[str], held: threading.Event) -> Iterator[None]:
+    """The body runs while the driver's held model calls wait; then they are let go. A driver
+    still running when the body fails is killed."""
+    try:
+        yield
+    except BaseException:
+        held.set()
+        driver.kill()
+        raise
+    held.set()
+
+
+def succeeded(driver: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
+    """The driver's `--json` report once it ended with 0, and its progress lines."""
+    stdout, stderr = driver.communicate(timeout=240)
+    assert driver.returncode == 0, stderr
+    return json.loads(stdout), stderr
+
+
 def test_six_tasks_run_on_the_cluster_and_a_node_killed_mid_task_costs_one_rerun(
     fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
 ) -> None:
@@ -232,7 +254,7 @@ def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
             )
         )
         driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
-        try:
+        with holding(driver, released):
             wait_for(
                 lambda: all(fake.requests_for(f"m{n}-1") for n in (1, 2, 3)),
                 "all three tasks to ask their models at once",
@@ -243,14 +265,7 @@ def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
             assert len(runners(ray_cluster, "wide")) == 1
             trees = list((ray_cluster.home("wide") / "ray").glob("*/workers/*/trees/slot-*"))
             assert len(trees) == 2, trees
-            released.set()
-            stdout, stderr = driver.communicate(timeout=240)
-        finally:
-            released.set()
-            if driver.poll() is None:
-                driver.kill()
-        assert driver.returncode == 0, stderr
-        report = json.loads(stdout)
+        report, stderr = succeeded(driver)
         assert {t["id"]: t["state"] for t in report["tasks"]} == dict.fromkeys("abc", "done")
         assert merged_once(repo, report["branch"]) == ["a", "b", "c"]
         assert [len(fake.requests_for(f"m{n}-1")) for n in (1, 2, 3)] == [1, 1, 1]
@@ -295,18 +310,11 @@ def test_a_runner_killed_on_a_node_that_stays_up_is_replaced_and_its_task_sent_a
     plan = tmp_path / "one.toml"
     plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
     driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
-    try:
+    with holding(driver, killed):
         wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
         (runner,) = runners(ray_cluster, "steady")
         os.kill(runner, signal.SIGKILL)
-        killed.set()
-        stdout, stderr = driver.communicate(timeout=240)
-    finally:
-        killed.set()
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 0, stderr
-    report = json.loads(stdout)
+    report, stderr = succeeded(driver)
     assert [t["state"] for t in report["tasks"]] == ["done"], stderr
     assert "its node was lost mid-task" in stderr
     assert len(fake.requests_for("m1-1")) == 2
@@ -451,18 +459,11 @@ def test_every_node_makes_ready_for_the_run_as_it_starts_and_keeps_nothing_after
         plan = tmp_path / "one.toml"
         plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
         driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
-        try:
+        with holding(driver, released):
             wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
             # The task is on one node, held; the other has had nothing to do but make ready.
             wait_for(lambda: cloned() == set(nodes), "both nodes to clone the run", driver=driver)
-            released.set()
-            stdout, stderr = driver.communicate(timeout=240)
-        finally:
-            released.set()
-            if driver.poll() is None:
-                driver.kill()
-        assert driver.returncode == 0, stderr
-        report = json.loads(stdout)
+        report, stderr = succeeded(driver)
         assert [t["state"] for t in report["tasks"]] == ["done"]
         assert sum(line.startswith("a cluster: ran on ") for line in stderr.splitlines()) == 1
         assert run_copies(ray_cluster, report["run"]) == []
