@@ -118,6 +118,19 @@ def six_task_plan(tmp_path: Path) -> Path:
     return path
 
 
+def independent_tasks(tmp_path: Path, ids: str) -> Path:
+    """A milestone of one task per letter of `ids`, none after another: the n-th raises
+    value_<id> to 2 on tier t<n> (so its model is m<n>)."""
+    path = tmp_path / f"tasks-{ids}.toml"
+    path.write_text(
+        "".join(
+            f'[[task]]\nid = "{t}"\ntitle = "Raise value_{t} to 2"\ntier = "t{n}"\n\n'
+            for n, t in enumerate(ids, 1)
+        )
+    )
+    return path
+
+
 def checkout_state(repo: Path) -> dict[str, str]:
     """What the user sees: branch, HEAD, the index file's bytes, every file of the tree."""
     files = sorted(p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts)
@@ -246,13 +259,7 @@ def test_a_node_with_two_cpus_runs_two_tasks_side_by_side_in_one_runner(
         for n, task_id in enumerate("abc", 1):
             fake.script(f"m{n}-1", Reply(text=raise_value(task_id), after=released.is_set))
         cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
-        plan = tmp_path / "three.toml"
-        plan.write_text(
-            "".join(
-                f'[[task]]\nid = "{t}"\ntitle = "Raise value_{t} to 2"\ntier = "t{n}"\n\n'
-                for n, t in enumerate("abc", 1)
-            )
-        )
+        plan = independent_tasks(tmp_path, "abc")
         driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
         with holding(driver, released):
             wait_for(
@@ -307,8 +314,7 @@ def test_a_runner_killed_on_a_node_that_stays_up_is_replaced_and_its_task_sent_a
         "m1-1", Reply(text=raise_value("a"), after=killed.is_set), Reply(text=raise_value("a"))
     )
     cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
-    plan = tmp_path / "one.toml"
-    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+    plan = independent_tasks(tmp_path, "a")
     driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
     with holding(driver, killed):
         wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
@@ -419,8 +425,7 @@ def test_a_task_whose_key_no_node_has_is_not_placed_and_fails_saying_why(
     )
     cfg.write_text(text, encoding="utf-8")
     monkeypatch.setenv("RAYTEST_ONLY_HERE_KEY", "sk-driver-only")
-    plan = tmp_path / "one.toml"
-    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+    plan = independent_tasks(tmp_path, "a")
 
     done = run_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo, timeout=300)
 
@@ -456,8 +461,7 @@ def test_every_node_makes_ready_for_the_run_as_it_starts_and_keeps_nothing_after
         released = threading.Event()
         fake.script("m1-1", Reply(text=raise_value("a"), after=released.is_set))
         cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
-        plan = tmp_path / "one.toml"
-        plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+        plan = independent_tasks(tmp_path, "a")
         driver = start_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
         with holding(driver, released):
             wait_for(lambda: fake.requests_for("m1-1"), "task a to ask its model", driver=driver)
@@ -609,8 +613,7 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
     # ends only once the driver shows it validating. Neither has returned from the node yet.
     fake.script("m1-1", Reply(text=raise_value("a"), after=lambda: shows("asking")))
     cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
-    plan = tmp_path / "one.toml"
-    plan.write_text('[[task]]\nid = "a"\ntitle = "Raise value_a to 2"\ntier = "t1"\n')
+    plan = independent_tasks(tmp_path, "a")
     with log.open("w") as stderr:
         driver = start_forge(
             "run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo, stderr=stderr

@@ -353,14 +353,14 @@ class Node:
     resources: frozenset[str]
     actor: Any  # its NodeRunner
     busy: int = 0
-    lost: bool = False
+    lost: bool = False  # its runner died: out of the pool
 
 
 class NodePool:
     """The nodes that run the run's tasks: a runner on each node alive with CPUs (started when
     the node is first seen, for the run), and which of their slots are taken. A task goes to the
     node with the most free slots among those that have what it needs, and waits while they are
-    all busy; a node whose runner died is dropped for the rest of the run."""
+    all busy; a node whose runner died leaves the pool (see `lose`)."""
 
     # How often a task waiting for a slot asks the cluster again for nodes that joined.
     LOOK_AGAIN_SECONDS = 5.0
@@ -424,8 +424,9 @@ class NodePool:
             self.nodes[node_id] = Node(node_id, slots, frozenset(have), actor)
 
     def alive(self) -> list[Node]:
+        """The nodes whose runner is alive, as far as the run knows (a lost one leaves)."""
         with self._lock:
-            return [node for node in self.nodes.values() if not node.lost]
+            return list(self.nodes.values())
 
     async def take(self, task_id: str, needs: dict[str, float]) -> Node:
         """A slot on a node that has every resource in `needs`, waiting for one to free."""

@@ -178,11 +178,7 @@ def _warm_up(start: RunStart) -> None:
     with contextlib.suppress(Exception):
         import forge.execution.engine  # noqa: F401  (imported by the first task otherwise)
 
-        run = _shared(start.shared[0])
-        folder = run_folder(run.run_id)
-        clone = _clone(folder, run.base, run.base, start.base, [])
-        with _KEEPING:
-            _kept_for(run, folder, clone)
+        _ready(start.shared[0], None, start.base, [])
 
 
 def _prepare(
@@ -197,9 +193,17 @@ def _prepare(
             f"node {socket.gethostname()} runs forge {__version__}, the driver forge "
             f"{job.version}: install the same version on every node"
         )
-    run = _shared(job.shared[0])
+    return _ready(job.shared[0], job.head, base_ref, pieces)
+
+
+def _ready(
+    shared: Any, head: str | None, base_ref: list[Any], pieces: list[Piece]
+) -> tuple[RunShared, _Kept, Path]:
+    """The run's shared part (from its object), the node's clone holding `head` (the run's
+    base when None), and what this process keeps for the run."""
+    run = _shared(shared)
     folder = run_folder(run.run_id)
-    clone = _clone(folder, job.head, run.base, base_ref, pieces)
+    clone = _clone(folder, head or run.base, run.base, base_ref, pieces)
     with _KEEPING:
         kept = _kept_for(run, folder, clone)
     return run, kept, clone
