@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import compileall
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,12 @@ from forge.testing.fake_provider import FakeProvider
 from tests.warm_forge import WarmForge
 
 COLD = os.environ.get("FORGE_TESTS_COLD") == "1"
+
+# Tests press Ctrl-C (SIGINT) on the processes they start, as a terminal does. A shell that runs
+# the suite in the background (`.ci/run &`) starts it with SIGINT ignored, and every process
+# started from here would inherit that and ignore the key. A terminal's foreground never does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -591,7 +591,11 @@ def test_module_serves_from_the_command_line() -> None:
             models = httpx.get(f"{url}/v1/models", timeout=5).json()
         finally:
             cli.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            returncode = cli.wait(timeout=5)
+            try:
+                returncode = cli.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                cli.kill()  # leave no server behind, and fail below
+                returncode = cli.wait()
 
     assert [m["id"] for m in models["data"]] == ["cli-model"]
     assert returncode == 0
