@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,31 @@ def test_help_and_version_load_no_heavy_module(args: list[str], also_absent: tup
     heavy = HEAVY + also_absent
     loaded = [m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)]
     assert loaded == [], f"{args} imported {loaded}"
+
+
+def test_routing_one_task_loads_no_model_client(tmp_path: Path) -> None:
+    """`forge route` reads the config and the ledger and calls no model: the provider layer's
+    clients, requests and stream events stay unloaded (only its accounting types are needed)."""
+    (tmp_path / "forge.toml").write_text(
+        '[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        '[models.small]\nprovider = "local"\nid = "m"\ntier = "local"\n'
+        "input_price = 0\noutput_price = 0\n"  # (else prices are looked up in genai-prices)
+    )
+    args = ["route", "-c", str(tmp_path / "forge.toml"), "fix the typo in README.md"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "FORGE_HOME": str(tmp_path / "home")},
+    )
+    assert "small" in done.stdout
+    modules = json.loads(done.stdout.rsplit("MODULES=", 1)[1])
+    assert "forge.routing.analysis" in modules, "the task was routed"
+    providers = [m for m in modules if m.startswith("forge.providers.")]
+    assert providers == ["forge.providers.accounting"]
+    assert not [m for m in modules if m.split(".")[0] in ("httpx", "anyio", "networkx")]
 
 
 def test_python_dash_m_forge_matches_the_console_script() -> None:

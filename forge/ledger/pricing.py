@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from forge.config.schema import ForgeConfig
-from forge.providers.types import Cost, Target, Usage
+from forge.providers.accounting import Cost, Target, Usage
 
 MILLION = Decimal(1_000_000)
 

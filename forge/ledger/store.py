@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from forge.errors import ExitCode, ForgeError
 from forge.home import forge_home
-from forge.providers.types import TRUNCATED, Cost, Target, Usage
+from forge.providers.accounting import TRUNCATED, Cost, Target, Usage
 
 if TYPE_CHECKING:
     from forge.config.schema import ForgeConfig

@@ -16,7 +16,7 @@ from typing import Any
 from forge.config.schema import ForgeConfig
 from forge.ledger.pricing import Prices, discovered_prices, resolve_prices
 from forge.ledger.store import Ledger
-from forge.providers.types import Target
+from forge.providers.accounting import Target
 from forge.routing.history import HistoryRates
 
 PREMIUM_TIER = "premium"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import subprocess
@@ -190,6 +189,8 @@ def content_key(root: Path, name: str, known: Mapping[str, Known]) -> bytes:
 def blob_id(data: bytes) -> str:
     """The id git gives these bytes as a blob (SHA-1, git's default object format; in a
     SHA-256 repository a file read here keys apart from one git vouched for)."""
+    import hashlib  # (not at import: `forge route` needs this module, not hashing)
+
     digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
     digest.update(data)
     return digest.hexdigest()
