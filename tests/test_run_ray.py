@@ -643,14 +643,9 @@ def test_a_ray_tasks_stages_show_on_the_driver_while_it_runs(
     wait_for(lambda: ledger_connections(postgres_database) == 0, "the nodes to close the ledger")
 
 
-def test_a_node_validates_a_tasks_base_itself_even_when_the_driver_validated_that_line(
-    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
-) -> None:
-    """a and b run side by side; the second to merge is re-created on the first, so the driver
-    validates the merged line. c, after both, starts from that line, and its node runs the
-    suite on it again: c's attempts are judged in the node's environment, so its baseline
-    must come from there, not from the driver's tools and the user's checkout."""
-    sessions = tmp_path / "sessions.log"
+def logged_suite_repo(tmp_path: Path, sessions: Path) -> Path:
+    """mod_a/b/c.py with value 1, and a pytest suite over them whose every session appends a
+    line to `sessions`: where it ran, and the three values it saw ("121": b raised)."""
     conftest = (
         "from pathlib import Path\n\nROOT = Path(__file__).resolve().parents[1]\n\n\n"
         "def pytest_sessionstart(session):\n"
@@ -669,7 +664,26 @@ def test_a_node_validates_a_tasks_base_itself_even_when_the_driver_validated_tha
         "tests/test_values.py": tests.rstrip() + "\n",
         **{f"mod_{n}.py": module(n, 1) for n in "abc"},
     }
-    repo = make_repo(tmp_path / "repo", files)
+    return make_repo(tmp_path / "repo", files)
+
+
+def sessions_by_place(cluster: RayCluster, sessions: Path) -> tuple[list[str], list[str]]:
+    """The values each suite session saw, in order: those on the nodes, those on the driver."""
+    nodes = tuple(str(cluster.home(name)) for name in cluster.nodes)
+    runs = [line.rsplit(" ", 1) for line in sessions.read_text().splitlines()]
+    on_nodes = [values for where, values in runs if where.startswith(nodes)]
+    return on_nodes, [values for where, values in runs if not where.startswith(nodes)]
+
+
+def test_a_node_validates_a_tasks_base_itself_even_when_the_driver_validated_that_line(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """a and b run side by side; the second to merge is re-created on the first, so the driver
+    validates the merged line. c, after both, starts from that line, and its node runs the
+    suite on it again: c's attempts are judged in the node's environment, so its baseline
+    must come from there, not from the driver's tools and the user's checkout."""
+    sessions = tmp_path / "sessions.log"
+    repo = logged_suite_repo(tmp_path, sessions)
     for n, name in enumerate("abc", 1):
         fake.script(f"m{n}-1", Reply(text=raise_value(name)))
     plan = tmp_path / "plan.toml"
@@ -684,14 +698,35 @@ def test_a_node_validates_a_tasks_base_itself_even_when_the_driver_validated_tha
     done = run_forge("run-milestone", str(plan), "--json", "-c", str(cfg), cwd=repo)
     assert done.returncode == 0, done.stderr
     assert [t["state"] for t in json.loads(done.stdout)["tasks"]] == ["done"] * 3
-    nodes = [str(ray_cluster.home(name)) for name in ray_cluster.nodes]
-    runs = [line.rsplit(" ", 1) for line in sessions.read_text().splitlines()]
-    on_nodes = [values for where, values in runs if where.startswith(tuple(nodes))]
-    on_driver = [values for where, values in runs if not where.startswith(tuple(nodes))]
-    assert "221" in on_driver, runs  # the driver validated the line a and b made
-    assert "221" in on_nodes, runs  # and c's node validated it again, for c's baseline
-    assert "222" in on_nodes, runs  # c's own attempt was validated there
+    on_nodes, on_driver = sessions_by_place(ray_cluster, sessions)
+    assert "221" in on_driver, on_driver  # the driver validated the line a and b made
+    assert "221" in on_nodes, on_nodes  # and c's node validated it again, for c's baseline
+    assert "222" in on_nodes, on_nodes  # c's own attempt was validated there
     assert "c base: validating the base" in done.stderr
+
+
+def test_a_node_validates_each_base_once_for_the_tasks_that_start_from_it(
+    fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
+) -> None:
+    """Three independent tasks start from the run's base on the one node with one slot, one
+    after another: the node runs the suite on that base for the first, and the other two take
+    that report, as tasks sharing a base do on one machine; each attempt is still validated."""
+    sessions = tmp_path / "sessions.log"
+    repo = logged_suite_repo(tmp_path, sessions)
+    for n, name in enumerate("abc", 1):
+        fake.script(f"m{n}-1", Reply(text=raise_value(name)))
+    cfg = ray_config(tmp_path, fake.url, postgres_database, ray_cluster)
+    done = run_forge(
+        "run-milestone", str(independent_tasks(tmp_path, "abc")), "--json", "-c", str(cfg),
+        cwd=repo,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [t["state"] for t in json.loads(done.stdout)["tasks"]] == ["done"] * 3
+    on_nodes, _ = sessions_by_place(ray_cluster, sessions)
+    assert on_nodes.count("111") == 1, on_nodes  # the base, once
+    assert sorted(v for v in on_nodes if v != "111") == ["112", "121", "211"], on_nodes
+    assert done.stderr.count("base: validating the base") == 1, done.stderr
+    assert done.stderr.count("base: the base's validation is known already") == 2, done.stderr
 
 
 def test_events_after_a_lost_batch_are_shown_from_the_result_in_order() -> None:

@@ -232,6 +232,28 @@ def route_task(
         raise UsageError(f"task {task.id!r}: {exc}") from None
 
 
+class BaseReports:
+    """Each base commit's validation, made once and shared by the tasks that start from it.
+
+    On one machine the scheduler does this (it validates each head of the line once and hands
+    the report to the tasks it starts there). A Ray node's runner keeps one of these for the
+    run: its tasks' bases are validated on the node, with the node's own tools, once per head
+    rather than once per task. The newest KEPT heads are kept: tasks start from recent ones."""
+
+    KEPT = 64
+
+    def __init__(self) -> None:
+        self._reports: dict[str, ValidationReport | None] = {}
+
+    def known(self, base: str) -> tuple[ValidationReport | None] | tuple[()]:
+        return (self._reports[base],) if base in self._reports else ()
+
+    def keep(self, base: str, report: ValidationReport | None) -> None:
+        self._reports[base] = report
+        while len(self._reports) > self.KEPT:
+            del self._reports[next(iter(self._reports))]  # the oldest kept
+
+
 class TaskEngine:
     """Runs tasks of one run; safe to share between concurrent tasks (one per task call)."""
 
@@ -247,6 +269,7 @@ class TaskEngine:
         settings: EngineSettings,
         on_event: Callable[[TaskEvent], None] = lambda event: None,
         worktrees: WorktreePool | None = None,
+        base_reports: BaseReports | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -264,6 +287,7 @@ class TaskEngine:
         self._secrets = key_names(config)  # kept out of validators' output
         self.worktrees = worktrees or WorktreePool(repo, settings.run_id)
         self._routing = threading.Lock()  # tasks route in threads; the router counts turns
+        self.base_reports = base_reports  # bases validated already, when the caller keeps them
 
     # -- the route ---------------------------------------------------------------------------
 
@@ -296,6 +320,8 @@ class TaskEngine:
         job = _Job(
             task, tree, outcome, summarize=summarize and decision.analysis.type in SUMMARISED
         )
+        if not base_report and self.base_reports is not None:
+            base_report = self.base_reports.known(base)
         try:
             await self._attempts(job, decision, base_report)
         except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
@@ -504,7 +530,12 @@ class TaskEngine:
         known: tuple[ValidationReport | None] | tuple[()],
     ) -> Baseline | None:
         """The base's findings split; `named` are the files the task lists or mentions."""
-        report = known[0] if known else await self._validate(tree)
+        if known:
+            report = known[0]
+        else:
+            report = await self._validate(tree)
+            if self.base_reports is not None:
+                self.base_reports.keep(tree.base, report)
         if report is None:
             return None
         fix_all = fixes_everything(task.text, named)

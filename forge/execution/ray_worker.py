@@ -265,6 +265,7 @@ class _Kept:
     router: Any
     loop: asyncio.AbstractEventLoop
     client: Any
+    bases: Any  # the engine's BaseReports: each head the node's tasks start from, validated once
 
     def close(self) -> None:
         closing = self.client.__aexit__(None, None, None)
@@ -282,6 +283,7 @@ _KEPT: list[_Kept] = []  # at most one: this process's, for the run it works for
 def _kept_for(run: RunShared, folder: Path, clone: Path) -> _Kept:
     from git import Repo
 
+    from forge.execution.engine import BaseReports
     from forge.execution.workspace import WorktreePool
     from forge.providers.client import ModelClient
     from forge.routing.decision import Router
@@ -301,7 +303,7 @@ def _kept_for(run: RunShared, folder: Path, clone: Path) -> _Kept:
     client = ModelClient(run.config, ledger=ledger, run_id=run.run_id)
     asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result()
     worktrees = WorktreePool(repo, run.run_id, home=home / "trees")
-    kept = _Kept(run.run_id, own, repo, worktrees, ledger, router, loop, client)
+    kept = _Kept(run.run_id, own, repo, worktrees, ledger, router, loop, client, BaseReports())
     _KEPT.append(kept)
     return kept
 
@@ -452,6 +454,7 @@ def _engine(run: RunShared, kept: _Kept, clone: Path, client: Any, on_event: Any
         settings=run.settings,
         on_event=on_event,
         worktrees=kept.worktrees,
+        base_reports=kept.bases,
     )
 
 
