@@ -23,6 +23,9 @@ from typing import Any
 from forge.execution.workspace import WorkspaceError
 
 SHIP_REFS = "refs/forge/ship"
+# git's `bundle unbundle` takes a file name, not "-"; where the system names standard input as
+# a file, a bundle is given on a pipe.
+STDIN = Path("/dev/stdin")
 CHECKPOINT = 32  # pieces between two checkpoints of the whole line
 
 
@@ -41,21 +44,41 @@ def make_bundle(
     (`ref_is_set`: a branch just committed on). Callers sharing a ref hold a lock."""
     if not ref_is_set:
         _git(repo_dir, "update-ref", ref, commit)
-    with tempfile.TemporaryDirectory(prefix="forge-bundle-") as folder:
-        path = Path(folder) / "out.bundle"
-        exclude = [f"^{since}"] if since else []
-        _git(repo_dir, "bundle", "create", "--quiet", str(path), ref, *exclude)
-        return path.read_bytes()
+    exclude = [f"^{since}"] if since else []
+    # Written to standard output ("-"): no file to make, read and remove.
+    done = subprocess.run(
+        ["git", "bundle", "create", "--quiet", "-", ref, *exclude],
+        cwd=repo_dir,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace").strip()
+        raise WorkspaceError(f"git bundle create {ref} failed in {repo_dir}: {stderr}")
+    return done.stdout
 
 
 def take_bundle(repo_dir: Path, data: bytes, ref: str) -> str:
     """Store a bundle's objects in the repository and point `ref` at its commit, which is
     returned. Nothing else moves: no branch checked out, no index, no working tree. A bundle
     whose prerequisites the repository lacks is refused by git, with its words."""
-    with tempfile.TemporaryDirectory(prefix="forge-bundle-") as folder:
-        path = Path(folder) / "in.bundle"
-        path.write_bytes(data)
-        heads = _git(repo_dir, "bundle", "unbundle", str(path)).split()
+    if STDIN.exists():  # read from a pipe: no file to write and remove
+        done = subprocess.run(
+            ["git", "bundle", "unbundle", str(STDIN)],
+            cwd=repo_dir,
+            input=data,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            stderr = done.stderr.decode(errors="replace").strip()
+            raise WorkspaceError(f"git bundle unbundle failed in {repo_dir}: {stderr}")
+        heads = done.stdout.decode().split()
+    else:
+        with tempfile.TemporaryDirectory(prefix="forge-bundle-") as folder:
+            path = Path(folder) / "in.bundle"
+            path.write_bytes(data)
+            heads = _git(repo_dir, "bundle", "unbundle", str(path)).split()
     if not heads:
         raise WorkspaceError("the bundle holds no commit")
     commit = heads[0]
