@@ -20,7 +20,7 @@ subprocess, as a user does, and reports, in this one run:
 
     python bench/milestone.py [--tasks 300] [--concurrency 8] [--latency-min 0.5]
         [--latency-max 2.0] [--max-after 3] [--window 0] [--seed 7] [--quick] [--tries 1]
-        [--no-bare] [--profile FILE] [--keep] [--executor local|ray] [--nodes 2]
+        [--no-bare] [--profile FILE] [--keep] [--executor local|ray] [--nodes 2] [--pairs 1]
 
 `--executor ray` runs the same graph three times in one run: on the local executor with the
 SQLite ledger, on the local executor with a throw-away PostgreSQL ledger (as
@@ -31,6 +31,10 @@ starts it) with that PostgreSQL, and prints the Ray run's makespan as a ratio to
 bundles; the ratio to SQLite is the earlier baseline, kept for comparison), with what shipping
 cost: the bundles' sizes, the time to make them, and the time a node took to take them into its
 clone.
+
+With `--pairs N`, the local run on PostgreSQL and the Ray run are made N times, alternated
+(local, Ray, local, Ray, ...): each pair gives a ratio, and their median is printed with them. On
+a machine that other work shares, the load drifts over minutes; neighbouring runs share it.
 
 A run in which a task fails measures nothing and is reported as such; `--tries N` starts again
 from scratch, showing each failed run, until one finishes every task.
@@ -568,6 +572,12 @@ def main() -> None:
     )
     parser.add_argument("--nodes", type=int, default=2, help="Ray worker nodes (--executor ray)")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="--executor ray: local and Ray runs on PostgreSQL, alternated, this many times each",
+    )
+    parser.add_argument(
         "--tries",
         type=int,
         default=1,
@@ -587,7 +597,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="forge-bench-milestone-"))
         try:
             if args.executor == "ray":
-                bench_ray(graph, args.concurrency, folder, args.nodes)
+                bench_ray(graph, args.concurrency, folder, args.nodes, max(1, args.pairs))
             else:
                 bench(graph, args.concurrency, folder, not args.no_bare, args.profile)
             return
@@ -746,7 +756,21 @@ RAY_BENCH_RUNS = (
 )
 
 
-def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
+def ray_bench_runs(pairs: int) -> list[tuple[str, str, str]]:
+    """The runs of `--executor ray`: SQLite once, then local and Ray on PostgreSQL, alternated,
+    `pairs` times ("local-postgresql", "ray", "local-postgresql-2", "ray-2", ...)."""
+    again = [run for run in RAY_BENCH_RUNS if run[2] == "postgresql"]
+    return [
+        *RAY_BENCH_RUNS,
+        *(
+            (f"{name}-{n}", executor, ledger)
+            for n in range(2, pairs + 1)
+            for name, executor, ledger in again
+        ),
+    ]
+
+
+def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int, pairs: int = 1) -> None:
     """Local first, then Ray, same graph, same fake models, in this one process."""
     from bytecode import compile_forge
 
@@ -782,7 +806,7 @@ def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
             # The Ray run must use PostgreSQL (every node shares the ledger); the local one is
             # measured on it too, so the ratio is of executors, not of ledgers, and on the
             # SQLite file a user of one machine has, as the earlier baseline was.
-            for name, executor, ledger in RAY_BENCH_RUNS:
+            for name, executor, ledger in ray_bench_runs(pairs):
                 repo, home = folder / name / "repo", folder / name / "home"
                 home.mkdir(parents=True)
                 base = make_repo(repo, graph)
@@ -793,7 +817,7 @@ def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
                 milestone.write_text(milestone_toml(graph), encoding="utf-8")
                 text = forge_toml(fake.url, graph, concurrency)
                 if ledger == "postgresql":
-                    database = server.create_database(f"bench_{executor}")
+                    database = server.create_database(f"bench_{name.replace('-', '_')}")
                     text += f'\n[ledger]\nurl = "{database}"\n'
                 if executor == "ray":
                     text += f'\n[execution]\nexecutor = "ray"\nray_address = "{cluster.address}"\n'
@@ -818,9 +842,17 @@ def bench_ray(graph: Graph, concurrency: int, folder: Path, nodes: int) -> None:
         ray = runs["ray"].makespan
         bound = max(critical_path(graph), sum(graph.work.values()) / concurrency)
         print(f"\nlower bound {bound:.2f}s")
+        ratios = [ray / runs["local-postgresql"].makespan]
+        ratios += [
+            runs[f"ray-{n}"].makespan / runs[f"local-postgresql-{n}"].makespan
+            for n in range(2, pairs + 1)
+        ]
+        if pairs > 1:
+            each = ", ".join(f"{r:.3f}x" for r in ratios)
+            print(f"ray / local, both on PostgreSQL, each pair: {each}")
         print(
-            f"ray / local, both on PostgreSQL:      {ray / runs['local-postgresql'].makespan:.3f}x "
-            "(target: at most 1.3x)"
+            f"ray / local, both on PostgreSQL:      {statistics.median(ratios):.3f}x "
+            f"{'(median of the pairs) ' if pairs > 1 else ''}(target: at most 1.3x)"
         )
         print(f"ray / local, local on SQLite (earlier): {ray / runs['local-sqlite'].makespan:.3f}x")
         print_cpu(cpu, len(graph.ids))
