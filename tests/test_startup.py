@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +84,62 @@ def test_routing_one_task_loads_no_model_client(tmp_path: Path) -> None:
     providers = [m for m in modules if m.startswith("forge.providers.")]
     assert providers == ["forge.providers.accounting"]
     assert not [m for m in modules if m.split(".")[0] in ("httpx", "anyio", "networkx")]
+
+
+def route_probe(tmp_path: Path, config: Path) -> tuple[dict[str, Any], list[str]]:
+    """`forge route --json` on one task: its decision and the modules it loaded."""
+    args = ["route", "--json", "-c", str(config), "fix the typo in README.md"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "FORGE_HOME": str(tmp_path / "home")},
+    )
+    decision, modules = done.stdout.rsplit("MODULES=", 1)
+    return json.loads(decision), json.loads(modules)
+
+
+def test_prices_left_to_genai_prices_are_looked_up_once_per_copy_of_its_data(
+    tmp_path: Path,
+) -> None:
+    """A model without prices in forge.toml is priced by genai-prices, whose data takes longer
+    to load than the rest of `forge route`: its answer is kept in FORGE_HOME and used while
+    the same copy of the library is installed, then asked again."""
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\n'
+        '[models.mini]\nprovider = "openai"\nid = "gpt-4o-mini"\ntier = "cheap"\n'
+    )
+    first, modules = route_probe(tmp_path, config)
+    price = first["estimate"]["first_attempt_usd"]
+    assert price is not None and Decimal(price) > 0
+    assert "genai_prices" in modules
+
+    again, modules = route_probe(tmp_path, config)
+    assert again["estimate"]["first_attempt_usd"] == price
+    assert "genai_prices" not in modules
+
+    # What is used is what the cache says: ten times the input price, ten times the estimate...
+    cache = tmp_path / "home" / "cache" / "library-prices.json"
+    kept = json.loads(cache.read_text())
+    (entry,) = kept["prices"].values()
+    kept["prices"] = {k: [str(Decimal(v) * 10) for v in entry] for k in kept["prices"]}
+    cache.write_text(json.dumps(kept))
+    tenfold, _ = route_probe(tmp_path, config)
+    assert Decimal(tenfold["estimate"]["first_attempt_usd"]) == Decimal(price) * 10
+    # ...until another copy of the library's data is installed: then it is asked again.
+    cache.write_text(json.dumps({**kept, "library": "another copy"}))
+    asked, modules = route_probe(tmp_path, config)
+    assert asked["estimate"]["first_attempt_usd"] == price
+    assert "genai_prices" in modules
+    # A damaged cache is not believed: a negative price, then bytes that are not JSON.
+    kept = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**kept, "prices": {k: ["-1", "5"] for k in kept["prices"]}}))
+    assert route_probe(tmp_path, config)[0]["estimate"]["first_attempt_usd"] == price
+    cache.write_bytes(b"\x00{not json")
+    assert route_probe(tmp_path, config)[0]["estimate"]["first_attempt_usd"] == price
 
 
 def test_python_dash_m_forge_matches_the_console_script() -> None:

@@ -6,10 +6,15 @@ else from the genai-prices library (offline data, matched on the provider's API 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from forge.config.schema import ForgeConfig
@@ -46,9 +51,32 @@ def call_cost(usage: Usage, prices: Prices | None) -> Cost:
     return Cost(None, "unpriced")
 
 
+# What genai-prices answered, kept in FORGE_HOME for as long as the same copy of its data is
+# installed: loading that data takes longer than the rest of a `forge route` (about 60 ms), and
+# a config that leaves prices to the library would pay it at every start.
+PRICES_CACHE = Path("cache") / "library-prices.json"
+
+
 @lru_cache(maxsize=256)
 def library_prices(model_id: str, base_url: str) -> Prices | None:
-    """Prices from genai-prices for a model served at `base_url`, if it knows them."""
+    """Prices from genai-prices for a model served at `base_url`, if it knows them (from the
+    cache of its answers when this copy of its data gave one before)."""
+    stamp = _library_stamp()
+    cache = _read_cache(stamp) if stamp else {}
+    key = f"{model_id}\n{base_url}"
+    if key in cache:
+        known = cache[key]
+        if known is None:
+            return None
+        return Prices(Decimal(known[0]), Decimal(known[1]), origin="genai-prices")
+    prices = _ask_library(model_id, base_url)
+    if stamp:
+        answer = None if prices is None else [str(prices.input), str(prices.output)]
+        _write_cache(stamp, {**_read_cache(stamp), key: answer})
+    return prices
+
+
+def _ask_library(model_id: str, base_url: str) -> Prices | None:
     try:
         from genai_prices import Usage as LibUsage
         from genai_prices import calc_price
@@ -65,6 +93,70 @@ def library_prices(model_id: str, base_url: str) -> Prices | None:
     return Prices(
         per_input.total_price * scale, per_output.total_price * scale, origin="genai-prices"
     )
+
+
+def _library_stamp() -> str:
+    """Which copy of genai-prices' data is installed (its path, size and time), found without
+    importing it; empty when it cannot be told, and then nothing is cached."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec("genai_prices")
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or spec.origin is None:
+        return ""
+    data = Path(spec.origin).with_name("data.py")
+    try:
+        found = data.stat()
+    except OSError:
+        return ""
+    return f"{data}:{found.st_size}:{found.st_mtime_ns}"
+
+
+def _read_cache(stamp: str) -> dict[str, Any]:
+    """The cached answers made with this copy of the data (best effort: none when unreadable)."""
+    from forge.home import forge_home
+
+    try:
+        kept = json.loads((forge_home() / PRICES_CACHE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(kept, dict) or kept.get("library") != stamp:
+        return {}
+    answers = kept.get("prices")
+    if not isinstance(answers, dict):
+        return {}
+    return {k: v for k, v in answers.items() if v is None or _two_numbers(v)}
+
+
+def _two_numbers(value: object) -> bool:
+    if not isinstance(value, list) or len(value) != 2:
+        return False
+    try:
+        return all(Decimal(str(v)).is_finite() and Decimal(str(v)) >= 0 for v in value)
+    except ArithmeticError:
+        return False
+
+
+def _write_cache(stamp: str, answers: dict[str, Any]) -> None:
+    """Replaced whole, atomically; a cache that cannot be written is simply not kept."""
+    from forge.home import forge_home
+
+    path = forge_home() / PRICES_CACHE
+    text = json.dumps({"library": stamp, "prices": answers}, indent=1, sort_keys=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=".library-prices-", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(scratch, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
 
 
 # What a chat template adds to the text, billed as prompt tokens. Per message, the role's
