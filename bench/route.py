@@ -94,6 +94,7 @@ LIBRARY_PRICED = (
     .replace('id = "claude-sonnet"', 'id = "gpt-4o"')
     .replace("https://cloud.example/v1", "https://api.openai.com/v1")
 )
+assert "price" not in LIBRARY_PRICED.split("[models.deepseek]")[1], "the paid models are unpriced"
 ONE_TASK = "fix the race condition in src/pool.rs that deadlocks under load across every worker"
 
 

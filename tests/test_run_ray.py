@@ -709,8 +709,9 @@ def test_a_node_validates_each_base_once_for_the_tasks_that_start_from_it(
     fake: FakeProvider, tmp_path: Path, ray_cluster: RayCluster, postgres_database: str
 ) -> None:
     """Three independent tasks start from the run's base on the one node with one slot, one
-    after another: the node runs the suite on that base for the first, and the other two take
-    that report, as tasks sharing a base do on one machine; each attempt is still validated."""
+    after another: the node validates that base for the first, and the other two take that
+    report (the stderr lines say so; the suite's log alone could not tell, since the validation
+    cache would also spare a second session); each attempt is still validated."""
     sessions = tmp_path / "sessions.log"
     repo = logged_suite_repo(tmp_path, sessions)
     for n, name in enumerate("abc", 1):

@@ -136,10 +136,35 @@ def test_prices_left_to_genai_prices_are_looked_up_once_per_copy_of_its_data(
     assert "genai_prices" in modules
     # A damaged cache is not believed: a negative price, then bytes that are not JSON.
     kept = json.loads(cache.read_text())
-    cache.write_text(json.dumps({**kept, "prices": {k: ["-1", "5"] for k in kept["prices"]}}))
-    assert route_probe(tmp_path, config)[0]["estimate"]["first_attempt_usd"] == price
+    for damaged in (["-1", "5"], ["1e999999", "5"], [0.15, 0.6], ["NaN", "5"]):
+        cache.write_text(json.dumps({**kept, "prices": {k: damaged for k in kept["prices"]}}))
+        assert route_probe(tmp_path, config)[0]["estimate"]["first_attempt_usd"] == price
     cache.write_bytes(b"\x00{not json")
     assert route_probe(tmp_path, config)[0]["estimate"]["first_attempt_usd"] == price
+
+
+def test_prices_the_library_dates_or_varies_by_the_hour_are_asked_every_time(
+    tmp_path: Path,
+) -> None:
+    """DeepSeek's prices change with the time of day in genai-prices' data: an answer kept
+    from one hour would price the calls of another, so it is not kept."""
+    from genai_prices import Usage, calc_price
+
+    asked = calc_price(
+        Usage(input_tokens=1), "deepseek-chat", provider_api_url="https://api.deepseek.com/v1"
+    )
+    assert isinstance(asked.model.prices, list), "the premise: prices under constraints"
+    config = tmp_path / "forge.toml"
+    config.write_text(
+        '[providers.deepseek]\nbase_url = "https://api.deepseek.com/v1"\n'
+        '[models.chat]\nprovider = "deepseek"\nid = "deepseek-chat"\ntier = "cheap"\n'
+    )
+    for _ in range(2):
+        decision, modules = route_probe(tmp_path, config)
+        assert Decimal(decision["estimate"]["first_attempt_usd"]) > 0
+        assert "genai_prices" in modules
+    cache = tmp_path / "home" / "cache" / "library-prices.json"
+    assert not cache.exists() or json.loads(cache.read_text())["prices"] == {}
 
 
 def test_python_dash_m_forge_matches_the_console_script() -> None:

@@ -233,12 +233,14 @@ def route_task(
 
 
 class BaseReports:
-    """Each base commit's validation, made once and shared by the tasks that start from it.
+    """Each base commit's validation, made on this machine and shared by the tasks that start
+    from that commit after it was made (tasks that start together each validate it).
 
-    On one machine the scheduler does this (it validates each head of the line once and hands
-    the report to the tasks it starts there). A Ray node's runner keeps one of these for the
-    run: its tasks' bases are validated on the node, with the node's own tools, once per head
-    rather than once per task. The newest KEPT heads are kept: tasks start from recent ones."""
+    A Ray node's runner keeps one for the run, so the node validates a head once, with its own
+    tools, for the tasks it runs from there, rather than once per task; on one machine the
+    scheduler hands out the reports of the heads it validates instead. A report in which a
+    check errored, timed out or failed without saying why is not shared: the next task runs
+    the checks again, as the validation cache would. The newest KEPT heads are kept."""
 
     KEPT = 64
 
@@ -249,6 +251,13 @@ class BaseReports:
         return (self._reports[base],) if base in self._reports else ()
 
     def keep(self, base: str, report: ValidationReport | None) -> None:
+        from forge.validation.types import Status
+
+        transient = (Status.ERROR, Status.TIMEOUT)  # a next run may not repeat them
+        if report is not None and any(
+            r.status in transient or r.unexplained for r in report.results
+        ):
+            return
         self._reports[base] = report
         while len(self._reports) > self.KEPT:
             del self._reports[next(iter(self._reports))]  # the oldest kept

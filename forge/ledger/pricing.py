@@ -52,8 +52,9 @@ def call_cost(usage: Usage, prices: Prices | None) -> Cost:
 
 
 # What genai-prices answered, kept in FORGE_HOME for as long as the same copy of its data is
-# installed: loading that data takes longer than the rest of a `forge route` (about 60 ms), and
-# a config that leaves prices to the library would pay it at every start.
+# installed: loading that data takes longer than the rest of a `forge route` (about 100 ms), and
+# a config that leaves prices to the library would pay it at every start. Prices the library
+# dates or varies by the hour are not kept.
 PRICES_CACHE = Path("cache") / "library-prices.json"
 
 
@@ -68,31 +69,38 @@ def library_prices(model_id: str, base_url: str) -> Prices | None:
         known = cache[key]
         if known is None:
             return None
-        return Prices(Decimal(known[0]), Decimal(known[1]), origin="genai-prices")
-    prices = _ask_library(model_id, base_url)
-    if stamp:
+        return Prices(known[0], known[1], origin="genai-prices")
+    prices, constant = _ask_library(model_id, base_url)
+    if stamp and constant:
         answer = None if prices is None else [str(prices.input), str(prices.output)]
         _write_cache(stamp, {**_read_cache(stamp), key: answer})
     return prices
 
 
-def _ask_library(model_id: str, base_url: str) -> Prices | None:
+def _ask_library(model_id: str, base_url: str) -> tuple[Prices | None, bool]:
+    """The library's prices for a call made now, and whether that answer holds at any date
+    and hour: the library dates some prices (a new price from a given day) and varies others
+    by the time of day, and those are asked again every time. A library that cannot be loaded
+    has no answer to keep."""
     try:
         from genai_prices import Usage as LibUsage
         from genai_prices import calc_price
     except ImportError:  # pragma: no cover - a declared dependency, absent only in odd installs
-        return None
+        return None, False
     # Priced on a small call and scaled: a million-token call would hit long-context tiers.
     sample = 1_000
     try:
         per_input = calc_price(LibUsage(input_tokens=sample), model_id, provider_api_url=base_url)
         per_output = calc_price(LibUsage(output_tokens=sample), model_id, provider_api_url=base_url)
     except (LookupError, ValueError, TypeError):
-        return None
+        return None, True  # a model the library does not know, whatever the day
     scale = MILLION / sample
-    return Prices(
+    # A model's prices are one set, or a list of sets each under a date or time constraint.
+    constant = not isinstance(getattr(per_input.model, "prices", None), list)
+    prices = Prices(
         per_input.total_price * scale, per_output.total_price * scale, origin="genai-prices"
     )
+    return prices, constant
 
 
 def _library_stamp() -> str:
@@ -127,16 +135,31 @@ def _read_cache(stamp: str) -> dict[str, Any]:
     answers = kept.get("prices")
     if not isinstance(answers, dict):
         return {}
-    return {k: v for k, v in answers.items() if v is None or _two_numbers(v)}
+    believed: dict[str, Any] = {}
+    for key, value in answers.items():
+        if value is None:
+            believed[key] = None
+        elif isinstance(value, list) and len(value) == 2:
+            pair = [_price(v) for v in value]
+            if pair[0] is not None and pair[1] is not None:
+                believed[key] = pair
+    return believed
 
 
-def _two_numbers(value: object) -> bool:
-    if not isinstance(value, list) or len(value) != 2:
-        return False
+# No model costs more than this per million tokens: a cached number beyond it was not the
+# library's.
+MAX_PRICE = Decimal(100_000)
+
+
+def _price(value: object) -> Decimal | None:
+    """A cached price as written here (a short decimal string, 0 to MAX_PRICE), else None."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
     try:
-        return all(Decimal(str(v)).is_finite() and Decimal(str(v)) >= 0 for v in value)
+        price = Decimal(value)
     except ArithmeticError:
-        return False
+        return None
+    return price if price.is_finite() and 0 <= price <= MAX_PRICE else None
 
 
 def _write_cache(stamp: str, answers: dict[str, Any]) -> None:
