@@ -69,18 +69,8 @@ def test_routing_one_task_loads_no_model_client(tmp_path: Path) -> None:
         '[models.small]\nprovider = "local"\nid = "m"\ntier = "local"\n'
         "input_price = 0\noutput_price = 0\n"  # (else prices are looked up in genai-prices)
     )
-    args = ["route", "-c", str(tmp_path / "forge.toml"), "fix the typo in README.md"]
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-        env={**os.environ, "FORGE_HOME": str(tmp_path / "home")},
-    )
-    assert "small" in done.stdout
-    modules = json.loads(done.stdout.rsplit("MODULES=", 1)[1])
-    assert "forge.routing.analysis" in modules, "the task was routed"
+    decision, modules = route_probe(tmp_path, tmp_path / "forge.toml")
+    assert decision["route"]["model"] == "small"
     providers = [m for m in modules if m.startswith("forge.providers.")]
     assert providers == ["forge.providers.accounting"]
     assert not [m for m in modules if m.split(".")[0] in ("httpx", "anyio", "networkx")]

@@ -36,6 +36,17 @@ def _git(repo_dir: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _git_bytes(repo_dir: Path, args: list[str], given: bytes | None = None) -> bytes:
+    """git's standard output as bytes, `given` on its standard input."""
+    done = subprocess.run(
+        ["git", *args], cwd=repo_dir, input=given, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace").strip()
+        raise WorkspaceError(f"git {' '.join(args[:2])} failed in {repo_dir}: {stderr}")
+    return done.stdout
+
+
 def make_bundle(
     repo_dir: Path, ref: str, commit: str, since: str | None = None, *, ref_is_set: bool = False
 ) -> bytes:
@@ -46,16 +57,7 @@ def make_bundle(
         _git(repo_dir, "update-ref", ref, commit)
     exclude = [f"^{since}"] if since else []
     # Written to standard output ("-"): no file to make, read and remove.
-    done = subprocess.run(
-        ["git", "bundle", "create", "--quiet", "-", ref, *exclude],
-        cwd=repo_dir,
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        stderr = done.stderr.decode(errors="replace").strip()
-        raise WorkspaceError(f"git bundle create {ref} failed in {repo_dir}: {stderr}")
-    return done.stdout
+    return _git_bytes(repo_dir, ["bundle", "create", "--quiet", "-", ref, *exclude])
 
 
 def take_bundle(repo_dir: Path, data: bytes, ref: str) -> str:
@@ -63,17 +65,7 @@ def take_bundle(repo_dir: Path, data: bytes, ref: str) -> str:
     returned. Nothing else moves: no branch checked out, no index, no working tree. A bundle
     whose prerequisites the repository lacks is refused by git, with its words."""
     if STDIN.exists():  # read from a pipe: no file to write and remove
-        done = subprocess.run(
-            ["git", "bundle", "unbundle", str(STDIN)],
-            cwd=repo_dir,
-            input=data,
-            capture_output=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            stderr = done.stderr.decode(errors="replace").strip()
-            raise WorkspaceError(f"git bundle unbundle failed in {repo_dir}: {stderr}")
-        heads = done.stdout.decode().split()
+        heads = _git_bytes(repo_dir, ["bundle", "unbundle", str(STDIN)], data).decode().split()
     else:
         with tempfile.TemporaryDirectory(prefix="forge-bundle-") as folder:
             path = Path(folder) / "in.bundle"
