@@ -6,10 +6,7 @@ else from the genai-prices library (offline data, matched on the provider's API 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -165,21 +162,10 @@ def _price(value: object) -> Decimal | None:
 def _write_cache(stamp: str, answers: dict[str, Any]) -> None:
     """Replaced whole, atomically; a cache that cannot be written is simply not kept."""
     from forge.home import forge_home
+    from forge.validation.atomic import write_cache_entry
 
-    path = forge_home() / PRICES_CACHE
     text = json.dumps({"library": stamp, "prices": answers}, indent=1, sort_keys=True)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, scratch = tempfile.mkstemp(prefix=".library-prices-", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(scratch, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(scratch)
+    write_cache_entry(forge_home() / PRICES_CACHE, text)
 
 
 # What a chat template adds to the text, billed as prompt tokens. Per message, the role's
